@@ -1,0 +1,28 @@
+"""offline-cov: what an SFT dataset covers and lacks, labeled by a local model."""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    InputError,
+    ModelUnavailableError,
+    OfflineCovError,
+    TaxonomyError,
+    UnknownModelError,
+)
+
+__all__ = [
+    "__version__",
+    "InputError",
+    "ModelUnavailableError",
+    "OfflineCovError",
+    "TaxonomyError",
+    "UnknownModelError",
+    "analyze",
+]
+
+
+def analyze(*args, **kwargs):
+    """Analyze a dataset's coverage; see offline_cov.pipeline.analyze."""
+    from .pipeline import analyze as _analyze
+
+    return _analyze(*args, **kwargs)

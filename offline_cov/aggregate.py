@@ -1,0 +1,194 @@
+"""Compute the coverage report from per-sample labels. Nothing here is guessed by a model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .contract import (
+    DIFFICULTIES,
+    CategoryStats,
+    CoverageReport,
+    DifficultyDistribution,
+    Gap,
+    OverRepresented,
+)
+from .dataset import Sample
+from .taxonomy import Taxonomy
+
+SNIPPET_CHARS = 160
+
+
+@dataclass(frozen=True)
+class SampleLabel:
+    """The labels of one sample: its categories (primary first) and difficulty."""
+
+    index: int
+    categories: tuple[str, ...]
+    difficulty: str
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Gap and over-representation thresholds, in percent of samples."""
+
+    gap: float = 5.0
+    over: float = 35.0
+
+
+@dataclass
+class ReportInputs:
+    """What the report is computed from."""
+
+    taxonomy: Taxonomy
+    labels: list[SampleLabel]
+    samples: dict[int, Sample]
+    total: int
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    basis: str = ""
+
+
+def balance_score(counts: dict[str, int], targets: dict[str, float]) -> float:
+    """The contract's balance score: 1 when the mix matches the targets, 0 when all in the smallest.
+
+    With q the counts normalised to sum 1 and t the targets (fractions),
+    D = 1 / sum(q_i^2 / t_i) and score = (D - min t) / (1 - min t).
+    Categories with target 0 are left out.
+    """
+    names = [n for n, t in targets.items() if t > 0]
+    total_t = sum(targets[n] for n in names)
+    total_c = sum(counts.get(n, 0) for n in names)
+    if not names or total_c == 0:
+        return 0.0
+    t = {n: targets[n] / total_t for n in names}
+    if len(names) == 1:
+        return 1.0
+    concentration = sum((counts.get(n, 0) / total_c) ** 2 / t[n] for n in names)
+    t_min = min(t.values())
+    score = (1.0 / concentration - t_min) / (1.0 - t_min)
+    return round(min(1.0, max(0.0, score)), 4)
+
+
+def build_report(inputs: ReportInputs) -> CoverageReport:
+    """Counts, shares, difficulty mixes, gaps, over-representation and balance from the labels."""
+    tax, total = inputs.taxonomy, inputs.total
+    stats = {name: _empty_stats(name) for name in tax.names}
+    for label in inputs.labels:
+        for name in label.categories:
+            stats[name]["count"] += 1
+            stats[name]["difficulty"][label.difficulty] += 1
+    examples = _representatives(inputs)
+    categories = [
+        CategoryStats(
+            name=name,
+            count=s["count"],
+            share_percent=_share(s["count"], total),
+            difficulty_distribution=DifficultyDistribution(**s["difficulty"]),
+            representative_example=examples.get(name, ""),
+        )
+        for name, s in stats.items()
+    ]
+    counts = {c.name: c.count for c in categories}
+    targets = tax.targets()
+    return CoverageReport(
+        categories=categories,
+        total_samples_analyzed=total,
+        gaps=find_gaps(categories, targets, inputs.thresholds, total, inferred=tax.inferred, taxonomy=tax),
+        over_represented=find_over(categories, targets, inputs.thresholds),
+        balance_score=balance_score(counts, targets),
+        decision_basis=inputs.basis or default_basis(total, inputs.thresholds),
+    )
+
+
+def _empty_stats(name: str) -> dict:
+    return {"count": 0, "difficulty": {d: 0 for d in DIFFICULTIES}}
+
+
+def _share(count: int, total: int) -> float:
+    return round(100.0 * count / total, 2) if total else 0.0
+
+
+def find_gaps(categories, targets, thresholds: Thresholds, total: int, *, inferred: bool, taxonomy=None) -> list[Gap]:
+    """Categories under the gap threshold (inferred taxonomy: fewer than 2 samples) and under their target."""
+    gaps = []
+    for cat in categories:
+        target = round(targets[cat.name], 2)
+        is_gap = cat.count < 2 if inferred else (cat.share_percent < thresholds.gap and cat.share_percent < target)
+        if is_gap and target > 0:
+            desc = taxonomy.categories[taxonomy.names.index(cat.name)].description if taxonomy else ""
+            gaps.append(
+                Gap(
+                    category=cat.name,
+                    current_share=cat.share_percent,
+                    target_share=target,
+                    fill_suggestion=fill_suggestion(cat.name, cat.count, total, target, desc),
+                )
+            )
+    return gaps
+
+
+def samples_to_target(count: int, total: int, target_percent: float) -> int:
+    """How many new samples of a category lift it from count/total to the target share."""
+    t = target_percent / 100.0
+    if t >= 1.0:
+        return 0
+    return max(0, math.ceil((t * total - count) / (1.0 - t)))
+
+
+def fill_suggestion(name: str, count: int, total: int, target: float, description: str = "") -> str:
+    """A short, computed suggestion of how much of a category to add."""
+    needed = samples_to_target(count, total, target)
+    about = f" ({description[:60]})" if description else ""
+    return f"Add about {needed} {name} instructions{about} across easy, medium and hard to reach {target:g}%."
+
+
+def find_over(categories, targets, thresholds: Thresholds) -> list[OverRepresented]:
+    """Categories above the over-representation threshold and above their target."""
+    over = []
+    for cat in categories:
+        target = round(targets[cat.name], 2)
+        if cat.share_percent > thresholds.over and cat.share_percent > target:
+            concern = (
+                f"{cat.name} holds {cat.share_percent:g}% of samples (target {target:g}%, ceiling "
+                f"{thresholds.over:g}%): it may dominate fine-tuning and crowd out other skills."
+            )
+            over.append(OverRepresented(category=cat.name, current_share=cat.share_percent, concern=concern))
+    return over
+
+
+def default_basis(total: int, thresholds: Thresholds) -> str:
+    """The report's decision_basis: one templated sentence, no reasoning trace."""
+    return (
+        f"Shares counted from per-sample model labels of {total} samples; gaps under "
+        f"{thresholds.gap:g}%, over-representation above {thresholds.over:g}%."
+    )
+
+
+def _representatives(inputs: ReportInputs) -> dict[str, str]:
+    """Per category, the instruction whose length is closest to the category's median (ties: lowest index)."""
+    by_cat: dict[str, list[Sample]] = {}
+    for label in inputs.labels:
+        sample = inputs.samples.get(label.index)
+        if sample is not None and label.categories:
+            by_cat.setdefault(label.categories[0], []).append(sample)
+    for label in inputs.labels:
+        sample = inputs.samples.get(label.index)
+        for name in label.categories[1:]:
+            if name not in by_cat and sample is not None:
+                by_cat.setdefault(name, []).append(sample)
+    return {name: snippet(_median_sample(samples).instruction) for name, samples in by_cat.items()}
+
+
+def _median_sample(samples: list[Sample]) -> Sample:
+    lengths = sorted(len(s.instruction) for s in samples)
+    median = lengths[len(lengths) // 2]
+    return min(samples, key=lambda s: (abs(len(s.instruction) - median), s.index))
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """One line of at most `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

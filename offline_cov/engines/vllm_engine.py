@@ -1,0 +1,122 @@
+"""vLLM engine: batched generation, JSON-schema constraints built by Outlines and enforced by vLLM."""
+
+from __future__ import annotations
+
+from ..errors import ModelUnavailableError
+from ..home import go_offline
+from ..registry import ModelSpec, gpu_available, resolve_weights
+from . import GenRequest, GenResult, json_schema_type, require
+
+STRUCTURED_BACKEND = "xgrammar"
+
+
+class VllmEngine:
+    """A vllm.LLM held for the whole run; build it inside a function, never at import time."""
+
+    name = "vllm"
+
+    def __init__(self, spec: ModelSpec, seed: int = 0):
+        require("vllm", extra="vllm")
+        go_offline()
+        if spec.requires_gpu and not gpu_available():
+            raise ModelUnavailableError(
+                f"model {spec.name!r} needs a GPU and none was found. "
+                "Use --model smollm2-135m on this machine, or run on a GPU host."
+            )
+        import outlines
+        from vllm import LLM
+
+        self.model_name = spec.name
+        self.max_model_len = spec.vllm.max_model_len
+        self.path = resolve_weights(spec)
+        self.llm = LLM(model=str(self.path), seed=seed, **self._llm_kwargs(spec))
+        self.outlines_model = outlines.from_vllm_offline(self.llm)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    @staticmethod
+    def _llm_kwargs(spec: ModelSpec) -> dict:
+        s = spec.vllm
+        kwargs = {
+            "dtype": s.dtype,
+            "max_model_len": s.max_model_len,
+            "tensor_parallel_size": s.tensor_parallel_size,
+            "enforce_eager": s.enforce_eager,
+            "trust_remote_code": spec.trust_remote_code,
+            "enable_prefix_caching": True,
+            "structured_outputs_config": {"backend": STRUCTURED_BACKEND, "disable_any_whitespace": True},
+        }
+        if s.quantization:
+            kwargs["quantization"] = s.quantization
+        if gpu_available():
+            kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+        return kwargs
+
+    def _sampling_params(self, request: GenRequest):
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        constraint = {}
+        if request.schema is not None:
+            args = self.outlines_model.type_adapter.format_output_type(json_schema_type(request.schema))
+            constraint["structured_outputs"] = StructuredOutputsParams(**args)
+        return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, seed=0, **constraint)
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        """Run a batch; every answer keeps vLLM's finish_reason so failures are never silent."""
+        if not requests:
+            return []
+        params = [self._sampling_params(r) for r in requests]
+        outputs = self.llm.chat([r.messages for r in requests], params, use_tqdm=False)
+        results = []
+        for out in outputs:
+            completion = out.outputs[0] if out.outputs else None
+            if completion is None:
+                results.append(GenResult("", "error"))
+                continue
+            results.append(
+                GenResult(completion.text, completion.finish_reason or "error", len(completion.token_ids))
+            )
+        return results
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def info(self) -> dict:
+        import outlines
+        import torch
+        import vllm
+
+        return {
+            "engine": "vllm",
+            "vllm_version": vllm.__version__,
+            "torch_version": torch.__version__,
+            "outlines_version": outlines.__version__ if hasattr(outlines, "__version__") else _dist_version("outlines"),
+            "structured_output_backend": STRUCTURED_BACKEND,
+            "xgrammar_version": _dist_version("xgrammar"),
+            "device": "cuda" if gpu_available() else "cpu",
+        }
+
+    def close(self) -> None:
+        """Free the engine's memory and worker processes."""
+        import gc
+
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None and hasattr(llm, "llm_engine"):
+            shutdown = getattr(llm.llm_engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+        del llm
+        gc.collect()
+
+
+def _dist_version(name: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"

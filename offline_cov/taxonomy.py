@@ -1,0 +1,167 @@
+"""Target taxonomies: category names, descriptions, examples and target shares."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from .errors import TaxonomyError
+
+MAX_CATEGORIES = 50
+TARGET_SUM_TOLERANCE = 1.0
+
+
+class Category(BaseModel):
+    """One category: a name, what belongs in it, and optionally a target share in percent."""
+
+    name: str
+    description: str = ""
+    target_share: float | None = Field(None, description="Target share of samples, percent")
+    examples: list[str] = Field(default_factory=list, description="A few example instructions")
+
+    @field_validator("name")
+    @classmethod
+    def _clean_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("a category name is empty")
+        return value
+
+
+class Taxonomy(BaseModel):
+    """An ordered list of categories; `inferred` marks one the model proposed."""
+
+    categories: list[Category]
+    inferred: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def targets(self) -> dict[str, float]:
+        """Target share (percent) per category: the user's, or uniform when none are given."""
+        if any(c.target_share is not None for c in self.categories):
+            return {c.name: float(c.target_share or 0.0) for c in self.categories}
+        uniform = 100.0 / len(self.categories)
+        return {c.name: uniform for c in self.categories}
+
+    def canonical(self, label: str) -> str | None:
+        """The taxonomy's spelling of `label`, matched case-insensitively, or None."""
+        wanted = label.strip().casefold()
+        for name in self.names:
+            if name.casefold() == wanted:
+                return name
+        return None
+
+    def fingerprint(self) -> str:
+        """A stable text identity of the taxonomy, for cache keys and metadata."""
+        return json.dumps(self.model_dump(exclude={"inferred"}), sort_keys=True)
+
+
+def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
+    """Check names and targets; raise TaxonomyError saying what to fix."""
+    names = taxonomy.names
+    if not names:
+        raise TaxonomyError(f"{source}: the taxonomy has no categories; give at least two, or none to infer them")
+    if len(names) > MAX_CATEGORIES:
+        raise TaxonomyError(
+            f"{source}: {len(names)} categories is more than a coverage report can use "
+            f"(at most {MAX_CATEGORIES}); merge related ones"
+        )
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.casefold()
+        if key in seen:
+            raise TaxonomyError(f"{source}: category {name!r} appears twice (as {seen[key]!r} too)")
+        seen[key] = name
+    _check_targets(taxonomy, source)
+    return taxonomy
+
+
+def _check_targets(taxonomy: Taxonomy, source: str) -> None:
+    given = [c for c in taxonomy.categories if c.target_share is not None]
+    if not given:
+        return
+    if len(given) != len(taxonomy.categories):
+        missing = [c.name for c in taxonomy.categories if c.target_share is None]
+        raise TaxonomyError(f"{source}: target_share is missing for {missing}; give a target for every category or none")
+    for cat in given:
+        if cat.target_share < 0 or cat.target_share > 100:
+            raise TaxonomyError(f"{source}: target_share of {cat.name!r} is {cat.target_share}; it must be 0-100")
+    total = sum(c.target_share for c in given)
+    if abs(total - 100.0) > TARGET_SUM_TOLERANCE:
+        raise TaxonomyError(f"{source}: target shares sum to {total:g}, not 100; fix them so they add up to 100")
+
+
+def parse_taxonomy_list(text: str) -> Taxonomy:
+    """Parse `--taxonomy math,code,writing`; `name=share` sets a target (`math=20,code=80`)."""
+    categories = []
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        if not name.strip():
+            raise TaxonomyError(f"--taxonomy {text!r}: a category name is empty (check for doubled or trailing commas)")
+        try:
+            target = float(share) if share.strip() else None
+        except ValueError:
+            raise TaxonomyError(f"--taxonomy: target {share!r} for {name.strip()!r} is not a number") from None
+        categories.append(Category(name=name, target_share=target))
+    return validate_taxonomy(Taxonomy(categories=categories), "--taxonomy")
+
+
+def load_taxonomy_file(path: str | Path) -> Taxonomy:
+    """Load a YAML or JSON taxonomy file.
+
+    Accepted shapes: a list of names; a list of mappings (name, description,
+    target_share, examples); or a mapping with a `categories` key holding either,
+    or a mapping of name -> {description, target_share, examples}.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaxonomyError(f"{path}: cannot read the taxonomy file ({exc})") from None
+    data = _parse_yaml_or_json(path, text)
+    if isinstance(data, dict) and "categories" in data:
+        data = data["categories"]
+    if isinstance(data, dict):
+        data = [{"name": k, **(v or {})} if isinstance(v, dict) else {"name": k} for k, v in data.items()]
+    if not isinstance(data, list):
+        raise TaxonomyError(f"{path}: expected a list of categories or a mapping with 'categories'")
+    items = [{"name": item} if isinstance(item, str) else item for item in data]
+    try:
+        taxonomy = Taxonomy(categories=items)
+    except ValidationError as exc:
+        raise TaxonomyError(f"{path}: {_render_validation(exc)}") from None
+    return validate_taxonomy(taxonomy, str(path))
+
+
+def _parse_yaml_or_json(path: Path, text: str):
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaxonomyError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise TaxonomyError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+def _render_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def slugify(name: str) -> str:
+    """A lower-case snake_case version of an inferred category name."""
+    return re.sub(r"[^a-z0-9]+", "_", name.casefold()).strip("_")
