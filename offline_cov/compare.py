@@ -1,0 +1,89 @@
+"""Compare two coverage reports: what moved, which gaps closed, whether balance improved."""
+
+from __future__ import annotations
+
+from .contract import CoverageReport
+from .render import balance_reading, md_cell
+
+
+def _delta(before: float | None, after: float | None) -> float:
+    return round((after or 0.0) - (before or 0.0), 4)
+
+
+def compare_reports(before: CoverageReport, after: CoverageReport) -> dict:
+    """Per-category share change, gaps closed/opened, over-representation resolved/new, balance change.
+
+    A share is None in a report that lacks the category; its delta counts it as 0.
+    A gap counts as closed only when the category is still reported and no longer a gap.
+    """
+    old = {c.name: c.share_percent for c in before.categories}
+    new = {c.name: c.share_percent for c in after.categories}
+    names = list(old) + [n for n in new if n not in old]
+    old_gaps = [g.category for g in before.gaps]
+    new_gaps = [g.category for g in after.gaps]
+    old_over = [o.category for o in before.over_represented]
+    new_over = [o.category for o in after.over_represented]
+    return {
+        "total_samples": {"before": before.total_samples_analyzed, "after": after.total_samples_analyzed},
+        "categories": [
+            {"name": n, "before": old.get(n), "after": new.get(n), "delta": _delta(old.get(n), new.get(n))}
+            for n in names
+        ],
+        "categories_added": [n for n in new if n not in old],
+        "categories_removed": [n for n in old if n not in new],
+        "gaps": {
+            "closed": [n for n in old_gaps if n not in new_gaps and n in new],
+            "opened": [n for n in new_gaps if n not in old_gaps],
+            "still_open": [n for n in old_gaps if n in new_gaps],
+        },
+        "over_represented": {
+            "resolved": [n for n in old_over if n not in new_over and n in new],
+            "new": [n for n in new_over if n not in old_over],
+            "still": [n for n in old_over if n in new_over],
+        },
+        "balance": {
+            "before": before.balance_score,
+            "after": after.balance_score,
+            "delta": _delta(before.balance_score, after.balance_score),
+        },
+    }
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(md_cell(n) for n in names) or "none"
+
+
+def compare_markdown(diff: dict) -> str:
+    """The comparison as Markdown: a share table, then gaps, over-representation and balance."""
+    bal, total = diff["balance"], diff["total_samples"]
+    lines = [
+        f"## Coverage change: {total['before']} -> {total['after']} samples",
+        "",
+        "| category | before % | after % | change |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in diff["categories"]:
+        lines.append(
+            f"| {md_cell(row['name'])} | {_share(row['before'])} | {_share(row['after'])} | {row['delta']:+.1f} |"
+        )
+    gaps, over = diff["gaps"], diff["over_represented"]
+    lines += [
+        "",
+        f"- Balance: {bal['before']:.2f} ({balance_reading(bal['before'])}) -> "
+        f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {bal['delta']:+.2f}",
+        f"- Gaps closed: {_names(gaps['closed'])}",
+        f"- Gaps opened: {_names(gaps['opened'])}",
+        f"- Gaps still open: {_names(gaps['still_open'])}",
+        f"- Over-represented, resolved: {_names(over['resolved'])}",
+        f"- Over-represented, new: {_names(over['new'])}",
+        f"- Over-represented, still: {_names(over['still'])}",
+    ]
+    if diff["categories_added"] or diff["categories_removed"]:
+        lines.append(
+            f"- Categories added: {_names(diff['categories_added'])}; removed: {_names(diff['categories_removed'])}"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,285 @@
+"""Reports people read: one self-contained HTML page, and a compact Markdown summary.
+
+The HTML page works offline: inline CSS and inline SVG, no scripts, fonts or
+CDN. Every piece of text from the report is escaped, since samples are untrusted.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from .contract import DIFFICULTIES, CoverageReport
+
+BALANCED, MILD = 0.7, 0.5
+LABEL_CHARS = 28
+
+
+def balance_reading(score: float) -> str:
+    """The contract's reading of a balance score: above 0.7 balanced, 0.5-0.7 mild skew, below severe."""
+    if score > BALANCED:
+        return "balanced"
+    if score >= MILD:
+        return "mild skew"
+    return "severe skew"
+
+
+def category_targets(
+    report: CoverageReport, metadata: dict | None = None, targets: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Target share (percent) per category: `targets`, else the metadata's taxonomy targets, else 100/k."""
+    given = targets or ((metadata or {}).get("taxonomy") or {}).get("targets") or {}
+    uniform = 100.0 / len(report.categories) if report.categories else 0.0
+    return {c.name: float(given.get(c.name, uniform)) for c in report.categories}
+
+
+def _status(report: CoverageReport) -> dict[str, str]:
+    gaps = {g.category for g in report.gaps}
+    over = {o.category for o in report.over_represented}
+    return {c.name: "gap" if c.name in gaps else "over" if c.name in over else "ok" for c in report.categories}
+
+
+def _e(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "\u2026"
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def render_html(report: CoverageReport, metadata: dict | None = None, targets: dict[str, float] | None = None) -> str:
+    """The whole report as one self-contained HTML page."""
+    metadata = metadata or {}
+    goal = category_targets(report, metadata, targets)
+    status = _status(report)
+    reading = balance_reading(report.balance_score)
+    sections = [
+        _summary_html(report, reading, metadata),
+        _section("Share of samples against target", _share_chart(report, goal, status)),
+        _section("Difficulty mix per category", _difficulty_chart(report)),
+        _section("Gaps and over-represented categories", _findings_html(report)),
+        _section("Categories", _categories_table(report, goal, status)),
+        _section("Run", _run_html(report, metadata)),
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>Coverage report: {report.total_samples_analyzed} samples</title>\n"
+        f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>Coverage report</h1>\n"
+        + "\n".join(sections)
+        + "\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section>\n<h2>{_e(title)}</h2>\n{body}\n</section>"
+
+
+def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
+    css_class = reading.replace(" ", "-")
+    model = metadata.get("model")
+    model_line = f"<li>model <b>{_e(model)}</b></li>" if model else ""
+    return (
+        '<ul class="summary">'
+        f"<li><b>{report.total_samples_analyzed}</b> samples analyzed</li>"
+        f'<li id="balance" class="{css_class}">balance <b>{report.balance_score:.2f}</b> ({_e(reading)})</li>'
+        f"<li><b>{len(report.gaps)}</b> gap(s), <b>{len(report.over_represented)}</b> over-represented</li>"
+        f"{model_line}</ul>\n"
+        f'<p class="basis">{_e(report.decision_basis)}</p>'
+    )
+
+
+def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[str, str]) -> str:
+    if not report.categories:
+        return "<p>No categories in this report.</p>"
+    label_w, bar_w, row_h = 200, 440, 26
+    scale = max([c.share_percent for c in report.categories] + list(goal.values()) + [1.0])
+    height = row_h * len(report.categories) + 30
+    rows = []
+    for i, cat in enumerate(report.categories):
+        y = 10 + i * row_h
+        width = bar_w * cat.share_percent / scale
+        target_x = label_w + bar_w * goal[cat.name] / scale
+        name = _e(cat.name)
+        rows.append(
+            f'<g class="row {status[cat.name]}">'
+            f"<title>{name}: {cat.share_percent:.1f}% (target {goal[cat.name]:.1f}%)</title>"
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_e(_short(cat.name))}</text>'
+            f'<rect class="bar {status[cat.name]}" data-category="{name}" x="{label_w}" y="{y}" '
+            f'width="{width:.1f}" height="{row_h - 8}"></rect>'
+            f'<line class="target" x1="{target_x:.1f}" x2="{target_x:.1f}" y1="{y - 2}" y2="{y + row_h - 6}"></line>'
+            f'<text class="value" x="{label_w + width + 6:.1f}" y="{y + 15}">{cat.share_percent:.1f}%</text>'
+            "</g>"
+        )
+    legend = (
+        f'<g class="legend" transform="translate({label_w},{height - 8})">'
+        '<rect class="bar ok" width="10" height="10" y="-9"></rect><text x="14">share</text>'
+        '<rect class="bar gap" x="70" width="10" height="10" y="-9"></rect><text x="84">gap</text>'
+        '<rect class="bar over" x="124" width="10" height="10" y="-9"></rect><text x="138">over-represented</text>'
+        '<line class="target" x1="262" x2="262" y1="-11" y2="2"></line><text x="268">target</text></g>'
+    )
+    return (
+        f'<svg id="share-chart" role="img" aria-label="share of samples per category against target" '
+        f'viewBox="0 0 {label_w + bar_w + 70} {height}" width="100%">' + "".join(rows) + legend + "</svg>"
+    )
+
+
+def _difficulty_chart(report: CoverageReport) -> str:
+    if not report.categories:
+        return "<p>No categories in this report.</p>"
+    label_w, bar_w, row_h = 200, 440, 26
+    height = row_h * len(report.categories) + 30
+    rows = []
+    for i, cat in enumerate(report.categories):
+        y = 10 + i * row_h
+        mix = cat.difficulty_distribution.model_dump()
+        parts, x = [], float(label_w)
+        for level in DIFFICULTIES:
+            width = bar_w * mix[level] / cat.count if cat.count else 0.0
+            parts.append(
+                f'<rect class="{level}" data-difficulty="{level}" x="{x:.1f}" y="{y}" width="{width:.1f}" '
+                f'height="{row_h - 8}"><title>{_e(cat.name)}: {mix[level]} {level}</title></rect>'
+            )
+            x += width
+        if not cat.count:
+            parts.append(f'<text class="value" x="{label_w + 6}" y="{y + 15}">no samples</text>')
+        rows.append(
+            f'<g class="stack" data-category="{_e(cat.name)}">'
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_e(_short(cat.name))}</text>'
+            + "".join(parts)
+            + "</g>"
+        )
+    legend = "".join(
+        f'<rect class="{level}" x="{label_w + 90 * j}" y="{height - 17}" width="10" height="10"></rect>'
+        f'<text x="{label_w + 90 * j + 14}" y="{height - 8}">{level}</text>'
+        for j, level in enumerate(DIFFICULTIES)
+    )
+    return (
+        f'<svg id="difficulty-chart" role="img" aria-label="difficulty mix per category" '
+        f'viewBox="0 0 {label_w + bar_w + 70} {height}" width="100%">' + "".join(rows) + legend + "</svg>"
+    )
+
+
+def _findings_html(report: CoverageReport) -> str:
+    if not report.gaps and not report.over_represented:
+        return "<p>No gaps and no over-represented categories.</p>"
+    items = [
+        f'<li class="gap"><b>gap: {_e(g.category)}</b> {g.current_share:.1f}% vs target {g.target_share:.1f}%'
+        f" &mdash; {_e(g.fill_suggestion)}</li>"
+        for g in report.gaps
+    ]
+    items += [
+        f'<li class="over"><b>over-represented: {_e(o.category)}</b> {o.current_share:.1f}% &mdash; {_e(o.concern)}</li>'
+        for o in report.over_represented
+    ]
+    return '<ul class="findings">' + "".join(items) + "</ul>"
+
+
+def _categories_table(report: CoverageReport, goal: dict[str, float], status: dict[str, str]) -> str:
+    rows = []
+    for cat in report.categories:
+        mix = cat.difficulty_distribution
+        rows.append(
+            f'<tr class="{status[cat.name]}"><td>{_e(cat.name)}</td><td class="n">{cat.count}</td>'
+            f'<td class="n">{cat.share_percent:.1f}</td><td class="n">{goal[cat.name]:.1f}</td>'
+            f'<td class="n">{mix.easy}/{mix.medium}/{mix.hard}</td>'
+            f'<td class="example">{_e(cat.representative_example)}</td></tr>'
+        )
+    return (
+        "<table><thead><tr><th>category</th><th>count</th><th>share %</th><th>target %</th>"
+        "<th>easy/medium/hard</th><th>representative example</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _run_html(report: CoverageReport, metadata: dict) -> str:
+    facts = [("samples analyzed", report.total_samples_analyzed)]
+    engine = metadata.get("engine") or {}
+    for label, value in (
+        ("model", metadata.get("model")),
+        ("engine", engine.get("engine") if isinstance(engine, dict) else engine),
+        ("strategy", metadata.get("strategy")),
+        ("prompt version", metadata.get("prompt_version")),
+        ("tool version", (metadata.get("tool") or {}).get("version")),
+    ):
+        if value:
+            facts.append((label, value))
+    samples = metadata.get("samples") or {}
+    if samples:
+        facts.append(("labeled / failed", f"{samples.get('labeled', '?')} / {samples.get('failed', '?')}"))
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    warnings = metadata.get("warnings") or []
+    if not metadata:
+        warn = '<p class="muted">No run metadata given.</p>'
+    elif warnings:
+        warn = '<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
+    else:
+        warn = "<p>No warnings.</p>"
+    return f'<table class="run">{rows}</table>\n<h3>Warnings</h3>\n{warn}'
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;background:#fafafa;margin:0}
+main{max-width:980px;margin:0 auto;padding:16px 24px 48px}
+h1{font-size:24px;margin:8px 0 12px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.summary{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:8px}
+.summary li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px 12px}
+#balance.balanced{border-color:#4c8c4a}#balance.mild-skew{border-color:#d9a036}#balance.severe-skew{border-color:#c8553d}
+.basis{color:#555}
+svg text{font-size:12px;fill:#222}svg .value{fill:#555}
+rect.bar.ok{fill:#4a7ab8}rect.bar.gap{fill:#c8553d}rect.bar.over{fill:#e8a33d}
+line.target{stroke:#111;stroke-width:2;stroke-dasharray:3 2}
+rect.easy{fill:#a8d5c8}rect.medium{fill:#4a9e96}rect.hard{fill:#1f4e5a}
+.findings li.gap{color:#9b2f1d}.findings li.over{color:#8a5a00}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+td.n{text-align:right;white-space:nowrap}td.example{font-family:ui-monospace,monospace;font-size:12px;word-break:break-word}
+tr.gap td:first-child{border-left:4px solid #c8553d}tr.over td:first-child{border-left:4px solid #e8a33d}
+table.run{width:auto}.warnings li{color:#8a5a00}.muted{color:#777}
+"""
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def md_cell(text) -> str:
+    """One line of untrusted text, safe inside a Markdown table cell: no pipes, tags or links."""
+    flat = " ".join(str(text).split())
+    return re.sub(r"([\\|<>\[\]`])", r"\\\1", flat)
+
+
+def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str:
+    """A compact Markdown summary for pull requests and terminals."""
+    metadata = metadata or {}
+    goal = category_targets(report, metadata)
+    status = _status(report)
+    mark = {"gap": "gap", "over": "over", "ok": ""}
+    lines = [
+        f"## Coverage: {report.total_samples_analyzed} samples, balance {report.balance_score:.2f} "
+        f"({balance_reading(report.balance_score)})",
+        "",
+        "| category | count | share % | target % | |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for cat in report.categories:
+        lines.append(
+            f"| {md_cell(cat.name)} | {cat.count} | {cat.share_percent:.1f} | {goal[cat.name]:.1f} | "
+            f"{mark[status[cat.name]]} |"
+        )
+    lines.append("")
+    gaps = "; ".join(
+        f"{md_cell(g.category)} ({g.current_share:.1f}% vs {g.target_share:.1f}%)" for g in report.gaps
+    )
+    over = "; ".join(f"{md_cell(o.category)} ({o.current_share:.1f}%)" for o in report.over_represented)
+    lines.append(f"**Gaps:** {gaps or 'none'}  ")
+    lines.append(f"**Over-represented:** {over or 'none'}")
+    if metadata.get("model"):
+        lines += ["", f"Model: {md_cell(metadata['model'])}"]
+    warnings = metadata.get("warnings") or []
+    if warnings:
+        lines += ["", "Warnings:"] + [f"- {md_cell(w)}" for w in warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""Read a report.json and its run metadata back, with errors that name the file and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .contract import CoverageReport
+from .errors import InputError
+from .taxonomy import _render_validation
+
+
+def _read_json(path: str | Path, what: str):
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read the {what} ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc.msg}); pass the {what} that `offline-cov analyze` wrote",
+                         line=exc.lineno) from None
+
+
+def load_report(path: str | Path) -> CoverageReport:
+    """A report.json, validated against the contract."""
+    data = _read_json(path, "report")
+    try:
+        return CoverageReport.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, f"not a coverage report: {_render_validation(exc)}") from None
+
+
+def load_metadata(path: str | Path) -> dict:
+    """A run-metadata file (*.meta.json); it must hold a JSON object."""
+    data = _read_json(path, "run metadata")
+    if not isinstance(data, dict):
+        raise InputError(path, "run metadata must be a JSON object")
+    return data
+
+
+def default_metadata_path(report_path: str | Path) -> Path | None:
+    """REPORT.meta.json beside the report, when it exists (where `analyze` writes it)."""
+    candidate = Path(report_path).with_suffix(".meta.json")
+    return candidate if candidate.is_file() else None

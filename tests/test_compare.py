@@ -1,0 +1,100 @@
+"""Comparing two reports: deltas, gaps closed/opened, over-representation, balance; hand-computed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from reportmaker import make_report
+
+from offline_cov.cli_reports import compare
+from offline_cov.compare import compare_markdown, compare_reports
+
+
+@pytest.fixture
+def before():
+    # shares 50/30/15/5; gaps c, e; over a
+    return make_report(
+        {"a": 50, "b": 30, "c": 15, "e": 5}, 100, gaps={"c": 25.0, "e": 25.0}, over=["a"], balance=0.40
+    )
+
+
+@pytest.fixture
+def after():
+    # 200 samples, shares 30/40/20/4/6; gaps e, d; over b; d is new
+    return make_report(
+        {"a": 60, "b": 80, "c": 40, "e": 8, "d": 12}, 200, gaps={"e": 20.0, "d": 20.0}, over=["b"], balance=0.62
+    )
+
+
+def test_share_deltas_per_category(before, after):
+    diff = compare_reports(before, after)
+    rows = {r["name"]: r for r in diff["categories"]}
+    assert [r["name"] for r in diff["categories"]] == ["a", "b", "c", "e", "d"]
+    assert rows["a"] == {"name": "a", "before": 50.0, "after": 30.0, "delta": -20.0}
+    assert rows["b"]["delta"] == 10.0
+    assert rows["c"]["delta"] == 5.0
+    assert rows["e"]["delta"] == -1.0
+    assert rows["d"] == {"name": "d", "before": None, "after": 6.0, "delta": 6.0}
+    assert diff["categories_added"] == ["d"] and diff["categories_removed"] == []
+    assert diff["total_samples"] == {"before": 100, "after": 200}
+
+
+def test_gaps_over_and_balance(before, after):
+    diff = compare_reports(before, after)
+    assert diff["gaps"] == {"closed": ["c"], "opened": ["d"], "still_open": ["e"]}
+    assert diff["over_represented"] == {"resolved": ["a"], "new": ["b"], "still": []}
+    assert diff["balance"] == {"before": 0.40, "after": 0.62, "delta": 0.22}
+
+
+def test_a_gap_whose_category_vanished_is_not_closed():
+    before = make_report({"x": 1, "y": 99}, 100, gaps={"x": 50.0}, over=["y"])
+    after = make_report({"y": 50, "z": 50}, 100, over=["y"])
+    diff = compare_reports(before, after)
+    assert diff["gaps"]["closed"] == []
+    assert diff["categories_removed"] == ["x"]
+    assert diff["over_represented"]["still"] == ["y"]
+    assert {r["name"]: r["delta"] for r in diff["categories"]}["x"] == -1.0
+
+
+def test_same_report_compares_to_no_change(before):
+    diff = compare_reports(before, before)
+    assert all(r["delta"] == 0 for r in diff["categories"])
+    assert diff["gaps"] == {"closed": [], "opened": [], "still_open": ["c", "e"]}
+    assert diff["balance"]["delta"] == 0
+
+
+def test_markdown_of_the_diff(before, after):
+    text = compare_markdown(compare_reports(before, after))
+    assert text.startswith("## Coverage change: 100 -> 200 samples")
+    assert "| a | 50.0 | 30.0 | -20.0 |" in text
+    assert "| d | - | 6.0 | +6.0 |" in text
+    assert "- Balance: 0.40 (severe skew) -> 0.62 (mild skew), change +0.22" in text
+    assert "- Gaps closed: c\n- Gaps opened: d\n- Gaps still open: e" in text
+    assert "- Over-represented, resolved: a\n- Over-represented, new: b\n- Over-represented, still: none" in text
+    assert "- Categories added: d; removed: none" in text
+
+
+def test_cli_compare_prints_markdown_and_writes_json(tmp_path, before, after):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(after.model_dump_json())
+    out = tmp_path / "diff.json"
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json"), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "- Gaps closed: c" in result.output
+    assert json.loads(out.read_text()) == compare_reports(before, after)
+
+
+def test_cli_compare_names_the_bad_file(tmp_path, before):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text('{"categories": "nope"}')
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")])
+    assert result.exit_code == 1
+    assert "v2.json: not a coverage report" in result.output
+    assert "categories: Input should be a valid list" in result.output
+
+
+def test_cli_compare_help():
+    result = CliRunner().invoke(compare, ["--help"])
+    assert result.exit_code == 0 and "Example: offline-cov compare" in result.output

@@ -1,0 +1,227 @@
+"""The HTML page and Markdown summary: content, highlighting, escaping, offline, and a real browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from reportmaker import make_report, worked_example
+
+from offline_cov.cli_reports import render
+from offline_cov.render import balance_reading, category_targets, render_html, render_markdown
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+HOSTILE = "<script>document.body.setAttribute('data-pwned','1')</script>"
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the id of the <svg> it sits in."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[tuple[str, dict, str | None]] = []
+        self.svg: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "svg":
+            self.svg = attrs.get("id")
+        self.found.append((tag, attrs, self.svg))
+
+    def handle_endtag(self, tag):
+        if tag == "svg":
+            self.svg = None
+
+
+def share_bars(page: str) -> dict[str, set[str]]:
+    """data-category -> classes of each bar inside #share-chart."""
+    parser = Elements()
+    parser.feed(page)
+    return {
+        attrs["data-category"]: set(attrs["class"].split())
+        for tag, attrs, svg in parser.found
+        if tag == "rect" and svg == "share-chart" and "data-category" in attrs
+    }
+
+
+@pytest.mark.parametrize(
+    "score, reading",
+    [(1.0, "balanced"), (0.71, "balanced"), (0.7, "mild skew"), (0.5, "mild skew"), (0.49, "severe skew"), (0.0, "severe skew")],
+)
+def test_balance_reading_follows_the_contract(score, reading):
+    assert balance_reading(score) == reading
+
+
+def test_targets_come_from_metadata_else_uniform():
+    report = make_report({"a": 6, "b": 3, "c": 1}, 10)
+    assert category_targets(report, None) == pytest.approx({"a": 100 / 3, "b": 100 / 3, "c": 100 / 3})
+    meta = {"taxonomy": {"targets": {"a": 50.0, "b": 30.0, "c": 20.0}}}
+    assert category_targets(report, meta) == {"a": 50.0, "b": 30.0, "c": 20.0}
+    assert category_targets(report, meta, {"a": 10.0, "b": 10.0, "c": 80.0})["c"] == 80.0
+
+
+def test_html_has_a_bar_per_category_with_gaps_and_over_highlighted():
+    page = render_html(worked_example(), None, None)
+    bars = share_bars(page)
+    assert set(bars) == {"factual_qa", "writing", "code", "reasoning", "math"}
+    assert "gap" in bars["math"]
+    assert "over" in bars["factual_qa"]
+    assert all("ok" in bars[n] for n in ("writing", "code", "reasoning"))
+    assert 'id="difficulty-chart"' in page
+    assert "0.43" in page and "severe skew" in page
+    for name in bars:
+        assert f"an example {name} instruction" in page
+
+
+def test_html_bar_lengths_follow_shares_and_target_lines_follow_targets():
+    report = make_report({"a": 6, "b": 3, "c": 1}, 10)
+    meta = {"taxonomy": {"targets": {"a": 20.0, "b": 20.0, "c": 60.0}}}
+    page = render_html(report, meta, None)
+    widths = {m[0]: float(m[1]) for m in re.findall(r'data-category="(\w)" x="\d+" y="\d+" width="([\d.]+)"', page)}
+    assert widths["a"] == pytest.approx(2 * widths["b"], rel=0.01)
+    assert widths["b"] == pytest.approx(3 * widths["c"], rel=0.01)
+    targets = [float(x) for x in re.findall(r'<line class="target" x1="([\d.]+)"', page)]
+    assert targets[2] - 200 == pytest.approx(3 * (targets[0] - 200), rel=0.01)
+
+
+def test_html_escapes_untrusted_text():
+    name = 'qa"><img src=x onerror=alert(1)>'
+    report = make_report(
+        {name: 2, "code": 8}, 10, gaps={name: 50.0}, examples={"code": HOSTILE, name: "a & b"}
+    )
+    meta = {"model": "<b>m</b>", "warnings": ["<script>alert(2)</script>"]}
+    page = render_html(report, meta, None)
+    assert "<script" not in page.lower()
+    assert "<img" not in page
+    assert "&lt;script&gt;document.body" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "&lt;b&gt;m&lt;/b&gt;" in page
+    assert "a &amp; b" in page
+    assert set(share_bars(page)) == {name, "code"}
+
+
+def test_html_is_self_contained():
+    page = render_html(worked_example(), {"model": "m", "warnings": ["see https://example.com"]}, None)
+    page_without_warning = page.replace("see https://example.com", "")
+    assert not re.search(r"https?://", page_without_warning)
+    assert not re.search(r"<(script|link|iframe|img)\b", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    assert "<style>" in page and "<svg" in page
+
+
+def test_html_run_metadata_and_warnings():
+    meta = {
+        "model": "smollm2-135m",
+        "engine": {"engine": "vllm"},
+        "samples": {"analyzed": 100, "labeled": 98, "failed": 2},
+        "warnings": ["2 sample(s) could not be labeled"],
+    }
+    page = render_html(worked_example(), meta, None)
+    assert "smollm2-135m" in page and "vllm" in page
+    assert "98 / 2" in page
+    assert "2 sample(s) could not be labeled" in page
+    assert "No run metadata given." in render_html(worked_example(), None, None)
+
+
+def test_html_of_a_report_without_categories():
+    report = make_report({}, 0, balance=0.0)
+    page = render_html(report, None, None)
+    assert 'id="share-chart"' not in page
+    assert "No categories in this report." in page
+
+
+def test_markdown_table_gaps_over_and_balance():
+    text = render_markdown(worked_example(), {"model": "m1", "warnings": ["few samples"]})
+    assert text.startswith("## Coverage: 100 samples, balance 0.43 (severe skew)")
+    assert "| factual_qa | 52 | 52.0 | 20.0 | over |" in text
+    assert "| math | 3 | 3.0 | 20.0 | gap |" in text
+    assert "| writing | 28 | 28.0 | 20.0 |  |" in text
+    assert "**Gaps:** math (3.0% vs 20.0%)" in text
+    assert "**Over-represented:** factual_qa (52.0%)" in text
+    assert "Model: m1" in text and "- few samples" in text
+
+
+def test_markdown_neutralises_table_breaking_names():
+    report = make_report({"a|b\n<i>": 5, "c": 5}, 10, balance=1.0)
+    text = render_markdown(report, None)
+    assert "| a\\|b \\<i\\> | 5 | 50.0 | 50.0 |  |" in text
+    assert "(balanced)" in text
+    assert "**Gaps:** none" in text
+
+
+def _report_files(tmp_path, meta: str | None = None) -> Path:
+    path = tmp_path / "report.json"
+    path.write_text(worked_example().model_dump_json())
+    if meta is not None:
+        (tmp_path / "report.meta.json").write_text(meta)
+    return path
+
+
+def test_cli_render_writes_both_beside_the_report_and_reads_its_metadata(tmp_path):
+    path = _report_files(tmp_path, '{"model": "from-meta-file", "taxonomy": {"targets": {"math": 40}}}')
+    result = CliRunner().invoke(render, [str(path)])
+    assert result.exit_code == 0, result.output
+    assert "from-meta-file" in (tmp_path / "report.html").read_text()
+    assert "| math | 3 | 3.0 | 40.0 | gap |" in (tmp_path / "report.md").read_text()
+
+
+def test_cli_render_only_what_is_asked(tmp_path):
+    path = _report_files(tmp_path)
+    result = CliRunner().invoke(render, [str(path), "--html", str(tmp_path / "out" / "page.html")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "page.html").read_text().startswith("<!DOCTYPE html>")
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_cli_render_explains_a_bad_report(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"categories": [], "total_samples_analyzed": -1}')
+    result = CliRunner().invoke(render, [str(bad)])
+    assert result.exit_code == 1
+    assert "bad.json" in result.output and "not a coverage report" in result.output
+    assert "total_samples_analyzed" in result.output and "gaps: Field required" in result.output
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    result = CliRunner().invoke(render, [str(broken)])
+    assert result.exit_code == 1 and "broken.json, line 1: not valid JSON" in result.output
+
+
+def test_cli_render_help():
+    result = CliRunner().invoke(render, ["-h"])
+    assert result.exit_code == 0 and "Example: offline-cov render" in result.output
+
+
+def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (apt-get install -y chromium)")
+def test_chromium_renders_the_charts_and_takes_a_screenshot(tmp_path):
+    report = worked_example(examples={"code": HOSTILE})
+    meta = {"model": "smollm2-135m", "warnings": ["only 100 samples analyzed"]}
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report, meta, None), encoding="utf-8")
+
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert 'id="share-chart"' in dom and 'id="difficulty-chart"' in dom
+    assert set(share_bars(dom)) == {c.name for c in report.categories}
+    assert 'data-pwned="1"' not in dom
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / ".gitignore").write_text("*\n")
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    _chromium(tmp_path, "--window-size=1000,1400", f"--screenshot={shot}", page.as_uri())
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000
