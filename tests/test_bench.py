@@ -1,0 +1,249 @@
+"""The bench harness: data helpers, mixtures, and end-to-end runs whose saved metrics are
+recomputed by hand from the per-sample predictions they recorded."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from bench import accuracy, speed
+from bench.data import (
+    build_mixture,
+    default_mixtures,
+    feasible_size,
+    keep_taxonomy,
+    load_labeled,
+    mixture_counts,
+    parse_label_map,
+    true_report,
+    write_dataset,
+)
+from offline_cov.engines.openai_engine import cache_key
+from offline_cov.metrics import FAILED
+from offline_cov.prompts import label_messages, label_schema
+from offline_cov.taxonomy import parse_taxonomy_list
+
+TAXONOMY = "coding,math,creative_writing"
+CODE = [
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Fix the off-by-one error in this JavaScript for loop that skips the last element.",
+    "Implement a binary search in C over a sorted array of integers.",
+    "Write a SQL query that lists customers with more than five orders.",
+    "Explain and fix this Rust borrow checker error in my struct method.",
+    "Write a bash script that renames every .txt file in a folder to .md.",
+    "Create a React component that shows a paginated table of users.",
+    "Write a Go HTTP server that answers /health with status 200.",
+]
+MATH = [
+    "Prove that the square root of 2 is irrational.",
+    "Solve for x: 3x + 7 = 22.",
+    "Compute the integral of x^2 * e^x dx.",
+    "How many ways can 5 people sit around a round table?",
+    "Find the eigenvalues of the matrix [[2, 1], [1, 2]].",
+    "What is the probability of rolling two sixes with two fair dice?",
+    "Show that the sum of the first n odd numbers is n^2.",
+    "Find the derivative of sin(x) * cos(x).",
+]
+WRITING = [
+    "Write a short poem about autumn leaves falling in the rain.",
+    "Write the opening paragraph of a mystery novel set in Venice.",
+    "Compose a limerick about a cat who learns to code.",
+    "Write a bedtime story about a dragon who is afraid of the dark.",
+    "Write a haiku sequence about the four seasons.",
+    "Draft a monologue for a villain who thinks he is the hero.",
+    "Write a love letter from the moon to the sea.",
+    "Write a two-sentence horror story about a mirror.",
+]
+LEVELS = ["easy", "medium", "hard", "medium"]
+
+
+def write_fixture(path):
+    """24 labeled rows; labels spelled 'code'/'writing' so --label-map is needed; a 'level' difficulty."""
+    rows = []
+    for label, texts in (("code", CODE), ("math", MATH), ("writing", WRITING)):
+        rows += [{"prompt": t, "topic": label, "level": LEVELS[i % 4]} for i, t in enumerate(texts)]
+    order = [i for k in range(8) for i in (k, 8 + k, 16 + k)]  # interleave the three topics
+    path.write_text("".join(json.dumps(rows[i]) + "\n" for i in order))
+    return path
+
+
+def base_args(fixture, out_dir, *extra):
+    return [
+        "--data", str(fixture), "--text-field", "prompt", "--label-field", "topic",
+        "--label-map", "code=coding,writing=creative_writing", "--difficulty-field", "level",
+        "--taxonomy", TAXONOMY, "--out-dir", str(out_dir), *extra,
+    ]
+
+
+def recompute(samples: list[dict]) -> dict:
+    """Accuracy, per-category recall and difficulty accuracy by hand from saved predictions."""
+    n = len(samples)
+    right = sum(s["true"] == s["predicted"] for s in samples)
+    recall = {}
+    for name in TAXONOMY.split(","):
+        mine = [s for s in samples if s["true"] == name]
+        recall[name] = sum(s["predicted"] == name for s in mine) / len(mine)
+    diff_right = sum(s["true_difficulty"] == s["predicted_difficulty"] for s in samples)
+    return {"accuracy": right / n, "recall": recall, "difficulty_accuracy": diff_right / n,
+            "labeled": sum(s["predicted"] != FAILED for s in samples)}
+
+
+def check_saved_metrics(payload: dict, out_dir) -> None:
+    saved = json.loads((out_dir / "accuracy-latest.json").read_text())
+    assert saved["labeling"]["metrics"] == payload["labeling"]["metrics"]
+    samples = saved["labeling"]["samples"]
+    assert len(samples) == 24
+    assert Counter(s["true"] for s in samples) == {"coding": 8, "math": 8, "creative_writing": 8}
+    by_hand, metrics = recompute(samples), saved["labeling"]["metrics"]
+    assert metrics["accuracy"] == pytest.approx(by_hand["accuracy"])
+    assert metrics["labeled"] == by_hand["labeled"]
+    for name, value in by_hand["recall"].items():
+        assert metrics["per_category"][name]["recall"] == pytest.approx(value)
+    assert metrics["difficulty"]["accuracy"] == pytest.approx(by_hand["difficulty_accuracy"])
+    confusion_total = sum(sum(row.values()) for row in metrics["confusion"].values())
+    assert confusion_total == 24
+    md = (out_dir / "accuracy-latest.md").read_text()
+    assert f"{metrics['accuracy']:.3f}" in md and "machine:" in md
+
+
+# ---------------------------------------------------------------- data helpers
+
+
+def test_parse_label_map():
+    assert parse_label_map("code=coding, writing = creative_writing") == {"code": "coding", "writing": "creative_writing"}
+    assert parse_label_map("") == {}
+    with pytest.raises(ValueError, match="not old=new"):
+        parse_label_map("code")
+
+
+def test_load_labeled_maps_labels_and_drops_the_rest(tmp_path):
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    rows = load_labeled(fixture, "prompt", "topic", difficulty_field="level", label_map={"code": "coding"})
+    assert len(rows) == 24 and rows[0].label == "coding" and rows[0].difficulty == "easy"
+    kept, dropped = keep_taxonomy(rows, parse_taxonomy_list(TAXONOMY))
+    assert len(kept) == 16 and dropped == {"writing": 8}
+
+
+def test_mixture_counts_largest_remainder():
+    assert mixture_counts({"a": 0.5, "b": 0.3, "c": 0.2}, 10) == {"a": 5, "b": 3, "c": 2}
+    # 1/3 each of 10: 3.33 -> 3, 3, 3, then one more to the first by taxonomy order
+    assert mixture_counts({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, 10) == {"a": 4, "b": 3, "c": 3}
+    assert sum(mixture_counts({"a": 0.7, "b": 0.27, "c": 0.03}, 80).values()) == 80
+
+
+def test_default_mixtures_include_a_rare_and_a_dominant_category():
+    mixtures = default_mixtures(TAXONOMY.split(","))
+    assert all(sum(m.values()) == pytest.approx(1.0) for m in mixtures.values())
+    assert any(min(m.values()) < 0.05 for m in mixtures.values())
+    assert any(max(m.values()) > 0.35 for m in mixtures.values())
+
+
+def test_build_mixture_has_the_exact_composition_and_a_true_report(tmp_path):
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    tax = parse_taxonomy_list(TAXONOMY)
+    pool, _ = keep_taxonomy(load_labeled(fixture, "prompt", "topic", label_map=parse_label_map(
+        "code=coding,writing=creative_writing")), tax)
+    comp = {"coding": 0.5, "math": 0.25, "creative_writing": 0.25}
+    assert feasible_size(pool, comp, 100) == 16  # 8 coding rows at 50%
+    rows = build_mixture(pool, comp, 16, seed=1)
+    assert Counter(r.label for r in rows) == {"coding": 8, "math": 4, "creative_writing": 4}
+    assert len({r.row for r in rows}) == 16, "drawn without replacement"
+    path = write_dataset(rows, tmp_path / "mix.jsonl")
+    report = true_report(rows, path, tax)
+    assert {c.name: c.share_percent for c in report.categories} == {"coding": 50.0, "math": 25.0, "creative_writing": 25.0}
+    assert [o.category for o in report.over_represented] == ["coding"]
+    with pytest.raises(ValueError, match="pool has 8"):
+        build_mixture(pool, comp, 20, seed=1)
+
+
+def test_write_dataset_survives_unicode_line_separators(tmp_path):
+    from bench.data import LabeledRow
+    from offline_cov.dataset import read_samples
+
+    rows = [LabeledRow(0, "first\u2028line", "math"), LabeledRow(1, "second\x85part", "math")]
+    samples = read_samples(write_dataset(rows, tmp_path / "u.jsonl")).samples
+    assert [s.instruction for s in samples] == ["first\u2028line", "second\x85part"]
+
+
+# ---------------------------------------------------------------- end to end with the fake engine
+
+
+def test_accuracy_end_to_end_with_fake_engine(tmp_path, capsys):
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    out = tmp_path / "results"
+    payload = accuracy.main(base_args(fixture, out, "--engine", "fake", "--mixture-size", "16",
+                                      "--baseline-cache", str(tmp_path / "none.jsonl")))
+    check_saved_metrics(payload, out)
+    assert payload["baseline"]["available"] is False
+    assert "No frontier baseline" in capsys.readouterr().err
+    runs = payload["coverage"]
+    assert {r["mixture"] for r in runs} == set(default_mixtures(TAXONOMY.split(",")))
+    for r in [r for r in runs if r["strategy"] == "per-sample"]:
+        assert r["status"] == "ok"
+        true = {c["name"]: c["share_percent"] for c in r["true_report"]["categories"]}
+        got = {c["name"]: c["share_percent"] for c in r["report"]["categories"]}
+        assert r["errors"]["share_error_pp"] == pytest.approx({k: got[k] - true[k] for k in true})
+    assert all(r["status"] in ("ok", "unavailable", "failed") for r in runs if r["strategy"] == "card")
+
+
+def test_baseline_from_a_cache_file_only(tmp_path):
+    """A hand-written cache: the 'frontier' answers right on 20 rows and wrong on 4, so 20/24 by hand."""
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    tax = parse_taxonomy_list(TAXONOMY)
+    rows = load_labeled(fixture, "prompt", "topic", label_map=parse_label_map("code=coding,writing=creative_writing"))
+    cache = tmp_path / "baseline.jsonl"
+    with cache.open("w") as f:
+        for i, r in enumerate(rows):
+            answer = r.label if i >= 4 else "math" if r.label != "math" else "coding"
+            text = json.dumps({"primary": answer, "difficulty": "medium", "also": []})
+            key = cache_key("frontier-x", label_messages(tax, r.text), label_schema(tax))
+            f.write(json.dumps({"key": key, "model": "frontier-x", "text": text, "finish_reason": "stop"}) + "\n")
+    out = tmp_path / "results"
+    payload = accuracy.main(base_args(fixture, out, "--engine", "fake", "--mixtures", "none",
+                                      "--baseline-cache", str(cache)))
+    baseline = payload["baseline"]
+    assert baseline["available"] and baseline["engine"]["requests_sent"] == 0
+    assert baseline["metrics"]["accuracy"] == pytest.approx(20 / 24)
+    local = payload["labeling"]["samples"]
+    agree = sum(a["predicted"] == b["predicted"] for a, b in zip(local, baseline["samples"])) / 24
+    assert baseline["agreement_with_local"]["accuracy"] == pytest.approx(agree)
+    assert "frontier `frontier-x`" in (out / "accuracy-latest.md").read_text()
+
+
+def test_speed_with_fake_engine_reports_rates_and_ratios(tmp_path):
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    payload = speed.main(["--data", str(fixture), "--limit", "12", "--engines", "fake",
+                          "--out-dir", str(tmp_path / "results")])
+    runs = {r["name"]: r for r in payload["runs"]}
+    assert payload["n_samples"] == 12
+    warm = runs["fake warm (loaded, new prompts, set B)"]
+    assert warm["samples"] == 12
+    assert warm["samples_per_s"] == pytest.approx(warm["samples"] / warm["seconds"])
+    assert runs["fake unconstrained (no schema)"]["valid_labels"] == 0  # the fake answers a bare string
+    assert runs["fake constrained (schema)"]["valid_labels"] == 12
+    assert (tmp_path / "results" / "speed-latest.md").exists()
+
+
+# ---------------------------------------------------------------- the real engine
+
+
+@pytest.mark.engine
+def test_accuracy_end_to_end_with_vllm(tmp_path):
+    pytest.importorskip("vllm")
+    fixture = write_fixture(tmp_path / "f.jsonl")
+    out = tmp_path / "results"
+    payload = accuracy.main(base_args(
+        fixture, out, "--engine", "vllm", "--model", "smollm2-135m", "--mixtures", "rare-under-5",
+        "--mixture-size", "16", "--strategies", "per-sample", "--baseline-cache", str(tmp_path / "none.jsonl"),
+    ))
+    check_saved_metrics(payload, out)
+    assert payload["engine"]["engine"] == "vllm"
+    assert payload["engine"]["structured_output_backend"] == "xgrammar"
+    [run] = payload["coverage"]
+    assert run["status"] == "ok" and run["analyzed"] == 16
+    true = {c["name"]: c["count"] for c in run["true_report"]["categories"]}
+    assert true == {"coding": 8, "math": 7, "creative_writing": 1}
+    got = {c["name"]: c["share_percent"] for c in run["report"]["categories"]}
+    assert run["errors"]["share_error_pp"]["coding"] == pytest.approx(got["coding"] - 50.0)
