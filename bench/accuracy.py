@@ -121,9 +121,14 @@ def _difficulty_steps(pred: dict) -> int | None:
     return abs(DIFFICULTIES.index(pred["true_difficulty"]) - DIFFICULTIES.index(pred["predicted_difficulty"]))
 
 
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def label_run(engine, rows, taxonomy, args, workdir: Path, name: str) -> dict:
     """Analyze the rows with `engine`; return its predictions, metrics and timings."""
     path = write_dataset(rows, workdir / f"{name}.jsonl")
+    say(f"{name}: {len(rows)} samples with {engine.model_name} ({engine.name})")
     result = analyze(path, _options(args, taxonomy), engine=engine)
     preds = predictions(rows, result)
     return {
@@ -200,6 +205,7 @@ def _coverage_one(engine, path, truth, name, composition, strategy, taxonomy, ar
     base = {"mixture": name, "strategy": strategy, "composition": composition,
             "true_report": truth.model_dump()}
     started = time.perf_counter()
+    say(f"mixture {name}, strategy {strategy}")
     try:
         result = analyze(path, _options(args, taxonomy, strategy), engine=engine)
     except (NotImplementedError, ImportError) as exc:

@@ -108,6 +108,7 @@ def time_engine(name: str, args, first: Path, second: Path | None, opts: Analyze
     warm: a run on set B (new prompts) with the engine loaded. repeat: set A again, its prompts
     already in vLLM's prefix cache. The constraint runs use set B's prompts (cached for both).
     """
+    print(f"[speed {time.strftime('%H:%M:%S')}] {name}: loading", file=sys.stderr, flush=True)
     started = time.perf_counter()
     engine = open_engine(name, args.model, args.seed)
     load_s = time.perf_counter() - started
