@@ -1,4 +1,4 @@
-"""`render` and `compare`: reports people read.
+"""`render`, `compare` and `seeds`: reading reports, and handing gaps to data generation.
 
 The lead registers these on the main group with `main.add_command(...)`.
 """
@@ -79,3 +79,49 @@ def compare(before, after, json_path):
     if json_path:
         write_json(json_path, diff)
     click.echo(compare_markdown(diff), nl=False)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Seed tasks file to write (JSONL).")
+@click.option("--per-gap", type=click.IntRange(min=1, max=100), default=5, show_default=True,
+              help="Seed tasks to write for each gap.")
+@click.option("--model", help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")
+@click.option("--engine", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True)
+@click.option("--metadata", "metadata_path", type=click.Path(exists=True, dir_okay=False),
+              help="Run metadata with category descriptions. Default: REPORT's *.meta.json, if there is one.")
+@click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False),
+              help="Taxonomy file whose category descriptions go into the prompts.")
+def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
+    """Write self-instruct seed tasks that fill a report's gaps, with the local model.
+
+    Example: offline-cov seeds report.json --out seeds.jsonl --per-gap 5
+    """
+    from . import pipeline
+    from .io import write_jsonl
+    from .seeds import category_descriptions, generate_seeds
+
+    parsed = _load_report(report)
+    descriptions = category_descriptions(_load_metadata(report, metadata_path))
+    try:
+        if taxonomy_file:
+            from .taxonomy import load_taxonomy_file
+
+            descriptions |= {c.name: c.description for c in load_taxonomy_file(taxonomy_file).categories if c.description}
+        if not parsed.gaps:
+            write_jsonl(out, [])
+            click.echo(f"{report} has no gaps: wrote an empty {out}", err=True)
+            return
+        eng = pipeline.open_engine(engine, model)
+        try:
+            run = generate_seeds(eng, parsed, per_gap, descriptions)
+        finally:
+            eng.close()
+    except OfflineCovError as exc:
+        raise click.ClickException(str(exc)) from None
+    write_jsonl(out, run.tasks)
+    for failure in run.failures:
+        click.echo(f"Warning: no seed {failure['id']} for gap {failure['gap']!r}: {failure['reason']}", err=True)
+    click.echo(f"{len(run.tasks)} seed task(s) for {len(parsed.gaps)} gap(s) written to {out}", err=True)
+    if not run.tasks:
+        raise click.ClickException(f"the model wrote no usable seed task; {out} is empty. Try a larger --model.")
