@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .contract import CoverageReport, Gap
 from .engines import Engine, GenRequest, GenResult
-from .taxonomy import slugify
+from .taxonomy import _render_validation, slugify
 
 INSTRUCTION_CHARS = (10, 300)
 INPUT_CHARS = 400
@@ -158,8 +158,7 @@ def parse_seed(result: GenResult) -> tuple[SeedAnswer | None, str]:
     except json.JSONDecodeError as exc:
         return None, f"answer is not JSON ({exc.msg})"
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors())
-        return None, f"answer does not fit the seed schema ({problems})"
+        return None, f"answer does not fit the seed schema ({_render_validation(exc)})"
 
 
 def _normal(instruction: str) -> str:
