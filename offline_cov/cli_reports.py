@@ -42,7 +42,7 @@ def _load_metadata(report_path, metadata_path) -> dict | None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write the HTML page here.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Write the Markdown summary here.")
 def render(report, metadata_path, html_path, markdown_path):
-    """Render a report as a self-contained HTML page and a Markdown summary.
+    """Render a report as an HTML page and Markdown.
 
     With neither --html nor --markdown, both are written beside REPORT (.html, .md).
 
@@ -68,7 +68,10 @@ def render(report, metadata_path, html_path, markdown_path):
 @click.argument("after", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the comparison as JSON.")
 def compare(before, after, json_path):
-    """Compare two reports: share changes, gaps closed and opened, balance change.
+    """Compare two reports: shares, gaps, balance.
+
+    Prints the change as Markdown: share per category, gaps closed, opened and
+    still open, over-representation and balance.
 
     Example: offline-cov compare report-v1.json report-v2.json --json diff.json
     """
@@ -93,7 +96,10 @@ def compare(before, after, json_path):
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False),
               help="Taxonomy file whose category descriptions go into the prompts.")
 def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
-    """Write self-instruct seed tasks that fill a report's gaps, with the local model.
+    """Write seed tasks that fill a report's gaps.
+
+    Asks the local model for self-instruct seed tasks, --per-gap for each gap,
+    and writes them in the self-instruct seed-task format plus a "gap" field.
 
     Example: offline-cov seeds report.json --out seeds.jsonl --per-gap 5
     """
