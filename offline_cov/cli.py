@@ -51,6 +51,8 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--out", type=click.Path(dir_okay=False), default="report.json", show_default=True, help="Where to write the report.")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), help="Write per-sample labels (JSONL).")
 @click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False), help="Run metadata file. Default: beside --out as *.meta.json.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown summary.")
 @click.option("--instruction-field", help="Field holding the instruction (overrides shape detection).")
 @click.option("--response-field", help="Field holding the response.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the dataset file.")
@@ -127,6 +129,14 @@ def _write_outputs(result, kw) -> None:
     write_json(meta, result.metadata)
     if kw["labels_path"]:
         write_jsonl(kw["labels_path"], [lab.to_json() for lab in result.labels])
+    if kw["html_path"] or kw["markdown_path"]:
+        from .io import write_atomic
+        from .render import render_html, render_markdown
+
+        if kw["html_path"]:
+            write_atomic(kw["html_path"], render_html(result.report, result.metadata, result.taxonomy.targets()))
+        if kw["markdown_path"]:
+            write_atomic(kw["markdown_path"], render_markdown(result.report, result.metadata))
 
 
 def _print_summary(result, out) -> None:
@@ -164,3 +174,13 @@ def models():
         if spec.description:
             click.echo(f"    {spec.description}")
     click.echo("* = default on this machine")
+
+
+def _register_report_commands() -> None:
+    from .cli_reports import compare, render, seeds
+
+    for command in (render, compare, seeds):
+        main.add_command(command)
+
+
+_register_report_commands()

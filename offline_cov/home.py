@@ -31,3 +31,4 @@ def go_offline() -> None:
     os.environ.update(OFFLINE_ENV)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")

@@ -150,7 +150,12 @@ def run_metadata(engine: Engine, opts: AnalyzeOptions, taxonomy: Taxonomy, facts
         "engine": engine.info(),
         "prompt_version": PROMPT_VERSION,
         "strategy": opts.strategy,
-        "taxonomy": {"names": taxonomy.names, "inferred": taxonomy.inferred, "targets": taxonomy.targets()},
+        "taxonomy": {
+            "names": taxonomy.names,
+            "inferred": taxonomy.inferred,
+            "targets": taxonomy.targets(),
+            "descriptions": {c.name: c.description for c in taxonomy.categories if c.description},
+        },
         "thresholds": {"gap": opts.thresholds.gap, "over": opts.thresholds.over},
         "input": facts,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},

@@ -1,0 +1,46 @@
+"""Shared fixtures: an isolated tool home, offline mode, and one real vLLM engine per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ["VLLM_NO_USAGE_STATS"] = "1"
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "sft_sample.jsonl"
+EXAMPLE_TAXONOMY = REPO / "examples" / "taxonomy.yaml"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tool_home(tmp_path_factory) -> Path:
+    """Every test session gets its own OFFLINE_COV_HOME (converted models, caches)."""
+    home = Path(os.environ.get("OFFLINE_COV_TEST_HOME") or tmp_path_factory.mktemp("offline-cov-home"))
+    os.environ["OFFLINE_COV_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tool_home):
+    """One real vLLM engine with smollm2-135m, shared by the end-to-end tests."""
+    from offline_cov.pipeline import open_engine
+
+    engine = open_engine("vllm", "smollm2-135m")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def transformers_engine(tool_home):
+    """The transformers engine with smollm2-135m."""
+    from offline_cov.pipeline import open_engine
+
+    engine = open_engine("transformers", "smollm2-135m")
+    yield engine
+    engine.close()

@@ -1,0 +1,135 @@
+"""Aggregation against hand-computed reports, the contract's worked example among them."""
+
+import pytest
+
+from offline_cov.aggregate import (
+    ReportInputs,
+    SampleLabel,
+    Thresholds,
+    balance_score,
+    build_report,
+    samples_to_target,
+)
+from offline_cov.contract import contract_violations
+from offline_cov.dataset import Sample
+from offline_cov.taxonomy import Category, Taxonomy, parse_taxonomy_list
+
+WORKED = {"factual_qa": 52, "writing": 28, "code": 12, "reasoning": 5, "math": 3}
+
+
+def worked_inputs():
+    taxonomy = parse_taxonomy_list("math,code,writing,reasoning,factual_qa")
+    labels, samples = [], {}
+    for name, count in WORKED.items():
+        for _ in range(count):
+            i = len(labels)
+            labels.append(SampleLabel(i, (name,), ("easy", "medium", "hard")[i % 3]))
+            samples[i] = Sample(i, (("user", f"{name} question number {i}"),))
+    return ReportInputs(taxonomy, labels, samples, total=100)
+
+
+def test_worked_example_matches_the_contract():
+    report = build_report(worked_inputs())
+    assert round(report.balance_score, 2) == 0.43
+    assert [g.category for g in report.gaps] == ["math"]
+    assert report.gaps[0].current_share == 3.0 and report.gaps[0].target_share == 20.0
+    assert [o.category for o in report.over_represented] == ["factual_qa"]
+    assert report.over_represented[0].current_share == 52.0
+    shares = {c.name: c.share_percent for c in report.categories}
+    assert shares == {"math": 3.0, "code": 12.0, "writing": 28.0, "reasoning": 5.0, "factual_qa": 52.0}
+    assert [c.name for c in report.categories] == ["math", "code", "writing", "reasoning", "factual_qa"]
+    assert contract_violations(report, list(WORKED)) == []
+
+
+def test_balance_score_hand_computed():
+    # q = (.52,.28,.12,.05,.03), t = .2: sum q^2/t = 1.833, D = .5456, (D - .2)/.8 = .4320
+    assert balance_score(WORKED, {k: 20.0 for k in WORKED}) == pytest.approx(0.432, abs=1e-3)
+    assert balance_score({"a": 1, "b": 1}, {"a": 50, "b": 50}) == 1.0
+    assert balance_score({"a": 30, "b": 70}, {"a": 30, "b": 70}) == 1.0
+    # everything in the category with the smallest target gives 0
+    assert balance_score({"a": 10, "b": 0}, {"a": 20, "b": 80}) == 0.0
+    # a category with target 0 is left out of the formula
+    assert balance_score({"a": 5, "b": 5, "c": 90}, {"a": 50, "b": 50, "c": 0}) == 1.0
+
+
+def test_multi_label_counts_and_difficulty_sums():
+    tax = parse_taxonomy_list("math,code,writing")
+    labels = [
+        SampleLabel(0, ("math", "code"), "hard"),
+        SampleLabel(1, ("code",), "easy"),
+        SampleLabel(2, ("writing",), "medium"),
+        SampleLabel(3, ("code", "writing"), "medium"),
+    ]
+    samples = {i: Sample(i, (("user", f"s{i}"),)) for i in range(4)}
+    report = build_report(ReportInputs(tax, labels, samples, total=4))
+    by = {c.name: c for c in report.categories}
+    assert (by["math"].count, by["code"].count, by["writing"].count) == (1, 3, 2)
+    assert by["code"].share_percent == 75.0
+    assert sum(c.share_percent for c in report.categories) == 150.0
+    assert by["code"].difficulty_distribution.model_dump() == {"easy": 1, "medium": 1, "hard": 1}
+    assert by["math"].representative_example == "s0"
+    assert contract_violations(report, ["math", "code", "writing"]) == []
+
+
+def test_failed_samples_stay_in_the_total():
+    tax = parse_taxonomy_list("a,b")
+    labels = [SampleLabel(0, ("a",), "easy")]
+    report = build_report(ReportInputs(tax, labels, {0: Sample(0, (("user", "x"),))}, total=3))
+    assert report.total_samples_analyzed == 3
+    assert report.categories[0].share_percent == pytest.approx(33.33)
+    assert report.categories[1].count == 0 and report.categories[1].representative_example == ""
+
+
+def test_targets_and_thresholds_from_the_taxonomy():
+    tax = Taxonomy(categories=[Category(name="a", target_share=4), Category(name="b", target_share=96)])
+    labels = [SampleLabel(i, ("b",), "easy") for i in range(95)] + [SampleLabel(95 + i, ("a",), "easy") for i in range(3)]
+    samples = {lab.index: Sample(lab.index, (("user", "x"),)) for lab in labels}
+    report = build_report(ReportInputs(tax, labels, samples, total=100, thresholds=Thresholds(gap=5, over=35)))
+    assert [(g.category, g.target_share) for g in report.gaps] == [("a", 4.0)]
+    # two samples failed; b (95%) is over 35% but under its 96% target: not over-represented against the user's own target
+    assert report.over_represented == []
+    assert "Add about 2 a instructions" in report.gaps[0].fill_suggestion
+
+
+def test_inferred_taxonomy_gaps_are_categories_under_two_samples():
+    tax = Taxonomy(categories=[Category(name=n) for n in "abcde"], inferred=True)
+    counts = {"a": 40, "b": 30, "c": 20, "d": 9, "e": 1}
+    labels, i = [], 0
+    for name, n in counts.items():
+        for _ in range(n):
+            labels.append(SampleLabel(i, (name,), "medium"))
+            i += 1
+    samples = {lab.index: Sample(lab.index, (("user", "x"),)) for lab in labels}
+    report = build_report(ReportInputs(tax, labels, samples, total=100))
+    assert [g.category for g in report.gaps] == ["e"]
+    assert [o.category for o in report.over_represented] == ["a"]
+    assert contract_violations(report, None, inferred=True) == []
+
+
+def test_samples_to_target():
+    assert samples_to_target(3, 100, 20) == 22  # (20 - 3) / 0.8 = 21.25 -> 22
+    assert samples_to_target(30, 100, 20) == 0
+
+
+def test_representative_example_is_deterministic_and_median_length():
+    tax = parse_taxonomy_list("a,b")
+    texts = ["short", "a medium length one", "a much much longer instruction than the rest"]
+    labels = [SampleLabel(i, ("a",), "easy") for i in range(3)]
+    samples = {i: Sample(i, (("user", t),)) for i, t in enumerate(texts)}
+    one = build_report(ReportInputs(tax, labels, samples, total=3))
+    two = build_report(ReportInputs(tax, list(reversed(labels)), samples, total=3))
+    assert one.categories[0].representative_example == "a medium length one"
+    assert one == two
+
+
+def test_contract_violations_catch_a_broken_report():
+    report = build_report(worked_inputs())
+    broken = report.model_copy(deep=True)
+    broken.categories[0].share_percent = 50.0
+    broken.categories[1].difficulty_distribution.easy += 1
+    broken.decision_basis = "word " * 31
+    problems = contract_violations(broken, list(WORKED))
+    assert any("share_percent" in p for p in problems)
+    assert any("difficulty counts" in p for p in problems)
+    assert any("decision_basis" in p for p in problems)
+    assert contract_violations(report, ["math", "code"]) != []

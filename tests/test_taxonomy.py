@@ -1,0 +1,70 @@
+"""Taxonomies from the command line and from files, and the errors bad ones get."""
+
+import pytest
+
+from offline_cov.errors import TaxonomyError
+from offline_cov.taxonomy import load_taxonomy_file, parse_taxonomy_list
+
+
+def test_list_with_and_without_targets():
+    tax = parse_taxonomy_list("Math, code ,writing")
+    assert tax.names == ["Math", "code", "writing"]
+    assert tax.targets() == pytest.approx({"Math": 100 / 3, "code": 100 / 3, "writing": 100 / 3})
+    assert tax.canonical("MATH") == "Math" and tax.canonical("poetry") is None
+    assert parse_taxonomy_list("a=30,b=70").targets() == {"a": 30.0, "b": 70.0}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("math,,code", "name is empty"),
+        ("math,Math", "appears twice"),
+        ("a=-10,b=110", "must be 0-100"),
+        ("a=30,b=30", "sum to 60"),
+        ("a=30,b", "missing for"),
+        ("a=x,b=3", "not a number"),
+        (",".join(f"c{i}" for i in range(51)), "more than a coverage report can use"),
+    ],
+)
+def test_bad_lists(text, message):
+    with pytest.raises(TaxonomyError, match=message):
+        parse_taxonomy_list(text)
+
+
+def test_yaml_file_with_descriptions_examples_and_targets(tmp_path):
+    f = tmp_path / "tax.yaml"
+    f.write_text(
+        "categories:\n"
+        "  - name: math\n    description: numbers\n    target_share: 40\n    examples: ['What is 2+2?']\n"
+        "  - name: code\n    target_share: 60\n"
+    )
+    tax = load_taxonomy_file(f)
+    assert tax.names == ["math", "code"] and tax.categories[0].examples == ["What is 2+2?"]
+    assert tax.targets() == {"math": 40.0, "code": 60.0}
+
+
+def test_json_list_and_mapping_forms(tmp_path):
+    (tmp_path / "t.json").write_text('["a", "b"]')
+    assert load_taxonomy_file(tmp_path / "t.json").names == ["a", "b"]
+    (tmp_path / "m.yaml").write_text("math: {description: numbers}\ncode:\n")
+    assert load_taxonomy_file(tmp_path / "m.yaml").names == ["math", "code"]
+
+
+def test_bad_files_name_the_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("categories:\n  - name: a\n  - name: [unclosed\n")
+    with pytest.raises(TaxonomyError, match="bad.yaml, line"):
+        load_taxonomy_file(f)
+    f.write_text("categories:\n  - name: a\n    target_share: lots\n")
+    with pytest.raises(TaxonomyError, match="target_share"):
+        load_taxonomy_file(f)
+    f.write_text("categories:\n  - name: a\n  - name: A\n")
+    with pytest.raises(TaxonomyError, match="appears twice"):
+        load_taxonomy_file(f)
+
+
+def test_example_taxonomy_loads():
+    from conftest import EXAMPLE_TAXONOMY
+
+    tax = load_taxonomy_file(EXAMPLE_TAXONOMY)
+    assert len(tax.names) == 5 and sum(tax.targets().values()) == pytest.approx(100)
