@@ -25,6 +25,7 @@ def machine_info() -> dict:
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "ram_gib": _ram_gib(),
         "gpu": _gpus(),
+        "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
@@ -76,7 +77,9 @@ def versions() -> dict:
 
 def machine_line(machine: dict) -> str:
     ram = f"{machine['ram_gib']} GiB RAM" if machine.get("ram_gib") else "RAM unknown"
-    return f"{machine['cpu']}, {machine['cores']} cores, {ram}, GPU: {machine['gpu']}"
+    load = machine.get("load_avg_1_5_15")
+    busy = f", load average {load[0]:g}/{load[1]:g}/{load[2]:g} when the results were written" if load else ""
+    return f"{machine['cpu']}, {machine['cores']} cores, {ram}, GPU: {machine['gpu']}{busy}"
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
