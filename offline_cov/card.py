@@ -97,7 +97,8 @@ def run_card(engine, samples, opts, facts, warnings, timings, started):
     if not result.ok:
         raise GenerationError(f"the card answer came back {result.finish_reason!r} twice; try --strategy per-sample")
     raw = json.loads(result.text)
-    report, taxonomy, problems = repair_card(raw, opts.taxonomy, len(rows), opts.thresholds)
+    shown = [r["instruction"] for r in rows]
+    report, taxonomy, problems = repair_card(raw, opts.taxonomy, len(rows), opts.thresholds, shown)
     if problems:
         warnings.append(f"card strategy: the model's report broke the contract in {len(problems)} way(s); repaired")
     timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -108,10 +109,13 @@ def run_card(engine, samples, opts, facts, warnings, timings, started):
     return AnalysisResult(report, [], metadata, taxonomy)
 
 
-def repair_card(raw: dict, taxonomy: Taxonomy | None, total: int, thresholds) -> tuple[CoverageReport, Taxonomy, list[str]]:
+def repair_card(
+    raw: dict, taxonomy: Taxonomy | None, total: int, thresholds, instructions: list[str] | None = None
+) -> tuple[CoverageReport, Taxonomy, list[str]]:
     """Check the model's report against the contract and rebuild it from its (clamped) counts."""
     problems = _raw_problems(raw, total)
     cats = _merge_categories(raw["categories"], taxonomy, problems)
+    _ground_examples(cats, instructions or [], problems)
     tax = taxonomy or Taxonomy(categories=[Category(name=n) for n in cats], inferred=True)
     stats = [_category(name, cats.get(name), total, problems) for name in tax.names]
     targets = tax.targets()
@@ -151,6 +155,23 @@ def _merge_categories(items: list[dict], taxonomy: Taxonomy | None, problems: li
     return merged
 
 
+def _ground_examples(cats: dict[str, dict], instructions: list[str], problems: list[str]) -> None:
+    """Replace a representative example that is no real instruction by the closest real one."""
+    real = {i.casefold() for i in instructions}
+    for name, item in cats.items():
+        example = item.get("representative_example", "")
+        if not instructions or (example and any(example.casefold() in r for r in real)):
+            continue
+        problems.append(f"{name}: representative_example {example[:40]!r} is not from the samples; closest one used")
+        item["representative_example"] = max(instructions, key=lambda text: _overlap(example, text))
+
+
+def _overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the two texts' lower-case words."""
+    wa, wb = set(a.casefold().split()), set(b.casefold().split())
+    return len(wa & wb) / len(wa | wb) if wa | wb else 0.0
+
+
 def _category(name: str, item: dict | None, total: int, problems: list[str]) -> CategoryStats:
     item = item or {"count": 0, "difficulty_distribution": {}, "representative_example": ""}
     count = min(max(int(item["count"]), 0), total)
@@ -161,7 +182,7 @@ def _category(name: str, item: dict | None, total: int, problems: list[str]) -> 
     return CategoryStats(
         name=name, count=count, share_percent=round(100.0 * count / total, 2) if total else 0.0,
         difficulty_distribution=DifficultyDistribution(**dist),
-        representative_example=snippet(item.get("representative_example", "")),
+        representative_example=snippet(item.get("representative_example", "")) if count else "",
     )
 
 
