@@ -59,6 +59,8 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed records and list them in the metadata.")
 @click.option("--gap-threshold", type=float, default=5.0, show_default=True, help="Share (percent) under which a target category is a gap.")
 @click.option("--over-threshold", type=float, default=35.0, show_default=True, help="Share (percent) over which a category is over-represented.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Label cache file (SQLite). Default: $OFFLINE_COV_CACHE or the tool home.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the label cache.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def analyze(**kw):
@@ -80,6 +82,7 @@ def analyze(**kw):
             encoding=kw["encoding"], skip_bad_lines=kw["skip_bad_lines"],
             thresholds=Thresholds(kw["gap_threshold"], kw["over_threshold"]),
             label=LabelSettings(batch_size=kw["batch_size"]),
+            use_cache=not kw["no_cache"], cache_path=kw["cache_path"],
         )
         result = _run_analyze(kw["data"], opts, kw["quiet"])
     except OfflineCovError as exc:

@@ -32,7 +32,7 @@ class LabelRun:
 
     labels: list[SampleLabel] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
-    truncated: int = 0
+    truncated: set[int] = field(default_factory=set)
     retried: int = 0
     output_tokens: int = 0
     requests: int = 0
@@ -81,7 +81,7 @@ class Labeler:
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         """Label a batch; each failed or cut-off answer is retried once, then recorded as failed."""
         built = [self.request(s) for s in samples]
-        run.truncated += sum(t for _, t in built)
+        run.truncated.update(s.index for s, (_, cut) in zip(samples, built) if cut)
         requests = [r for r, _ in built]
         results = self.engine.generate(requests)
         run.requests += len(requests)
@@ -127,7 +127,7 @@ def label_samples(
     labeler: Labeler,
     samples: list[Sample],
     progress: Callable[[int, int], None] | None = None,
-    on_batch: Callable[[list[SampleLabel]], None] | None = None,
+    on_batch: Callable[[list[SampleLabel], LabelRun], None] | None = None,
 ) -> LabelRun:
     """Label every sample in batches; `on_batch` sees each batch's labels as soon as they exist."""
     run = LabelRun()
@@ -135,7 +135,7 @@ def label_samples(
         labels = labeler.label_batch(batch, run)
         run.labels.extend(labels)
         if on_batch:
-            on_batch(labels)
+            on_batch(labels, run)
         if progress:
             progress(len(batch), len(samples))
     return run

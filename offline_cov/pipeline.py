@@ -14,9 +14,10 @@ from .contract import CoverageReport
 from .dataset import FieldSpec, Sample, draw_sample, read_samples
 from .engines import Engine, get_engine_class
 from .home import go_offline
-from .labeling import LabelSettings, Labeler, label_samples
+from .cache import LabelCache, cache_key
+from .labeling import LabelRun, LabelSettings, Labeler, label_samples
 from .prompts import PROMPT_VERSION
-from .registry import load_registry
+from .registry import load_registry, model_identity
 from .taxonomy import Taxonomy
 
 FEW_SAMPLES = 50
@@ -37,6 +38,8 @@ class AnalyzeOptions:
     skip_bad_lines: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     label: LabelSettings = field(default_factory=LabelSettings)
+    use_cache: bool = True
+    cache_path: str | Path | None = None
 
 
 @dataclass
@@ -55,6 +58,39 @@ def open_engine(name: str, model: str | None, seed: int = 0) -> Engine:
     registry = load_registry()
     spec = registry.get(model or registry.default_name())
     return get_engine_class(name)(spec, seed=seed)
+
+
+class EngineHandle:
+    """The engine, opened only when something must be generated: a fully cached run loads no model."""
+
+    def __init__(self, opts: AnalyzeOptions, engine: Engine | None = None):
+        self.opts, self._engine, self.own = opts, engine, engine is None
+        self.load_s = 0.0
+        if engine is not None:
+            fallback = f"{engine.name}:{engine.model_name}"  # engines written outside this package
+            self.identity, self.model_name = getattr(engine, "identity", fallback), engine.model_name
+        else:
+            registry = load_registry()
+            spec = registry.get(opts.model or registry.default_name())
+            self.identity, self.model_name = model_identity(opts.engine, spec), spec.name
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            t = time.perf_counter()
+            self._engine = open_engine(self.opts.engine, self.model_name, self.opts.seed)
+            self.load_s = round(time.perf_counter() - t, 3)
+        return self._engine
+
+    @property
+    def opened(self) -> bool:
+        return self._engine is not None
+
+    def info(self) -> dict:
+        return self._engine.info() if self._engine else {"engine": self.opts.engine, "loaded": False}
+
+    def close(self) -> None:
+        if self.own and self._engine is not None:
+            self._engine.close()
 
 
 def load_and_sample(data: str | Path, opts: AnalyzeOptions) -> tuple[list[Sample], dict]:
@@ -84,51 +120,116 @@ def analyze(
     started = time.perf_counter()
     samples, facts = load_and_sample(data, opts)
     warnings = _sample_warnings(samples, facts)
-    own_engine = engine is None
-    load_start = time.perf_counter()
-    engine = engine or open_engine(opts.engine, opts.model, opts.seed)
-    timings = {"engine_load_s": round(time.perf_counter() - load_start, 3)}
+    handle = EngineHandle(opts, engine)
+    cache = LabelCache(opts.cache_path) if opts.use_cache else None
     try:
         if opts.strategy == "card":
             from .card import run_card
 
-            return run_card(engine, samples, opts, facts, warnings, timings, started)
-        return _per_sample(engine, samples, opts, facts, warnings, timings, started, progress)
+            timings: dict = {}
+            result = run_card(handle.get(), samples, opts, facts, warnings, timings, started)
+            result.metadata["timings"]["engine_load_s"] = handle.load_s
+            return result
+        return _per_sample(handle, cache, samples, opts, facts, warnings, started, progress)
     finally:
-        if own_engine:
-            engine.close()
+        handle.close()
+        if cache is not None:
+            cache.close()
 
 
-def _per_sample(engine, samples, opts, facts, warnings, timings, started, progress) -> AnalysisResult:
+def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress) -> AnalysisResult:
+    timings: dict = {}
     taxonomy = opts.taxonomy
     if taxonomy is None:
-        from .infer import infer_taxonomy
-
         t = time.perf_counter()
-        taxonomy = infer_taxonomy(engine, samples)
+        taxonomy = _inferred_taxonomy(handle, cache, samples)
         timings["infer_taxonomy_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    labeler = Labeler(engine, taxonomy, opts.label)
-    run = label_samples(labeler, samples, progress=progress)
+    run, budget = _label_cached(handle, cache, taxonomy, samples, opts, progress)
     timings["label_s"] = round(time.perf_counter() - t, 3)
+    timings["engine_load_s"] = handle.load_s
     report = build_report(
         ReportInputs(taxonomy, run.labels, {s.index: s for s in samples}, len(samples), opts.thresholds)
     )
     if run.failed:
         warnings.append(f"{len(run.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
     timings["total_s"] = round(time.perf_counter() - started, 3)
-    metadata = run_metadata(engine, opts, taxonomy, facts, warnings, timings)
+    metadata = run_metadata(handle, opts, taxonomy, facts, warnings, timings)
     metadata["samples"] = {
         "analyzed": len(samples),
         "labeled": len(run.labels),
         "failed": len(run.failed),
-        "truncated": run.truncated,
+        "truncated": len(run.truncated),
         "retried": run.retried,
     }
     metadata["failed"] = run.failed
     metadata["output_tokens"] = run.output_tokens
-    metadata["sample_token_budget"] = labeler.sample_budget
+    metadata["sample_token_budget"] = budget
+    metadata["cache"] = _cache_facts(cache)
     return AnalysisResult(report, sorted(run.labels, key=lambda lab: lab.index), metadata, taxonomy)
+
+
+def _cache_facts(cache: LabelCache | None) -> dict:
+    if cache is None:
+        return {"enabled": False}
+    return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+
+
+def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:
+    """The cache key of one sample's label."""
+    knobs = {"max_sample_tokens": settings.max_sample_tokens, "max_tokens": settings.max_tokens, "temperature": 0}
+    return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs, sample.content_hash())
+
+
+def _label_cached(handle, cache, taxonomy, samples, opts, progress) -> tuple[LabelRun, int | None]:
+    """Labels from the cache where present; the rest from the engine, stored batch by batch."""
+    keys = {s.index: label_key(handle.identity, taxonomy, opts.label, s) for s in samples}
+    found = cache.get_many(list(keys.values())) if cache else {}
+    run, todo = LabelRun(), []
+    for s in samples:
+        hit = found.get(keys[s.index])
+        if hit is None:
+            todo.append(s)
+            continue
+        run.labels.append(SampleLabel(s.index, tuple(hit["categories"]), hit["difficulty"]))
+        if hit.get("truncated"):
+            run.truncated.add(s.index)
+    total = len(samples)
+    if progress and run.labels:
+        progress(len(run.labels), total)
+    if not todo:
+        return run, None
+    labeler = Labeler(handle.get(), taxonomy, opts.label)
+
+    def store(labels: list[SampleLabel], fresh: LabelRun) -> None:
+        if cache is not None and labels:
+            cache.put_many({keys[lab.index]: _cached_value(lab, fresh) for lab in labels})
+
+    fresh = label_samples(labeler, todo, progress=(lambda n, _: progress(n, total)) if progress else None,
+                          on_batch=store)
+    run.labels += fresh.labels
+    run.failed, run.retried, run.output_tokens = fresh.failed, fresh.retried, fresh.output_tokens
+    run.truncated |= fresh.truncated
+    return run, labeler.sample_budget
+
+
+def _cached_value(label: SampleLabel, run: LabelRun) -> dict:
+    return {"categories": list(label.categories), "difficulty": label.difficulty, "truncated": label.index in run.truncated}
+
+
+def _inferred_taxonomy(handle, cache, samples) -> Taxonomy:
+    """Infer the taxonomy, or reuse the one inferred before for the same samples and model."""
+    from .infer import INFER_MAX_SAMPLES, infer_taxonomy, spread
+
+    key = cache_key("infer", handle.identity, PROMPT_VERSION, [s.content_hash() for s in spread(samples, INFER_MAX_SAMPLES)])
+    if cache is not None:
+        hit = cache.get_many([key]).get(key)
+        if hit is not None:
+            return Taxonomy.model_validate(hit)
+    taxonomy = infer_taxonomy(handle.get(), samples)
+    if cache is not None:
+        cache.put_many({key: taxonomy.model_dump()})
+    return taxonomy
 
 
 def _sample_warnings(samples: list[Sample], facts: dict) -> list[str]:
@@ -142,12 +243,13 @@ def _sample_warnings(samples: list[Sample], facts: dict) -> list[str]:
     return warnings
 
 
-def run_metadata(engine: Engine, opts: AnalyzeOptions, taxonomy: Taxonomy, facts: dict, warnings, timings) -> dict:
+def run_metadata(engine, opts: AnalyzeOptions, taxonomy: Taxonomy, facts: dict, warnings, timings) -> dict:
     """The run's facts: model, engine and versions, prompt version, taxonomy, timings, warnings."""
     return {
         "tool": {"name": "offline-cov", "version": __version__},
         "model": engine.model_name,
         "engine": engine.info(),
+        "engine_identity": engine.identity,
         "prompt_version": PROMPT_VERSION,
         "strategy": opts.strategy,
         "taxonomy": {

@@ -101,6 +101,13 @@ def load_registry(path: str | Path | None = None) -> ModelRegistry:
     return registry
 
 
+def model_identity(engine: str, spec: ModelSpec) -> str:
+    """What makes one engine+model give different labels than another: part of every cache key."""
+    import json
+
+    return json.dumps({"engine": engine, "model": spec.model_dump(exclude={"description"})}, sort_keys=True)
+
+
 def gpu_available() -> bool:
     """True when an NVIDIA GPU is visible, checked without importing torch."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":

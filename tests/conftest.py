@@ -44,3 +44,11 @@ def transformers_engine(tool_home):
     engine = open_engine("transformers", "smollm2-135m")
     yield engine
     engine.close()
+
+
+@pytest.fixture(autouse=True)
+def label_cache(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own label cache, so no test sees labels another one stored."""
+    path = tmp_path / "labels.sqlite"
+    monkeypatch.setenv("OFFLINE_COV_CACHE", str(path))
+    return path

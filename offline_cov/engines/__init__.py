@@ -44,6 +44,7 @@ class Engine(Protocol):
 
     name: str
     model_name: str
+    identity: str
     max_model_len: int
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]: ...

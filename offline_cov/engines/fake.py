@@ -15,6 +15,7 @@ class FakeEngine:
 
     def __init__(self, spec=None, seed: int = 0, responses: list[str] | None = None, max_model_len: int = 2048):
         self.model_name = getattr(spec, "name", "fake")
+        self.identity = f"fake:{seed}:{max_model_len}"
         self.max_model_len = max_model_len
         self.rng = random.Random(seed)
         self.responses = list(responses or [])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..home import go_offline
-from ..registry import ModelSpec, resolve_weights
+from ..registry import ModelSpec, model_identity, resolve_weights
 from . import GenRequest, GenResult, json_schema_type, require
 
 OUTLINES_BACKEND = "outlines_core"
@@ -23,6 +23,7 @@ class TransformersEngine:
 
         torch.manual_seed(seed)
         self.model_name = spec.name
+        self.identity = model_identity(self.name, spec)
         self.max_model_len = spec.vllm.max_model_len
         path = resolve_weights(spec)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ModelUnavailableError
 from ..home import go_offline
-from ..registry import ModelSpec, gpu_available, resolve_weights
+from ..registry import ModelSpec, gpu_available, model_identity, resolve_weights
 from . import GenRequest, GenResult, json_schema_type, require
 
 STRUCTURED_BACKEND = "xgrammar"
@@ -27,6 +27,7 @@ class VllmEngine:
         from vllm import LLM
 
         self.model_name = spec.name
+        self.identity = model_identity(self.name, spec)
         self.max_model_len = spec.vllm.max_model_len
         self.path = resolve_weights(spec)
         self.llm = LLM(model=str(self.path), seed=seed, **self._llm_kwargs(spec))

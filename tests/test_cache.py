@@ -1,0 +1,89 @@
+"""The label cache on the fake engine: repeat for free, relabel only what changed."""
+
+import json
+
+from offline_cov.cache import LabelCache
+from offline_cov.engines.fake import FakeEngine
+from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.taxonomy import parse_taxonomy_list
+
+TAX = parse_taxonomy_list("math,code,writing")
+
+
+def write(path, prompts):
+    path.write_text("\n".join(json.dumps({"prompt": p}) for p in prompts))
+    return path
+
+
+def test_second_run_labels_nothing_and_gives_the_same_report(tmp_path):
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(60)])
+    first_engine, second_engine = FakeEngine(seed=1), FakeEngine(seed=1)
+    first = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=first_engine)
+    second = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=second_engine)
+    assert len(first_engine.requests) == 60 and second_engine.requests == []
+    assert second.report == first.report and second.labels == first.labels
+    assert second.metadata["cache"]["hits"] == 60 and second.metadata["cache"]["misses"] == 0
+
+
+def test_changing_a_sample_relabels_only_that_sample(tmp_path):
+    prompts = [f"task {i}" for i in range(60)]
+    analyze(write(tmp_path / "d.jsonl", prompts), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
+    prompts[7] = "a brand new task"
+    engine = FakeEngine()
+    result = analyze(write(tmp_path / "d.jsonl", prompts), AnalyzeOptions(taxonomy=TAX), engine=engine)
+    assert len(engine.requests) == 1 and "a brand new task" in engine.requests[0].messages[1]["content"]
+    assert result.metadata["cache"] == {**result.metadata["cache"], "hits": 59, "misses": 1}
+
+
+def test_every_part_of_the_key_matters(tmp_path):
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(10)])
+    analyze(f, AnalyzeOptions(taxonomy=TAX), engine=FakeEngine(seed=1))
+    for opts, engine in [
+        (AnalyzeOptions(taxonomy=parse_taxonomy_list("math,code")), FakeEngine(seed=1)),  # taxonomy
+        (AnalyzeOptions(taxonomy=TAX), FakeEngine(seed=2)),  # model identity
+    ]:
+        analyze(f, opts, engine=engine)
+        assert len(engine.requests) == 10
+
+
+def test_no_cache_and_explicit_cache_path(tmp_path):
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(10)])
+    custom = tmp_path / "elsewhere.sqlite"
+    analyze(f, AnalyzeOptions(taxonomy=TAX, cache_path=custom), engine=FakeEngine())
+    assert len(LabelCache(custom)) == 10
+    engine = FakeEngine()
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=engine)
+    assert len(engine.requests) == 10 and result.metadata["cache"] == {"enabled": False}
+
+
+def test_failed_samples_are_not_cached_and_are_retried_next_run(tmp_path):
+    from offline_cov.engines import GenResult
+
+    f = write(tmp_path / "d.jsonl", ["a", "b"])
+    bad = [GenResult("", "error"), json.dumps({"primary": "code", "difficulty": "easy", "also": []}), GenResult("", "error")]
+    first = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=FakeEngine(responses=bad))
+    assert first.metadata["samples"]["failed"] == 1
+    engine = FakeEngine()
+    second = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=engine)
+    assert len(engine.requests) == 1 and second.metadata["samples"]["failed"] == 0
+
+
+def test_labels_are_committed_batch_by_batch(tmp_path):
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(50)])
+    class Crashing(FakeEngine):
+        def generate(self, requests):
+            if len(self.requests) >= 20:
+                raise KeyboardInterrupt("killed mid-run")
+            return super().generate(requests)
+
+    from offline_cov.labeling import LabelSettings
+
+    opts = AnalyzeOptions(taxonomy=TAX, label=LabelSettings(batch_size=10))
+    try:
+        analyze(f, opts, engine=Crashing())
+    except KeyboardInterrupt:
+        pass
+    assert len(LabelCache()) == 20  # two whole batches survived the crash
+    engine = FakeEngine()
+    resumed = analyze(f, opts, engine=engine)
+    assert len(engine.requests) == 30 and resumed.metadata["samples"]["labeled"] == 50
