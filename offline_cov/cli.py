@@ -187,3 +187,7 @@ def _register_report_commands() -> None:
 
 
 _register_report_commands()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Reliability on the real engine: resume after kill -9, cache hits, finish_reason, no network."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLE, REPO
+from offline_cov.labeling import LabelSettings
+from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.taxonomy import parse_taxonomy_list
+
+pytestmark = pytest.mark.engine
+TAXONOMY = "math,code,writing,reasoning,factual_qa"
+CLI = [sys.executable, "-m", "offline_cov.cli"]
+
+
+def cli_args(out: Path, cache: Path, *extra) -> list[str]:
+    return CLI + ["analyze", str(EXAMPLE), "--taxonomy", TAXONOMY, "--model", "smollm2-135m", "--batch-size", "8",
+                  "--out", str(out), "--cache", str(cache), "-q", *extra]
+
+
+def cached_rows(cache: Path) -> int:
+    if not cache.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
+    proc = subprocess.Popen(cli_args(out, cache), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while cached_rows(cache) < 24 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = cached_rows(cache)
+    assert 24 <= done_before < 120 and not out.exists()
+
+    subprocess.run(cli_args(out, cache), check=True, capture_output=True)
+    resumed = json.loads(out.read_text())
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["cache"]["hits"] >= done_before and meta["samples"]["labeled"] == 120
+
+    opts = AnalyzeOptions(taxonomy=parse_taxonomy_list(TAXONOMY), use_cache=False, label=LabelSettings(batch_size=8))
+    uninterrupted = analyze(EXAMPLE, opts, engine=vllm_engine)
+    assert resumed == uninterrupted.report.model_dump()
+
+    # a third run labels nothing, loads no model, and writes the same report
+    subprocess.run(cli_args(out, cache), check=True, capture_output=True)
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["cache"]["misses"] == 0 and meta["engine"] == {"engine": "vllm", "loaded": False}
+    assert json.loads(out.read_text()) == resumed
+
+
+def test_cut_off_answers_are_retried_then_recorded_as_failed(vllm_engine, tmp_path):
+    opts = AnalyzeOptions(taxonomy=parse_taxonomy_list("code,writing"), sample=6,
+                          label=LabelSettings(max_tokens=4), use_cache=False)
+    result = analyze(EXAMPLE, opts, engine=vllm_engine)
+    assert result.metadata["samples"]["failed"] == 6 and result.metadata["samples"]["retried"] == 6
+    assert {f["finish_reason"] for f in result.metadata["failed"]} == {"length"}
+    assert result.report.total_samples_analyzed == 6 and all(c.count == 0 for c in result.report.categories)
+
+
+def guarded_env(log: Path) -> dict:
+    env = dict(os.environ, NETGUARD_LOG=str(log))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "netguard"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_the_network_guard_catches_an_attempt(tmp_path):
+    log = tmp_path / "net.log"
+    code = "import urllib.request\ntry:\n    urllib.request.urlopen('http://example.com', timeout=2)\nexcept OSError as e:\n    print(e)"
+    out = subprocess.run([sys.executable, "-c", code], env=guarded_env(log), capture_output=True, text=True)
+    assert "netguard: blocked" in out.stdout and "example.com" in log.read_text()
+
+
+def test_analyze_opens_no_connection_beyond_loopback(tmp_path):
+    log = tmp_path / "net.log"
+    out = tmp_path / "r.json"
+    env = guarded_env(log)
+    env.pop("HF_HUB_OFFLINE", None)  # the tool must switch offline mode on by itself
+    env.pop("VLLM_NO_USAGE_STATS", None)
+    run = subprocess.run(cli_args(out, tmp_path / "c.sqlite", "--sample", "16"), env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert out.exists()
+    assert not log.exists(), log.read_text()
