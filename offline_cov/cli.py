@@ -61,6 +61,7 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--over-threshold", type=float, default=35.0, show_default=True, help="Share (percent) over which a category is over-represented.")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Label cache file (SQLite). Default: $OFFLINE_COV_CACHE or the tool home.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the label cache.")
+@click.option("--shard", help="Label only shard I of N (I/N, 0-based) for job arrays; combine with `offline-cov merge`.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def analyze(**kw):
@@ -72,6 +73,7 @@ def analyze(**kw):
     from .dataset import FieldSpec
     from .labeling import LabelSettings
     from .pipeline import AnalyzeOptions
+    from .shard import parse_shard
 
     try:
         opts = AnalyzeOptions(
@@ -83,6 +85,7 @@ def analyze(**kw):
             thresholds=Thresholds(kw["gap_threshold"], kw["over_threshold"]),
             label=LabelSettings(batch_size=kw["batch_size"]),
             use_cache=not kw["no_cache"], cache_path=kw["cache_path"],
+            shard=parse_shard(kw["shard"]) if kw["shard"] else None,
         )
         result = _run_analyze(kw["data"], opts, kw["quiet"])
     except OfflineCovError as exc:
@@ -177,6 +180,34 @@ def models():
         if spec.description:
             click.echo(f"    {spec.description}")
     click.echo("* = default on this machine")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="report.json", show_default=True)
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), help="Write all shards' labels (JSONL).")
+def merge(manifests, out, labels_path):
+    """Build one report from the shard manifests of `analyze --shard I/N` runs.
+
+    Example: offline-cov merge shards/*.meta.json --out report.json
+    """
+    from pathlib import Path
+
+    from .io import write_json, write_jsonl
+    from .shard import load_manifests, merge_shards
+
+    try:
+        loaded = load_manifests(list(manifests))
+        report, labels, summary = merge_shards(loaded)
+    except OfflineCovError as exc:
+        _fail(exc)
+    write_json(out, report.model_dump())
+    meta = {k: v for k, v in loaded[0].items() if k not in ("shard", "samples", "failed", "cache", "timings")}
+    meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
+    write_json(Path(out).with_suffix(".meta.json"), meta)
+    if labels_path:
+        write_jsonl(labels_path, [lab.to_json() for lab in labels])
+    click.echo(f"merged {len(loaded)} shards ({summary['labeled']} labels) into {out}", err=True)
 
 
 def _register_report_commands() -> None:

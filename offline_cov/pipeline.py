@@ -18,6 +18,7 @@ from .cache import LabelCache, cache_key
 from .labeling import LabelRun, LabelSettings, Labeler, label_samples
 from .prompts import PROMPT_VERSION
 from .registry import load_registry, model_identity
+from .shard import select_shard, shard_block
 from .taxonomy import Taxonomy
 
 FEW_SAMPLES = 50
@@ -39,6 +40,7 @@ class AnalyzeOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     label: LabelSettings = field(default_factory=LabelSettings)
     use_cache: bool = True
+    shard: tuple[int, int] | None = None
     cache_path: str | Path | None = None
 
 
@@ -98,12 +100,14 @@ def load_and_sample(data: str | Path, opts: AnalyzeOptions) -> tuple[list[Sample
     read = read_samples(data, opts.fields, encoding=opts.encoding, skip_bad_lines=opts.skip_bad_lines)
     chosen = draw_sample(read.samples, opts.sample, opts.seed)
     facts = {
-        "dataset": str(data),
+        "dataset": str(Path(data).resolve()),
         "shape": read.shape,
         "samples_in_file": len(read.samples),
         "skipped_records": read.skipped,
         "sample_size": opts.sample,
         "seed": opts.seed,
+        "fields": [opts.fields.instruction, opts.fields.response],
+        "encoding": opts.encoding,
     }
     return chosen, facts
 
@@ -145,6 +149,7 @@ def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress
         taxonomy = _inferred_taxonomy(handle, cache, samples)
         timings["infer_taxonomy_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
+    samples = select_shard(samples, opts.shard)
     run, budget = _label_cached(handle, cache, taxonomy, samples, opts, progress)
     timings["label_s"] = round(time.perf_counter() - t, 3)
     timings["engine_load_s"] = handle.load_s
@@ -166,6 +171,8 @@ def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress
     metadata["output_tokens"] = run.output_tokens
     metadata["sample_token_budget"] = budget
     metadata["cache"] = _cache_facts(cache)
+    if opts.shard:
+        metadata["shard"] = shard_block(opts.shard, sorted(run.labels, key=lambda lab: lab.index), run.failed, taxonomy)
     return AnalysisResult(report, sorted(run.labels, key=lambda lab: lab.index), metadata, taxonomy)
 
 

@@ -1,4 +1,8 @@
-"""A seeded fake engine: valid answers for any JSON schema, or queued answers. For unit tests only."""
+"""A seeded fake engine: valid answers for any JSON schema, or queued answers. For unit tests only.
+
+Like a model at temperature 0, its answer depends only on the seed and the request, never on
+which other requests share the batch.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ class FakeEngine:
         self.model_name = getattr(spec, "name", "fake")
         self.identity = f"fake:{seed}:{max_model_len}"
         self.max_model_len = max_model_len
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.responses = list(responses or [])
         self.requests: list[GenRequest] = []
 
@@ -29,7 +33,8 @@ class FakeEngine:
                 item = self.responses.pop(0)
                 results.append(item if isinstance(item, GenResult) else GenResult(item, "stop", len(item.split())))
             else:
-                text = json.dumps(schema_instance(request.schema or {"type": "string"}, self.rng))
+                rng = random.Random(f"{self.seed}:{json.dumps(request.messages, sort_keys=True)}")
+                text = json.dumps(schema_instance(request.schema or {"type": "string"}, rng))
                 results.append(GenResult(text, "stop", len(text.split())))
         return results
 

@@ -1,0 +1,96 @@
+"""Sharded runs for batch schedulers (SLURM job arrays): label one shard, then merge the shards.
+
+`analyze --shard I/N` labels the samples whose index is I modulo N and writes a shard manifest
+(its metadata, with the labels inside). `merge` rebuilds the report from all N manifests;
+it equals a single run's report byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .aggregate import ReportInputs, SampleLabel, Thresholds, build_report
+from .contract import CoverageReport
+from .dataset import FieldSpec, Sample, draw_sample, read_samples
+from .errors import OfflineCovError
+from .taxonomy import Taxonomy
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), with 0 <= I < N."""
+    try:
+        index, count = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise OfflineCovError(f"--shard {text!r}: expected I/N, for example 0/8") from None
+    if count < 1 or not 0 <= index < count:
+        raise OfflineCovError(f"--shard {text!r}: I must be in 0..N-1 and N at least 1")
+    return index, count
+
+
+def select_shard(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
+    """The samples of shard (I, N): those whose index is I modulo N."""
+    if shard is None:
+        return samples
+    index, count = shard
+    return [s for s in samples if s.index % count == index]
+
+
+def shard_block(shard: tuple[int, int], labels: list[SampleLabel], failed: list[dict], taxonomy: Taxonomy) -> dict:
+    """What a shard adds to its metadata so that `merge` needs nothing else but the dataset."""
+    return {
+        "index": shard[0],
+        "count": shard[1],
+        "taxonomy": taxonomy.model_dump(),
+        "labels": [lab.to_json() for lab in labels],
+        "failed": failed,
+    }
+
+
+def load_manifests(paths: list[str | Path]) -> list[dict]:
+    manifests = []
+    for path in paths:
+        try:
+            meta = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OfflineCovError(f"{path}: cannot read the shard manifest ({exc})") from None
+        if "shard" not in meta:
+            raise OfflineCovError(f"{path}: not a shard manifest (written by `analyze --shard I/N`)")
+        manifests.append(meta)
+    _check_complete(paths, manifests)
+    return manifests
+
+
+def _check_complete(paths, manifests: list[dict]) -> None:
+    count = manifests[0]["shard"]["count"]
+    seen = sorted(m["shard"]["index"] for m in manifests)
+    if seen != list(range(count)):
+        raise OfflineCovError(f"merge needs shards 0..{count - 1} once each; got {seen}")
+    keys = ("input", "taxonomy", "thresholds", "engine_identity", "prompt_version")
+    for path, meta in zip(paths, manifests):
+        for key in keys:
+            if meta.get(key) != manifests[0].get(key) and key != "input":
+                raise OfflineCovError(f"{path}: {key} differs from the first shard's; shards must come from one run")
+        same_input = {k: v for k, v in meta["input"].items() if k != "skipped_records"}
+        first_input = {k: v for k, v in manifests[0]["input"].items() if k != "skipped_records"}
+        if same_input != first_input:
+            raise OfflineCovError(f"{path}: dataset or sampling differs from the first shard's")
+
+
+def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabel], dict]:
+    """The report of the whole run, from its shards' labels and the dataset they came from."""
+    first = manifests[0]
+    facts = first["input"]
+    read = read_samples(facts["dataset"], FieldSpec(*facts.get("fields", (None, None))),
+                        encoding=facts.get("encoding", "utf-8"), skip_bad_lines=bool(facts["skipped_records"]))
+    samples = draw_sample(read.samples, facts["sample_size"], facts["seed"])
+    taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
+    labels = sorted(
+        (SampleLabel(d["index"], tuple(d["categories"]), d["difficulty"]) for m in manifests for d in m["shard"]["labels"]),
+        key=lambda lab: lab.index,
+    )
+    thresholds = Thresholds(**first["thresholds"])
+    report = build_report(ReportInputs(taxonomy, labels, {s.index: s for s in samples}, len(samples), thresholds))
+    failed = [f for m in manifests for f in m["shard"]["failed"]]
+    summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": len(samples)}
+    return report, labels, summary
