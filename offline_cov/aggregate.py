@@ -72,6 +72,17 @@ def balance_score(counts: dict[str, int], targets: dict[str, float]) -> float:
     return round(min(1.0, max(0.0, score)), 4)
 
 
+def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a share, in percent (95% with the default z)."""
+    if total == 0:
+        return (0.0, 100.0)
+    p = count / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2))
+
+
 def build_report(inputs: ReportInputs) -> CoverageReport:
     """Counts, shares, difficulty mixes, gaps, over-representation and balance from the labels."""
     tax, total = inputs.taxonomy, inputs.total

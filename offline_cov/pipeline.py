@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .aggregate import ReportInputs, SampleLabel, Thresholds, build_report
+from .aggregate import ReportInputs, SampleLabel, Thresholds, build_report, wilson_interval
 from .contract import CoverageReport
 from .dataset import FieldSpec, Sample, draw_sample, read_samples
 from .engines import Engine, get_engine_class
@@ -171,6 +171,10 @@ def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress
     metadata["output_tokens"] = run.output_tokens
     metadata["sample_token_budget"] = budget
     metadata["cache"] = _cache_facts(cache)
+    if len(samples) < facts["samples_in_file"]:
+        metadata["share_ci95"] = {
+            c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories
+        }
     if opts.shard:
         metadata["shard"] = shard_block(opts.shard, sorted(run.labels, key=lambda lab: lab.index), run.failed, taxonomy)
     return AnalysisResult(report, sorted(run.labels, key=lambda lab: lab.index), metadata, taxonomy)

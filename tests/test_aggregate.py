@@ -133,3 +133,12 @@ def test_contract_violations_catch_a_broken_report():
     assert any("difficulty counts" in p for p in problems)
     assert any("decision_basis" in p for p in problems)
     assert contract_violations(report, ["math", "code"]) != []
+
+
+def test_wilson_interval_hand_computed():
+    from offline_cov.aggregate import wilson_interval
+
+    # p = 0.2, n = 100: centre 0.2111, half-width 0.0777 -> [13.34, 28.88]
+    low, high = wilson_interval(20, 100)
+    assert low == pytest.approx(13.36, abs=0.05) and high == pytest.approx(28.91, abs=0.05)
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 100.0

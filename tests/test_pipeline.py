@@ -110,3 +110,14 @@ def test_too_few_inferred_categories_fail_clearly(tmp_path):
 
     with pytest.raises(GenerationError, match="only 1 distinct"):
         analyze(dataset(tmp_path), AnalyzeOptions(), engine=engine)
+
+
+def test_a_sampled_run_reports_wilson_intervals(tmp_path):
+    f = dataset(tmp_path, 200)
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX, sample=50), engine=FakeEngine())
+    ci = result.metadata["share_ci95"]
+    assert set(ci) == set(TAX.names)
+    for cat in result.report.categories:
+        assert ci[cat.name][0] <= cat.share_percent <= ci[cat.name][1]
+    full = analyze(dataset(tmp_path, 60), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
+    assert "share_ci95" not in full.metadata
