@@ -43,7 +43,8 @@ def test_vllm_per_sample_with_taxonomy(vllm_engine):
     info = result.metadata["engine"]
     assert info["engine"] == "vllm" and info["structured_output_backend"] == "xgrammar" and info["vllm_version"]
     again = analyze(EXAMPLE, AnalyzeOptions(taxonomy=TAX), engine=vllm_engine)
-    assert again.report == result.report  # temperature 0: same input, same report
+    assert again.metadata["cache"]["hits"] == 120 and again.metadata["output_tokens"] == 0
+    assert again.report == result.report
 
 
 def test_vllm_per_sample_infers_a_taxonomy(vllm_engine):

@@ -103,13 +103,20 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
     assert contract_violations(result.report, None, inferred=True) == []
 
 
-def test_too_few_inferred_categories_fail_clearly(tmp_path):
-    cats = [{"name": "math", "description": "x"}] * 5
-    engine = FakeEngine(responses=[json.dumps({"categories": cats})])
-    from offline_cov.errors import GenerationError
+def test_too_few_proposed_categories_fall_back_to_a_vote(tmp_path):
+    from offline_cov.infer import SKILL_VOCABULARY
 
-    with pytest.raises(GenerationError, match="only 1 distinct"):
-        analyze(dataset(tmp_path), AnalyzeOptions(), engine=engine)
+    cats = [{"name": "math", "description": "x"}] * 5
+    votes = [json.dumps({"category": c}) for c in ["coding"] * 20 + ["math"] * 15 + ["translation"] * 5]
+    engine = FakeEngine(responses=[json.dumps({"categories": cats})] + votes)
+    result = analyze(dataset(tmp_path, 60), AnalyzeOptions(), engine=engine)
+    # three skills got votes (most voted first); two more are topped up from the vocabulary
+    assert result.taxonomy.names == ["math", "coding", "creative_writing", "professional_writing", "translation"]
+    assert [c.description for c in result.taxonomy.categories][0] == SKILL_VOCABULARY[0][1]
+    vote_request = engine.requests[1]
+    assert vote_request.schema["properties"]["category"]["enum"][:2] == ["math", "coding"]
+    assert vote_request.messages[1]["content"].startswith("<sample>")
+    assert contract_violations(result.report, None, inferred=True) == []
 
 
 def test_a_sampled_run_reports_wilson_intervals(tmp_path):
