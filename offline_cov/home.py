@@ -32,3 +32,5 @@ def go_offline() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # Without it vLLM finds its host address by a UDP connect to a public resolver.
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
