@@ -135,3 +135,11 @@ def test_help_imports_neither_vllm_nor_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0 []"
+
+
+def test_cli_docs_are_generated_from_help():
+    from conftest import REPO
+    from offline_cov.docs import cli_reference
+
+    docs = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert docs == cli_reference(), "docs/cli.md is stale: run python -m offline_cov.docs"
