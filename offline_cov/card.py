@@ -116,7 +116,7 @@ def repair_card(
     problems = _raw_problems(raw, total)
     cats = _merge_categories(raw["categories"], taxonomy, problems)
     _ground_examples(cats, instructions or [], problems)
-    tax = taxonomy or Taxonomy(categories=[Category(name=n) for n in cats], inferred=True)
+    tax = taxonomy or _inferred_from_card(cats, problems)
     stats = [_category(name, cats.get(name), total, problems) for name in tax.names]
     targets = tax.targets()
     report = CoverageReport(
@@ -129,6 +129,18 @@ def repair_card(
     )
     problems += [f"model report: {p}" for p in _model_contract_problems(raw, tax, thresholds)]
     return report, tax, problems
+
+
+def _inferred_from_card(cats: dict[str, dict], problems: list[str]) -> Taxonomy:
+    """The model's own categories; fewer than 5 distinct ones are topped up with zero-count skills."""
+    from .infer import MAX_INFERRED, MIN_INFERRED, SKILL_VOCABULARY
+
+    names = list(cats)[:MAX_INFERRED]
+    if len(names) < MIN_INFERRED:
+        extra = [n for n, _ in SKILL_VOCABULARY if n not in names][: MIN_INFERRED - len(names)]
+        problems.append(f"only {len(names)} distinct inferred categories; topped up with {extra} at count 0")
+        names += extra
+    return Taxonomy(categories=[Category(name=n) for n in names], inferred=True)
 
 
 def _raw_problems(raw: dict, total: int) -> list[str]:

@@ -128,3 +128,27 @@ def test_a_sampled_run_reports_wilson_intervals(tmp_path):
         assert ci[cat.name][0] <= cat.share_percent <= ci[cat.name][1]
     full = analyze(dataset(tmp_path, 60), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
     assert "share_ci95" not in full.metadata
+
+
+def test_card_strategy_checks_and_repairs_the_models_report(tmp_path):
+    raw = {
+        "categories": [
+            {"name": "math", "count": 30, "share_percent": 1, "representative_example": "not a real one",
+             "difficulty_distribution": {"easy": 1, "medium": 1, "hard": 1}},
+            {"name": "math", "count": 2, "share_percent": 1, "representative_example": "",
+             "difficulty_distribution": {"easy": 1, "medium": 1, "hard": 0}},
+        ],
+        "total_samples_analyzed": 7, "gaps": [], "over_represented": [], "balance_score": 0.9, "decision_basis": "ok",
+    }
+    engine = FakeEngine(responses=[json.dumps(raw)], max_model_len=8192)
+    result = analyze(dataset(tmp_path, 20), AnalyzeOptions(strategy="card"), engine=engine)
+    problems = result.metadata["card_check"]["violations"]
+    assert any("total_samples_analyzed 7 but 20" in p for p in problems)
+    assert any("listed twice" in p for p in problems)
+    assert any("topped up" in p for p in problems)
+    assert any("not from the samples" in p for p in problems)
+    assert contract_violations(result.report, None, inferred=True) == []
+    math = result.report.categories[0]
+    assert (math.name, math.count, math.share_percent) == ("math", 20, 100.0)
+    assert math.difficulty_distribution.model_dump() == {"easy": 7, "medium": 7, "hard": 6}
+    assert math.representative_example.startswith("Solve ")
