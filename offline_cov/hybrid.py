@@ -1,0 +1,76 @@
+"""The hybrid labeler: the embedding ranks the categories, the LLM chooses among the top k.
+
+Per sample, the embedding labeler's k most similar categories become a sub-taxonomy; the LLM
+sees only those categories (in taxonomy order, so it cannot just copy the embedding's ranking)
+and its JSON schema's enums hold only those names, so it cannot answer outside them. Where the
+embedding is sure (its top-1 similarity beats the runner-up by at least `margin`) the LLM is
+not asked. A sample the LLM fails twice keeps the embedding's label. k and margin come from the
+dev split of bench/labelers.py.
+"""
+
+from __future__ import annotations
+
+from .aggregate import SampleLabel
+from .dataset import Sample
+from .embed import EmbedLabeler, difficulty_from_text
+from .engines import Engine
+from .labeling import Labeler, LabelRun, LabelSettings
+from .taxonomy import Taxonomy
+
+HYBRID_TOP_K = 2
+HYBRID_MARGIN = 1.0  # cosine units; 1.0 and above: the LLM is asked about every sample
+
+
+class HybridLabeler:
+    """Embedding candidates, LLM choice; duck-types `labeling.Labeler`."""
+
+    name = "hybrid"
+
+    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None,
+                 embed: EmbedLabeler | None = None, k: int = HYBRID_TOP_K, margin: float = HYBRID_MARGIN):
+        self.engine, self.taxonomy = engine, taxonomy
+        self.settings = settings or LabelSettings()
+        self.embed = embed or EmbedLabeler(taxonomy, self.settings)
+        self.k, self.margin = max(1, min(k, len(taxonomy.names))), margin
+        self._labelers: dict[tuple[str, ...], Labeler] = {}
+        self.sample_budget = Labeler(engine, taxonomy, self.settings).sample_budget
+        self.asked = 0
+
+    def candidates(self, ranking: list[tuple[str, float]]) -> tuple[str, ...] | None:
+        """The top-k names in taxonomy order, or None when the embedding alone decides."""
+        if len(ranking) < 2 or ranking[0][1] - ranking[1][1] >= self.margin or self.k == 1:
+            return None
+        top = {name for name, _ in ranking[: self.k]}
+        return tuple(n for n in self.taxonomy.names if n in top)
+
+    def labeler_for(self, names: tuple[str, ...]) -> Labeler:
+        """A Labeler whose prompt and schema hold only `names` (built once per candidate set)."""
+        if names not in self._labelers:
+            cats = [c for c in self.taxonomy.categories if c.name in names]
+            self._labelers[names] = Labeler(self.engine, Taxonomy(categories=cats), self.settings)
+        return self._labelers[names]
+
+    def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
+        rankings = self.embed.ranked([s.render() for s in samples])
+        fallback = {s.index: SampleLabel(s.index, (r[0][0],), difficulty_from_text(s.instruction))
+                    for s, r in zip(samples, rankings)}
+        groups: dict[tuple[str, ...], list[Sample]] = {}
+        for sample, ranking in zip(samples, rankings):
+            names = self.candidates(ranking)
+            if names is not None:
+                groups.setdefault(names, []).append(sample)
+        labels = dict(fallback)
+        for names, group in groups.items():
+            self.asked += len(group)
+            scratch = LabelRun()
+            for label in self.labeler_for(names).label_batch(group, scratch):
+                labels[label.index] = label
+            run.truncated |= scratch.truncated
+            run.retried += scratch.retried
+            run.output_tokens += scratch.output_tokens
+            run.requests += scratch.requests
+        return [labels[s.index] for s in samples]
+
+    def info(self) -> dict:
+        return {"labeler": "hybrid", "top_k": self.k, "margin": self.margin, "embed": self.embed.info(),
+                "asked_llm": self.asked}
