@@ -44,7 +44,10 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--taxonomy", help="Comma-separated categories; name=share sets a target (math=30,code=70).")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="YAML/JSON taxonomy with descriptions, examples and target shares.")
 @click.option("--model", help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")
-@click.option("--engine", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True)
+@click.option("--engine", type=click.Choice(["vllm", "transformers", "embed", "hybrid"]), default=None,
+              help="vllm/transformers: the LLM labels each sample; embed: nearest MiniLM category prototype, "
+                   "no LLM; hybrid: the LLM picks among the embedding's top candidates. "
+                   "Default: vllm on a GPU or with --model, else embed (see bench/README.md).")
 @click.option("--strategy", type=click.Choice(["per-sample", "card"]), default="per-sample", show_default=True, help="card: the original single-prompt analysis, checked against the contract.")
 @click.option("--sample", "sample_n", type=click.IntRange(min=1), help="Analyze a reproducible random sample of N samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample and of the engine.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -22,6 +22,10 @@ from .shard import select_shard, shard_block
 from .taxonomy import Taxonomy
 
 FEW_SAMPLES = 50
+# What labels samples on a machine without a GPU when --engine is not given: the labeler that
+# bench/labelers.py measured best there (bench/README.md). On a GPU it is the LLM in vLLM.
+CPU_DEFAULT_ENGINE = "embed"
+LLM_FREE_ENGINES = ("embed", "hybrid")  # labelers built around the embedding, not one LLM engine
 
 
 @dataclass
@@ -30,7 +34,7 @@ class AnalyzeOptions:
 
     taxonomy: Taxonomy | None = None
     model: str | None = None
-    engine: str = "vllm"
+    engine: str | None = None  # vllm, transformers, embed, hybrid; None: default_engine()
     sample: int | None = None
     seed: int = 0
     strategy: str = "per-sample"
@@ -54,6 +58,42 @@ class AnalysisResult:
     taxonomy: Taxonomy
 
 
+def default_engine() -> str:
+    """The LLM in vLLM where a GPU is visible; elsewhere the CPU default the bench chose."""
+    from .registry import gpu_available
+
+    return "vllm" if gpu_available() else CPU_DEFAULT_ENGINE
+
+
+def llm_engine_name(engine: str) -> str:
+    """The LLM engine behind a labeler: embed and hybrid use vLLM (hybrid to choose, embed only to infer)."""
+    return "vllm" if engine in LLM_FREE_ENGINES else engine
+
+
+def labeler_identity(engine: str, llm_identity: str) -> str:
+    """The cache identity of the labeler: the LLM's, plus the embedding's for embed and hybrid."""
+    if engine not in LLM_FREE_ENGINES:
+        return llm_identity
+    from .embed import embed_identity
+    from .hybrid import HYBRID_MARGIN, HYBRID_TOP_K
+
+    knobs = {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN} if engine == "hybrid" else {}
+    return f"{engine}:{embed_identity()}:{knobs}:{llm_identity}"
+
+
+def make_labeler(handle: "EngineHandle", taxonomy: Taxonomy, opts: AnalyzeOptions):
+    """The labeler `opts.engine` names; embed opens no LLM."""
+    if opts.engine == "embed":
+        from .embed import EmbedLabeler
+
+        return EmbedLabeler(taxonomy, opts.label)
+    if opts.engine == "hybrid":
+        from .hybrid import HybridLabeler
+
+        return HybridLabeler(handle.get(), taxonomy, opts.label)
+    return Labeler(handle.get(), taxonomy, opts.label)
+
+
 def open_engine(name: str, model: str | None, seed: int = 0) -> Engine:
     """Build the named engine with the named model (default: the one this machine can run)."""
     go_offline()
@@ -74,12 +114,14 @@ class EngineHandle:
         else:
             registry = load_registry()
             spec = registry.get(opts.model or registry.default_name())
-            self.identity, self.model_name = model_identity(opts.engine, spec), spec.name
+            self.identity, self.model_name = model_identity(llm_engine_name(opts.engine), spec), spec.name
+        self.identity = labeler_identity(opts.engine, self.identity)
+        self.labeler_info: dict = {"labeler": opts.engine}
 
     def get(self) -> Engine:
         if self._engine is None:
             t = time.perf_counter()
-            self._engine = open_engine(self.opts.engine, self.model_name, self.opts.seed)
+            self._engine = open_engine(llm_engine_name(self.opts.engine), self.model_name, self.opts.seed)
             self.load_s = round(time.perf_counter() - t, 3)
         return self._engine
 
@@ -121,6 +163,8 @@ def analyze(
 ) -> AnalysisResult:
     """Analyze a dataset's coverage. Pass an open `engine` to reuse it across runs."""
     opts = opts or AnalyzeOptions()
+    if opts.engine is None:  # an engine handed in or a model named means the LLM; else the machine decides
+        opts = replace(opts, engine="vllm" if engine is not None or opts.model else default_engine())
     started = time.perf_counter()
     samples, facts = load_and_sample(data, opts)
     warnings = _sample_warnings(samples, facts)
@@ -171,6 +215,7 @@ def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress
     metadata["output_tokens"] = run.output_tokens
     metadata["sample_token_budget"] = budget
     metadata["cache"] = _cache_facts(cache)
+    metadata["labeler"] = handle.labeler_info
     if len(samples) < facts["samples_in_file"]:
         metadata["share_ci95"] = {
             c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories
@@ -210,7 +255,8 @@ def _label_cached(handle, cache, taxonomy, samples, opts, progress) -> tuple[Lab
         progress(len(run.labels), total)
     if not todo:
         return run, None
-    labeler = Labeler(handle.get(), taxonomy, opts.label)
+    labeler = make_labeler(handle, taxonomy, opts)
+    handle.labeler_info = labeler.info() if hasattr(labeler, "info") else {"labeler": opts.engine}
 
     def store(labels: list[SampleLabel], fresh: LabelRun) -> None:
         if cache is not None and labels:

