@@ -73,11 +73,11 @@ def _taxonomy(args, rows: list[LabeledRow]) -> Taxonomy:
 
 
 def _options(args, taxonomy: Taxonomy, strategy: str = "per-sample") -> AnalyzeOptions:
-    return AnalyzeOptions(
+    return AnalyzeOptions(**common.no_label_cache(
         taxonomy=taxonomy, model=args.model, engine=args.engine, seed=args.seed, strategy=strategy,
         fields=FieldSpec(instruction="instruction"), label=LabelSettings(batch_size=args.batch_size),
         thresholds=Thresholds(),
-    )
+    ))
 
 
 # ---------------------------------------------------------------- labeling accuracy

@@ -130,3 +130,15 @@ def add_data_args(parser: argparse.ArgumentParser, label_required: bool = True) 
     parser.add_argument("--label-field", required=label_required, help="Field holding the true category")
     parser.add_argument("--label-map", default="", help="old=new,... renames labels to taxonomy names")
     parser.add_argument("--limit", type=int, default=None, help="Use a seeded random subsample of N rows")
+
+
+def no_label_cache(**kwargs) -> dict:
+    """AnalyzeOptions kwargs that switch off offline-cov's persistent label cache (when it has one),
+    so every bench run labels with the model and is timed honestly."""
+    import dataclasses
+
+    from offline_cov.pipeline import AnalyzeOptions
+
+    if "use_cache" in {f.name for f in dataclasses.fields(AnalyzeOptions)}:
+        kwargs["use_cache"] = False
+    return kwargs

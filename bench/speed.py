@@ -153,8 +153,9 @@ def run(args) -> dict:
     both = load_texts(args.data, args.text_field, 2 * args.limit, args.seed)
     rows, rows_b = both[0::2], both[1::2]
     taxonomy = parse_taxonomy_list(args.taxonomy)
-    opts = AnalyzeOptions(taxonomy=taxonomy, model=args.model, seed=args.seed,
-                          fields=FieldSpec(instruction="instruction"), label=LabelSettings(batch_size=args.batch_size))
+    opts = AnalyzeOptions(**common.no_label_cache(
+        taxonomy=taxonomy, model=args.model, seed=args.seed,
+        fields=FieldSpec(instruction="instruction"), label=LabelSettings(batch_size=args.batch_size)))
     runs, engines, notes = [], {}, []
     with tempfile.TemporaryDirectory(prefix="offline-cov-speed-") as tmp:
         path = write_dataset(rows, Path(tmp) / "speed-a.jsonl")
