@@ -97,7 +97,8 @@ def _read_text(path: Path, encoding: str) -> str:
 
 
 def _iter_jsonl(path: Path, encoding: str):
-    for lineno, line in enumerate(_read_text(path, encoding).splitlines(), start=1):
+    # split on newlines only: JSON strings may hold U+2028 or U+0085, which splitlines() breaks on
+    for lineno, line in enumerate(_read_text(path, encoding).split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -69,6 +69,8 @@ class Labeler:
             data = json.loads(result.text)
         except json.JSONDecodeError:
             return None
+        if not isinstance(data, dict):
+            return None
         names = [data.get("primary", "")] + list(data.get("also") or [])
         canonical = [self.taxonomy.canonical(n) for n in names if isinstance(n, str)]
         if not canonical or canonical[0] is None or None in canonical:

@@ -136,3 +136,9 @@ def test_draw_sample_is_reproducible(tmp_path):
     assert [s.index for s in one] == [s.index for s in two]
     assert [s.index for s in one] != [s.index for s in draw_sample(samples, 10, seed=4)]
     assert len(draw_sample(samples, None)) == 100 and len(draw_sample(samples, 500)) == 100
+
+
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
+    f = tmp_path / "u.jsonl"
+    f.write_text(json.dumps({"prompt": "one\u2028two\x85three"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_samples(f).samples[0].instruction == "one\u2028two\x85three"

@@ -13,6 +13,7 @@ ENGINES = {
     "vllm": "offline_cov.engines.vllm_engine:VllmEngine",
     "transformers": "offline_cov.engines.transformers_engine:TransformersEngine",
     "fake": "offline_cov.engines.fake:FakeEngine",
+    "openai": "offline_cov.engines.openai_engine:OpenAIEngine",
 }
 
 
