@@ -256,7 +256,6 @@ def _label_cached(handle, cache, taxonomy, samples, opts, progress) -> tuple[Lab
     if not todo:
         return run, None
     labeler = make_labeler(handle, taxonomy, opts)
-    handle.labeler_info = labeler.info() if hasattr(labeler, "info") else {"labeler": opts.engine}
 
     def store(labels: list[SampleLabel], fresh: LabelRun) -> None:
         if cache is not None and labels:
@@ -264,6 +263,7 @@ def _label_cached(handle, cache, taxonomy, samples, opts, progress) -> tuple[Lab
 
     fresh = label_samples(labeler, todo, progress=(lambda n, _: progress(n, total)) if progress else None,
                           on_batch=store)
+    handle.labeler_info = labeler.info() if hasattr(labeler, "info") else {"labeler": opts.engine}
     run.labels += fresh.labels
     run.failed, run.retried, run.output_tokens = fresh.failed, fresh.retried, fresh.output_tokens
     run.truncated |= fresh.truncated

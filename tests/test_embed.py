@@ -99,6 +99,7 @@ def test_hybrid_asks_the_llm_only_about_the_embedding_candidates(embed):
     asked = {tuple(r.schema["properties"]["primary"]["enum"]) for r in engine.requests}
     expected = {tuple(n for n in TAX.names if n in {r[0][0], r[1][0]}) for r in rankings}
     assert asked == expected and all(len(names) == 2 for names in asked)
+    assert hybrid.asked == len(texts) == len(engine.requests)
     for lab, ranking in zip(labels, rankings):
         assert lab.categories[0] in {ranking[0][0], ranking[1][0]}
 
