@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import EXAMPLE, EXAMPLE_TAXONOMY
@@ -135,3 +137,20 @@ def test_hybrid_on_vllm_answers_within_the_candidates(vllm_engine, embed):
         assert not any(f"- {n}:" in request.messages[0]["content"] for n in TAX.names if n not in names)
     for lab, ranking in zip(labels, rankings):
         assert lab.categories[0] in {ranking[0][0], ranking[1][0]} and lab.difficulty in DIFFICULTIES
+
+
+def test_bench_sets_map_every_row_and_split_dev_from_test():
+    from conftest import SHARED_DATA
+
+    from bench.labelers import SETS, load_set, split
+
+    if not (SHARED_DATA / SETS["selfinstruct-domains"].file).exists():
+        pytest.skip(f"shared data not at {SHARED_DATA}")
+    for name, bench_set in SETS.items():
+        taxonomy = load_taxonomy_file(Path(__file__).resolve().parent.parent / "bench" / "taxonomies" / bench_set.taxonomy)
+        rows = load_set(bench_set, SHARED_DATA)
+        assert {r.label for r in rows} == set(taxonomy.names)
+        dev, test = split(rows, name, "dev"), split(rows, name, "test")
+        assert len(dev) + len(test) == len(rows) and not {r.row for r in dev} & {r.row for r in test}
+        assert [r.row for r in split(rows, name, "dev")] == [r.row for r in dev]
+        assert 0.25 < len(dev) / len(rows) < 0.42
