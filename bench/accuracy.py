@@ -83,6 +83,11 @@ def _options(args, taxonomy: Taxonomy, strategy: str = "per-sample") -> AnalyzeO
 # ---------------------------------------------------------------- labeling accuracy
 
 
+def without_text(report) -> dict:
+    """A report without its example snippets: results files carry no text of the labeled data."""
+    return report.model_dump(exclude={"categories": {"__all__": {"representative_example"}}})
+
+
 def predictions(rows: list[LabeledRow], result) -> list[dict]:
     """One record per row: truth, the model's primary and all categories, difficulty; FAILED if unlabeled."""
     by_index = {lab.index: lab for lab in result.labels}
@@ -94,7 +99,6 @@ def predictions(rows: list[LabeledRow], result) -> list[dict]:
             "predicted": lab.categories[0] if lab else FAILED,
             "predicted_all": list(lab.categories) if lab else [],
             "predicted_difficulty": lab.difficulty if lab else FAILED,
-            "text": r.text[:80],
         })
     return out
 
@@ -203,7 +207,7 @@ def coverage_runs(engine, pool, taxonomy, args, workdir: Path) -> list[dict]:
 
 def _coverage_one(engine, path, truth, name, composition, strategy, taxonomy, args) -> dict:
     base = {"mixture": name, "strategy": strategy, "composition": composition,
-            "true_report": truth.model_dump()}
+            "true_report": without_text(truth)}
     started = time.perf_counter()
     say(f"mixture {name}, strategy {strategy}")
     try:
@@ -215,7 +219,7 @@ def _coverage_one(engine, path, truth, name, composition, strategy, taxonomy, ar
     return {
         **base, "status": "ok", "seconds": round(time.perf_counter() - started, 2),
         "analyzed": result.report.total_samples_analyzed,
-        "report": result.report.model_dump(), "errors": coverage_errors(truth, result.report),
+        "report": without_text(result.report), "errors": coverage_errors(truth, result.report),
         "warnings": result.metadata.get("warnings", []),
     }
 
