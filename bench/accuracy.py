@@ -263,13 +263,7 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    payload = run(args)
-    markdown = accuracy_markdown(payload)
-    json_path, md_path = common.write_results("accuracy", payload, markdown, args.out_dir)
-    print(markdown)
-    print(f"\nwrote {json_path} and {md_path}")
-    return payload
+    return common.bench_main("accuracy", build_parser(), run, accuracy_markdown, argv)
 
 
 if __name__ == "__main__":

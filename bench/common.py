@@ -106,6 +106,17 @@ def write_results(kind: str, payload: dict, markdown: str, out_dir: str | Path |
     return json_path, md_path
 
 
+def bench_main(kind: str, parser, run, to_markdown, argv: list[str] | None = None) -> dict:
+    """Parse the arguments, run the bench, print its table and write its results files."""
+    args = parser.parse_args(argv)
+    payload = run(args)
+    markdown = to_markdown(payload)
+    json_path, md_path = write_results(kind, payload, markdown, args.out_dir)
+    print(markdown)
+    print(f"\nwrote {json_path} and {md_path}")
+    return payload
+
+
 def now_iso() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 

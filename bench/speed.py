@@ -184,13 +184,7 @@ def run(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    payload = run(args)
-    markdown = speed_markdown(payload)
-    json_path, md_path = common.write_results("speed", payload, markdown, args.out_dir)
-    print(markdown)
-    print(f"\nwrote {json_path} and {md_path}")
-    return payload
+    return common.bench_main("speed", build_parser(), run, speed_markdown, argv)
 
 
 if __name__ == "__main__":

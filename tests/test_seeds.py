@@ -258,26 +258,11 @@ def test_cli_seeds_help_and_required_out():
     assert result.exit_code == 2
 
 
-@pytest.fixture(scope="session")
-def offline_home(tmp_path_factory):
-    """A tool home for the real-engine test: converted models go to a session temp dir."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OFFLINE_COV_HOME", str(tmp_path_factory.mktemp("offline-cov-home")))
-    mp.setenv("HF_HUB_OFFLINE", "1")
-    mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
-    yield
-    mp.undo()
-
-
 @pytest.mark.engine
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM not installed")
-def test_real_engine_writes_seeds_for_every_gap(tmp_path, offline_home):
+def test_real_engine_writes_seeds_for_every_gap(tmp_path, vllm_engine):
     report = two_gaps()
-    engine = pipeline.open_engine("vllm", "smollm2-135m")
-    try:
-        run = generate_seeds(engine, report, per_gap=2, descriptions={"math": "arithmetic and word problems"})
-    finally:
-        engine.close()
+    run = generate_seeds(vllm_engine, report, per_gap=2, descriptions={"math": "arithmetic and word problems"})
     assert run.failures == []
     path = tmp_path / "seeds.jsonl"
     write_jsonl(path, run.tasks)
