@@ -30,7 +30,7 @@ def infer_taxonomy(engine: Engine, samples: list[Sample]) -> Taxonomy:
     shown = [snippet(s.instruction, INFER_SNIPPET_CHARS) for s in spread(samples, INFER_MAX_SAMPLES)]
     proposed = _propose(engine, shown)
     if len(proposed) >= MIN_INFERRED:
-        return Taxonomy(categories=proposed[:MAX_INFERRED], inferred=True)
+        return Taxonomy(categories=proposed[:MAX_INFERRED], inferred=True, inferred_by="proposal")
     return vote_taxonomy(engine, shown)
 
 
@@ -64,7 +64,7 @@ def vote_taxonomy(engine: Engine, shown: list[str]) -> Taxonomy:
     order = {n: i for i, n in enumerate(vocab.names)}
     chosen = sorted(votes, key=lambda n: (-votes[n], order[n]))[:MAX_INFERRED]
     chosen += [n for n in vocab.names if n not in chosen][: max(0, MIN_INFERRED - len(chosen))]
-    return Taxonomy(categories=[c for c in vocab.categories if c.name in chosen], inferred=True)
+    return Taxonomy(categories=[c for c in vocab.categories if c.name in chosen], inferred=True, inferred_by="vote")
 
 
 SKILL_VOCABULARY = [

@@ -312,6 +312,7 @@ def run_metadata(engine, opts: AnalyzeOptions, taxonomy: Taxonomy, facts: dict, 
         "taxonomy": {
             "names": taxonomy.names,
             "inferred": taxonomy.inferred,
+            "inferred_by": taxonomy.inferred_by,
             "targets": taxonomy.targets(),
             "descriptions": {c.name: c.description for c in taxonomy.categories if c.description},
         },

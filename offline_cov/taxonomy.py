@@ -36,6 +36,7 @@ class Taxonomy(BaseModel):
 
     categories: list[Category]
     inferred: bool = False
+    inferred_by: str | None = Field(None, description="How an inferred taxonomy was found: proposal or vote")
 
     @property
     def names(self) -> list[str]:
@@ -58,7 +59,7 @@ class Taxonomy(BaseModel):
 
     def fingerprint(self) -> str:
         """A stable text identity of the taxonomy, for cache keys and metadata."""
-        return json.dumps(self.model_dump(exclude={"inferred"}), sort_keys=True)
+        return json.dumps(self.model_dump(exclude={"inferred", "inferred_by"}), sort_keys=True)
 
 
 def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:

@@ -100,6 +100,7 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
     engine = FakeEngine(responses=[json.dumps({"categories": cats})])
     result = analyze(dataset(tmp_path), AnalyzeOptions(), engine=engine)
     assert result.taxonomy.inferred and result.taxonomy.names == ["math", "code", "writing", "trivia", "logic"]
+    assert result.metadata["taxonomy"]["inferred_by"] == "proposal"
     assert contract_violations(result.report, None, inferred=True) == []
 
 
@@ -112,6 +113,7 @@ def test_too_few_proposed_categories_fall_back_to_a_vote(tmp_path):
     result = analyze(dataset(tmp_path, 60), AnalyzeOptions(), engine=engine)
     # three skills got votes (most voted first); two more are topped up from the vocabulary
     assert result.taxonomy.names == ["math", "coding", "creative_writing", "professional_writing", "translation"]
+    assert result.metadata["taxonomy"]["inferred_by"] == "vote"
     assert [c.description for c in result.taxonomy.categories][0] == SKILL_VOCABULARY[0][1]
     vote_request = engine.requests[1]
     assert vote_request.schema["properties"]["category"]["enum"][:2] == ["math", "coding"]
