@@ -52,3 +52,14 @@ def label_cache(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "labels.sqlite"
     monkeypatch.setenv("OFFLINE_COV_CACHE", str(path))
     return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A safety net: an engine process left behind by a failed test must not keep pytest from exiting."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()

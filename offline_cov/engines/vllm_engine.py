@@ -102,15 +102,18 @@ class VllmEngine:
         }
 
     def close(self) -> None:
-        """Free the engine's memory and worker processes."""
+        """Stop vLLM's engine-core process and free the model.
+
+        Without this the engine process outlives the engine object, and the interpreter
+        waits for it forever at exit.
+        """
         import gc
 
-        llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None and hasattr(llm, "llm_engine"):
-            shutdown = getattr(llm.llm_engine, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
-        del llm
+        llm, self.llm, self.outlines_model = getattr(self, "llm", None), None, None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and callable(getattr(core, "shutdown", None)):
+            core.shutdown()
+        del llm, core
         gc.collect()
 
 
