@@ -86,7 +86,7 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
 def build_report(inputs: ReportInputs) -> CoverageReport:
     """Counts, shares, difficulty mixes, gaps, over-representation and balance from the labels."""
     tax, total = inputs.taxonomy, inputs.total
-    stats = {name: _empty_stats(name) for name in tax.names}
+    stats = {name: _empty_stats() for name in tax.names}
     for label in inputs.labels:
         for name in label.categories:
             stats[name]["count"] += 1
@@ -114,7 +114,7 @@ def build_report(inputs: ReportInputs) -> CoverageReport:
     )
 
 
-def _empty_stats(name: str) -> dict:
+def _empty_stats() -> dict:
     return {"count": 0, "difficulty": {d: 0 for d in DIFFICULTIES}}
 
 

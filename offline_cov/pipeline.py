@@ -125,10 +125,6 @@ class EngineHandle:
             self.load_s = round(time.perf_counter() - t, 3)
         return self._engine
 
-    @property
-    def opened(self) -> bool:
-        return self._engine is not None
-
     def info(self) -> dict:
         return self._engine.info() if self._engine else {"engine": self.opts.engine, "loaded": False}
 

@@ -66,15 +66,18 @@ def _check_complete(paths, manifests: list[dict]) -> None:
     seen = sorted(m["shard"]["index"] for m in manifests)
     if seen != list(range(count)):
         raise OfflineCovError(f"merge needs shards 0..{count - 1} once each; got {seen}")
-    keys = ("input", "taxonomy", "thresholds", "engine_identity", "prompt_version")
+    first = manifests[0]
     for path, meta in zip(paths, manifests):
-        for key in keys:
-            if meta.get(key) != manifests[0].get(key) and key != "input":
+        for key in ("taxonomy", "thresholds", "engine_identity", "prompt_version"):
+            if meta.get(key) != first.get(key):
                 raise OfflineCovError(f"{path}: {key} differs from the first shard's; shards must come from one run")
-        same_input = {k: v for k, v in meta["input"].items() if k != "skipped_records"}
-        first_input = {k: v for k, v in manifests[0]["input"].items() if k != "skipped_records"}
-        if same_input != first_input:
+        if _run_input(meta) != _run_input(first):
             raise OfflineCovError(f"{path}: dataset or sampling differs from the first shard's")
+
+
+def _run_input(meta: dict) -> dict:
+    """The dataset and sampling facts a shard was drawn from (skipped lines are per reader, not per run)."""
+    return {k: v for k, v in meta["input"].items() if k != "skipped_records"}
 
 
 def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabel], dict]:
