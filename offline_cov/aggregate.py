@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 
 from .contract import (
@@ -83,35 +84,106 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
     return (round(100 * max(0.0, centre - half), 2), round(100 * min(1.0, centre + half), 2))
 
 
+class LabelStore:
+    """Per-sample labels kept compactly, about 13 bytes a sample and no text, in the order added.
+
+    Iterating yields `SampleLabel`s; a streamed run of millions of samples holds only this."""
+
+    def __init__(self, labels=()):
+        self._index, self._combo, self._difficulty = array("q"), array("I"), array("B")
+        self._combos: dict[tuple[str, ...], int] = {}
+        self._by_id: list[tuple[str, ...]] = []
+        for label in labels:
+            self.append(label)
+
+    def append(self, label: SampleLabel) -> None:
+        combo = self._combos.get(label.categories)
+        if combo is None:
+            combo = self._combos[label.categories] = len(self._by_id)
+            self._by_id.append(label.categories)
+        self._index.append(label.index)
+        self._combo.append(combo)
+        self._difficulty.append(DIFFICULTIES.index(label.difficulty))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (LabelStore, list)) and list(self) == list(other)
+
+    def __getitem__(self, i: int) -> SampleLabel:
+        return SampleLabel(self._index[i], self._by_id[self._combo[i]], DIFFICULTIES[self._difficulty[i]])
+
+    def __iter__(self):
+        for index, combo, difficulty in zip(self._index, self._combo, self._difficulty):
+            yield SampleLabel(index, self._by_id[combo], DIFFICULTIES[difficulty])
+
+
+class Tally:
+    """The report's counts, difficulty mixes and representative candidates, updated one label at a time.
+
+    Memory grows by 12 bytes a labeled sample (instruction length and index, for the median rule
+    of representative examples); no text is kept."""
+
+    def __init__(self, taxonomy: Taxonomy):
+        self.taxonomy = taxonomy
+        self.stats = {name: _empty_stats() for name in taxonomy.names}
+        self._primary = {name: (array("I"), array("q")) for name in taxonomy.names}
+        self._secondary = {name: (array("I"), array("q")) for name in taxonomy.names}
+
+    def add(self, label: SampleLabel, instruction_chars: int | None) -> None:
+        """Count one label; `instruction_chars` None: the sample cannot be a representative."""
+        for position, name in enumerate(label.categories):
+            self.stats[name]["count"] += 1
+            self.stats[name]["difficulty"][label.difficulty] += 1
+            if instruction_chars is not None:
+                lengths, indices = (self._primary if position == 0 else self._secondary)[name]
+                lengths.append(instruction_chars)
+                indices.append(label.index)
+
+    def representatives(self) -> dict[str, int]:
+        """Per category, the sample whose instruction length is closest to the median of the
+        category's primary samples (ties: lowest index); secondary samples where it has no primary."""
+        chosen = {}
+        for name in self.taxonomy.names:
+            lengths, indices = self._primary[name] if self._primary[name][0] else self._secondary[name]
+            if lengths:
+                median = sorted(lengths)[len(lengths) // 2]
+                chosen[name] = min(zip(lengths, indices), key=lambda li: (abs(li[0] - median), li[1]))[1]
+        return chosen
+
+    def report(self, total: int, thresholds: Thresholds, instructions: dict[int, str], basis: str = "") -> CoverageReport:
+        """The coverage report; `instructions` holds the text of the `representatives()` samples."""
+        examples = {name: snippet(instructions[i]) for name, i in self.representatives().items() if i in instructions}
+        categories = [
+            CategoryStats(
+                name=name,
+                count=s["count"],
+                share_percent=_share(s["count"], total),
+                difficulty_distribution=DifficultyDistribution(**s["difficulty"]),
+                representative_example=examples.get(name, ""),
+            )
+            for name, s in self.stats.items()
+        ]
+        counts, targets, tax = {c.name: c.count for c in categories}, self.taxonomy.targets(), self.taxonomy
+        return CoverageReport(
+            categories=categories,
+            total_samples_analyzed=total,
+            gaps=find_gaps(categories, targets, thresholds, total, inferred=tax.inferred, taxonomy=tax),
+            over_represented=find_over(categories, targets, thresholds),
+            balance_score=balance_score(counts, targets),
+            decision_basis=basis or default_basis(total, thresholds),
+        )
+
+
 def build_report(inputs: ReportInputs) -> CoverageReport:
     """Counts, shares, difficulty mixes, gaps, over-representation and balance from the labels."""
-    tax, total = inputs.taxonomy, inputs.total
-    stats = {name: _empty_stats() for name in tax.names}
+    tally = Tally(inputs.taxonomy)
     for label in inputs.labels:
-        for name in label.categories:
-            stats[name]["count"] += 1
-            stats[name]["difficulty"][label.difficulty] += 1
-    examples = _representatives(inputs)
-    categories = [
-        CategoryStats(
-            name=name,
-            count=s["count"],
-            share_percent=_share(s["count"], total),
-            difficulty_distribution=DifficultyDistribution(**s["difficulty"]),
-            representative_example=examples.get(name, ""),
-        )
-        for name, s in stats.items()
-    ]
-    counts = {c.name: c.count for c in categories}
-    targets = tax.targets()
-    return CoverageReport(
-        categories=categories,
-        total_samples_analyzed=total,
-        gaps=find_gaps(categories, targets, inputs.thresholds, total, inferred=tax.inferred, taxonomy=tax),
-        over_represented=find_over(categories, targets, inputs.thresholds),
-        balance_score=balance_score(counts, targets),
-        decision_basis=inputs.basis or default_basis(total, inputs.thresholds),
-    )
+        sample = inputs.samples.get(label.index)
+        tally.add(label, len(sample.instruction) if sample is not None else None)
+    texts = {i: inputs.samples[i].instruction for i in tally.representatives().values()}
+    return tally.report(inputs.total, inputs.thresholds, texts, inputs.basis)
 
 
 def _empty_stats() -> dict:
@@ -176,27 +248,6 @@ def default_basis(total: int, thresholds: Thresholds) -> str:
         f"Shares counted from per-sample model labels of {total} samples; gaps under "
         f"{thresholds.gap:g}%, over-representation above {thresholds.over:g}%."
     )
-
-
-def _representatives(inputs: ReportInputs) -> dict[str, str]:
-    """Per category, the instruction whose length is closest to the category's median (ties: lowest index)."""
-    by_cat: dict[str, list[Sample]] = {}
-    for label in inputs.labels:
-        sample = inputs.samples.get(label.index)
-        if sample is not None and label.categories:
-            by_cat.setdefault(label.categories[0], []).append(sample)
-    for label in inputs.labels:
-        sample = inputs.samples.get(label.index)
-        for name in label.categories[1:]:
-            if name not in by_cat and sample is not None:
-                by_cat.setdefault(name, []).append(sample)
-    return {name: snippet(_median_sample(samples).instruction) for name, samples in by_cat.items()}
-
-
-def _median_sample(samples: list[Sample]) -> Sample:
-    lengths = sorted(len(s.instruction) for s in samples)
-    median = lengths[len(lengths) // 2]
-    return min(samples, key=lambda s: (abs(len(s.instruction) - median), s.index))
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

@@ -85,20 +85,39 @@ def iter_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, int
         raise InputError(path, f"unknown file type {suffix!r}; use .json, .jsonl, .csv, .parquet or a saved HF dataset folder")
 
 
-def _read_text(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
+def _codec(path: Path, encoding: str) -> str:
+    """The codec name to decode with (UTF-8 files may start with a BOM); unknown names are an InputError."""
+    import codecs
+
     try:
-        return raw.decode("utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(path, f"not valid {encoding} text at byte {exc.start}; {ENCODING_HINT}", line=line) from None
+        codecs.lookup(encoding)
     except LookupError:
         raise InputError(path, f"unknown encoding {encoding!r}") from None
+    return "utf-8-sig" if encoding.lower() in ("utf-8", "utf8") else encoding
+
+
+def _decode_error(path: Path, encoding: str, byte: int, line: int) -> InputError:
+    return InputError(path, f"not valid {encoding} text at byte {byte}; {ENCODING_HINT}", line=line)
+
+
+def _iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line, read one line at a time.
+
+    Lines are split on newline bytes only: JSON strings may hold U+2028 or U+0085, which text-mode
+    line splitting would break on."""
+    codec, offset = _codec(path, encoding), 0
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode(codec if lineno == 1 else codec.replace("-sig", ""))
+            except UnicodeDecodeError as exc:
+                raise _decode_error(path, encoding, offset + exc.start, lineno) from None
+            offset += len(raw)
+            yield lineno, text
 
 
 def _iter_jsonl(path: Path, encoding: str):
-    # split on newlines only: JSON strings may hold U+2028 or U+0085, which splitlines() breaks on
-    for lineno, line in enumerate(_read_text(path, encoding).split("\n"), start=1):
+    for lineno, line in _iter_lines(path, encoding):
         if not line.strip():
             continue
         try:
@@ -108,7 +127,13 @@ def _iter_jsonl(path: Path, encoding: str):
 
 
 def _iter_json(path: Path, encoding: str):
-    text = _read_text(path, encoding)
+    """A JSON array is parsed whole (the format allows nothing else); use JSONL or Parquet for big data."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(_codec(path, encoding))
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, encoding, exc.start, raw[: exc.start].count(b"\n") + 1) from None
+    del raw
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -116,6 +141,7 @@ def _iter_json(path: Path, encoding: str):
             yield from _iter_jsonl(path, encoding)
             return
         raise InputError(path, f"malformed JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+    del text
     if isinstance(data, dict):
         data = data.get("data", data.get("train", data.get("rows")))
     if not isinstance(data, list):
@@ -125,22 +151,28 @@ def _iter_json(path: Path, encoding: str):
 
 
 def _iter_csv(path: Path, encoding: str):
-    import io
-
-    reader = csv.DictReader(io.StringIO(_read_text(path, encoding), newline=""))
+    lines = (text for _, text in _iter_lines(path, encoding))
+    reader = csv.DictReader(lines)
     for row in reader:
         yield "line", reader.line_num, row
 
 
+ARROW_BATCH_ROWS = 1024
+
+
 def _iter_parquet(path: Path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several unrelated types
+        batches = pq.ParquetFile(path).iter_batches(batch_size=ARROW_BATCH_ROWS)
+        n = 0
+        for batch in batches:
+            for record in batch.to_pylist():
+                n += 1
+                yield "record", n, record
+    except (OSError, pa.ArrowException) as exc:
         raise InputError(path, f"cannot read Parquet ({exc})") from None
-    for i, record in enumerate(table.to_pylist()):
-        yield "record", i + 1, record
 
 
 def _iter_hf_saved(path: Path):
@@ -156,9 +188,10 @@ def _iter_hf_saved(path: Path):
     n = 0
     for item in json.loads(state_file.read_text())["_data_files"]:
         with pa.memory_map(str(path / item["filename"])) as source:
-            for record in pa.ipc.open_stream(source).read_all().to_pylist():
-                n += 1
-                yield "record", n, record
+            for batch in pa.ipc.open_stream(source):
+                for record in batch.to_pylist():
+                    n += 1
+                    yield "record", n, record
 
 
 # ---------------------------------------------------------------- shapes
@@ -237,6 +270,77 @@ def _chat_turns(messages: list, role_key: str, text_key: str, field_name: str, p
 # ---------------------------------------------------------------- reading
 
 
+MAX_SHOWN_ERRORS = 5
+
+
+@dataclass
+class DatasetScan:
+    """What a first pass over a dataset found: how many good samples, their shape, what was skipped."""
+
+    path: Path
+    count: int = 0
+    shape: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+
+def iter_samples(
+    path: str | Path,
+    fields: FieldSpec = FieldSpec(),
+    *,
+    encoding: str = "utf-8",
+    on_bad=None,
+    state: DatasetScan | None = None,
+) -> Iterator[Sample]:
+    """Yield the dataset's samples one at a time, holding none of the others in memory.
+
+    A bad record is handed to `on_bad(InputError)` and skipped; without `on_bad` it raises.
+    `state.shape` receives the sample shape found in the first good record."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    state, index = state or DatasetScan(path), 0
+    for kind, number, record in iter_records(path, encoding):
+        place = {"path": path, "line": number} if kind == "line" else {"path": f"{path} (record {number})"}
+        try:
+            turns = _record_turns(record, state, fields, place)
+        except InputError as exc:
+            if on_bad is None:
+                raise
+            on_bad(exc)
+            continue
+        yield Sample(index=index, turns=turns)
+        index += 1
+
+
+def scan_dataset(
+    path: str | Path, fields: FieldSpec = FieldSpec(), *, encoding: str = "utf-8", skip_bad_lines: bool = False
+) -> DatasetScan:
+    """Check every record and count the samples, keeping no text: the first of two streaming passes.
+
+    Bad records raise one InputError listing the first few (file, line, field) unless skipped."""
+    scan, bad, errors = DatasetScan(Path(path)), [], 0
+
+    def note(exc: InputError) -> None:
+        nonlocal errors
+        errors += 1
+        if skip_bad_lines:
+            scan.skipped.append(str(exc))
+        elif len(bad) < MAX_SHOWN_ERRORS:
+            bad.append(exc)
+
+    for _ in iter_samples(path, fields, encoding=encoding, on_bad=note, state=scan):
+        scan.count += 1
+    if errors and not skip_bad_lines:
+        shown = "\n  ".join(str(e) for e in bad)
+        more = f"\n  ... and {errors - len(bad)} more" if errors > len(bad) else ""
+        raise InputError(
+            scan.path, f"{errors} bad record(s):\n  {shown}{more}\nFix them, or pass --skip-bad-lines to skip and report them"
+        )
+    if not scan.count:
+        raise InputError(scan.path, "the dataset holds no samples" if not errors else "no readable samples")
+    return scan
+
+
 def read_samples(
     path: str | Path,
     fields: FieldSpec = FieldSpec(),
@@ -244,27 +348,13 @@ def read_samples(
     encoding: str = "utf-8",
     skip_bad_lines: bool = False,
 ) -> ReadResult:
-    """Read every sample of a dataset; bad records raise InputError unless skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file or folder")
-    result = ReadResult(samples=[])
-    bad: list[InputError] = []
-    for kind, number, record in iter_records(path, encoding):
-        place = {"path": path, "line": number} if kind == "line" else {"path": f"{path} (record {number})"}
-        try:
-            turns = _record_turns(record, result, fields, place)
-        except InputError as exc:
-            bad.append(exc)
-            continue
-        result.samples.append(Sample(index=len(result.samples), turns=turns))
-    _handle_bad(path, bad, result, skip_bad_lines)
-    if not result.samples:
-        raise InputError(path, "the dataset holds no samples" if not bad else "no readable samples")
-    return result
+    """Read every sample of a dataset into memory (small data, tests); `analyze` streams instead."""
+    scan = scan_dataset(path, fields, encoding=encoding, skip_bad_lines=skip_bad_lines)
+    samples = list(iter_samples(path, fields, encoding=encoding, on_bad=lambda exc: None))
+    return ReadResult(samples=samples, skipped=scan.skipped, shape=scan.shape)
 
 
-def _record_turns(record, result: ReadResult, fields: FieldSpec, place: dict):
+def _record_turns(record, result: DatasetScan, fields: FieldSpec, place: dict):
     if isinstance(record, InputError):
         raise record
     if not isinstance(record, dict):
@@ -279,21 +369,14 @@ def _record_turns(record, result: ReadResult, fields: FieldSpec, place: dict):
     return record_to_turns(record, result.shape, fields, place)
 
 
-def _handle_bad(path: Path, bad: list[InputError], result: ReadResult, skip: bool) -> None:
-    if not bad:
-        return
-    if not skip:
-        shown = "\n  ".join(str(e) for e in bad[:5])
-        more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise InputError(
-            path, f"{len(bad)} bad record(s):\n  {shown}{more}\nFix them, or pass --skip-bad-lines to skip and report them"
-        )
-    result.skipped = [str(e) for e in bad]
+def chosen_indices(count: int, n: int | None, seed: int = 0) -> set[int] | None:
+    """The indices of a reproducible random sample of n of `count` samples; None means all of them."""
+    if n is None or n >= count:
+        return None
+    return set(random.Random(seed).sample(range(count), n))
 
 
 def draw_sample(samples: list[Sample], n: int | None, seed: int = 0) -> list[Sample]:
     """A reproducible random sample of n samples (all of them when n is None or too large), in file order."""
-    if n is None or n >= len(samples):
-        return list(samples)
-    picked = sorted(random.Random(seed).sample(range(len(samples)), n))
-    return [samples[i] for i in picked]
+    chosen = chosen_indices(len(samples), n, seed)
+    return list(samples) if chosen is None else [s for s in samples if s.index in chosen]

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 from . import __version__
-from .aggregate import ReportInputs, SampleLabel, Thresholds, build_report, wilson_interval
+from .aggregate import LabelStore, SampleLabel, Tally, Thresholds, wilson_interval
 from .contract import CoverageReport
-from .dataset import FieldSpec, Sample, draw_sample, read_samples
+from .dataset import DatasetScan, FieldSpec, Sample, chosen_indices, iter_samples, scan_dataset
 from .engines import Engine, get_engine_class
 from .home import go_offline
 from .cache import LabelCache, cache_key
 from .labeling import LabelRun, LabelSettings, Labeler, label_samples
 from .prompts import PROMPT_VERSION
 from .registry import load_registry, model_identity
-from .shard import select_shard, shard_block
+from .shard import shard_block
 from .taxonomy import Taxonomy
 
 FEW_SAMPLES = 50
@@ -34,10 +35,11 @@ class AnalyzeOptions:
 
     taxonomy: Taxonomy | None = None
     model: str | None = None
-    engine: str | None = None  # vllm, transformers, embed, hybrid; None: default_engine()
+    engine: str | None = None  # vllm, transformers, embed, hybrid, ray; None: default_engine()
     sample: int | None = None
     seed: int = 0
-    strategy: str = "per-sample"
+    strategy: str = "per-sample"  # per-sample, card, distill
+    distill_size: int = 2000  # distill: how many samples the LLM labels
     fields: FieldSpec = field(default_factory=FieldSpec)
     encoding: str = "utf-8"
     skip_bad_lines: bool = False
@@ -46,6 +48,7 @@ class AnalyzeOptions:
     use_cache: bool = True
     shard: tuple[int, int] | None = None
     cache_path: str | Path | None = None
+    engine_options: dict = field(default_factory=dict)  # more engine arguments (ray: address, replicas)
 
 
 @dataclass
@@ -53,7 +56,7 @@ class AnalysisResult:
     """The report, the per-sample labels and the run metadata."""
 
     report: CoverageReport
-    labels: list[SampleLabel]
+    labels: "LabelStore | list[SampleLabel]"  # iterable, in index order
     metadata: dict
     taxonomy: Taxonomy
 
@@ -94,12 +97,12 @@ def make_labeler(handle: "EngineHandle", taxonomy: Taxonomy, opts: AnalyzeOption
     return Labeler(handle.get(), taxonomy, opts.label)
 
 
-def open_engine(name: str, model: str | None, seed: int = 0) -> Engine:
+def open_engine(name: str, model: str | None, seed: int = 0, **options) -> Engine:
     """Build the named engine with the named model (default: the one this machine can run)."""
     go_offline()
     registry = load_registry()
     spec = registry.get(model or registry.default_name())
-    return get_engine_class(name)(spec, seed=seed)
+    return get_engine_class(name)(spec, seed=seed, **options)
 
 
 class EngineHandle:
@@ -121,7 +124,8 @@ class EngineHandle:
     def get(self) -> Engine:
         if self._engine is None:
             t = time.perf_counter()
-            self._engine = open_engine(llm_engine_name(self.opts.engine), self.model_name, self.opts.seed)
+            self._engine = open_engine(llm_engine_name(self.opts.engine), self.model_name, self.opts.seed,
+                                       **self.opts.engine_options)
             self.load_s = round(time.perf_counter() - t, 3)
         return self._engine
 
@@ -133,21 +137,74 @@ class EngineHandle:
             self._engine.close()
 
 
+@dataclass
+class DatasetPlan:
+    """Which samples of the dataset a run analyzes (a random sample, then a shard), found by a first
+    pass that checks every record and keeps no text; `stream()` then reads them one at a time."""
+
+    data: Path
+    opts: AnalyzeOptions
+    scan: DatasetScan
+    chosen: set[int] | None
+
+    @classmethod
+    def of(cls, data: str | Path, opts: AnalyzeOptions) -> "DatasetPlan":
+        scan = scan_dataset(data, opts.fields, encoding=opts.encoding, skip_bad_lines=opts.skip_bad_lines)
+        return cls(Path(data), opts, scan, chosen_indices(scan.count, opts.sample, opts.seed))
+
+    @property
+    def drawn(self) -> int:
+        """Samples drawn from the file (before sharding)."""
+        return self.scan.count if self.chosen is None else len(self.chosen)
+
+    @property
+    def analyzed(self) -> int:
+        """Samples this run labels (its shard of the drawn ones)."""
+        if self.opts.shard is None:
+            return self.drawn
+        index, count = self.opts.shard
+        pool = range(self.scan.count) if self.chosen is None else self.chosen
+        return sum(1 for i in pool if i % count == index)
+
+    def wanted(self, index: int, sharded: bool = True) -> bool:
+        if self.chosen is not None and index not in self.chosen:
+            return False
+        return not (sharded and self.opts.shard) or index % self.opts.shard[1] == self.opts.shard[0]
+
+    def stream(self, sharded: bool = True, only: set[int] | None = None) -> Iterator[Sample]:
+        """The run's samples in file order (`only`: just those indices), one at a time."""
+        for sample in iter_samples(self.data, self.opts.fields, encoding=self.opts.encoding, on_bad=_ignore):
+            if (only is None or sample.index in only) and self.wanted(sample.index, sharded):
+                yield sample
+
+    def spread(self, k: int) -> list[Sample]:
+        """k drawn samples evenly spread over the file, the same in every shard (taxonomy inference)."""
+        pool = range(self.scan.count) if self.chosen is None else sorted(self.chosen)
+        step = max(1.0, len(pool) / k)
+        picks = {pool[int(i * step)] for i in range(min(k, len(pool)))}
+        return list(self.stream(sharded=False, only=picks))
+
+    def facts(self) -> dict:
+        return {
+            "dataset": str(self.data.resolve()),
+            "shape": self.scan.shape,
+            "samples_in_file": self.scan.count,
+            "skipped_records": self.scan.skipped,
+            "sample_size": self.opts.sample,
+            "seed": self.opts.seed,
+            "fields": [self.opts.fields.instruction, self.opts.fields.response],
+            "encoding": self.opts.encoding,
+        }
+
+
+def _ignore(_exc) -> None:
+    """Bad records were reported (or allowed to be skipped) by the first pass."""
+
+
 def load_and_sample(data: str | Path, opts: AnalyzeOptions) -> tuple[list[Sample], dict]:
-    """Read the dataset and draw the sample; return it with the reading facts for the metadata."""
-    read = read_samples(data, opts.fields, encoding=opts.encoding, skip_bad_lines=opts.skip_bad_lines)
-    chosen = draw_sample(read.samples, opts.sample, opts.seed)
-    facts = {
-        "dataset": str(Path(data).resolve()),
-        "shape": read.shape,
-        "samples_in_file": len(read.samples),
-        "skipped_records": read.skipped,
-        "sample_size": opts.sample,
-        "seed": opts.seed,
-        "fields": [opts.fields.instruction, opts.fields.response],
-        "encoding": opts.encoding,
-    }
-    return chosen, facts
+    """The drawn samples in memory, with the reading facts (the card strategy and small tools)."""
+    plan = DatasetPlan.of(data, opts)
+    return list(plan.stream(sharded=False)), plan.facts()
 
 
 def analyze(
@@ -160,10 +217,12 @@ def analyze(
     """Analyze a dataset's coverage. Pass an open `engine` to reuse it across runs."""
     opts = opts or AnalyzeOptions()
     if opts.engine is None:  # an engine handed in or a model named means the LLM; else the machine decides
-        opts = replace(opts, engine="vllm" if engine is not None or opts.model else default_engine())
+        llm = engine is not None or opts.model or opts.strategy == "distill"
+        opts = replace(opts, engine="vllm" if llm else default_engine())
     started = time.perf_counter()
-    samples, facts = load_and_sample(data, opts)
-    warnings = _sample_warnings(samples, facts)
+    plan = DatasetPlan.of(data, opts)
+    facts = plan.facts()
+    warnings = _sample_warnings(plan.analyzed, facts)
     handle = EngineHandle(opts, engine)
     cache = LabelCache(opts.cache_path) if opts.use_cache else None
     try:
@@ -171,37 +230,38 @@ def analyze(
             from .card import run_card
 
             timings: dict = {}
-            result = run_card(handle.get(), samples, opts, facts, warnings, timings, started)
+            result = run_card(handle.get(), list(plan.stream(sharded=False)), opts, facts, warnings, timings, started)
             result.metadata["timings"]["engine_load_s"] = handle.load_s
             return result
-        return _per_sample(handle, cache, samples, opts, facts, warnings, started, progress)
+        if opts.strategy == "distill":
+            return _distilled(handle, cache, plan, warnings, started, progress)
+        return _per_sample(handle, cache, plan, warnings, started, progress)
     finally:
         handle.close()
         if cache is not None:
             cache.close()
 
 
-def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress) -> AnalysisResult:
-    timings: dict = {}
+def _per_sample(handle, cache, plan: DatasetPlan, warnings, started, progress) -> AnalysisResult:
+    opts, timings = plan.opts, {}
     taxonomy = opts.taxonomy
     if taxonomy is None:
         t = time.perf_counter()
-        taxonomy = _inferred_taxonomy(handle, cache, samples)
+        taxonomy = _inferred_taxonomy(handle, cache, plan)
         timings["infer_taxonomy_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
-    samples = select_shard(samples, opts.shard)
-    run, budget = _label_cached(handle, cache, taxonomy, samples, opts, progress)
+    run = label_stream(handle, cache, taxonomy, plan.stream(), plan.analyzed, opts, progress)
     timings["label_s"] = round(time.perf_counter() - t, 3)
     timings["engine_load_s"] = handle.load_s
-    report = build_report(
-        ReportInputs(taxonomy, run.labels, {s.index: s for s in samples}, len(samples), opts.thresholds)
-    )
+    wanted = set(run.tally.representatives().values())
+    texts = {s.index: s.instruction for s in plan.stream(only=wanted)}
+    report = run.tally.report(plan.analyzed, opts.thresholds, texts)
     if run.failed:
         warnings.append(f"{len(run.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
     timings["total_s"] = round(time.perf_counter() - started, 3)
-    metadata = run_metadata(handle, opts, taxonomy, facts, warnings, timings)
+    metadata = run_metadata(handle, opts, taxonomy, plan.facts(), warnings, timings)
     metadata["samples"] = {
-        "analyzed": len(samples),
+        "analyzed": plan.analyzed,
         "labeled": len(run.labels),
         "failed": len(run.failed),
         "truncated": len(run.truncated),
@@ -209,16 +269,44 @@ def _per_sample(handle, cache, samples, opts, facts, warnings, started, progress
     }
     metadata["failed"] = run.failed
     metadata["output_tokens"] = run.output_tokens
-    metadata["sample_token_budget"] = budget
+    metadata["sample_token_budget"] = run.budget
     metadata["cache"] = _cache_facts(cache)
     metadata["labeler"] = handle.labeler_info
-    if len(samples) < facts["samples_in_file"]:
+    if plan.analyzed < plan.scan.count:
         metadata["share_ci95"] = {
             c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories
         }
     if opts.shard:
-        metadata["shard"] = shard_block(opts.shard, sorted(run.labels, key=lambda lab: lab.index), run.failed, taxonomy)
-    return AnalysisResult(report, sorted(run.labels, key=lambda lab: lab.index), metadata, taxonomy)
+        metadata["shard"] = shard_block(opts.shard, list(run.labels), run.failed, taxonomy)
+    return AnalysisResult(report, run.labels, metadata, taxonomy)
+
+
+def _distilled(handle, cache, plan: DatasetPlan, warnings, started, progress) -> AnalysisResult:
+    """`--strategy distill` (offline_cov/distill.py): the LLM labels a stratified subsample, a
+    classifier on sentence embeddings the rest."""
+    from .distill import check_options, run_distill, share_intervals
+
+    opts, timings = plan.opts, {}
+    check_options(opts)
+    taxonomy = opts.taxonomy or _inferred_taxonomy(handle, cache, plan)
+    t = time.perf_counter()
+    labels, tally, llm, facts = run_distill(handle, cache, plan, taxonomy, progress)
+    timings["label_s"] = round(time.perf_counter() - t, 3)
+    timings["engine_load_s"] = handle.load_s
+    texts = {s.index: s.instruction for s in plan.stream(only=set(tally.representatives().values()))}
+    report = tally.report(plan.analyzed, opts.thresholds, texts)
+    if llm.failed:
+        warnings.append(f"the LLM could not label {len(llm.failed)} subsample sample(s) after a retry")
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    metadata = run_metadata(handle, opts, taxonomy, plan.facts(), warnings, timings)
+    metadata["samples"] = {"analyzed": plan.analyzed, "labeled": len(labels), "llm_labeled": facts["llm_labeled"],
+                           "classifier_labeled": facts["classifier_labeled"], "failed": len(llm.failed)}
+    metadata["failed"] = llm.failed
+    metadata["distill"] = facts
+    metadata["share_ci95"] = share_intervals(report, facts["llm_labeled"])
+    metadata["cache"] = _cache_facts(cache)
+    metadata["labeler"] = handle.labeler_info
+    return AnalysisResult(report, labels, metadata, taxonomy)
 
 
 def _cache_facts(cache: LabelCache | None) -> dict:
@@ -233,48 +321,91 @@ def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample
     return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs, sample.content_hash())
 
 
-def _label_cached(handle, cache, taxonomy, samples, opts, progress) -> tuple[LabelRun, int | None]:
-    """Labels from the cache where present; the rest from the engine, stored batch by batch."""
-    keys = {s.index: label_key(handle.identity, taxonomy, opts.label, s) for s in samples}
-    found = cache.get_many(list(keys.values())) if cache else {}
-    run, todo = LabelRun(), []
-    for s in samples:
-        hit = found.get(keys[s.index])
-        if hit is None:
-            todo.append(s)
-            continue
-        run.labels.append(SampleLabel(s.index, tuple(hit["categories"]), hit["difficulty"]))
-        if hit.get("truncated"):
-            run.truncated.add(s.index)
-    total = len(samples)
-    if progress and run.labels:
-        progress(len(run.labels), total)
-    if not todo:
-        return run, None
-    labeler = make_labeler(handle, taxonomy, opts)
+STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a time
+
+
+@dataclass
+class StreamRun:
+    """What labeling the stream produced: compact labels, the running tally, and the counters."""
+
+    labels: LabelStore
+    tally: Tally
+    failed: list[dict] = field(default_factory=list)
+    truncated: set[int] = field(default_factory=set)
+    retried: int = 0
+    output_tokens: int = 0
+    budget: int | None = None
+
+    def absorb(self, fresh: LabelRun) -> None:
+        self.failed += fresh.failed
+        self.truncated |= fresh.truncated
+        self.retried += fresh.retried
+        self.output_tokens += fresh.output_tokens
+
+
+def label_stream(handle, cache, taxonomy: Taxonomy, samples: Iterable[Sample], total: int, opts: AnalyzeOptions,
+                 progress=None) -> StreamRun:
+    """Label the samples (in file order) chunk by chunk: cached labels where present, the rest from the
+    labeler, stored batch by batch; only the labels and the tally outlive a chunk."""
+    run, labeler = StreamRun(LabelStore(), Tally(taxonomy)), None
+    for chunk in chunks(samples, STREAM_CHUNK):
+        keys = {s.index: label_key(handle.identity, taxonomy, opts.label, s) for s in chunk}
+        found = cache.get_many(list(keys.values())) if cache else {}
+        labels, todo = {}, []
+        for s in chunk:
+            hit = found.get(keys[s.index])
+            if hit is None:
+                todo.append(s)
+                continue
+            labels[s.index] = SampleLabel(s.index, tuple(hit["categories"]), hit["difficulty"])
+            if hit.get("truncated"):
+                run.truncated.add(s.index)
+        if progress and labels:
+            progress(len(labels), total)
+        if todo:
+            labeler = labeler or make_labeler(handle, taxonomy, opts)
+            labels.update(_label_todo(labeler, todo, keys, cache, run, progress, total))
+            run.budget = labeler.sample_budget
+        for s in chunk:
+            if s.index in labels:
+                run.labels.append(labels[s.index])
+                run.tally.add(labels[s.index], len(s.instruction))
+    if labeler is not None:
+        handle.labeler_info = labeler.info() if hasattr(labeler, "info") else {"labeler": opts.engine}
+    return run
+
+
+def _label_todo(labeler, todo, keys, cache, run: StreamRun, progress, total) -> dict[int, SampleLabel]:
+    """Label the cache misses of one chunk, committing each batch's labels to the cache at once."""
 
     def store(labels: list[SampleLabel], fresh: LabelRun) -> None:
         if cache is not None and labels:
             cache.put_many({keys[lab.index]: _cached_value(lab, fresh) for lab in labels})
 
-    fresh = label_samples(labeler, todo, progress=(lambda n, _: progress(n, total)) if progress else None,
-                          on_batch=store)
-    handle.labeler_info = labeler.info() if hasattr(labeler, "info") else {"labeler": opts.engine}
-    run.labels += fresh.labels
-    run.failed, run.retried, run.output_tokens = fresh.failed, fresh.retried, fresh.output_tokens
-    run.truncated |= fresh.truncated
-    return run, labeler.sample_budget
+    # An engine may label a whole list itself (ray: batches in flight on every replica).
+    stream = getattr(getattr(labeler, "engine", None), "label_samples", label_samples)
+    fresh = stream(labeler, todo, progress=(lambda n, _: progress(n, total)) if progress else None, on_batch=store)
+    run.absorb(fresh)
+    return {lab.index: lab for lab in fresh.labels}
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items from any iterable (the last may be shorter)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def _cached_value(label: SampleLabel, run: LabelRun) -> dict:
     return {"categories": list(label.categories), "difficulty": label.difficulty, "truncated": label.index in run.truncated}
 
 
-def _inferred_taxonomy(handle, cache, samples) -> Taxonomy:
+def _inferred_taxonomy(handle, cache, plan: DatasetPlan) -> Taxonomy:
     """Infer the taxonomy, or reuse the one inferred before for the same samples and model."""
-    from .infer import INFER_MAX_SAMPLES, infer_taxonomy, spread
+    from .infer import INFER_MAX_SAMPLES, infer_taxonomy
 
-    key = cache_key("infer", handle.identity, PROMPT_VERSION, [s.content_hash() for s in spread(samples, INFER_MAX_SAMPLES)])
+    samples = plan.spread(INFER_MAX_SAMPLES)
+    key = cache_key("infer", handle.identity, PROMPT_VERSION, [s.content_hash() for s in samples])
     if cache is not None:
         hit = cache.get_many([key]).get(key)
         if hit is not None:
@@ -285,11 +416,11 @@ def _inferred_taxonomy(handle, cache, samples) -> Taxonomy:
     return taxonomy
 
 
-def _sample_warnings(samples: list[Sample], facts: dict) -> list[str]:
+def _sample_warnings(analyzed: int, facts: dict) -> list[str]:
     warnings = []
-    if len(samples) < FEW_SAMPLES:
+    if analyzed < FEW_SAMPLES:
         warnings.append(
-            f"only {len(samples)} samples analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
+            f"only {analyzed} samples analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
         )
     if facts["skipped_records"]:
         warnings.append(f"{len(facts['skipped_records'])} bad record(s) skipped (--skip-bad-lines)")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .aggregate import ReportInputs, SampleLabel, Thresholds, build_report
+from .aggregate import SampleLabel, Thresholds
 from .contract import CoverageReport
-from .dataset import FieldSpec, Sample, draw_sample, read_samples
+from .dataset import FieldSpec
 from .errors import OfflineCovError
 from .taxonomy import Taxonomy
 
@@ -26,14 +26,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if count < 1 or not 0 <= index < count:
         raise OfflineCovError(f"--shard {text!r}: I must be in 0..N-1 and N at least 1")
     return index, count
-
-
-def select_shard(samples: list[Sample], shard: tuple[int, int] | None) -> list[Sample]:
-    """The samples of shard (I, N): those whose index is I modulo N."""
-    if shard is None:
-        return samples
-    index, count = shard
-    return [s for s in samples if s.index % count == index]
 
 
 def shard_block(shard: tuple[int, int], labels: list[SampleLabel], failed: list[dict], taxonomy: Taxonomy) -> dict:
@@ -81,19 +73,26 @@ def _run_input(meta: dict) -> dict:
 
 
 def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabel], dict]:
-    """The report of the whole run, from its shards' labels and the dataset they came from."""
+    """The report of the whole run, from its shards' labels and the dataset they came from (streamed)."""
+    from .aggregate import Tally
+    from .pipeline import AnalyzeOptions, DatasetPlan
+
     first = manifests[0]
     facts = first["input"]
-    read = read_samples(facts["dataset"], FieldSpec(*facts.get("fields", (None, None))),
-                        encoding=facts.get("encoding", "utf-8"), skip_bad_lines=bool(facts["skipped_records"]))
-    samples = draw_sample(read.samples, facts["sample_size"], facts["seed"])
+    opts = AnalyzeOptions(fields=FieldSpec(*facts.get("fields", (None, None))), encoding=facts.get("encoding", "utf-8"),
+                          skip_bad_lines=bool(facts["skipped_records"]), sample=facts["sample_size"], seed=facts["seed"])
+    plan = DatasetPlan.of(facts["dataset"], opts)
     taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
     labels = sorted(
         (SampleLabel(d["index"], tuple(d["categories"]), d["difficulty"]) for m in manifests for d in m["shard"]["labels"]),
         key=lambda lab: lab.index,
     )
-    thresholds = Thresholds(**first["thresholds"])
-    report = build_report(ReportInputs(taxonomy, labels, {s.index: s for s in samples}, len(samples), thresholds))
+    by_index, tally = {lab.index: lab for lab in labels}, Tally(taxonomy)
+    for sample in plan.stream():
+        if sample.index in by_index:
+            tally.add(by_index[sample.index], len(sample.instruction))
+    texts = {s.index: s.instruction for s in plan.stream(only=set(tally.representatives().values()))}
+    report = tally.report(plan.analyzed, Thresholds(**first["thresholds"]), texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
-    summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": len(samples)}
+    summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
     return report, labels, summary

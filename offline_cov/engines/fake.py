@@ -17,18 +17,21 @@ class FakeEngine:
 
     name = "fake"
 
-    def __init__(self, spec=None, seed: int = 0, responses: list[str] | None = None, max_model_len: int = 2048):
+    def __init__(self, spec=None, seed: int = 0, responses: list[str] | None = None, max_model_len: int = 2048,
+                 record: bool = True):
         self.model_name = getattr(spec, "name", "fake")
         self.identity = f"fake:{seed}:{max_model_len}"
         self.max_model_len = max_model_len
         self.seed = seed
         self.responses = list(responses or [])
-        self.requests: list[GenRequest] = []
+        self.requests: list[GenRequest] = []  # every request seen, for tests (record=False: none, for benches)
+        self.record = record
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         results = []
         for request in requests:
-            self.requests.append(request)
+            if self.record:
+                self.requests.append(request)
             if self.responses:
                 item = self.responses.pop(0)
                 results.append(item if isinstance(item, GenResult) else GenResult(item, "stop", len(item.split())))
