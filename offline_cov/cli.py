@@ -44,11 +44,17 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--taxonomy", help="Comma-separated categories; name=share sets a target (math=30,code=70).")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="YAML/JSON taxonomy with descriptions, examples and target shares.")
 @click.option("--model", help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")
-@click.option("--engine", type=click.Choice(["vllm", "transformers", "embed", "hybrid"]), default=None,
+@click.option("--engine", type=click.Choice(["vllm", "transformers", "embed", "hybrid", "ray"]), default=None,
               help="vllm/transformers: the LLM labels each sample; embed: nearest MiniLM category prototype, "
-                   "no LLM; hybrid: the LLM picks among the embedding's top candidates. "
+                   "no LLM; hybrid: the LLM picks among the embedding's top candidates; ray: vLLM replicas "
+                   "on a Ray cluster's nodes. "
                    "Default: vllm on a GPU or with --model, else embed (see bench/README.md).")
-@click.option("--strategy", type=click.Choice(["per-sample", "card"]), default="per-sample", show_default=True, help="card: the original single-prompt analysis, checked against the contract.")
+@click.option("--ray-address", help="--engine ray: the cluster (auto, host:port, ray://host:port). "
+              "Default: as ray.init(): $RAY_ADDRESS, the cluster last started here, or a new local one.")
+@click.option("--replicas", type=click.IntRange(min=1), help="--engine ray: vLLM replicas. "
+              "Default: one per tensor_parallel_size GPUs, or one per node on CPU.")
+@click.option("--strategy", type=click.Choice(["per-sample", "card", "distill"]), default="per-sample", show_default=True, help="card: the original single-prompt analysis, checked against the contract. distill: the LLM labels a stratified subsample, a classifier on sentence embeddings labels the rest (very large data).")
+@click.option("--distill-size", type=click.IntRange(min=10), default=2000, show_default=True, help="distill: how many samples the LLM labels.")
 @click.option("--sample", "sample_n", type=click.IntRange(min=1), help="Analyze a reproducible random sample of N samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample and of the engine.")
 @click.option("--out", type=click.Path(dir_okay=False), default="report.json", show_default=True, help="Where to write the report.")
@@ -82,13 +88,14 @@ def analyze(**kw):
         opts = AnalyzeOptions(
             taxonomy=_taxonomy_from(kw["taxonomy"], kw["taxonomy_file"]),
             model=kw["model"], engine=kw["engine"], sample=kw["sample_n"], seed=kw["seed"],
-            strategy=kw["strategy"],
+            strategy=kw["strategy"], distill_size=kw["distill_size"],
             fields=FieldSpec(kw["instruction_field"], kw["response_field"]),
             encoding=kw["encoding"], skip_bad_lines=kw["skip_bad_lines"],
             thresholds=Thresholds(kw["gap_threshold"], kw["over_threshold"]),
             label=LabelSettings(batch_size=kw["batch_size"]),
             use_cache=not kw["no_cache"], cache_path=kw["cache_path"],
             shard=parse_shard(kw["shard"]) if kw["shard"] else None,
+            engine_options=_engine_options(kw),
         )
         result = _run_analyze(kw["data"], opts, kw["quiet"])
     except OfflineCovError as exc:
@@ -96,6 +103,14 @@ def analyze(**kw):
     _write_outputs(result, kw)
     if not kw["quiet"]:
         _print_summary(result, kw["out"])
+
+
+def _engine_options(kw) -> dict:
+    if kw["engine"] != "ray":
+        if kw["ray_address"] or kw["replicas"]:
+            raise click.UsageError("--ray-address and --replicas go with --engine ray")
+        return {}
+    return {"address": kw["ray_address"], "replicas": kw["replicas"]}
 
 
 def _run_analyze(data, opts, quiet: bool):
@@ -137,7 +152,7 @@ def _write_outputs(result, kw) -> None:
     meta = Path(kw["metadata_path"]) if kw["metadata_path"] else out.with_suffix(".meta.json")
     write_json(meta, result.metadata)
     if kw["labels_path"]:
-        write_jsonl(kw["labels_path"], [lab.to_json() for lab in result.labels])
+        write_jsonl(kw["labels_path"], (lab.to_json() for lab in result.labels))
     if kw["html_path"] or kw["markdown_path"]:
         from .io import write_atomic
         from .render import render_html, render_markdown
