@@ -103,10 +103,7 @@ class Labeler:
         if not failures:
             return {}
         run.retried += len(failures)
-        again = [
-            GenRequest(r.messages, r.schema, r.max_tokens * 2 if res.finish_reason == "length" else r.max_tokens)
-            for _, r, res in failures
-        ]
+        again = [retry_request(r, res) for _, r, res in failures]
         labels = {}
         for (sample, _, first), result in zip(failures, self.engine.generate(again)):
             run.output_tokens += result.output_tokens
@@ -118,6 +115,12 @@ class Labeler:
             else:
                 labels[sample.index] = label
         return labels
+
+
+def retry_request(request: GenRequest, result: GenResult) -> GenRequest:
+    """The one retry of a failed answer: a cut-off answer gets twice the token budget."""
+    budget = request.max_tokens * 2 if result.finish_reason == "length" else request.max_tokens
+    return GenRequest(request.messages, request.schema, budget)
 
 
 def batched(items: list, size: int) -> Iterable[list]:
