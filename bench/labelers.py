@@ -155,13 +155,32 @@ def run_set(name: str, args, llm) -> dict:
         path = write_dataset(rows, Path(tmp) / f"{name}.jsonl")
         for labeler in args.labelers:
             runs.append(run_labeler(labeler, rows, taxonomy, args, path, llm))
-        if args.limit and len(every) > len(rows) and "embed" in args.labelers:
+        whole = [x for x in args.whole_split if x in args.labelers]
+        if args.limit and len(every) > len(rows) and whole:
             full = write_dataset(every, Path(tmp) / f"{name}-full.jsonl")
-            runs.append({**run_labeler("embed", every, taxonomy, args, full, None), "labeler": "embed (whole split)"})
+            for labeler in whole:
+                run = run_labeler(labeler, every, taxonomy, args, full, llm)
+                runs.append({**run, "labeler": f"{labeler} (whole split)"})
     best = max((r for r in runs if r["n"] == len(rows)), key=lambda r: (r["macro_f1"], r["accuracy"]))
     return {"set": name, "file": bench_set.file, "taxonomy": taxonomy.names, "split": args.split,
             "rows_in_split": len(every), "rows": len(rows), "true_mix": dict(Counter(r.label for r in rows)),
-            "runs": runs, "winner": best["labeler"]}
+            "runs": runs, "winner": best["labeler"], "paired": paired_vs_embed(runs)}
+
+
+def paired_vs_embed(runs: list[dict]) -> list[dict]:
+    """Each labeler minus embed on the same rows: accuracy difference, exact McNemar p, bootstrap CI."""
+    from .paired import compare
+
+    out = []
+    for base in (r for r in runs if r["labeler"].split(" ")[0] == "embed"):
+        rows = [p["row"] for p in base["samples"]]
+        for other in runs:
+            if other is base or [p["row"] for p in other["samples"]] != rows:
+                continue
+            truth = [p["true"] for p in base["samples"]]
+            result = compare(truth, [p["predicted"] for p in other["samples"]], [p["predicted"] for p in base["samples"]])
+            out.append({"labeler": other["labeler"], "vs": base["labeler"], **result})
+    return out
 
 
 def markdown(payload: dict) -> str:
@@ -183,6 +202,12 @@ def markdown(payload: dict) -> str:
                          f"{agree['accuracy']:.3f}" if agree else "no labels"])
     lines.append(common.md_table(["set", "labeler", "n", "accuracy", "macro-F1", "kappa", "samples/s", "failed",
                                   "asked the LLM", "difficulty easy/medium/hard", "difficulty agreement"], rows))
+    lines += ["", "Paired on the same rows (accuracy of the labeler minus embed's; exact McNemar p; 95% bootstrap CI):", ""]
+    lines.append(common.md_table(["set", "labeler", "vs", "n", "accuracy difference", "only it right", "only embed right",
+                                  "McNemar p", "95% CI"],
+                                 [[s["set"], c["labeler"], c["vs"], c["n"], c["diff"], c["only_a_right"], c["only_b_right"],
+                                   c["mcnemar_p"], f"{c['ci95'][0]} to {c['ci95'][1]}"]
+                                  for s in payload["sets"] for c in s.get("paired", [])]))
     lines += ["", *[f"- winner on {s['set']} ({s['rows']} of {s['rows_in_split']} {s['split']} rows, "
                     f"{len(s['taxonomy'])} categories, chance {1 / len(s['taxonomy']):.3f}): **{s['winner']}**"
                     for s in payload["sets"]]]
@@ -197,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=["dev", "test", "all"], default="test")
     parser.add_argument("--labelers", default=",".join(LABELERS), help="Comma-separated, from vllm, embed, hybrid")
     parser.add_argument("--limit", type=int, default=None,
-                        help="Seeded subsample of N rows per set for every labeler (embed also runs the whole split)")
+                        help="Seeded subsample of N rows per set for every labeler (see --whole-split)")
+    parser.add_argument("--whole-split", default="embed,hybrid",
+                        help="With --limit: labelers that also run on every row of the split (comma-separated)")
     parser.add_argument("--difficulty-field", default=None, help="Field with easy/medium/hard, if a file has one")
     parser.add_argument("--model", default="smollm2-135m", help="LLM of the vllm and hybrid labelers")
     parser.add_argument("--seed", type=int, default=0)
@@ -213,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = build_parser().parse_args(argv)
     args.labelers = [x for x in args.labelers.split(",") if x]
+    args.whole_split = [x for x in args.whole_split.split(",") if x]
     common.set_bench_env()
     started = time.perf_counter()
     load_encoder()  # once, outside the timed runs
