@@ -75,11 +75,13 @@ def embed_all(labeler, samples, n: int, workdir: Path, progress=None) -> Embedde
 
 
 def stratified_pick(strata: array, size: int, seed: int, floor: int = MIN_PER_STRATUM) -> dict[int, list[int]]:
-    """Row numbers to send to the LLM, per stratum: a floor each where possible, the rest in proportion."""
+    """Row numbers to send to the LLM, per stratum: a floor each where possible (lowered when the
+    strata are many for the size), the rest in proportion."""
     rows: dict[int, list[int]] = {}
     for row, stratum in enumerate(strata):
         rows.setdefault(stratum, []).append(row)
     total, size = len(strata), min(size, len(strata))
+    floor = max(1, min(floor, size // len(rows)))  # the floors alone never exceed the size
     take = {s: min(len(r), floor) for s, r in rows.items()}
     left = size - sum(take.values())
     if left > 0:

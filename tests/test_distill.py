@@ -31,6 +31,8 @@ def test_stratified_pick_gives_rare_strata_a_floor_and_is_seeded():
     assert sizes[2] == 10 and sizes[1] >= 20 and sizes[0] >= 60 and sum(sizes.values()) <= 100
     assert all(strata[r] == s for s, rows in picked.items() for r in rows)
     assert picked == stratified_pick(strata, 100, seed=1, floor=20) != stratified_pick(strata, 100, seed=2, floor=20)
+    small = stratified_pick(strata, 30, seed=1, floor=20)  # three floors of 20 would overshoot 30
+    assert sum(len(r) for r in small.values()) <= 30 and all(len(r) >= 10 for r in small.values())
 
 
 def test_held_out_split_is_disjoint_and_a_fifth():
