@@ -230,7 +230,13 @@ class RayEngine:
 
         if not ray.is_initialized():
             os.environ.update(RAY_TELEMETRY_OFF)
-            ray.init(address=self.address, include_dashboard=False, logging_level="WARNING")
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level="WARNING")
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise OfflineCovError(
+                    f"cannot reach a Ray cluster at {self.address or 'the default address'}: {exc}\n"
+                    "Start one with `ray start --head --disable-usage-stats`, or pass --ray-address local."
+                ) from None
             self._started_ray = True
         return ray
 
