@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from pathlib import Path
 
 from offline_cov.taxonomy import load_taxonomy_file
 
@@ -155,22 +156,24 @@ def markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.transductive", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA), type=lambda p: __import__("pathlib").Path(p))
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA), type=Path)
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args) -> dict:
     common.set_bench_env()
-    payload = {"bench": "transductive", "when": common.now_iso(), "model": "minilm", "split": args.split,
-               "command": sys.argv, "sets": [run_set(name, args) for name in SETS]}
-    text = markdown(payload)
-    json_path, md_path = common.write_results("transductive", payload, text, args.out_dir)
-    print(text)
-    print(f"\nwrote {json_path} and {md_path}")
-    return payload
+    return {"bench": "transductive", "when": common.now_iso(), "model": "minilm", "split": args.split,
+            "command": sys.argv, "sets": [run_set(name, args) for name in SETS]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return common.bench_main("transductive", build_parser(), run, markdown, argv)
 
 
 if __name__ == "__main__":
