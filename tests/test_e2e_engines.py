@@ -36,14 +36,14 @@ def assert_contract(result, taxonomy=None):
 
 
 def test_vllm_per_sample_with_taxonomy(vllm_engine):
-    result = analyze(EXAMPLE, AnalyzeOptions(taxonomy=TAX), engine=vllm_engine)
+    result = analyze(EXAMPLE, AnalyzeOptions(taxonomy=TAX, sample=64), engine=vllm_engine)
     assert_contract(result, TAX)
-    assert result.report.total_samples_analyzed == 120
+    assert result.report.total_samples_analyzed == 64
     assert result.metadata["samples"]["failed"] == 0
     info = result.metadata["engine"]
     assert info["engine"] == "vllm" and info["structured_output_backend"] == "xgrammar" and info["vllm_version"]
-    again = analyze(EXAMPLE, AnalyzeOptions(taxonomy=TAX), engine=vllm_engine)
-    assert again.metadata["cache"]["hits"] == 120 and again.metadata["output_tokens"] == 0
+    again = analyze(EXAMPLE, AnalyzeOptions(taxonomy=TAX, sample=64), engine=vllm_engine)
+    assert again.metadata["cache"]["hits"] == 64 and again.metadata["output_tokens"] == 0
     assert again.report == result.report
 
 

