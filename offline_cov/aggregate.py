@@ -152,16 +152,15 @@ class Tally:
                 chosen[name] = min(zip(lengths, indices), key=lambda li: (abs(li[0] - median), li[1]))[1]
         return chosen
 
-    def report(self, total: int, thresholds: Thresholds, instructions: dict[int, str], basis: str = "") -> CoverageReport:
-        """The coverage report; `instructions` holds the text of the `representatives()` samples."""
-        examples = {name: snippet(instructions[i]) for name, i in self.representatives().items() if i in instructions}
+    def report(self, total: int, thresholds: Thresholds, examples: dict[str, str], basis: str = "") -> CoverageReport:
+        """The coverage report; `examples` maps a category to the instruction of its `representatives()` sample."""
         categories = [
             CategoryStats(
                 name=name,
                 count=s["count"],
                 share_percent=_share(s["count"], total),
                 difficulty_distribution=DifficultyDistribution(**s["difficulty"]),
-                representative_example=examples.get(name, ""),
+                representative_example=snippet(examples[name]) if name in examples else "",
             )
             for name, s in self.stats.items()
         ]
@@ -182,8 +181,8 @@ def build_report(inputs: ReportInputs) -> CoverageReport:
     for label in inputs.labels:
         sample = inputs.samples.get(label.index)
         tally.add(label, len(sample.instruction) if sample is not None else None)
-    texts = {i: inputs.samples[i].instruction for i in tally.representatives().values()}
-    return tally.report(inputs.total, inputs.thresholds, texts, inputs.basis)
+    examples = {name: inputs.samples[i].instruction for name, i in tally.representatives().items()}
+    return tally.report(inputs.total, inputs.thresholds, examples, inputs.basis)
 
 
 def _empty_stats() -> dict:

@@ -6,6 +6,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 
@@ -157,9 +158,9 @@ class DatasetPlan:
         """Samples drawn from the file (before sharding)."""
         return self.scan.count if self.chosen is None else len(self.chosen)
 
-    @property
+    @cached_property
     def analyzed(self) -> int:
-        """Samples this run labels (its shard of the drawn ones)."""
+        """Samples this run labels (its shard of the drawn ones); counted once."""
         if self.opts.shard is None:
             return self.drawn
         index, count = self.opts.shard
@@ -184,6 +185,12 @@ class DatasetPlan:
         picks = {pool[int(i * step)] for i in range(min(k, len(pool)))}
         return list(self.stream(sharded=False, only=picks))
 
+    def report(self, tally: Tally, thresholds: Thresholds) -> CoverageReport:
+        """The report of this run's tally, with its representative examples read back from the file."""
+        chosen = tally.representatives()
+        texts = {s.index: s.instruction for s in self.stream(only=set(chosen.values()))}
+        return tally.report(self.analyzed, thresholds, {name: texts[i] for name, i in chosen.items() if i in texts})
+
     def facts(self) -> dict:
         return {
             "dataset": str(self.data.resolve()),
@@ -199,12 +206,6 @@ class DatasetPlan:
 
 def _ignore(_exc) -> None:
     """Bad records were reported (or allowed to be skipped) by the first pass."""
-
-
-def load_and_sample(data: str | Path, opts: AnalyzeOptions) -> tuple[list[Sample], dict]:
-    """The drawn samples in memory, with the reading facts (the card strategy and small tools)."""
-    plan = DatasetPlan.of(data, opts)
-    return list(plan.stream(sharded=False)), plan.facts()
 
 
 def analyze(
@@ -253,9 +254,7 @@ def _per_sample(handle, cache, plan: DatasetPlan, warnings, started, progress) -
     run = label_stream(handle, cache, taxonomy, plan.stream(), plan.analyzed, opts, progress)
     timings["label_s"] = round(time.perf_counter() - t, 3)
     timings["engine_load_s"] = handle.load_s
-    wanted = set(run.tally.representatives().values())
-    texts = {s.index: s.instruction for s in plan.stream(only=wanted)}
-    report = run.tally.report(plan.analyzed, opts.thresholds, texts)
+    report = plan.report(run.tally, opts.thresholds)
     if run.failed:
         warnings.append(f"{len(run.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
     timings["total_s"] = round(time.perf_counter() - started, 3)
@@ -293,8 +292,7 @@ def _distilled(handle, cache, plan: DatasetPlan, warnings, started, progress) ->
     labels, tally, llm, facts = run_distill(handle, cache, plan, taxonomy, progress)
     timings["label_s"] = round(time.perf_counter() - t, 3)
     timings["engine_load_s"] = handle.load_s
-    texts = {s.index: s.instruction for s in plan.stream(only=set(tally.representatives().values()))}
-    report = tally.report(plan.analyzed, opts.thresholds, texts)
+    report = plan.report(tally, opts.thresholds)
     if llm.failed:
         warnings.append(f"the LLM could not label {len(llm.failed)} subsample sample(s) after a retry")
     timings["total_s"] = round(time.perf_counter() - started, 3)

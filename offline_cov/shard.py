@@ -91,8 +91,7 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabe
     for sample in plan.stream():
         if sample.index in by_index:
             tally.add(by_index[sample.index], len(sample.instruction))
-    texts = {s.index: s.instruction for s in plan.stream(only=set(tally.representatives().values()))}
-    report = tally.report(plan.analyzed, Thresholds(**first["thresholds"]), texts)
+    report = plan.report(tally, Thresholds(**first["thresholds"]))
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
     return report, labels, summary

@@ -56,8 +56,8 @@ def test_tally_gives_the_report_of_all_labels_at_once(tmp_path):
     tally = Tally(TAX)
     for label in labels:
         tally.add(label, len(samples[label.index].instruction))
-    texts = {i: samples[i].instruction for i in tally.representatives().values()}
-    assert tally.report(40, Thresholds(), texts) == whole
+    examples = {name: samples[i].instruction for name, i in tally.representatives().items()}
+    assert tally.report(40, Thresholds(), examples) == whole
     assert whole.categories[3].representative_example  # chat has primaries and secondaries
 
 
