@@ -37,6 +37,14 @@ class LabelRun:
     output_tokens: int = 0
     requests: int = 0
 
+    def absorb(self, other: "LabelRun") -> None:
+        """Add another pass's failures and counters to this one (not its labels)."""
+        self.failed += other.failed
+        self.truncated |= other.truncated
+        self.retried += other.retried
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+
 
 class Labeler:
     """Labels samples against one taxonomy with one engine."""

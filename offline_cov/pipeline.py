@@ -323,29 +323,19 @@ STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a tim
 
 
 @dataclass
-class StreamRun:
-    """What labeling the stream produced: compact labels, the running tally, and the counters."""
+class StreamRun(LabelRun):
+    """A labeling pass over a stream: its labels kept compactly, the running tally, the counters."""
 
-    labels: LabelStore
-    tally: Tally
-    failed: list[dict] = field(default_factory=list)
-    truncated: set[int] = field(default_factory=set)
-    retried: int = 0
-    output_tokens: int = 0
+    labels: LabelStore = field(default_factory=LabelStore)
+    tally: Tally | None = None
     budget: int | None = None
-
-    def absorb(self, fresh: LabelRun) -> None:
-        self.failed += fresh.failed
-        self.truncated |= fresh.truncated
-        self.retried += fresh.retried
-        self.output_tokens += fresh.output_tokens
 
 
 def label_stream(handle, cache, taxonomy: Taxonomy, samples: Iterable[Sample], total: int, opts: AnalyzeOptions,
                  progress=None) -> StreamRun:
     """Label the samples (in file order) chunk by chunk: cached labels where present, the rest from the
     labeler, stored batch by batch; only the labels and the tally outlive a chunk."""
-    run, labeler = StreamRun(LabelStore(), Tally(taxonomy)), None
+    run, labeler = StreamRun(tally=Tally(taxonomy)), None
     for chunk in chunks(samples, STREAM_CHUNK):
         keys = {s.index: label_key(handle.identity, taxonomy, opts.label, s) for s in chunk}
         found = cache.get_many(list(keys.values())) if cache else {}
