@@ -60,6 +60,18 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class TokenBudget:
+    """`count_tokens` and `truncate` with the model's own Hugging Face tokenizer (`self.tokenizer`),
+    for the engines that hold one."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+
 def get_engine_class(name: str):
     """The engine class registered as `name`; lists the choices when the name is unknown."""
     if name not in ENGINES:

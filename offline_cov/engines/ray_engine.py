@@ -25,7 +25,7 @@ from dataclasses import asdict
 from ..errors import ModelUnavailableError, OfflineCovError
 from ..home import OFFLINE_ENV, go_offline, tool_home
 from ..registry import ModelSpec, WeightSource, model_identity, resolve_weights
-from . import GenRequest, GenResult, require
+from . import GenRequest, GenResult, TokenBudget, require
 
 # Environment a replica needs; a cluster started on its own does not inherit the driver's.
 PASSED_ENV = (*OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_HOST_IP", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM",
@@ -174,7 +174,7 @@ def _rows(batch: dict) -> Iterator[dict]:
         yield {k: v[i] for k, v in batch.items()}
 
 
-class RayEngine:
+class RayEngine(TokenBudget):
     """vLLM replicas on a Ray cluster; the driver keeps a tokenizer for token budgets only.
 
     `address`: None as `ray.init()` (RAY_ADDRESS, else the cluster last started on this machine,
@@ -203,14 +203,6 @@ class RayEngine:
         self._started_ray = False
         self._replicas: list = []
         self.facts: dict = {"replicas": 0}
-
-    # Token budgets on the driver, with the model's own tokenizer (as VllmEngine does).
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def label_samples(self, labeler, samples: list, progress=None, on_batch=None):
         """Label over the cluster, batches in flight on every replica (pipeline.py prefers this

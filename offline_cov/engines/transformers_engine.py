@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..home import go_offline
 from ..registry import ModelSpec, model_identity, resolve_weights
-from . import GenRequest, GenResult, json_schema_type, require
+from . import GenRequest, GenResult, TokenBudget, json_schema_type, require
 
 OUTLINES_BACKEND = "outlines_core"
 
 
-class TransformersEngine:
+class TransformersEngine(TokenBudget):
     """An HF model on torch, generating one request at a time under an Outlines logits processor."""
 
     name = "transformers"
@@ -59,13 +59,6 @@ class TransformersEngine:
             n = self.count_tokens(text)
             results.append(GenResult(text, "length" if n >= request.max_tokens else "stop", n))
         return results
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def info(self) -> dict:
         import importlib.metadata as md

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ..errors import ModelUnavailableError
 from ..home import go_offline
 from ..registry import ModelSpec, gpu_available, model_identity, resolve_weights
-from . import GenRequest, GenResult, json_schema_type, require
+from . import GenRequest, GenResult, TokenBudget, json_schema_type, require
 
 STRUCTURED_BACKEND = "xgrammar"
 
 
-class VllmEngine:
+class VllmEngine(TokenBudget):
     """A vllm.LLM held for the whole run; build it inside a function, never at import time."""
 
     name = "vllm"
@@ -78,13 +78,6 @@ class VllmEngine:
                 GenResult(completion.text, completion.finish_reason or "error", len(completion.token_ids))
             )
         return results
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
 
     def info(self) -> dict:
         import outlines
