@@ -105,11 +105,12 @@ def _iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
 
     Lines are split on newline bytes only: JSON strings may hold U+2028 or U+0085, which text-mode
     line splitting would break on."""
-    codec, offset = _codec(path, encoding), 0
+    first, offset = _codec(path, encoding), 0
+    rest = first.replace("-sig", "")  # a byte-order mark can only open the file
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             try:
-                text = raw.decode(codec if lineno == 1 else codec.replace("-sig", ""))
+                text = raw.decode(first if lineno == 1 else rest)
             except UnicodeDecodeError as exc:
                 raise _decode_error(path, encoding, offset + exc.start, lineno) from None
             offset += len(raw)

@@ -237,7 +237,8 @@ def _label_rest(plan, emb: Embedded, labels: dict[int, SampleLabel], clf: Classi
     row = 0
     for chunk in chunks(plan.stream(), CHUNK):
         rows = list(range(row, row + len(chunk)))
-        guesses = dict(zip([r for r in rows if r not in labels], clf.predict([r for r in rows if r not in labels])))
+        unseen = [r for r in rows if r not in labels]
+        guesses = dict(zip(unseen, clf.predict(unseen)))
         for r, sample in zip(rows, chunk):
             if r in labels:
                 label = SampleLabel(sample.index, labels[r].categories[:1], labels[r].difficulty)
