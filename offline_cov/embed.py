@@ -115,6 +115,27 @@ def category_texts(taxonomy: Taxonomy) -> list[list[str]]:
     return texts
 
 
+def unit_rows(vectors):
+    """Each row scaled to length 1 (a zero row stays zero)."""
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def prototypes(vectors, groups: list[list[str]]):
+    """One unit vector per category from its texts' vectors (rows in `groups` order): the card's
+    direction plus the direction of the examples' mean direction (the card alone without examples)."""
+    import numpy as np
+
+    vectors, protos, start = unit_rows(vectors), [], 0
+    for g in groups:
+        card, examples = vectors[start], vectors[start + 1 : start + len(g)]
+        protos.append(unit_rows(card + unit_rows(examples.mean(axis=0))) if len(examples) else card)
+        start += len(g)
+    return np.stack(protos)
+
+
 # ---------------------------------------------------------------- difficulty
 
 CONSTRAINT = re.compile(
@@ -167,19 +188,8 @@ class EmbedLabeler:
         self.prototypes = self._prototypes()
 
     def _prototypes(self):
-        import numpy as np
-
         groups = category_texts(self.taxonomy)
-        flat = self.encoder.encode([t for g in groups for t in g])
-        def unit(v):
-            return v / np.linalg.norm(v)
-
-        protos, start = [], 0
-        for g in groups:
-            card, examples = flat[start], flat[start + 1 : start + len(g)]
-            protos.append(unit(card + unit(examples.mean(axis=0))) if len(examples) else card)
-            start += len(g)
-        return np.stack(protos)
+        return prototypes(self.encoder.encode([t for g in groups for t in g]), groups)
 
     def scores(self, texts: list[str]):
         """Cosine similarity of each text to each category prototype: shape (texts, categories)."""

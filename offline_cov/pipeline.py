@@ -26,8 +26,10 @@ from .taxonomy import Taxonomy
 FEW_SAMPLES = 50
 # What labels samples on a machine without a GPU when --engine is not given: the labeler that
 # bench/labelers.py measured best there (bench/README.md). On a GPU it is the LLM in vLLM.
-CPU_DEFAULT_ENGINE = "embed"
-LLM_FREE_ENGINES = ("embed", "hybrid")  # labelers built around the embedding, not one LLM engine
+CPU_DEFAULT_ENGINE = "fused"
+# Labelers built around the MiniLM embedding; the vLLM engine behind them is opened only to infer
+# a taxonomy, or (hybrid) to choose among the embedding's candidates.
+EMBEDDING_LABELERS = ("embed", "hybrid", "fused")
 
 
 @dataclass
@@ -36,7 +38,7 @@ class AnalyzeOptions:
 
     taxonomy: Taxonomy | None = None
     model: str | None = None
-    engine: str | None = None  # vllm, transformers, embed, hybrid, ray; None: default_engine()
+    engine: str | None = None  # vllm, transformers, embed, hybrid, fused, ray; None: default_engine()
     sample: int | None = None
     seed: int = 0
     strategy: str = "per-sample"  # per-sample, card, distill
@@ -70,27 +72,35 @@ def default_engine() -> str:
 
 
 def llm_engine_name(engine: str) -> str:
-    """The LLM engine behind a labeler: embed and hybrid use vLLM (hybrid to choose, embed only to infer)."""
-    return "vllm" if engine in LLM_FREE_ENGINES else engine
+    """The LLM engine behind a labeler: the embedding labelers use vLLM (hybrid to choose, the others only to infer)."""
+    return "vllm" if engine in EMBEDDING_LABELERS else engine
 
 
 def labeler_identity(engine: str, llm_identity: str) -> str:
-    """The cache identity of the labeler: the LLM's, plus the embedding's for embed and hybrid."""
-    if engine not in LLM_FREE_ENGINES:
+    """The cache identity of the labeler: the LLM's, plus the embedding's and the rule's for the embedding labelers."""
+    if engine not in EMBEDDING_LABELERS:
         return llm_identity
     from .embed import embed_identity
+    from .fused import FUSED_LLM_WEIGHT, FUSED_VERSION, LLM_MAX_TOKENS
     from .hybrid import HYBRID_MARGIN, HYBRID_TOP_K
 
-    knobs = {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN} if engine == "hybrid" else {}
+    knobs = {
+        "hybrid": {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN},
+        "fused": {"version": FUSED_VERSION, "llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS},
+    }.get(engine, {})
     return f"{engine}:{embed_identity()}:{knobs}:{llm_identity}"
 
 
 def make_labeler(handle: "EngineHandle", taxonomy: Taxonomy, opts: AnalyzeOptions):
-    """The labeler `opts.engine` names; embed opens no LLM."""
+    """The labeler `opts.engine` names; embed and fused open no LLM engine (fused reads the LLM's hidden states)."""
     if opts.engine == "embed":
         from .embed import EmbedLabeler
 
         return EmbedLabeler(taxonomy, opts.label)
+    if opts.engine == "fused":
+        from .fused import FusedLabeler
+
+        return FusedLabeler(taxonomy, opts.label, model=handle.model_name)
     if opts.engine == "hybrid":
         from .hybrid import HybridLabeler
 

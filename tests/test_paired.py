@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench.labelers import paired_vs_embed
+from bench.labelers import paired_vs_baselines
 from bench.paired import bootstrap_ci, compare, mcnemar_exact
 
 
@@ -36,12 +36,14 @@ def run(name, rows, predicted):
     return {"labeler": name, "samples": [{"row": r, "true": "x", "predicted": p} for r, p in zip(rows, predicted)]}
 
 
-def test_runs_are_paired_with_embed_only_on_the_same_rows():
-    runs = [run("vllm", [1, 2], ["y", "x"]), run("embed", [1, 2], ["x", "x"]),
+def test_runs_are_paired_with_embed_and_vllm_only_on_the_same_rows():
+    runs = [run("vllm", [1, 2], ["y", "x"]), run("embed", [1, 2], ["x", "x"]), run("fused", [1, 2], ["x", "y"]),
             run("embed (whole split)", [1, 2, 3], ["x", "x", "y"]), run("hybrid (whole split)", [1, 2, 3], ["x", "x", "x"])]
-    pairs = {(p["labeler"], p["vs"]): p for p in paired_vs_embed(runs)}
-    assert set(pairs) == {("vllm", "embed"), ("hybrid (whole split)", "embed (whole split)")}
+    pairs = {(p["labeler"], p["vs"]): p for p in paired_vs_baselines(runs)}
+    assert set(pairs) == {("vllm", "embed"), ("fused", "embed"), ("fused", "vllm"),
+                          ("hybrid (whole split)", "embed (whole split)")}
     assert pairs[("vllm", "embed")]["diff"] == -0.5
+    assert pairs[("fused", "vllm")]["diff"] == 0.0 and pairs[("fused", "vllm")]["only_a_right"] == 1
     assert pairs[("hybrid (whole split)", "embed (whole split)")]["only_a_right"] == 1
 
 

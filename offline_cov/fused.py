@@ -1,0 +1,141 @@
+"""The fused labeler: the embedding and the LLM both read every sample; their votes are added.
+
+Two views of each sample and of each category's texts (its card and examples, as in `embed`):
+
+- the packaged MiniLM sentence embedding (`embed.MiniLMEncoder`),
+- the LLM's own reading of the text: the mean of its final-layer hidden states over the text's
+  tokens (`LLMEncoder`), centred on the mean vector of the category texts, so the direction
+  every text shares does not swamp the cosine. The LLM is the models.yaml model the vllm engine
+  would run; it is not asked to generate anything.
+
+In each view a category's prototype is built as in `embed.prototypes`, and a sample's cosine
+similarities to the prototypes are standardised across the categories (z-scores); the sample
+gets the category with the largest `MiniLM z + FUSED_LLM_WEIGHT * LLM z`. Difficulty follows the
+shared rubric's rule (`embed.difficulty_from_text`).
+
+Why this combination: on the dev splits of bench/labelers.py (SmolLM2-135M) the LLM's generated
+labels were near chance (0.37 and 0.20), but its hidden states held what the embedding missed
+(nearest prototype on them alone: 0.77 on Arena-Hard, 0.53 on self-instruct domains); added to
+MiniLM's at weight 0.5 they beat MiniLM alone on both dev sets. bench/README.md has the study
+(`python -m bench.hidden`) and the test-split result. vLLM's pooling runner (`runner="pooling"`,
+mean pooling) gives the same vectors (cosine > 0.99999 on 40 Arena-Hard prompts) at the same
+speed on a CPU, after a 17 s start and with worker processes; transformers is used here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from .aggregate import SampleLabel
+from .dataset import Sample
+from .embed import EMBED_MAX_TOKENS, EMBED_PAD_MULTIPLE, EmbedLabeler, category_texts, difficulty_from_text, prototypes, unit_rows
+from .taxonomy import Taxonomy
+
+FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.710 / 0.730 (Arena-Hard), 0.671 / 0.671 / 0.633 (self-instruct)
+LLM_MAX_TOKENS = 320  # the LLM reads this many tokens of a sample (MiniLM reads 256)
+LLM_BATCH = 16
+FUSED_VERSION = "fused-v1"
+
+
+class LLMEncoder:
+    """Mean-pooled final-layer hidden states of a causal LM (HF weights), on the CPU or a GPU."""
+
+    def __init__(self, path: str | Path, model_name: str, device: str | None = None):
+        from .engines import require
+
+        require("torch", "transformers", extra="cpu")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "right"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModel.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.model_name = model_name
+
+    def encode(self, texts: list[str], batch_size: int = LLM_BATCH):
+        """A (len(texts), hidden size) float32 numpy array; texts are cut at LLM_MAX_TOKENS tokens."""
+        import numpy as np
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                       pad_to_multiple_of=EMBED_PAD_MULTIPLE, max_length=LLM_MAX_TOKENS,
+                                       return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@lru_cache(maxsize=2)
+def load_llm_encoder(model: str | None = None) -> LLMEncoder:
+    """The LLM encoder for a models.yaml name (default: this machine's), loaded once per process."""
+    from .home import go_offline
+    from .registry import load_registry, resolve_weights
+
+    go_offline()
+    registry = load_registry()
+    spec = registry.get(model or registry.default_name())
+    return LLMEncoder(resolve_weights(spec), spec.name)
+
+
+def zscores(scores):
+    """Each row standardised across its columns (a constant row becomes zeros)."""
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    return centred / (scores.std(axis=1, keepdims=True) + 1e-9)
+
+
+class FusedLabeler:
+    """MiniLM and LLM-hidden-state prototypes, added; duck-types `labeling.Labeler`."""
+
+    name = "fused"
+
+    def __init__(self, taxonomy: Taxonomy, settings=None, model: str | None = None,
+                 embed: EmbedLabeler | None = None, llm: LLMEncoder | None = None,
+                 weight: float = FUSED_LLM_WEIGHT):
+        self.taxonomy, self.weight = taxonomy, weight
+        self.embed = embed or EmbedLabeler(taxonomy, settings)
+        self.llm = llm or load_llm_encoder(model)
+        self.settings = self.embed.settings
+        self.sample_budget = min(EMBED_MAX_TOKENS, LLM_MAX_TOKENS)
+        groups = category_texts(taxonomy)
+        vectors = self.llm.encode([t for g in groups for t in g])
+        self.centre = vectors.mean(axis=0)
+        self.prototypes = prototypes(vectors - self.centre, groups)
+
+    def llm_scores(self, texts: list[str]):
+        """Cosine similarity of each text's centred LLM vector to each category's LLM prototype."""
+        return unit_rows(self.llm.encode(texts) - self.centre) @ self.prototypes.T
+
+    def scores(self, texts: list[str]):
+        """The fused score of each text for each category: shape (texts, categories)."""
+        return zscores(self.embed.scores(texts)) + self.weight * zscores(self.llm_scores(texts))
+
+    def label_batch(self, samples: list[Sample], run) -> list[SampleLabel]:
+        """One label per sample: never fails, so nothing is retried."""
+        texts = [s.render() for s in samples]
+        run.requests += len(samples)
+        names = self.taxonomy.names
+        labels = []
+        for sample, text, row in zip(samples, texts, self.scores(texts)):
+            if self.embed.encoder.count_tokens(text) > EMBED_MAX_TOKENS or self.llm.count_tokens(text) > LLM_MAX_TOKENS:
+                run.truncated.add(sample.index)
+            labels.append(SampleLabel(sample.index, (names[int(row.argmax())],), difficulty_from_text(sample.instruction)))
+        return labels
+
+    def info(self) -> dict:
+        return {"labeler": "fused", "llm_weight": self.weight, "llm": self.llm.model_name, "llm_device": self.llm.device,
+                "llm_pooling": "mean of final hidden states, centred on the category texts",
+                "embed": self.embed.info(), "difficulty": "length/constraint rule"}
