@@ -192,7 +192,10 @@ def markdown(payload: dict) -> str:
              f"hybrid: top-{payload['hybrid']['top_k']}, margin {payload['hybrid']['margin']}; "
              f"fused: LLM weight {payload['fused']['llm_weight']}, {payload['fused']['llm_tokens']} tokens; embedding: {payload['embed']}",
              f"- split: `{payload['split']}` (dev = sha256(set, row) % 3 == 0; tuned on dev only), "
-             f"limit {payload['limit']} rows per set (seed {payload['seed']})", ""]
+             + (f"limit {payload['limit']} rows per set (seed {payload['seed']})" if payload["limit"]
+              else "every row of the split"),
+             "- asked the LLM: samples the LLM had to write a label for; `fused` has the LLM read every sample "
+             "(its hidden states) and write nothing", ""]
     rows = []
     for s in payload["sets"]:
         for r in s["runs"]:

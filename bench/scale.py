@@ -6,11 +6,12 @@ made unique with a suffix), then runs, each in a fresh process so peak RSS is it
 - `read-all`: `dataset.read_samples` (the whole dataset held in memory), for comparison;
 - `analyze` with each engine of `--engines`: the streamed product path, label cache on.
   `fake` is offline-cov's deterministic stand-in engine: it measures the tool's own cost
-  (reading, cache, tally, JSON) with no model; `embed` is the CPU default labeler (MiniLM).
+  (reading, cache, tally, JSON) with no model; `embed` is the MiniLM labeler, `fused` the CPU
+  default (MiniLM plus the LLM's hidden states).
 
 Example:
   .venv/bin/python -m bench.scale --source ../shared/data/arena_hard_v2_questions.jsonl \\
-    --sizes 1000,10000,100000 --engines fake --embed-sizes 1000,10000
+    --sizes 1000,10000,100000 --engines fake --embed-sizes 1000,10000 --fused-sizes 1000
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default="1000,10000,100000", help="Dataset sizes (samples)")
     parser.add_argument("--engines", default="fake", help="Engines to run analyze with at every size")
     parser.add_argument("--embed-sizes", default="", help="Sizes at which to also run the embed labeler")
+    parser.add_argument("--fused-sizes", default="", help="Sizes at which to also run the fused labeler")
     parser.add_argument("--taxonomy", default=TAXONOMY)
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--child", nargs=3, metavar=("MODE", "DATA", "WORKDIR"), help=argparse.SUPPRESS)
@@ -97,13 +99,15 @@ def run(args) -> dict:
     common.set_bench_env()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     embed_sizes = {int(s) for s in args.embed_sizes.split(",") if s}
+    fused_sizes = {int(s) for s in args.fused_sizes.split(",") if s}
     rows = []
     with tempfile.TemporaryDirectory(prefix="offline-cov-scale-") as tmp:
-        for n in sorted(set(sizes) | embed_sizes):
+        for n in sorted(set(sizes) | embed_sizes | fused_sizes):
             data = Path(tmp) / f"d{n}.jsonl"
             size = write_dataset(Path(args.source), args.text_field, n, data)
             modes = ["read-all"] + [e for e in args.engines.split(",") if e and n in sizes]
             modes += ["embed"] if n in embed_sizes and "embed" not in modes else []
+            modes += ["fused"] if n in fused_sizes and "fused" not in modes else []
             for mode in modes:
                 row = {"size": n, "file_mib": round(size / 2**20, 1), **run_child(mode, data, Path(tmp), args.taxonomy)}
                 print(json.dumps(row), file=sys.stderr)
@@ -122,7 +126,7 @@ def to_markdown(payload: dict) -> str:
         common.md_table(headers, table), "",
         "`read-all` holds the dataset in memory (what analyze did before streaming); `fake` is the streamed "
         "analyze path with offline-cov's stand-in engine (no model: the tool's own cost); `embed` adds the "
-        "MiniLM labeler. growth = peak RSS - RSS after imports.",
+        "MiniLM labeler, `fused` MiniLM and the LLM's hidden states. growth = peak RSS - RSS after imports.",
     ])
 
 

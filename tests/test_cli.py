@@ -29,7 +29,7 @@ def test_analyze_writes_report_labels_metadata_and_html(tmp_path, fake_engine):
     from conftest import EXAMPLE
 
     out = tmp_path / "r.json"
-    args = ["analyze", str(EXAMPLE), "--taxonomy", "math,code,writing,reasoning,factual_qa", "--out", str(out),
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "math,code,writing,reasoning,factual_qa", "--out", str(out),
             "--labels", str(tmp_path / "l.jsonl"), "--html", str(tmp_path / "r.html"), "--markdown", str(tmp_path / "r.md")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -50,7 +50,7 @@ def test_analyze_writes_report_labels_metadata_and_html(tmp_path, fake_engine):
 def test_quiet_prints_nothing(tmp_path, fake_engine):
     from conftest import EXAMPLE
 
-    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", "--out", str(tmp_path / "r.json"), "-q"])
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "--out", str(tmp_path / "r.json"), "-q"])
     assert result.exit_code == 0 and result.output == ""
 
 
@@ -58,7 +58,7 @@ def test_sample_warning_reaches_stderr_and_metadata(tmp_path, fake_engine):
     from conftest import EXAMPLE
 
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", "--sample", "20", "--out", str(out)])
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "--sample", "20", "--out", str(out)])
     assert result.exit_code == 0
     assert "Warning: only 20 samples" in result.output
     assert json.loads((tmp_path / "r.meta.json").read_text())["input"]["sample_size"] == 20

