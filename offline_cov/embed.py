@@ -60,6 +60,26 @@ def embed_identity() -> str:
     return f"{LABELER_VERSION}:{EMBED_PACKAGE}=={version}"
 
 
+def mean_pooled(model, tokenizer, texts: list[str], device: str, max_tokens: int, batch_size: int):
+    """The mean of `model`'s last hidden states over each text's tokens: a (len(texts), hidden size)
+    float32 numpy array. Texts go in batches of similar length, padded to a multiple of
+    EMBED_PAD_MULTIPLE tokens; the longer ones are cut at `max_tokens`."""
+    import numpy as np
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens,
+                              pad_to_multiple_of=EMBED_PAD_MULTIPLE, return_tensors="pt").to(device)
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+    return out
+
+
 class MiniLMEncoder:
     """Sentence embeddings (unit length) from the packaged all-MiniLM-L6-v2, on the CPU or a GPU."""
 
@@ -78,22 +98,7 @@ class MiniLMEncoder:
 
     def encode(self, texts: list[str], batch_size: int = EMBED_BATCH):
         """A (len(texts), 384) float32 numpy array of unit vectors; longest texts are cut at 256 tokens."""
-        import numpy as np
-        import torch
-
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       pad_to_multiple_of=EMBED_PAD_MULTIPLE, max_length=EMBED_MAX_TOKENS,
-                                       return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[idx] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
-        return out
+        return unit_rows(mean_pooled(self.model, self.tokenizer, texts, self.device, EMBED_MAX_TOKENS, batch_size))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .aggregate import SampleLabel
 from .dataset import Sample
-from .embed import EMBED_MAX_TOKENS, EMBED_PAD_MULTIPLE, EmbedLabeler, category_texts, difficulty_from_text, prototypes, unit_rows
+from .embed import EMBED_MAX_TOKENS, EmbedLabeler, category_texts, difficulty_from_text, mean_pooled, prototypes, unit_rows
 from .taxonomy import Taxonomy
 
 FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.710 / 0.730 (Arena-Hard), 0.671 / 0.671 / 0.633 (self-instruct)
@@ -59,21 +59,7 @@ class LLMEncoder:
 
     def encode(self, texts: list[str], batch_size: int = LLM_BATCH):
         """A (len(texts), hidden size) float32 numpy array; texts are cut at LLM_MAX_TOKENS tokens."""
-        import numpy as np
-        import torch
-
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       pad_to_multiple_of=EMBED_PAD_MULTIPLE, max_length=LLM_MAX_TOKENS,
-                                       return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
-        return out
+        return mean_pooled(self.model, self.tokenizer, texts, self.device, LLM_MAX_TOKENS, batch_size)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
