@@ -45,3 +45,8 @@ class MissingDependencyError(OfflineCovError, ImportError):
 
 class GenerationError(OfflineCovError):
     """The engine could not produce a usable answer."""
+
+
+def validation_problems(exc) -> list[str]:
+    """Each problem in a pydantic ValidationError, as "field.path: message"."""
+    return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ModelConfigError, ModelUnavailableError, UnknownModelError
+from .errors import ModelConfigError, ModelUnavailableError, UnknownModelError, validation_problems
 from .home import tool_home
 
 MODELS_ENV = "OFFLINE_COV_MODELS"
@@ -91,8 +91,8 @@ def load_registry(path: str | Path | None = None) -> ModelRegistry:
     try:
         registry = ModelRegistry.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ModelConfigError(f"{path} is not a valid models file:\n" + "\n".join(lines)) from None
+        lines = "\n".join(f"  {problem}" for problem in validation_problems(exc))
+        raise ModelConfigError(f"{path} is not a valid models file:\n{lines}") from None
     for name, spec in registry.models.items():
         spec.name = name
     for key in ("default_gpu", "default_cpu"):

@@ -8,8 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .contract import CoverageReport
-from .errors import InputError
-from .taxonomy import _render_validation
+from .errors import InputError, validation_problems
 
 
 def _read_json(path: str | Path, what: str):
@@ -31,7 +30,7 @@ def load_report(path: str | Path) -> CoverageReport:
     try:
         return CoverageReport.model_validate(data)
     except ValidationError as exc:
-        raise InputError(path, f"not a coverage report: {_render_validation(exc)}") from None
+        raise InputError(path, f"not a coverage report: {'; '.join(validation_problems(exc))}") from None
 
 
 def load_metadata(path: str | Path) -> dict:

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .contract import CoverageReport, Gap
 from .engines import Engine, GenRequest, GenResult
-from .taxonomy import _render_validation, slugify
+from .errors import validation_problems
+from .taxonomy import slugify
 
 INSTRUCTION_CHARS = (10, 300)
 INPUT_CHARS = 400
@@ -158,7 +159,7 @@ def parse_seed(result: GenResult) -> tuple[SeedAnswer | None, str]:
     except json.JSONDecodeError as exc:
         return None, f"answer is not JSON ({exc.msg})"
     except ValidationError as exc:
-        return None, f"answer does not fit the seed schema ({_render_validation(exc)})"
+        return None, f"answer does not fit the seed schema ({'; '.join(validation_problems(exc))})"
 
 
 def _normal(instruction: str) -> str:

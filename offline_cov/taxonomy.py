@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from .errors import TaxonomyError
+from .errors import TaxonomyError, validation_problems
 
 MAX_CATEGORIES = 50
 TARGET_SUM_TOLERANCE = 1.0
@@ -135,7 +135,7 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
     try:
         taxonomy = Taxonomy(categories=items)
     except ValidationError as exc:
-        raise TaxonomyError(f"{path}: {_render_validation(exc)}") from None
+        raise TaxonomyError(f"{path}: {'; '.join(validation_problems(exc))}") from None
     return validate_taxonomy(taxonomy, str(path))
 
 
@@ -153,14 +153,6 @@ def _parse_yaml_or_json(path: Path, text: str):
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         raise TaxonomyError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-
-
-def _render_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def slugify(name: str) -> str:
