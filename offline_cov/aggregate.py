@@ -31,6 +31,10 @@ class SampleLabel:
     def to_json(self) -> dict:
         return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "SampleLabel":
+        return cls(data["index"], tuple(data["categories"]), data["difficulty"])
+
 
 @dataclass(frozen=True)
 class Thresholds:

@@ -225,7 +225,7 @@ def merge(manifests, out, labels_path):
     meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
     write_json(Path(out).with_suffix(".meta.json"), meta)
     if labels_path:
-        write_jsonl(labels_path, [lab.to_json() for lab in labels])
+        write_jsonl(labels_path, (lab.to_json() for lab in labels))
     click.echo(f"merged {len(loaded)} shards ({summary['labeled']} labels) into {out}", err=True)
 
 

@@ -2,15 +2,17 @@
 
 `analyze --shard I/N` labels the samples whose index is I modulo N and writes a shard manifest
 (its metadata, with the labels inside). `merge` rebuilds the report from all N manifests;
-it equals a single run's report byte for byte.
+it equals a single run's report byte for byte. It reads one manifest at a time and keeps its
+labels compactly (`aggregate.LabelStore`), so merging holds one shard's JSON at most.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 from pathlib import Path
 
-from .aggregate import SampleLabel, Thresholds
+from .aggregate import LabelStore, SampleLabel, Thresholds
 from .contract import CoverageReport
 from .dataset import FieldSpec
 from .errors import OfflineCovError
@@ -40,6 +42,7 @@ def shard_block(shard: tuple[int, int], labels: list[SampleLabel], failed: list[
 
 
 def load_manifests(paths: list[str | Path]) -> list[dict]:
+    """The manifests, checked to make one run; each one's labels become a LabelStore as it is read."""
     manifests = []
     for path in paths:
         try:
@@ -48,6 +51,8 @@ def load_manifests(paths: list[str | Path]) -> list[dict]:
             raise OfflineCovError(f"{path}: cannot read the shard manifest ({exc})") from None
         if "shard" not in meta:
             raise OfflineCovError(f"{path}: not a shard manifest (written by `analyze --shard I/N`)")
+        meta["shard"]["labels"] = LabelStore(
+            sorted((SampleLabel.from_json(d) for d in meta["shard"]["labels"]), key=lambda lab: lab.index))
         manifests.append(meta)
     _check_complete(paths, manifests)
     return manifests
@@ -72,7 +77,7 @@ def _run_input(meta: dict) -> dict:
     return {k: v for k, v in meta["input"].items() if k != "skipped_records"}
 
 
-def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabel], dict]:
+def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dict]:
     """The report of the whole run, from its shards' labels and the dataset they came from (streamed)."""
     from .aggregate import Tally
     from .pipeline import AnalyzeOptions, DatasetPlan
@@ -83,14 +88,14 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, list[SampleLabe
                           skip_bad_lines=bool(facts["skipped_records"]), sample=facts["sample_size"], seed=facts["seed"])
     plan = DatasetPlan.of(facts["dataset"], opts)
     taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
-    labels = sorted(
-        (SampleLabel(d["index"], tuple(d["categories"]), d["difficulty"]) for m in manifests for d in m["shard"]["labels"]),
-        key=lambda lab: lab.index,
-    )
-    by_index, tally = {lab.index: lab for lab in labels}, Tally(taxonomy)
-    for sample in plan.stream():
-        if sample.index in by_index:
-            tally.add(by_index[sample.index], len(sample.instruction))
+    labels = LabelStore(heapq.merge(*(m["shard"]["labels"] for m in manifests), key=lambda lab: lab.index))
+    tally, pending = Tally(taxonomy), iter(labels)
+    label = next(pending, None)
+    for sample in plan.stream():  # in index order, as the labels
+        while label is not None and label.index < sample.index:
+            label = next(pending, None)
+        if label is not None and label.index == sample.index:
+            tally.add(label, len(sample.instruction))
     report = plan.report(tally, Thresholds(**first["thresholds"]))
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}

@@ -7,7 +7,8 @@ from offline_cov import pipeline
 from offline_cov.cli import main
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import OfflineCovError
-from offline_cov.shard import parse_shard
+from offline_cov.aggregate import LabelStore
+from offline_cov.shard import load_manifests, parse_shard
 
 
 @pytest.fixture
@@ -42,6 +43,10 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "merged.json").read_bytes() == (tmp_path / "single.json").read_bytes()
     assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "single.jsonl").read_bytes()
+    loaded = load_manifests(manifests)  # each shard's labels held compactly, in index order
+    stores = [m["shard"]["labels"] for m in loaded]
+    assert all(isinstance(st, LabelStore) and [lab.index for lab in st] == sorted(lab.index for lab in st) for st in stores)
+    assert sum(len(st) for st in stores) == len((tmp_path / "single.jsonl").read_text().splitlines())
 
 
 def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
