@@ -14,7 +14,7 @@ gets the category with the largest `MiniLM z + FUSED_LLM_WEIGHT * LLM z`. Diffic
 shared rubric's rule (`embed.difficulty_from_text`).
 
 Why this combination: on the dev splits of bench/labelers.py (SmolLM2-135M) the LLM's generated
-labels were near chance (0.37 and 0.20), but its hidden states held what the embedding missed
+labels were near chance (0.33 and 0.17), but its hidden states held what the embedding missed
 (nearest prototype on them alone: 0.77 on Arena-Hard, 0.53 on self-instruct domains); added to
 MiniLM's at weight 0.5 they beat MiniLM alone on both dev sets. bench/README.md has the study
 (`python -m bench.hidden`) and the test-split result. vLLM's pooling runner (`runner="pooling"`,
