@@ -111,9 +111,7 @@ def make_labeler(handle: "EngineHandle", taxonomy: Taxonomy, opts: AnalyzeOption
 def open_engine(name: str, model: str | None, seed: int = 0, **options) -> Engine:
     """Build the named engine with the named model (default: the one this machine can run)."""
     go_offline()
-    registry = load_registry()
-    spec = registry.get(model or registry.default_name())
-    return get_engine_class(name)(spec, seed=seed, **options)
+    return get_engine_class(name)(load_registry().get(model), seed=seed, **options)
 
 
 class EngineHandle:
@@ -126,8 +124,7 @@ class EngineHandle:
             fallback = f"{engine.name}:{engine.model_name}"  # engines written outside this package
             self.identity, self.model_name = getattr(engine, "identity", fallback), engine.model_name
         else:
-            registry = load_registry()
-            spec = registry.get(opts.model or registry.default_name())
+            spec = load_registry().get(opts.model)
             self.identity, self.model_name = model_identity(llm_engine_name(opts.engine), spec), spec.name
         self.identity = labeler_identity(opts.engine, self.identity)
         self.labeler_info: dict = {"labeler": opts.engine}

@@ -58,7 +58,9 @@ class ModelRegistry(BaseModel):
     default_cpu: str
     models: dict[str, ModelSpec]
 
-    def get(self, name: str) -> ModelSpec:
+    def get(self, name: str | None = None) -> ModelSpec:
+        """The named model; None: this machine's default (`default_name`)."""
+        name = name or self.default_name()
         if name not in self.models:
             raise UnknownModelError(f"Unknown model {name!r}. Available: {', '.join(self.models)}")
         return self.models[name]
