@@ -56,8 +56,8 @@ def hidden_views(model, tokenizer, texts: list[str], template: str) -> dict:
 def run_set(name: str, args, model, tokenizer) -> dict:
     import numpy as np
 
-    from offline_cov.embed import EmbedLabeler, category_texts, load_encoder, prototypes, unit_rows
-    from offline_cov.fused import zscores
+    from offline_cov.embed import EmbedLabeler, category_texts, load_encoder, unit_rows
+    from offline_cov.fused import centred_prototypes, zscores
 
     taxonomy = load_taxonomy_file(HERE / "taxonomies" / SETS[name].taxonomy)
     rows = split(load_set(SETS[name], args.data_dir), name, args.split)
@@ -70,8 +70,8 @@ def run_set(name: str, args, model, tokenizer) -> dict:
     for template in TEMPLATES:
         samples, cats = hidden_views(model, tokenizer, texts, template), hidden_views(model, tokenizer, flat, template)
         for key in samples:
-            centre = cats[key].mean(0)
-            scores = unit_rows(samples[key] - centre) @ prototypes(cats[key] - centre, groups).T
+            centre, protos = centred_prototypes(cats[key], groups)
+            scores = unit_rows(samples[key] - centre) @ protos.T
             row = {"alone": float((scores.argmax(1) == y).mean())}
             row |= {f"fused w={w}": float(((base + w * zscores(scores)).argmax(1) == y).mean()) for w in WEIGHTS}
             results[f"{template} / {key[0]} / layer {key[1]}"] = row

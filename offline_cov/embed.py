@@ -178,6 +178,21 @@ def difficulty_from_text(text: str) -> str:
 # ---------------------------------------------------------------- the labeler
 
 
+def nearest_labels(labeler, samples: list[Sample], run) -> list[SampleLabel]:
+    """One label per sample: the category `labeler.scores` puts highest (ties: taxonomy order) and
+    the rubric rule's difficulty. Never fails, so nothing is retried; `labeler.truncates(text)`
+    says which samples were cut."""
+    texts = [s.render() for s in samples]
+    run.requests += len(samples)
+    names = labeler.taxonomy.names
+    labels = []
+    for sample, text, row in zip(samples, texts, labeler.scores(texts)):
+        if labeler.truncates(text):
+            run.truncated.add(sample.index)
+        labels.append(SampleLabel(sample.index, (names[int(row.argmax())],), difficulty_from_text(sample.instruction)))
+    return labels
+
+
 class EmbedLabeler:
     """Labels samples with the nearest category prototype; duck-types `labeling.Labeler`."""
 
@@ -209,16 +224,11 @@ class EmbedLabeler:
             out.append([(names[j], float(row[j])) for j in order])
         return out
 
+    def truncates(self, text: str) -> bool:
+        return self.encoder.count_tokens(text) > EMBED_MAX_TOKENS
+
     def label_batch(self, samples: list[Sample], run) -> list[SampleLabel]:
-        """One label per sample: never fails, so nothing is retried."""
-        texts = [s.render() for s in samples]
-        run.requests += len(samples)
-        labels = []
-        for sample, text, ranking in zip(samples, texts, self.ranked(texts)):
-            if self.encoder.count_tokens(text) > EMBED_MAX_TOKENS:
-                run.truncated.add(sample.index)
-            labels.append(SampleLabel(sample.index, (ranking[0][0],), difficulty_from_text(sample.instruction)))
-        return labels
+        return nearest_labels(self, samples, run)
 
     def info(self) -> dict:
         return {"labeler": "embed", "identity": self.encoder.identity, "device": self.encoder.device,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .aggregate import SampleLabel
 from .dataset import Sample
-from .embed import EMBED_MAX_TOKENS, EmbedLabeler, category_texts, difficulty_from_text, mean_pooled, prototypes, unit_rows
+from .embed import EMBED_MAX_TOKENS, EmbedLabeler, category_texts, mean_pooled, nearest_labels, prototypes, unit_rows
 from .taxonomy import Taxonomy
 
 FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.710 / 0.730 (Arena-Hard), 0.671 / 0.671 / 0.633 (self-instruct)
@@ -72,9 +72,15 @@ def load_llm_encoder(model: str | None = None) -> LLMEncoder:
     from .registry import load_registry, resolve_weights
 
     go_offline()
-    registry = load_registry()
-    spec = registry.get(model or registry.default_name())
+    spec = load_registry().get(model)
     return LLMEncoder(resolve_weights(spec), spec.name)
+
+
+def centred_prototypes(vectors, groups: list[list[str]]):
+    """(centre, prototypes) from the LLM vectors of the category texts: the centre is their mean,
+    subtracted before the prototypes are built (and from every sample before it is compared)."""
+    centre = vectors.mean(axis=0)
+    return centre, prototypes(vectors - centre, groups)
 
 
 def zscores(scores):
@@ -97,9 +103,7 @@ class FusedLabeler:
         self.settings = self.embed.settings
         self.sample_budget = min(EMBED_MAX_TOKENS, LLM_MAX_TOKENS)
         groups = category_texts(taxonomy)
-        vectors = self.llm.encode([t for g in groups for t in g])
-        self.centre = vectors.mean(axis=0)
-        self.prototypes = prototypes(vectors - self.centre, groups)
+        self.centre, self.prototypes = centred_prototypes(self.llm.encode([t for g in groups for t in g]), groups)
 
     def llm_scores(self, texts: list[str]):
         """Cosine similarity of each text's centred LLM vector to each category's LLM prototype."""
@@ -109,17 +113,11 @@ class FusedLabeler:
         """The fused score of each text for each category: shape (texts, categories)."""
         return zscores(self.embed.scores(texts)) + self.weight * zscores(self.llm_scores(texts))
 
+    def truncates(self, text: str) -> bool:
+        return self.embed.truncates(text) or self.llm.count_tokens(text) > LLM_MAX_TOKENS
+
     def label_batch(self, samples: list[Sample], run) -> list[SampleLabel]:
-        """One label per sample: never fails, so nothing is retried."""
-        texts = [s.render() for s in samples]
-        run.requests += len(samples)
-        names = self.taxonomy.names
-        labels = []
-        for sample, text, row in zip(samples, texts, self.scores(texts)):
-            if self.embed.encoder.count_tokens(text) > EMBED_MAX_TOKENS or self.llm.count_tokens(text) > LLM_MAX_TOKENS:
-                run.truncated.add(sample.index)
-            labels.append(SampleLabel(sample.index, (names[int(row.argmax())],), difficulty_from_text(sample.instruction)))
-        return labels
+        return nearest_labels(self, samples, run)
 
     def info(self) -> dict:
         return {"labeler": "fused", "llm_weight": self.weight, "llm": self.llm.model_name, "llm_device": self.llm.device,
