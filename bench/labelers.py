@@ -173,11 +173,14 @@ def paired_vs_baselines(runs: list[dict]) -> list[dict]:
     from .paired import compare
 
     out = []
-    for base in (r for r in runs if r["labeler"].split(" ")[0] in BASELINES):
+    def kind(run: dict) -> str:
+        return run["labeler"].split(" ")[0]  # "embed (whole split)" -> "embed"
+
+    for base in (r for r in runs if kind(r) in BASELINES):
         rows = [p["row"] for p in base["samples"]]
+        skip = BASELINES[: BASELINES.index(kind(base)) + 1]  # itself, and the baselines already paired with it
         for other in runs:
-            kind = other["labeler"].split(" ")[0]
-            if kind in BASELINES[: BASELINES.index(base["labeler"].split(" ")[0]) + 1] or [p["row"] for p in other["samples"]] != rows:
+            if kind(other) in skip or [p["row"] for p in other["samples"]] != rows:
                 continue
             truth = [p["true"] for p in base["samples"]]
             result = compare(truth, [p["predicted"] for p in other["samples"]], [p["predicted"] for p in base["samples"]])

@@ -4,10 +4,10 @@ import pytest
 from click.testing import CliRunner
 
 from offline_cov import pipeline
+from offline_cov.aggregate import LabelStore
 from offline_cov.cli import main
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import OfflineCovError
-from offline_cov.aggregate import LabelStore
 from offline_cov.shard import load_manifests, parse_shard
 
 
