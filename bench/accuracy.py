@@ -15,12 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from offline_cov.aggregate import Thresholds
-from offline_cov.dataset import FieldSpec
+from offline_cov.data.readers import FieldSpec
+from offline_cov.engines import open_engine
 from offline_cov.errors import OfflineCovError
-from offline_cov.labeling import LabelSettings
+from offline_cov.labelers.base import LabelSettings
 from offline_cov.metrics import FAILED, coverage_errors, label_metrics
-from offline_cov.pipeline import AnalyzeOptions, analyze, open_engine
+from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.report.tally import Thresholds
 from offline_cov.taxonomy import Taxonomy, parse_taxonomy_list
 
 from . import common

@@ -7,9 +7,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from offline_cov.aggregate import ReportInputs, SampleLabel, Thresholds, build_report
-from offline_cov.contract import CoverageReport
-from offline_cov.dataset import read_samples
+from offline_cov.data.readers import read_samples
+from offline_cov.report.contract import CoverageReport
+from offline_cov.report.tally import ReportInputs, SampleLabel, Thresholds, build_report
 from offline_cov.taxonomy import Taxonomy
 
 

@@ -56,8 +56,8 @@ def hidden_views(model, tokenizer, texts: list[str], template: str) -> dict:
 def run_set(name: str, args, model, tokenizer) -> dict:
     import numpy as np
 
-    from offline_cov.embed import EmbedLabeler, category_texts, load_encoder, unit_rows
-    from offline_cov.fused import centred_prototypes, zscores
+    from offline_cov.labelers.embed import EmbedLabeler, category_texts, load_encoder, unit_rows
+    from offline_cov.labelers.fused import centred_prototypes, zscores
 
     taxonomy = load_taxonomy_file(HERE / "taxonomies" / SETS[name].taxonomy)
     rows = split(load_set(SETS[name], args.data_dir), name, args.split)

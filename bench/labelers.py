@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from offline_cov.labeling import LabelSettings
+from offline_cov.labelers.base import LabelSettings
 from offline_cov.metrics import label_metrics
 from offline_cov.taxonomy import Taxonomy, load_taxonomy_file
 
@@ -126,7 +126,7 @@ def difficulty_summary(preds: list[dict]) -> dict:
 
 def run_labeler(labeler: str, rows: list[LabeledRow], taxonomy: Taxonomy, args, path: Path, llm) -> dict:
     """One labeler on the rows through `analyze` (the product's path, no cache); predictions and scores."""
-    from offline_cov.dataset import FieldSpec
+    from offline_cov.data.readers import FieldSpec
     from offline_cov.pipeline import AnalyzeOptions, analyze
 
     opts = AnalyzeOptions(taxonomy=taxonomy, engine=labeler, model=args.model, seed=args.seed, use_cache=False,
@@ -243,10 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from offline_cov.embed import embed_identity, load_encoder
-    from offline_cov.fused import FUSED_LLM_WEIGHT, LLM_MAX_TOKENS, load_llm_encoder
-    from offline_cov.hybrid import HYBRID_MARGIN, HYBRID_TOP_K
-    from offline_cov.pipeline import open_engine
+    from offline_cov.engines import open_engine
+    from offline_cov.labelers.embed import embed_identity, load_encoder
+    from offline_cov.labelers.fused import FUSED_LLM_WEIGHT, LLM_MAX_TOKENS, load_llm_encoder
+    from offline_cov.labelers.hybrid import HYBRID_MARGIN, HYBRID_TOP_K
 
     args = build_parser().parse_args(argv)
     args.labelers = [x for x in args.labelers.split(",") if x]

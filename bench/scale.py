@@ -68,7 +68,7 @@ def child(mode: str, data: str, workdir: str, taxonomy: str) -> dict:
     start_rss = peak_rss_mib()
     t = time.perf_counter()
     if mode == "read-all":
-        from offline_cov.dataset import read_samples
+        from offline_cov.data.readers import read_samples
 
         n = len(read_samples(data).samples)
         extra = {}

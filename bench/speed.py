@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from offline_cov.dataset import FieldSpec, read_samples
-from offline_cov.engines import GenRequest
-from offline_cov.labeling import LabelSettings, Labeler
-from offline_cov.pipeline import AnalyzeOptions, analyze, open_engine
+from offline_cov.data.readers import FieldSpec, read_samples
+from offline_cov.engines import GenRequest, open_engine
+from offline_cov.labelers.base import LabelSettings
+from offline_cov.labelers.llm import LLMLabeler
+from offline_cov.pipeline import AnalyzeOptions, analyze
 from offline_cov.taxonomy import parse_taxonomy_list
 
 from . import common
@@ -76,7 +77,7 @@ def analyze_run(name: str, engine, path: Path, opts: AnalyzeOptions, extra_s: fl
 def constraint_runs(engine, path: Path, opts: AnalyzeOptions) -> list[dict]:
     """The same label prompts generated with and without the JSON schema, on a warm engine."""
     samples = read_samples(path, opts.fields).samples
-    labeler = Labeler(engine, opts.taxonomy, opts.label)
+    labeler = LLMLabeler(engine, opts.taxonomy, opts.label)
     requests = [labeler.request(s)[0] for s in samples]
     runs = []
     for name, reqs in (
@@ -93,7 +94,7 @@ def constraint_runs(engine, path: Path, opts: AnalyzeOptions) -> list[dict]:
     return runs
 
 
-def _parses(labeler: Labeler, index: int, result) -> bool:
+def _parses(labeler: LLMLabeler, index: int, result) -> bool:
     """Whether an answer is a usable label. Free text may be JSON that is not an object at all."""
     try:
         return labeler.parse(index, result) is not None

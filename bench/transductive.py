@@ -1,6 +1,6 @@
 """Dev-split study: can the embedding labeler gain from seeing the whole dataset it labels?
 
-Transductive variants of the nearest-prototype labeler (`offline_cov.embed`), all on the packaged
+Transductive variants of the nearest-prototype labeler (`offline_cov.labelers.embed`), all on the packaged
 MiniLM, measured on the dev split of bench/labelers.py only:
 
 - `refine`: one or more Lloyd steps from the seed prototypes; a category's new prototype
@@ -134,7 +134,7 @@ def evaluate(fn, X, P, y, k: int, seed: int) -> dict:
 def run_set(name: str, args) -> dict:
     import numpy as np
 
-    from offline_cov.embed import EmbedLabeler, load_encoder
+    from offline_cov.labelers.embed import EmbedLabeler, load_encoder
 
     taxonomy = load_taxonomy_file(HERE / "taxonomies" / SETS[name].taxonomy)
     rows = split(load_set(SETS[name], args.data_dir), name, args.split)

@@ -1,14 +1,13 @@
 """offline-cov: what an SFT dataset covers and lacks, labeled by a local model."""
 
-__version__ = "0.1.0"
-
-from .errors import (  # noqa: E402
+from .errors import (
     InputError,
     ModelUnavailableError,
     OfflineCovError,
     TaxonomyError,
     UnknownModelError,
 )
+from .version import __version__
 
 __all__ = [
     "__version__",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .contract import DIFFICULTIES
+from .report.contract import DIFFICULTIES
 from .taxonomy import Taxonomy
 
 PROMPT_VERSION = "label-v1"

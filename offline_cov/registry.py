@@ -164,7 +164,7 @@ def _converted_gguf(spec: ModelSpec) -> Path:
     out = tool_home() / "models" / spec.name
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
-    from .engines import require
+    from .extras import require
 
     require("transformers", "gguf", "accelerate", extra="cpu")
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig

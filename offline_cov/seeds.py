@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .contract import CoverageReport, Gap
 from .engines import Engine, GenRequest, GenResult
 from .errors import validation_problems
+from .generation import generate_parsed
+from .report.contract import CoverageReport, Gap
 from .taxonomy import slugify
 
 INSTRUCTION_CHARS = (10, 300)
@@ -82,7 +83,6 @@ class SeedSlot:
     number: int
     id: str
     asked: int = 0
-    retried: bool = False
     reasks: int = 0
 
 
@@ -201,30 +201,30 @@ def generate_seeds(
     written: dict[str, list[str]] = {}
     slots = seed_slots(report, per_gap)
     pending = list(slots)
+
+    def request(slot: SeedSlot, tokens: int = max_tokens) -> GenRequest:
+        cat = slot.gap.category
+        messages = seed_messages(slot, per_gap, descriptions.get(cat, ""), examples.get(cat, ""), written.get(cat))
+        return GenRequest(messages, SEED_SCHEMA, tokens)
+
+    def revise(i: int, first: GenRequest) -> GenRequest:
+        pending[i].asked += 1
+        return request(pending[i], first.max_tokens)
+
     while pending:
-        requests = []
-        for slot in pending:
-            cat = slot.gap.category
-            messages = seed_messages(slot, per_gap, descriptions.get(cat, ""), examples.get(cat, ""), written.get(cat))
-            tokens = max_tokens * 2 if slot.retried else max_tokens
-            requests.append(GenRequest(messages, SEED_SCHEMA, tokens))
-        results = engine.generate(requests)
-        run.requests += len(requests)
+        outcomes = generate_parsed(engine, [request(s) for s in pending], lambda _, r: parse_seed(r)[0], revise)
+        run.requests += len(outcomes) + sum(o.retried for o in outcomes)
         retry = []
-        for slot, result in zip(pending, results, strict=True):
+        for slot, outcome in zip(pending, outcomes, strict=True):
             slot.asked += 1
-            run.output_tokens += result.output_tokens
-            answer, why = parse_seed(result)
+            run.output_tokens += outcome.output_tokens
+            answer, why = outcome.value, "" if outcome.value else parse_seed(outcome.result)[1]
             if answer is not None and _normal(answer.instruction) in seen:
                 answer, why = None, "duplicate instruction"
                 if slot.reasks < MAX_REASKS:
                     slot.reasks += 1
                     retry.append(slot)
                     continue
-            elif answer is None and not slot.retried:
-                slot.retried = True
-                retry.append(slot)
-                continue
             if answer is None:
                 run.failures.append({"id": slot.id, "gap": slot.gap.category, "seed": slot.number, "reason": why})
                 continue

@@ -26,10 +26,47 @@ def tool_home(tmp_path_factory) -> Path:
     return home
 
 
+class FakeEngines(list):
+    """Every engine the code opened by name while the `fake_engines` fixture was active."""
+
+    def __init__(self, **fake_kwargs):
+        super().__init__()
+        self.fake_kwargs, self.calls = fake_kwargs, []
+
+
+@pytest.fixture
+def fake_engines(monkeypatch):
+    """Registers a seeded FakeEngine under every model runtime's name (vllm, transformers, ray), so the
+    code under test opens it through the engine registry; the list holds each engine opened, with
+    `calls` the (engine name, model) asked for. `fake_engines.fake_kwargs` go to each FakeEngine."""
+    from offline_cov.engines import ENGINES
+    from offline_cov.engines.fake import FakeEngine
+
+    opened = FakeEngines()
+
+    def register(name: str):
+        class Registered(FakeEngine):
+            def __init__(self, spec=None, seed: int = 0, **_options):
+                kwargs = {"seed": seed, **opened.fake_kwargs}
+                super().__init__(None, **kwargs)
+                self.closed = False
+                opened.calls.append((name, getattr(spec, "name", None)))
+                opened.append(self)
+
+            def close(self) -> None:
+                self.closed = True
+
+        return Registered
+
+    for name in ("vllm", "transformers", "ray"):
+        monkeypatch.setitem(ENGINES, name, register(name))
+    return opened
+
+
 @pytest.fixture(scope="session")
 def vllm_engine(tool_home):
     """One real vLLM engine with smollm2-135m, shared by the end-to-end tests."""
-    from offline_cov.pipeline import open_engine
+    from offline_cov.engines import open_engine
 
     engine = open_engine("vllm", "smollm2-135m")
     yield engine
@@ -39,7 +76,7 @@ def vllm_engine(tool_home):
 @pytest.fixture(scope="session")
 def transformers_engine(tool_home):
     """The transformers engine with smollm2-135m."""
-    from offline_cov.pipeline import open_engine
+    from offline_cov.engines import open_engine
 
     engine = open_engine("transformers", "smollm2-135m")
     yield engine

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offline_cov.contract import CategoryStats, CoverageReport, DifficultyDistribution, Gap, OverRepresented
+from offline_cov.report.contract import CategoryStats, CoverageReport, DifficultyDistribution, Gap, OverRepresented
 
 
 def make_report(

@@ -2,7 +2,9 @@
 
 import pytest
 
-from offline_cov.aggregate import (
+from offline_cov.data.readers import Sample
+from offline_cov.report.contract import contract_violations
+from offline_cov.report.tally import (
     ReportInputs,
     SampleLabel,
     Thresholds,
@@ -10,8 +12,6 @@ from offline_cov.aggregate import (
     build_report,
     samples_to_target,
 )
-from offline_cov.contract import contract_violations
-from offline_cov.dataset import Sample
 from offline_cov.taxonomy import Category, Taxonomy, parse_taxonomy_list
 
 WORKED = {"factual_qa": 52, "writing": 28, "code": 12, "reasoning": 5, "math": 3}
@@ -136,7 +136,7 @@ def test_contract_violations_catch_a_broken_report():
 
 
 def test_wilson_interval_hand_computed():
-    from offline_cov.aggregate import wilson_interval
+    from offline_cov.report.tally import wilson_interval
 
     # p = 0.2, n = 100: centre 0.2111, half-width 0.0777 -> [13.34, 28.88]
     low, high = wilson_interval(20, 100)

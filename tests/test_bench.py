@@ -160,7 +160,7 @@ def test_build_mixture_has_the_exact_composition_and_a_true_report(tmp_path):
 
 def test_write_dataset_survives_unicode_line_separators(tmp_path):
     from bench.data import LabeledRow
-    from offline_cov.dataset import read_samples
+    from offline_cov.data.readers import read_samples
 
     rows = [LabeledRow(0, "first\u2028line", "math"), LabeledRow(1, "second\x85part", "math")]
     samples = read_samples(write_dataset(rows, tmp_path / "u.jsonl")).samples

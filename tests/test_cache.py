@@ -76,7 +76,7 @@ def test_labels_are_committed_batch_by_batch(tmp_path):
                 raise KeyboardInterrupt("killed mid-run")
             return super().generate(requests)
 
-    from offline_cov.labeling import LabelSettings
+    from offline_cov.labelers.base import LabelSettings
 
     opts = AnalyzeOptions(taxonomy=TAX, label=LabelSettings(batch_size=10))
     try:

@@ -7,22 +7,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from offline_cov import pipeline
 from offline_cov.cli import main
-from offline_cov.contract import CoverageReport, contract_violations
-from offline_cov.engines.fake import FakeEngine
+from offline_cov.report.contract import CoverageReport, contract_violations
 
 
 @pytest.fixture
-def fake_engine(monkeypatch):
-    engines = []
-
-    def fake_open(name, model, seed=0):
-        engines.append(FakeEngine(seed=seed))
-        return engines[-1]
-
-    monkeypatch.setattr(pipeline, "open_engine", fake_open)
-    return engines
+def fake_engine(fake_engines):
+    return fake_engines
 
 
 def test_analyze_writes_report_labels_metadata_and_html(tmp_path, fake_engine):
@@ -139,7 +130,92 @@ def test_help_imports_neither_vllm_nor_torch():
 
 def test_cli_docs_are_generated_from_help():
     from conftest import REPO
-    from offline_cov.docs import cli_reference
+
+    from offline_cov.cli.docs import cli_reference
 
     docs = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
-    assert docs == cli_reference(), "docs/cli.md is stale: run python -m offline_cov.docs"
+    assert docs == cli_reference(), "docs/cli.md is stale: run python -m offline_cov.cli.docs"
+
+
+def test_out_dash_prints_the_report_to_stdout_and_writes_no_metadata(tmp_path, fake_engine, monkeypatch):
+    from conftest import EXAMPLE
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "-o", "-", "-q"])
+    assert result.exit_code == 0, result.output
+    report = CoverageReport.model_validate_json(result.stdout)
+    assert report.total_samples_analyzed == 120
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.sqlite"]  # the test's label cache, no report or metadata
+
+
+def test_quiet_asks_the_libraries_for_quiet_too(tmp_path, fake_engine, monkeypatch):
+    from conftest import EXAMPLE
+
+    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "VLLM_LOGGING_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b",
+                                       "-o", str(tmp_path / "r.json"), "-q"])
+    assert result.exit_code == 0 and result.output == ""
+    import os
+
+    assert os.environ["TQDM_DISABLE"] == "1" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+
+
+def test_the_labeler_and_the_engine_are_named_apart_in_the_metadata(tmp_path, fake_engine):
+    from conftest import EXAMPLE
+
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--labeler", "llm", "--engine", "transformers",
+                                       "--taxonomy", "a,b", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["labeler"]["labeler"] == "llm" and meta["labeler"]["engine"] == "fake"
+    assert fake_engine.calls == [("transformers", "smollm2-135m")]
+    assert meta["model"] == "smollm2-135m"
+
+
+def test_old_engine_spelling_of_a_labeler_still_works_with_a_note(tmp_path):
+    from conftest import EXAMPLE
+
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "fused", "--strategy", "distill",
+                                       "--taxonomy", "a,b", "-o", str(tmp_path / "r.json")])
+    assert "Note: --engine fused is deprecated; use --labeler fused" in result.output
+    assert result.exit_code == 1  # distill learns from labels an LLM wrote, and fused writes none
+    assert "Error: --strategy distill trains its classifier on labels an LLM writes" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--taxonomy", "a", "--taxonomy-file", "models.yaml"], "give --taxonomy or --taxonomy-file, not both"),
+    (["--taxonomy", "a", "--ray-address", "auto"], "--ray-address and --replicas go with --engine ray"),
+    (["--taxonomy", "a", "--labeler", "llm", "--engine", "embed"], "--engine embed names a labeler"),
+    (["--taxonomy", "a", "--labeler", "gpt"], "Invalid value for '--labeler'"),
+])
+def test_usage_errors_exit_2(args, words):
+    from conftest import EXAMPLE, REPO
+
+    args = [str(REPO / a) if a == "models.yaml" else a for a in args]
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), *args])
+    assert result.exit_code == 2, result.output
+    assert words in result.output and "Traceback" not in result.output
+
+
+def test_a_failed_write_is_an_error_not_a_traceback(tmp_path, fake_engine):
+    from conftest import EXAMPLE
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b",
+                                       "-o", str(blocker / "r.json"), "-q"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: could not write") and str(blocker) in result.output
+
+
+def test_models_json_lists_every_model_and_the_default():
+    result = CliRunner().invoke(main, ["models", "--json"])
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    names = [m["name"] for m in listed["models"]]
+    assert "smollm2-135m" in names and "qwen2.5-7b-instruct" in names
+    assert sum(m["default"] for m in listed["models"]) == 1

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from reportmaker import make_report
 
-from offline_cov.cli_reports import compare
-from offline_cov.compare import compare_markdown, compare_reports
+from offline_cov.cli.reports import compare
+from offline_cov.report.compare import compare_markdown, compare_reports
 
 
 @pytest.fixture
@@ -76,13 +76,18 @@ def test_markdown_of_the_diff(before, after):
     assert "- Categories added: d; removed: none" in text
 
 
-def test_cli_compare_prints_markdown_and_writes_json(tmp_path, before, after):
+def test_cli_compare_prints_markdown_or_json(tmp_path, before, after):
     (tmp_path / "v1.json").write_text(before.model_dump_json())
     (tmp_path / "v2.json").write_text(after.model_dump_json())
-    out = tmp_path / "diff.json"
-    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json"), "--json", str(out)])
+    versions = [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")]
+    result = CliRunner().invoke(compare, versions)
     assert result.exit_code == 0, result.output
     assert "- Gaps closed: c" in result.output
+    printed = CliRunner().invoke(compare, [*versions, "--json"])
+    assert printed.exit_code == 0 and json.loads(printed.output) == compare_reports(before, after)
+    out = tmp_path / "diff.json"
+    written = CliRunner().invoke(compare, [*versions, "--json", "-o", str(out)])
+    assert written.exit_code == 0 and written.output == ""
     assert json.loads(out.read_text()) == compare_reports(before, after)
 
 

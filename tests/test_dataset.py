@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from offline_cov.dataset import FieldSpec, draw_sample, read_samples
+from offline_cov.data.readers import FieldSpec, draw_sample, read_samples
 from offline_cov.errors import InputError
 
 

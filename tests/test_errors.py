@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from offline_cov.engines import require
 from offline_cov.errors import MissingDependencyError, ModelUnavailableError
+from offline_cov.extras import require
 from offline_cov.io import write_atomic, write_json
 from offline_cov.registry import ModelSpec, load_registry, resolve_weights
 

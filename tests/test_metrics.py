@@ -2,8 +2,7 @@
 
 import pytest
 
-from offline_cov.aggregate import ReportInputs, SampleLabel, build_report
-from offline_cov.dataset import Sample
+from offline_cov.data.readers import Sample
 from offline_cov.metrics import (
     FAILED,
     accuracy,
@@ -16,6 +15,7 @@ from offline_cov.metrics import (
     set_agreement,
     share_errors,
 )
+from offline_cov.report.tally import ReportInputs, SampleLabel, build_report
 from offline_cov.taxonomy import parse_taxonomy_list
 
 # 6 samples: positions 0,1,3,5 right; 2 (a->b) and 4 (b->c) wrong.

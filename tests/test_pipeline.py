@@ -2,14 +2,12 @@
 
 import json
 
-import pytest
-
-from offline_cov.contract import contract_violations
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
-from offline_cov.labeling import LabelSettings
+from offline_cov.labelers.base import LabelSettings
 from offline_cov.pipeline import AnalyzeOptions, analyze
 from offline_cov.prompts import label_schema
+from offline_cov.report.contract import contract_violations
 from offline_cov.taxonomy import parse_taxonomy_list
 
 TAX = parse_taxonomy_list("math,code,writing")
@@ -105,7 +103,7 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
 
 
 def test_too_few_proposed_categories_fall_back_to_a_vote(tmp_path):
-    from offline_cov.infer import SKILL_VOCABULARY
+    from offline_cov.strategies.infer import SKILL_VOCABULARY
 
     cats = [{"name": "math", "description": "x"}] * 5
     votes = [json.dumps({"category": c}) for c in ["coding"] * 20 + ["math"] * 15 + ["translation"] * 5]

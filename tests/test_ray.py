@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import EXAMPLE, EXAMPLE_TAXONOMY, REPO
+
 from offline_cov.cache import LabelCache
 from offline_cov.cli import main
-from offline_cov.contract import CoverageReport, contract_violations
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.engines.ray_engine import ReplicaWorker, label_stream, plan_replicas, request_batches
 from offline_cov.errors import ModelUnavailableError, OfflineCovError
-from offline_cov.labeling import LabelSettings
+from offline_cov.labelers.base import LabelSettings
 from offline_cov.pipeline import AnalyzeOptions, analyze
 from offline_cov.registry import load_registry
+from offline_cov.report.contract import CoverageReport, contract_violations
 from offline_cov.taxonomy import load_taxonomy_file
 
 TAX = load_taxonomy_file(EXAMPLE_TAXONOMY)

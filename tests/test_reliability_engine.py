@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE, REPO
-from offline_cov.labeling import LabelSettings
+
+from offline_cov.labelers.base import LabelSettings
 from offline_cov.pipeline import AnalyzeOptions, analyze
 from offline_cov.taxonomy import parse_taxonomy_list
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from reportmaker import make_report, worked_example
 
-from offline_cov.cli_reports import render
-from offline_cov.render import balance_reading, category_targets, render_html, render_markdown
+from offline_cov.cli.reports import render
+from offline_cov.report.render import balance_reading, category_targets, render_html, render_markdown
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 from reportmaker import make_report
 
-from offline_cov import pipeline
-from offline_cov.cli_reports import seeds
+from offline_cov.cli.reports import seeds
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import ModelUnavailableError
@@ -165,25 +164,6 @@ def test_category_descriptions_from_metadata():
     assert category_descriptions(meta) == {"math": "numbers", "code": "programs"}
 
 
-class Opened:
-    """Stands in for pipeline.open_engine: hands out a FakeEngine and remembers it."""
-
-    def __init__(self, **fake_kwargs):
-        self.fake_kwargs, self.engines, self.calls = fake_kwargs, [], []
-
-    def __call__(self, name, model, seed=0):
-        self.calls.append((name, model))
-        engine = FakeEngine(**self.fake_kwargs)
-        engine.closed = False
-
-        def close():
-            engine.closed = True
-
-        engine.close = close
-        self.engines.append(engine)
-        return engine
-
-
 def _write_report(tmp_path, report, meta: dict | None = None):
     path = tmp_path / "report.json"
     path.write_text(report.model_dump_json())
@@ -192,60 +172,62 @@ def _write_report(tmp_path, report, meta: dict | None = None):
     return path
 
 
-def test_cli_seeds_writes_the_file_and_closes_the_engine(tmp_path, monkeypatch):
-    opened = Opened(seed=3)
-    monkeypatch.setattr(pipeline, "open_engine", opened)
+def test_cli_seeds_writes_the_file_and_closes_the_engine(tmp_path, fake_engines):
+    opened = fake_engines
+    opened.fake_kwargs["seed"] = 3
     path = _write_report(tmp_path, two_gaps(), {"taxonomy": {"descriptions": {"math": "word problems"}}})
     out = tmp_path / "seeds.jsonl"
-    result = CliRunner().invoke(seeds, [str(path), "--out", str(out), "--per-gap", "3", "--model", "m1"])
+    result = CliRunner().invoke(seeds, [str(path), "--out", str(out), "--per-gap", "3", "--model", "smollm2-135m"])
     assert result.exit_code == 0, result.output
-    assert opened.calls == [("vllm", "m1")] and opened.engines[0].closed
+    assert opened.calls == [("vllm", "smollm2-135m")] and opened[0].closed
     lines = out.read_text().splitlines()
     assert len(lines) == 6
     for line in lines:
         check_seed_line(line, {"math", "Creative Writing"})
-    assert "description: word problems" in opened.engines[0].requests[0].messages[-1]["content"]
+    assert "description: word problems" in opened[0].requests[0].messages[-1]["content"]
     assert f"6 seed task(s) for 2 gap(s) written to {out}" in result.output
 
 
-def test_cli_seeds_reads_descriptions_from_a_taxonomy_file(tmp_path, monkeypatch):
-    opened = Opened()
-    monkeypatch.setattr(pipeline, "open_engine", opened)
+def test_cli_seeds_reads_descriptions_from_a_taxonomy_file(tmp_path, fake_engines):
+    opened = fake_engines
     taxonomy = tmp_path / "tax.yaml"
     taxonomy.write_text("code: {description: programs}\nmath: {description: proofs and sums}\n")
     path = _write_report(tmp_path, one_gap())
     result = CliRunner().invoke(seeds, [str(path), "--out", str(tmp_path / "s.jsonl"), "--taxonomy-file", str(taxonomy)])
     assert result.exit_code == 0, result.output
-    assert "description: proofs and sums" in opened.engines[0].requests[0].messages[-1]["content"]
+    assert "description: proofs and sums" in opened[0].requests[0].messages[-1]["content"]
 
 
-def test_cli_seeds_reports_failures_and_fails_when_nothing_is_usable(tmp_path, monkeypatch):
-    opened = Opened(responses=[GenResult("", "length")] * 4)
-    monkeypatch.setattr(pipeline, "open_engine", opened)
+def test_cli_seeds_reports_failures_and_fails_when_nothing_is_usable(tmp_path, fake_engines):
+    opened = fake_engines
+    opened.fake_kwargs["responses"] = [GenResult("", "length")] * 4
     out = tmp_path / "seeds.jsonl"
     result = CliRunner().invoke(seeds, [str(_write_report(tmp_path, one_gap())), "--out", str(out), "--per-gap", "2"])
     assert result.exit_code == 1
     assert "Warning: no seed seed_task_math_0 for gap 'math': generation stopped with finish_reason='length'" in result.output
     assert "the model wrote no usable seed task" in result.output
-    assert out.read_text() == "" and opened.engines[0].closed
+    assert out.read_text() == "" and opened[0].closed
 
 
-def test_cli_seeds_without_gaps_opens_no_engine(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "open_engine", lambda *a, **k: pytest.fail("engine opened"))
+def test_cli_seeds_without_gaps_opens_no_engine(tmp_path, fake_engines):
     path = _write_report(tmp_path, make_report({"a": 5, "b": 5}, 10))
     out = tmp_path / "seeds.jsonl"
     result = CliRunner().invoke(seeds, [str(path), "--out", str(out)])
     assert result.exit_code == 0 and out.read_text() == ""
     assert "has no gaps" in result.output
+    assert fake_engines == []
 
 
 def test_cli_seeds_turns_engine_errors_into_messages(tmp_path, monkeypatch):
-    def unavailable(*args, **kwargs):
-        raise ModelUnavailableError("model 'big' needs a GPU and none was found. Use --model smollm2-135m")
+    from offline_cov.engines import ENGINES
 
-    monkeypatch.setattr(pipeline, "open_engine", unavailable)
+    class Unavailable:
+        def __init__(self, *args, **kwargs):
+            raise ModelUnavailableError("model 'big' needs a GPU and none was found. Use --model smollm2-135m")
+
+    monkeypatch.setitem(ENGINES, "vllm", Unavailable)
     path = _write_report(tmp_path, one_gap())
-    result = CliRunner().invoke(seeds, [str(path), "--out", str(tmp_path / "s.jsonl"), "--model", "big"])
+    result = CliRunner().invoke(seeds, [str(path), "--out", str(tmp_path / "s.jsonl"), "--model", "qwen2.5-7b-instruct"])
     assert result.exit_code == 1
     assert "Error: model 'big' needs a GPU" in result.output
     assert not (tmp_path / "s.jsonl").exists()

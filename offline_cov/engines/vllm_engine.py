@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..errors import ModelUnavailableError
+from ..extras import require
 from ..home import go_offline
 from ..registry import ModelSpec, gpu_available, model_identity, resolve_weights
-from . import GenRequest, GenResult, TokenBudget, json_schema_type, require
+from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
 

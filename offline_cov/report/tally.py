@@ -6,6 +6,8 @@ import math
 from array import array
 from dataclasses import dataclass, field
 
+from ..data.readers import Sample
+from ..taxonomy import Taxonomy
 from .contract import (
     DIFFICULTIES,
     CategoryStats,
@@ -14,8 +16,6 @@ from .contract import (
     Gap,
     OverRepresented,
 )
-from .dataset import Sample
-from .taxonomy import Taxonomy
 
 SNIPPET_CHARS = 160
 
@@ -32,7 +32,7 @@ class SampleLabel:
         return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty}
 
     @classmethod
-    def from_json(cls, data: dict) -> "SampleLabel":
+    def from_json(cls, data: dict) -> SampleLabel:
         return cls(data["index"], tuple(data["categories"]), data["difficulty"])
 
 

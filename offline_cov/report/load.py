@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..errors import InputError, validation_problems
 from .contract import CoverageReport
-from .errors import InputError, validation_problems
 
 
 def _read_json(path: str | Path, what: str):

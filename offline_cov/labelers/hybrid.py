@@ -10,12 +10,14 @@ dev split of bench/labelers.py.
 
 from __future__ import annotations
 
-from .aggregate import SampleLabel
-from .dataset import Sample
-from .embed import EmbedLabeler, difficulty_from_text
-from .engines import Engine
-from .labeling import Labeler, LabelRun, LabelSettings
-from .taxonomy import Taxonomy
+from ..data.readers import Sample
+from ..engines import Engine
+from ..report.tally import SampleLabel
+from ..taxonomy import Taxonomy
+from .base import LabelRun, LabelSettings
+from .difficulty import difficulty_from_text
+from .embed import EmbedLabeler, embedding_identity
+from .llm import LLMLabeler
 
 # From the dev splits of bench/labelers.py with smollm2-135m: asking the LLM about every sample
 # (margin 1.0) scored 0.37 on selfinstruct-domains and 0.40 on arena-hard against the embedding's
@@ -26,9 +28,20 @@ HYBRID_MARGIN = 0.02  # cosine units; 1.0 and above: the LLM is asked about ever
 
 
 class HybridLabeler:
-    """Embedding candidates, LLM choice; duck-types `labeling.Labeler`."""
+    """Embedding candidates, LLM choice."""
 
     name = "hybrid"
+    writes_labels = False  # the embedding decides where it is sure
+    needs_engine = True
+    reads_llm = True
+
+    @classmethod
+    def cache_identity(cls, llm_identity: str) -> str:
+        return embedding_identity(cls.name, {"top_k": HYBRID_TOP_K, "margin": HYBRID_MARGIN}, llm_identity)
+
+    @classmethod
+    def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> HybridLabeler:
+        return cls(handle.get(), taxonomy, settings)
 
     def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None,
                  embed: EmbedLabeler | None = None, k: int = HYBRID_TOP_K, margin: float = HYBRID_MARGIN):
@@ -36,8 +49,8 @@ class HybridLabeler:
         self.settings = settings or LabelSettings()
         self.embed = embed or EmbedLabeler(taxonomy, self.settings)
         self.k, self.margin = max(1, min(k, len(taxonomy.names))), margin
-        self._labelers: dict[tuple[str, ...], Labeler] = {}
-        self.sample_budget = Labeler(engine, taxonomy, self.settings).sample_budget
+        self._labelers: dict[tuple[str, ...], LLMLabeler] = {}
+        self.sample_budget = LLMLabeler(engine, taxonomy, self.settings).sample_budget
         self.asked = 0
 
     def candidates(self, ranking: list[tuple[str, float]]) -> tuple[str, ...] | None:
@@ -47,11 +60,11 @@ class HybridLabeler:
         top = {name for name, _ in ranking[: self.k]}
         return tuple(n for n in self.taxonomy.names if n in top)
 
-    def labeler_for(self, names: tuple[str, ...]) -> Labeler:
+    def labeler_for(self, names: tuple[str, ...]) -> LLMLabeler:
         """A Labeler whose prompt and schema hold only `names` (built once per candidate set)."""
         if names not in self._labelers:
             cats = [c for c in self.taxonomy.categories if c.name in names]
-            self._labelers[names] = Labeler(self.engine, Taxonomy(categories=cats), self.settings)
+            self._labelers[names] = LLMLabeler(self.engine, Taxonomy(categories=cats), self.settings)
         return self._labelers[names]
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
@@ -69,10 +82,8 @@ class HybridLabeler:
             scratch = LabelRun()
             for label in self.labeler_for(names).label_batch(group, scratch):
                 labels[label.index] = label
-            run.truncated |= scratch.truncated
-            run.retried += scratch.retried
-            run.output_tokens += scratch.output_tokens
-            run.requests += scratch.requests
+            scratch.failed = []  # a sample the LLM failed keeps the embedding's label
+            run.absorb(scratch)
         return [labels[s.index] for s in samples]
 
     def info(self) -> dict:

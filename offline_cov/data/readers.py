@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 ROLE_ALIASES = {
     "human": "user", "user": "user", "prompter": "user",

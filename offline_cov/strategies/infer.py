@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
-from .aggregate import snippet
-from .dataset import Sample
-from .engines import Engine, GenRequest
-from .errors import GenerationError
-from .prompts import INFER_MAX_SAMPLES, INFER_SNIPPET_CHARS, infer_messages, infer_schema
-from .taxonomy import Category, Taxonomy, slugify
+from ..data.readers import Sample
+from ..engines import Engine, GenRequest
+from ..errors import GenerationError
+from ..generation import generate_parsed, json_object
+from ..prompts import INFER_MAX_SAMPLES, INFER_SNIPPET_CHARS, infer_messages, infer_schema
+from ..report.tally import snippet
+from ..taxonomy import Category, Taxonomy, slugify
 
 INFER_MAX_TOKENS = 700
 MIN_INFERRED, MAX_INFERRED = 5, 10
@@ -35,13 +34,10 @@ def infer_taxonomy(engine: Engine, samples: list[Sample]) -> Taxonomy:
 
 
 def _propose(engine: Engine, shown: list[str]) -> list[Category]:
+    """The model's own categories (none when its answer is unusable twice)."""
     request = GenRequest(infer_messages(shown), infer_schema(), INFER_MAX_TOKENS)
-    result = engine.generate([request])[0]
-    if not result.ok:
-        result = engine.generate([GenRequest(request.messages, request.schema, INFER_MAX_TOKENS * 2)])[0]
-    if not result.ok:
-        return []
-    return distinct_categories(json.loads(result.text)["categories"])
+    outcome = generate_parsed(engine, [request], lambda _, result: distinct_categories(json_object(result)["categories"]))[0]
+    return outcome.value or []
 
 
 def vote_taxonomy(engine: Engine, shown: list[str]) -> Taxonomy:
@@ -53,12 +49,11 @@ def vote_taxonomy(engine: Engine, shown: list[str]) -> Taxonomy:
     vocab = Taxonomy(categories=[Category(name=n, description=d) for n, d in SKILL_VOCABULARY])
     schema = {"type": "object", "properties": {"category": {"type": "string", "enum": vocab.names}},
               "required": ["category"], "additionalProperties": False}
-    results = engine.generate([GenRequest(vote_messages(vocab, text), schema, 24) for text in shown])
+    requests = [GenRequest(vote_messages(vocab, text), schema, 24) for text in shown]
     votes: dict[str, int] = {}
-    for result in results:
-        if result.ok:
-            name = json.loads(result.text)["category"]
-            votes[name] = votes.get(name, 0) + 1
+    for outcome in generate_parsed(engine, requests, lambda _, result: vocab.canonical(json_object(result)["category"])):
+        if outcome.value is not None:
+            votes[outcome.value] = votes.get(outcome.value, 0) + 1
     if not votes:
         raise GenerationError("could not infer a taxonomy: every answer failed; pass --taxonomy instead")
     order = {n: i for i, n in enumerate(vocab.names)}
@@ -86,7 +81,7 @@ SKILL_VOCABULARY = [
 
 
 def vote_messages(vocab: Taxonomy, text: str) -> list[dict]:
-    from .prompts import describe_taxonomy, escape_sample
+    from ..prompts import describe_taxonomy, escape_sample
 
     system = (
         "Pick the one skill that the sample between <sample> and </sample> mainly asks for. "
@@ -103,3 +98,20 @@ def distinct_categories(items: list[dict]) -> list[Category]:
         if name and name not in seen:
             seen[name] = Category(name=name, description=item.get("description", "").strip())
     return list(seen.values())
+
+
+def inferred_taxonomy(run) -> Taxonomy:
+    """The run's inferred taxonomy, or the one inferred before for the same samples and model (label cache)."""
+    from ..cache import cache_key
+    from ..prompts import PROMPT_VERSION
+
+    samples = run.plan.spread(INFER_MAX_SAMPLES)
+    key = cache_key("infer", run.identity, PROMPT_VERSION, [s.content_hash() for s in samples])
+    if run.cache is not None:
+        hit = run.cache.get_many([key]).get(key)
+        if hit is not None:
+            return Taxonomy.model_validate(hit)
+    taxonomy = infer_taxonomy(run.handle.get(), samples)
+    if run.cache is not None:
+        run.cache.put_many({key: taxonomy.model_dump()})
+    return taxonomy

@@ -11,7 +11,7 @@ Two views of each sample and of each category's texts (its card and examples, as
 In each view a category's prototype is built as in `embed.prototypes`, and a sample's cosine
 similarities to the prototypes are standardised across the categories (z-scores); the sample
 gets the category with the largest `MiniLM z + FUSED_LLM_WEIGHT * LLM z`. Difficulty follows the
-shared rubric's rule (`embed.difficulty_from_text`).
+shared rubric's rule (`difficulty.difficulty_from_text`).
 
 Why this combination: on the dev splits of bench/labelers.py (SmolLM2-135M) the LLM's generated
 labels were near chance (0.33 and 0.17), but its hidden states held what the embedding missed
@@ -27,10 +27,20 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from .aggregate import SampleLabel
-from .dataset import Sample
-from .embed import EMBED_MAX_TOKENS, EmbedLabeler, category_texts, mean_pooled, nearest_labels, prototypes, unit_rows
-from .taxonomy import Taxonomy
+from ..data.readers import Sample
+from ..report.tally import SampleLabel
+from ..taxonomy import Taxonomy
+from .base import LabelSettings
+from .embed import (
+    EMBED_MAX_TOKENS,
+    EmbedLabeler,
+    category_texts,
+    embedding_identity,
+    mean_pooled,
+    nearest_labels,
+    prototypes,
+    unit_rows,
+)
 
 FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.710 / 0.730 (Arena-Hard), 0.671 / 0.671 / 0.633 (self-instruct)
 LLM_MAX_TOKENS = 320  # the LLM reads this many tokens of a sample (MiniLM reads 256)
@@ -42,7 +52,7 @@ class LLMEncoder:
     """Mean-pooled final-layer hidden states of a causal LM (HF weights), on the CPU or a GPU."""
 
     def __init__(self, path: str | Path, model_name: str, device: str | None = None):
-        from .engines import require
+        from ..extras import require
 
         require("torch", "transformers", extra="cpu")
         import torch
@@ -68,8 +78,8 @@ class LLMEncoder:
 @lru_cache(maxsize=2)
 def load_llm_encoder(model: str | None = None) -> LLMEncoder:
     """The LLM encoder for a models.yaml name (default: this machine's), loaded once per process."""
-    from .home import go_offline
-    from .registry import load_registry, resolve_weights
+    from ..home import go_offline
+    from ..registry import load_registry, resolve_weights
 
     go_offline()
     spec = load_registry().get(model)
@@ -90,9 +100,22 @@ def zscores(scores):
 
 
 class FusedLabeler:
-    """MiniLM and LLM-hidden-state prototypes, added; duck-types `labeling.Labeler`."""
+    """MiniLM and LLM-hidden-state prototypes, added."""
 
     name = "fused"
+    writes_labels = False
+    needs_engine = False
+    reads_llm = True
+
+    @classmethod
+    def cache_identity(cls, llm_identity: str) -> str:
+        knobs = {"version": FUSED_VERSION, "llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS}
+        return embedding_identity(cls.name, knobs, llm_identity)
+
+    @classmethod
+    def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> FusedLabeler:
+        """The LLM that reads is the run's model, loaded here through transformers (no engine is opened)."""
+        return cls(taxonomy, settings, model=handle.model_name)
 
     def __init__(self, taxonomy: Taxonomy, settings=None, model: str | None = None,
                  embed: EmbedLabeler | None = None, llm: LLMEncoder | None = None,

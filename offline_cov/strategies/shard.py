@@ -12,11 +12,11 @@ import heapq
 import json
 from pathlib import Path
 
-from .aggregate import LabelStore, SampleLabel, Thresholds
-from .contract import CoverageReport
-from .dataset import FieldSpec
-from .errors import OfflineCovError
-from .taxonomy import Taxonomy
+from ..data.readers import FieldSpec
+from ..errors import OfflineCovError
+from ..report.contract import CoverageReport
+from ..report.tally import LabelStore, SampleLabel, Thresholds
+from ..taxonomy import Taxonomy
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -79,8 +79,9 @@ def _run_input(meta: dict) -> dict:
 
 def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dict]:
     """The report of the whole run, from its shards' labels and the dataset they came from (streamed)."""
-    from .aggregate import Tally
-    from .pipeline import AnalyzeOptions, DatasetPlan
+    from ..data.plan import DatasetPlan
+    from ..options import AnalyzeOptions
+    from ..report.tally import Tally
 
     first = manifests[0]
     facts = first["input"]

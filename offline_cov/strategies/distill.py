@@ -27,10 +27,11 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from .aggregate import LabelStore, SampleLabel, Tally, wilson_interval
-from .contract import DIFFICULTIES
-from .errors import OfflineCovError
-from .metrics import accuracy, cohen_kappa
+from ..data.plan import chunks
+from ..errors import OfflineCovError
+from ..metrics import accuracy, cohen_kappa
+from ..report.contract import DIFFICULTIES
+from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
 
 DISTILL_SIZE = 2000  # samples the LLM labels, by default
 MIN_PER_STRATUM = 20
@@ -53,14 +54,12 @@ def embed_all(labeler, samples, n: int, workdir: Path, progress=None) -> Embedde
     """Embed the samples chunk by chunk into a memory-mapped file; strata = nearest prototype."""
     import numpy as np
 
-    from .embed import difficulty_features
+    from ..labelers.difficulty import difficulty_features
 
     dim = labeler.prototypes.shape[1]
     vectors = np.lib.format.open_memmap(workdir / "vectors.npy", mode="w+", dtype=np.float16, shape=(max(n, 1), dim))
     features = np.zeros((max(n, 1), 4), dtype=np.float32)
     indices, strata, row = array("q"), array("B"), 0
-    from .pipeline import chunks
-
     for chunk in chunks(samples, CHUNK):
         vecs = labeler.encoder.encode([s.render() for s in chunk])
         vectors[row : row + len(chunk)] = vecs
@@ -183,29 +182,52 @@ def stratified_share_estimate(strata: array, picked: dict[int, list[int]], label
     return out
 
 
-def check_options(opts) -> None:
-    if opts.shard:
+def check_options(run) -> None:
+    """Distillation needs the whole set in one run and labels that an LLM wrote to learn from."""
+    if run.opts.shard:
         raise OfflineCovError("--strategy distill labels the whole set in one run; drop --shard")
-    if opts.engine in ("embed", "hybrid"):
-        raise OfflineCovError("--strategy distill needs an LLM to learn from: use --engine vllm or transformers")
+    if not run.labeler_cls.writes_labels:
+        raise OfflineCovError(
+            f"--strategy distill trains its classifier on labels an LLM writes, and --labeler {run.labeler_cls.name} "
+            "writes none; use --labeler llm (or --strategy per-sample to label every sample with "
+            f"{run.labeler_cls.name})"
+        )
 
 
-def run_distill(handle, cache, plan, taxonomy, progress=None) -> tuple:
-    """Label `plan`'s samples by distillation; returns (labels, tally, facts for the metadata)."""
-    from .embed import EmbedLabeler
-    from .pipeline import label_stream
+def run_distilled(run):
+    """`--strategy distill`: the LLM labels a stratified subsample, a classifier on sentence embeddings the rest."""
+    from .infer import inferred_taxonomy
 
-    opts, timings = plan.opts, {}
+    check_options(run)
+    taxonomy = run.opts.taxonomy or inferred_taxonomy(run)
+    t = time.perf_counter()
+    labels, tally, llm, facts = distill_labels(run, taxonomy)
+    run.timed("label_s", t)
+    report = run.plan.report(tally, run.opts.thresholds)
+    if llm.failed:
+        run.warnings.append(f"the LLM could not label {len(llm.failed)} subsample sample(s) after a retry")
+    samples = {"analyzed": run.plan.analyzed, "labeled": len(labels), "llm_labeled": facts["llm_labeled"],
+               "classifier_labeled": facts["classifier_labeled"], "failed": len(llm.failed)}
+    return run.result(report, labels, taxonomy, samples=samples, failed=llm.failed, distill=facts,
+                      share_ci95=share_intervals(report, facts["llm_labeled"]))
+
+
+def distill_labels(run, taxonomy) -> tuple:
+    """Label the run's samples by distillation; returns (labels, tally, the LLM's pass, facts for the metadata)."""
+    from ..labelers.embed import EmbedLabeler
+    from .per_sample import label_stream
+
+    opts, plan, timings = run.opts, run.plan, {}
     t = time.perf_counter()
     labeler = EmbedLabeler(taxonomy, opts.label)
     with tempfile.TemporaryDirectory(prefix="offline-cov-distill-") as tmp:
-        emb = embed_all(labeler, plan.stream(), plan.analyzed, Path(tmp), progress)
+        emb = embed_all(labeler, plan.stream(), plan.analyzed, Path(tmp), run.progress)
         timings["embed_s"] = round(time.perf_counter() - t, 3)
         picked = stratified_pick(emb.strata, opts.distill_size, opts.seed)
         rows = sorted(r for rs in picked.values() for r in rs)
         t = time.perf_counter()
         index_row = {emb.indices[r]: r for r in rows}
-        llm = label_stream(handle, cache, taxonomy, plan.stream(only=set(index_row)), len(rows), opts)
+        llm = label_stream(run, taxonomy, plan.stream(only=set(index_row)), len(rows))
         timings["llm_label_s"] = round(time.perf_counter() - t, 3)
         labels = {index_row[lab.index]: lab for lab in llm.labels}
         if not labels:
@@ -232,8 +254,6 @@ def run_distill(handle, cache, plan, taxonomy, progress=None) -> tuple:
 
 def _label_rest(plan, emb: Embedded, labels: dict[int, SampleLabel], clf: Classifiers, store, tally) -> None:
     """Walk the samples again: the LLM's primary label where it gave one, the classifier's elsewhere."""
-    from .pipeline import chunks
-
     row = 0
     for chunk in chunks(plan.stream(), CHUNK):
         rows = list(range(row, row + len(chunk)))

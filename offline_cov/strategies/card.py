@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import time
 
-from .aggregate import balance_score, find_gaps, find_over, snippet
-from .contract import DIFFICULTIES, CategoryStats, CoverageReport, DifficultyDistribution, contract_violations
-from .engines import GenRequest
-from .errors import GenerationError
-from .prompts import DIFFICULTY_RUBRIC, describe_taxonomy
-from .taxonomy import Category, Taxonomy, slugify
+from ..engines import GenRequest
+from ..errors import GenerationError
+from ..generation import generate_parsed, json_object
+from ..prompts import DIFFICULTY_RUBRIC, describe_taxonomy
+from ..report.contract import DIFFICULTIES, CategoryStats, CoverageReport, DifficultyDistribution, contract_violations
+from ..report.tally import balance_score, find_gaps, find_over, snippet
+from ..taxonomy import Category, Taxonomy, slugify
 
 CARD_MAX_TOKENS = 2400
 INSTRUCTION_CHARS, RESPONSE_CHARS = 200, 80
@@ -80,33 +81,36 @@ def fit_rows(engine, samples, taxonomy, opts) -> list[dict]:
     return rows
 
 
-def run_card(engine, samples, opts, facts, warnings, timings, started):
+def run_card(run):
     """Run the single-prompt analysis; return an AnalysisResult whose report obeys the contract."""
-    from .pipeline import AnalysisResult, run_metadata
-
+    opts = run.opts
+    engine = run.handle.get()
+    samples = list(run.plan.stream(sharded=False))
     rows = fit_rows(engine, samples, opts.taxonomy, opts)
     if len(rows) < len(samples):
-        warnings.append(f"card strategy: only {len(rows)} of {len(samples)} samples fit the model's context")
+        run.warnings.append(f"card strategy: only {len(rows)} of {len(samples)} samples fit the model's context")
     t = time.perf_counter()
     request = GenRequest(card_messages(opts.taxonomy, rows, opts.thresholds.gap, opts.thresholds.over),
                          card_schema(opts.taxonomy, len(rows)), CARD_MAX_TOKENS)
-    result = engine.generate([request])[0]
-    if not result.ok:
-        result = engine.generate([request])[0]
-    timings["card_s"] = round(time.perf_counter() - t, 3)
-    if not result.ok:
-        raise GenerationError(f"the card answer came back {result.finish_reason!r} twice; try --strategy per-sample")
-    raw = json.loads(result.text)
+    outcome = generate_parsed(engine, [request], lambda _, result: json_object(result))[0]
+    run.timed("card_s", t)
+    if outcome.value is None:
+        raise GenerationError(
+            f"the card answer came back unusable twice (finish_reason {outcome.first_finish_reason!r}, then "
+            f"{outcome.result.finish_reason!r}); try --strategy per-sample"
+        )
+    raw = outcome.value
     shown = [r["instruction"] for r in rows]
     report, taxonomy, problems = repair_card(raw, opts.taxonomy, len(rows), opts.thresholds, shown)
     if problems:
-        warnings.append(f"card strategy: the model's report broke the contract in {len(problems)} way(s); repaired")
-    timings["total_s"] = round(time.perf_counter() - started, 3)
-    metadata = run_metadata(engine, opts, taxonomy, facts, warnings, timings)
-    metadata["samples"] = {"analyzed": len(rows), "labeled": 0, "failed": 0, "truncated": 0}
-    metadata["card_check"] = {"violations": problems, "model_report": raw}
-    metadata["output_tokens"] = result.output_tokens
-    return AnalysisResult(report, [], metadata, taxonomy)
+        run.warnings.append(f"card strategy: the model's report broke the contract in {len(problems)} way(s); repaired")
+    run.labeler_info = {"labeler": None, "note": "card: the model writes the whole report in one answer"}
+    return run.result(
+        report, [], taxonomy,
+        samples={"analyzed": len(rows), "labeled": 0, "failed": 0, "truncated": 0},
+        card_check={"violations": problems, "model_report": raw},
+        output_tokens=outcome.output_tokens,
+    )
 
 
 def repair_card(

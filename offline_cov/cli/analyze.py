@@ -1,0 +1,234 @@
+"""`analyze`, `models` and `merge`: label a dataset, list the models, merge shard runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..options import ENGINES, LABELER_ENGINES
+from .common import CONTEXT, STDOUT, echo_err, json_flag, model_option, out_option, quiet_option, silence_libraries, user_errors
+
+LABELERS = ("llm", "embed", "fused", "hybrid")
+
+
+def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
+    from ..taxonomy import load_taxonomy_file, parse_taxonomy_list
+
+    if taxonomy and taxonomy_file:
+        raise click.UsageError("give --taxonomy or --taxonomy-file, not both")
+    if taxonomy_file:
+        return load_taxonomy_file(taxonomy_file)
+    return parse_taxonomy_list(taxonomy) if taxonomy else None
+
+
+def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | None, str | None]:
+    """The old `--engine embed|fused|hybrid` still works, with a one-line note."""
+    if engine in LABELER_ENGINES:
+        if labeler not in (None, engine):
+            raise click.UsageError(f"--engine {engine} names a labeler; give --labeler {labeler} alone")
+        echo_err(f"Note: --engine {engine} is deprecated; use --labeler {engine}")
+        return engine, None
+    return labeler, engine
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("data", type=click.Path(exists=True, dir_okay=True))
+@click.option("--taxonomy", help="Comma-separated categories; name=share sets a target (math=30,code=70).")
+@click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="YAML/JSON taxonomy with descriptions, examples and target shares.")
+@model_option
+@click.option("--labeler", type=click.Choice(LABELERS), default=None,
+              help="llm: the LLM writes each label; embed: nearest MiniLM category prototype, no LLM; "
+                   "fused: MiniLM's and the LLM's hidden-state similarity to each category, added; "
+                   "hybrid: the LLM picks among the embedding's top candidates. "
+                   "Default: llm on a GPU or with --model/--engine, else fused (see bench/README.md).")
+@click.option("--engine", type=click.Choice(ENGINES + LABELER_ENGINES), default=None, metavar="[vllm|transformers|ray]",
+              help="The model runtime: vllm (default), transformers, or ray (vLLM replicas on a Ray cluster's nodes). "
+                   "(embed, fused, hybrid here are the old spelling of --labeler.)")
+@click.option("--ray-address", help="--engine ray: the cluster (auto, host:port, ray://host:port). "
+              "Default: as ray.init(): $RAY_ADDRESS, the cluster last started here, or a new local one.")
+@click.option("--replicas", type=click.IntRange(min=1), help="--engine ray: vLLM replicas. "
+              "Default: one per tensor_parallel_size GPUs, or one per node on CPU.")
+@click.option("--strategy", type=click.Choice(["per-sample", "card", "distill"]), default="per-sample", show_default=True,
+              help="card: the original single-prompt analysis, checked against the contract. distill: the LLM labels a "
+                   "stratified subsample, a classifier on sentence embeddings labels the rest (very large data).")
+@click.option("--distill-size", type=click.IntRange(min=10), default=2000, show_default=True, help="distill: how many samples the LLM labels.")
+@click.option("--sample", "sample_n", type=click.IntRange(min=1), help="Analyze a reproducible random sample of N samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample and of the engine.")
+@out_option("report.json", "the report")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), help="Write per-sample labels (JSONL).")
+@click.option("--metadata", "metadata_path", type=click.Path(dir_okay=False),
+              help="Run metadata file. Default: beside --out as *.meta.json (none with --out -).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown summary.")
+@click.option("--instruction-field", help="Field holding the instruction (overrides shape detection).")
+@click.option("--response-field", help="Field holding the response.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the dataset file.")
+@click.option("--skip-bad-lines", is_flag=True, help="Skip malformed records and list them in the metadata.")
+@click.option("--gap-threshold", type=float, default=5.0, show_default=True, help="Share (percent) under which a target category is a gap.")
+@click.option("--over-threshold", type=float, default=35.0, show_default=True, help="Share (percent) over which a category is over-represented.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Label cache file (SQLite). Default: $OFFLINE_COV_CACHE or the tool home.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the label cache.")
+@click.option("--shard", help="Label only shard I of N (I/N, 0-based) for job arrays; combine with `offline-cov merge`.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@quiet_option
+def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, replicas, strategy, distill_size,
+            sample_n, seed, out, labels_path, metadata_path, html_path, markdown_path, instruction_field,
+            response_field, encoding, skip_bad_lines, gap_threshold, over_threshold, cache_path, no_cache, shard,
+            batch_size, quiet):
+    """Label a dataset with a local model and write its coverage report.
+
+    Example: offline-cov analyze data.jsonl --taxonomy math,code,writing -o report.json
+    """
+    from ..data.readers import FieldSpec
+    from ..labelers.base import LabelSettings
+    from ..options import AnalyzeOptions
+    from ..report.tally import Thresholds
+    from ..strategies.shard import parse_shard
+
+    if quiet:
+        silence_libraries()
+    labeler, engine = _labeler_and_engine(labeler, engine)
+    engine_options = _engine_options(engine, ray_address, replicas)
+    with user_errors():
+        opts = AnalyzeOptions(
+            taxonomy=_taxonomy_from(taxonomy, taxonomy_file), model=model, labeler=labeler, engine=engine,
+            sample=sample_n, seed=seed, strategy=strategy, distill_size=distill_size,
+            fields=FieldSpec(instruction_field, response_field), encoding=encoding, skip_bad_lines=skip_bad_lines,
+            thresholds=Thresholds(gap_threshold, over_threshold), label=LabelSettings(batch_size=batch_size),
+            use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
+            engine_options=engine_options,
+        )
+        result = _run_analyze(data, opts, quiet)
+    with user_errors(writing=out):
+        _write_outputs(result, out, metadata_path, labels_path, html_path, markdown_path)
+    if not quiet:
+        _print_summary(result, out)
+
+
+def _engine_options(engine: str | None, ray_address: str | None, replicas: int | None) -> dict:
+    if engine != "ray":
+        if ray_address or replicas:
+            raise click.UsageError("--ray-address and --replicas go with --engine ray")
+        return {}
+    return {"address": ray_address, "replicas": replicas}
+
+
+def _run_analyze(data, opts, quiet: bool):
+    from ..pipeline import analyze as run
+
+    if quiet:
+        return run(data, opts)
+    progress = _Progress()
+    try:
+        return run(data, opts, progress=progress)
+    finally:
+        progress.close()
+
+
+class _Progress:
+    """A progress bar on stderr, opened once the number of samples is known."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label="labeling", file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _write_outputs(result, out: str, metadata_path, labels_path, html_path, markdown_path) -> None:
+    from ..io import write_json, write_jsonl
+    from .common import write_text_out
+
+    write_text_out(out, json.dumps(result.report.model_dump(), indent=2, ensure_ascii=False) + "\n")
+    meta = metadata_path or (None if out == STDOUT else Path(out).with_suffix(".meta.json"))
+    if meta:
+        write_json(meta, result.metadata)
+    if labels_path:
+        write_jsonl(labels_path, (lab.to_json() for lab in result.labels))
+    if html_path or markdown_path:
+        from ..io import write_atomic
+        from ..report.render import render_html, render_markdown
+
+        if html_path:
+            write_atomic(html_path, render_html(result.report, result.metadata, result.taxonomy.targets()))
+        if markdown_path:
+            write_atomic(markdown_path, render_markdown(result.report, result.metadata))
+
+
+def _print_summary(result, out) -> None:
+    report = result.report
+    for warning in result.metadata.get("warnings", []):
+        echo_err(f"Warning: {warning}")
+    echo_err(f"{'category':<28}{'count':>7}{'share %':>9}")
+    for cat in report.categories:
+        echo_err(f"{cat.name:<28}{cat.count:>7}{cat.share_percent:>9.1f}")
+    gaps = ", ".join(g.category for g in report.gaps) or "none"
+    over = ", ".join(o.category for o in report.over_represented) or "none"
+    echo_err(f"gaps: {gaps} | over-represented: {over} | balance {report.balance_score:.2f}")
+    echo_err(f"report written to {'stdout' if out == STDOUT else out}")
+
+
+@click.command(context_settings=CONTEXT)
+@json_flag
+def models(as_json):
+    """List the models in models.yaml and which is the default here.
+
+    Example: offline-cov models --json
+    """
+    from ..registry import load_registry, models_file
+
+    with user_errors():
+        registry = load_registry()
+    default = registry.default_name()
+    if as_json:
+        rows = [{"name": name, "default": name == default, "requires_gpu": spec.requires_gpu,
+                 "source": spec.source.model_dump(exclude_none=True), "description": spec.description}
+                for name, spec in registry.models.items()]
+        click.echo(json.dumps({"models_file": str(models_file()), "models": rows}, indent=2))
+        return
+    click.echo(f"# {models_file()}")
+    for name, spec in registry.models.items():
+        mark = "*" if name == default else " "
+        where = spec.source.repo or spec.source.path or f"{spec.source.package}:{spec.source.file}"
+        gpu = "gpu" if spec.requires_gpu else "cpu/gpu"
+        click.echo(f"{mark} {name:<26} {gpu:<8} {where}")
+        if spec.description:
+            click.echo(f"    {spec.description}")
+    click.echo("* = default on this machine")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@out_option("report.json", "the merged report")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), help="Write all shards' labels (JSONL).")
+def merge(manifests, out, labels_path):
+    """Build one report from the shard manifests of `analyze --shard I/N` runs.
+
+    Example: offline-cov merge shards/*.meta.json -o report.json
+    """
+    from ..io import write_json, write_jsonl
+    from ..strategies.shard import load_manifests, merge_shards
+    from .common import write_text_out
+
+    with user_errors():
+        loaded = load_manifests(list(manifests))
+        report, labels, summary = merge_shards(loaded)
+    with user_errors(writing=out):
+        write_text_out(out, json.dumps(report.model_dump(), indent=2, ensure_ascii=False) + "\n")
+        meta = {k: v for k, v in loaded[0].items() if k not in ("shard", "samples", "failed", "cache", "timings")}
+        meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
+        if out != STDOUT:
+            write_json(Path(out).with_suffix(".meta.json"), meta)
+        if labels_path:
+            write_jsonl(labels_path, (lab.to_json() for lab in labels))
+    echo_err(f"merged {len(loaded)} shards ({summary['labeled']} labels) into {'stdout' if out == STDOUT else out}")

@@ -1,0 +1,77 @@
+"""What every command shares: help options, error handling, and the options several commands take."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+import click
+
+from ..errors import OfflineCovError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+STDOUT = "-"
+
+
+class CliError(click.ClickException):
+    """A library error shown as 'Error: ...' with exit status 1."""
+
+
+@contextlib.contextmanager
+def user_errors(writing: str | None = None) -> Iterator[None]:
+    """Turn the library's errors (and, with `writing`, a failed write) into 'Error: ...', exit 1."""
+    try:
+        yield
+    except OfflineCovError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        if writing is None:
+            raise
+        reason = exc.strerror or str(exc)
+        raise CliError(f"could not write {exc.filename or writing}: {reason}. Check the folder exists and is writable.") from None
+
+
+def model_option(fn):
+    return click.option("-m", "--model", "model",
+                        help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")(fn)
+
+
+def out_option(default: str | None, what: str, required: bool = False):
+    """`-o/--out PATH`, where `-` means standard output."""
+    return click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), default=default,
+                        required=required, show_default=default is not None, help=f"Where to write {what} (- for stdout).")
+
+
+def json_flag(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of text.")(fn)
+
+
+def quiet_option(fn):
+    return click.option("-q", "--quiet", "quiet", is_flag=True,
+                        help="No progress bar or summary, ours or the libraries' (vLLM, transformers).")(fn)
+
+
+def silence_libraries() -> None:
+    """Ask the libraries a run loads (tqdm bars, transformers, vLLM and its workers) to stay quiet.
+    Set before they are imported; vLLM's spawned workers inherit the environment."""
+    for name, value in {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "VLLM_LOGGING_LEVEL": "ERROR",
+                        "VLLM_CONFIGURE_LOGGING": "0"}.items():
+        os.environ.setdefault(name, value)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def write_text_out(path: str, text: str) -> None:
+    """Write `text` to `path` atomically, or to stdout when `path` is `-`."""
+    if path == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from ..io import write_atomic
+
+    write_atomic(path, text)

@@ -1,0 +1,94 @@
+"""What every labeler is: the `Labeler` protocol, its settings, and what a labeling pass produced.
+
+A labeler class declares, besides labeling:
+- `name`: its registry name (`--labeler NAME`);
+- `writes_labels`: True when an LLM writes every label it gives (only such labels can teach
+  `--strategy distill`'s classifier);
+- `needs_engine`: True when it sends generation requests to the model runtime (`--engine`);
+- `reads_llm`: True when a language model reads the samples in any way (so the run's model is
+  part of what produced the labels);
+- `cache_identity(llm_identity)`: what, beside the prompt version and taxonomy, makes its labels
+  differ from another labeler's (part of every cache key);
+- `open(taxonomy, settings, handle)`: build it for a run (`handle` opens the engine on demand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..data.readers import Sample
+    from ..report.tally import SampleLabel
+    from ..taxonomy import Taxonomy
+
+LABEL_MAX_TOKENS = 96
+
+
+@dataclass
+class LabelSettings:
+    """Knobs of the labeling pass."""
+
+    batch_size: int = 64
+    max_sample_tokens: int = 1536
+    max_tokens: int = LABEL_MAX_TOKENS
+
+
+@dataclass
+class LabelRun:
+    """What a labeling pass produced: labels, failures and counters for the run metadata."""
+
+    labels: list[SampleLabel] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    truncated: set[int] = field(default_factory=set)
+    retried: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+    def absorb(self, other: LabelRun) -> None:
+        """Add another pass's failures and counters to this one (not its labels)."""
+        self.failed += other.failed
+        self.truncated |= other.truncated
+        self.retried += other.retried
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+
+
+class Labeler(Protocol):
+    """Labels batches of samples against one taxonomy."""
+
+    name: str
+    writes_labels: bool
+    needs_engine: bool
+    reads_llm: bool
+    taxonomy: Taxonomy
+    settings: LabelSettings
+    sample_budget: int  # tokens of a sample it reads at most
+
+    def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]: ...
+
+    def info(self) -> dict: ...
+
+
+def batched(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def label_samples(
+    labeler: Labeler,
+    samples: list[Sample],
+    progress: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[list[SampleLabel], LabelRun], None] | None = None,
+) -> LabelRun:
+    """Label every sample in batches; `on_batch` sees each batch's labels as soon as they exist."""
+    run = LabelRun()
+    for batch in batched(samples, labeler.settings.batch_size):
+        labels = labeler.label_batch(batch, run)
+        run.labels.extend(labels)
+        if on_batch:
+            on_batch(labels, run)
+        if progress:
+            progress(len(batch), len(samples))
+    return run

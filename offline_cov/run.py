@@ -1,0 +1,109 @@
+"""One run of `analyze`: what every strategy is handed (`Run`) and the metadata it writes.
+
+The run metadata is built here, by `Run.metadata`, for every strategy; each strategy adds only
+its own blocks (samples, failures, its checks).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .cache import LabelCache
+from .data.plan import DatasetPlan
+from .engines import EngineHandle
+from .options import AnalysisResult, AnalyzeOptions
+from .prompts import PROMPT_VERSION
+from .report.contract import CoverageReport
+from .taxonomy import Taxonomy
+from .version import __version__
+
+FEW_SAMPLES = 50
+
+
+@dataclass
+class Run:
+    """A run's options (labeler and engine decided), its samples, its engine (opened on demand), its
+    label cache, the labeler class, and what it has noted so far (warnings, timings)."""
+
+    opts: AnalyzeOptions
+    plan: DatasetPlan
+    handle: EngineHandle
+    cache: LabelCache | None
+    labeler_cls: type
+    progress: Callable[[int, int], None] | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    labeler_info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.warnings += sample_warnings(self.plan.analyzed, self.plan.scan.skipped)
+        self.labeler_info = self.labeler_info or {"labeler": self.labeler_cls.name}
+
+    @property
+    def identity(self) -> str:
+        """The labeler's cache identity (its engine and model settings included)."""
+        return self.labeler_cls.cache_identity(self.handle.identity)
+
+    def open_labeler(self, taxonomy: Taxonomy):
+        return self.labeler_cls.open(taxonomy, self.opts.label, self.handle)
+
+    def timed(self, name: str, since: float) -> None:
+        self.timings[name] = round(time.perf_counter() - since, 3)
+
+    def result(self, report: CoverageReport, labels, taxonomy: Taxonomy, **blocks) -> AnalysisResult:
+        """The run's result: the report, the labels, and the metadata with the strategy's own `blocks`."""
+        return AnalysisResult(report, labels, self.metadata(taxonomy, **blocks), taxonomy)
+
+    def metadata(self, taxonomy: Taxonomy, **blocks) -> dict:
+        """The run's facts: model, labeler, engine and versions, prompt version, taxonomy, timings, warnings."""
+        self.timings["engine_load_s"] = self.handle.load_s
+        self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
+        reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
+        return {
+            "tool": {"name": "offline-cov", "version": __version__},
+            "model": self.handle.model_name if reads_llm else None,
+            "labeler": self.labeler_info,
+            "engine": self.handle.info(),
+            "engine_identity": self.identity,
+            "prompt_version": PROMPT_VERSION,
+            "strategy": self.opts.strategy,
+            "taxonomy": taxonomy_facts(taxonomy),
+            "thresholds": {"gap": self.opts.thresholds.gap, "over": self.opts.thresholds.over},
+            "input": self.plan.facts(),
+            "machine": {"platform": platform.platform(), "python": platform.python_version()},
+            "timings": self.timings,
+            "warnings": self.warnings,
+            "cache": cache_facts(self.cache),
+            **blocks,
+        }
+
+
+def taxonomy_facts(taxonomy: Taxonomy) -> dict:
+    return {
+        "names": taxonomy.names,
+        "inferred": taxonomy.inferred,
+        "inferred_by": taxonomy.inferred_by,
+        "targets": taxonomy.targets(),
+        "descriptions": {c.name: c.description for c in taxonomy.categories if c.description},
+    }
+
+
+def cache_facts(cache: LabelCache | None) -> dict:
+    if cache is None:
+        return {"enabled": False}
+    return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+
+
+def sample_warnings(analyzed: int, skipped: list) -> list[str]:
+    warnings = []
+    if analyzed < FEW_SAMPLES:
+        warnings.append(
+            f"only {analyzed} samples analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
+        )
+    if skipped:
+        warnings.append(f"{len(skipped)} bad record(s) skipped (--skip-bad-lines)")
+    return warnings

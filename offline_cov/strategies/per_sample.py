@@ -1,0 +1,118 @@
+"""`--strategy per-sample` (the default): every sample labeled on its own, through the label cache.
+
+The samples stream in chunks of `STREAM_CHUNK`: each chunk's cached labels are looked up, the
+misses go to the labeler batch by batch and each batch is committed to the cache as soon as it is
+labeled (a run that dies loses nothing already labeled). Only the compact labels and the running
+tally outlive a chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..cache import cache_key
+from ..data.plan import chunks
+from ..data.readers import Sample
+from ..labelers.base import LabelRun, LabelSettings, label_samples
+from ..options import AnalysisResult
+from ..prompts import PROMPT_VERSION
+from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
+from ..run import Run
+from ..taxonomy import Taxonomy
+from .infer import inferred_taxonomy
+from .shard import shard_block
+
+STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a time
+
+
+def run_per_sample(run: Run) -> AnalysisResult:
+    opts, plan = run.opts, run.plan
+    taxonomy = opts.taxonomy
+    if taxonomy is None:
+        t = time.perf_counter()
+        taxonomy = inferred_taxonomy(run)
+        run.timed("infer_taxonomy_s", t)
+    t = time.perf_counter()
+    labeled = label_stream(run, taxonomy, plan.stream(), plan.analyzed, run.progress)
+    run.timed("label_s", t)
+    report = plan.report(labeled.tally, opts.thresholds)
+    if labeled.failed:
+        run.warnings.append(f"{len(labeled.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
+    blocks = {
+        "samples": {"analyzed": plan.analyzed, "labeled": len(labeled.labels), "failed": len(labeled.failed),
+                    "truncated": len(labeled.truncated), "retried": labeled.retried},
+        "failed": labeled.failed,
+        "output_tokens": labeled.output_tokens,
+        "sample_token_budget": labeled.budget,
+    }
+    if plan.analyzed < plan.scan.count:
+        blocks["share_ci95"] = {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}
+    if opts.shard:
+        blocks["shard"] = shard_block(opts.shard, list(labeled.labels), labeled.failed, taxonomy)
+    return run.result(report, labeled.labels, taxonomy, **blocks)
+
+
+def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:
+    """The cache key of one sample's label."""
+    knobs = {"max_sample_tokens": settings.max_sample_tokens, "max_tokens": settings.max_tokens, "temperature": 0}
+    return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs, sample.content_hash())
+
+
+@dataclass
+class StreamRun(LabelRun):
+    """A labeling pass over a stream: its labels kept compactly, the running tally, the counters."""
+
+    labels: LabelStore = field(default_factory=LabelStore)
+    tally: Tally | None = None
+    budget: int | None = None
+
+
+def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total: int, progress=None) -> StreamRun:
+    """Label the samples (in file order) chunk by chunk: cached labels where present, the rest from the
+    labeler, stored batch by batch; only the labels and the tally outlive a chunk."""
+    out, labeler, cache = StreamRun(tally=Tally(taxonomy)), None, run.cache
+    for chunk in chunks(samples, STREAM_CHUNK):
+        keys = {s.index: label_key(run.identity, taxonomy, run.opts.label, s) for s in chunk}
+        found = cache.get_many(list(keys.values())) if cache else {}
+        labels, todo = {}, []
+        for s in chunk:
+            hit = found.get(keys[s.index])
+            if hit is None:
+                todo.append(s)
+                continue
+            labels[s.index] = SampleLabel(s.index, tuple(hit["categories"]), hit["difficulty"])
+            if hit.get("truncated"):
+                out.truncated.add(s.index)
+        if progress and labels:
+            progress(len(labels), total)
+        if todo:
+            labeler = labeler or run.open_labeler(taxonomy)
+            labels.update(_label_todo(labeler, todo, keys, cache, out, progress, total))
+            out.budget = labeler.sample_budget
+        for s in chunk:
+            if s.index in labels:
+                out.labels.append(labels[s.index])
+                out.tally.add(labels[s.index], len(s.instruction))
+    if labeler is not None:
+        run.labeler_info = labeler.info()
+    return out
+
+
+def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> dict[int, SampleLabel]:
+    """Label the cache misses of one chunk, committing each batch's labels to the cache at once."""
+
+    def store(labels: list[SampleLabel], fresh: LabelRun) -> None:
+        if cache is not None and labels:
+            cache.put_many({keys[lab.index]: _cached_value(lab, fresh) for lab in labels})
+
+    # An engine may label a whole list itself (ray: batches in flight on every replica).
+    stream = getattr(getattr(labeler, "engine", None), "label_samples", label_samples)
+    fresh = stream(labeler, todo, progress=(lambda n, _: progress(n, total)) if progress else None, on_batch=store)
+    out.absorb(fresh)
+    return {lab.index: lab for lab in fresh.labels}
+
+
+def _cached_value(label: SampleLabel, run: LabelRun) -> dict:
+    return {"categories": list(label.categories), "difficulty": label.difficulty, "truncated": label.index in run.truncated}
