@@ -85,19 +85,23 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     from ..data.readers import FieldSpec
     from ..labelers.base import LabelSettings
     from ..options import AnalyzeOptions
-    from ..report.tally import Thresholds
     from ..strategies.shard import parse_shard
 
     if quiet:
         silence_libraries()
     labeler, engine = _labeler_and_engine(labeler, engine)
     engine_options = _engine_options(engine, ray_address, replicas)
+    thresholds = _thresholds(gap_threshold, over_threshold)
+    metadata_path = metadata_path or (None if out == STDOUT else str(Path(out).with_suffix(".meta.json")))
+    _check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path},
+                 {"--out": out, "--metadata": metadata_path, "--labels": labels_path, "--html": html_path,
+                  "--markdown": markdown_path})
     with user_errors():
         opts = AnalyzeOptions(
             taxonomy=_taxonomy_from(taxonomy, taxonomy_file), model=model, labeler=labeler, engine=engine,
             sample=sample_n, seed=seed, strategy=strategy, distill_size=distill_size,
             fields=FieldSpec(instruction_field, response_field), encoding=encoding, skip_bad_lines=skip_bad_lines,
-            thresholds=Thresholds(gap_threshold, over_threshold), label=LabelSettings(batch_size=batch_size),
+            thresholds=thresholds, label=LabelSettings(batch_size=batch_size),
             use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
             engine_options=engine_options,
         )
@@ -106,6 +110,27 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
         _write_outputs(result, out, metadata_path, labels_path, html_path, markdown_path)
     if not quiet:
         _print_summary(result, out)
+
+
+def _thresholds(gap: float, over: float):
+    """The thresholds, or a usage error (exit 2) naming the options when they are out of range."""
+    from ..errors import OfflineCovError
+    from ..report.tally import Thresholds
+
+    try:
+        return Thresholds(gap, over)
+    except OfflineCovError as exc:
+        raise click.UsageError(f"--gap-threshold/--over-threshold: {exc}") from None
+
+
+def _check_paths(inputs: dict, outputs: dict) -> None:
+    """Refuse, before any work, an output that is an input or another output (exit 2)."""
+    from ..io import OutputPathError, check_outputs
+
+    try:
+        check_outputs(inputs, outputs)
+    except OutputPathError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _engine_options(engine: str | None, ray_address: str | None, replicas: int | None) -> dict:
@@ -146,23 +171,25 @@ class _Progress:
 
 
 def _write_outputs(result, out: str, metadata_path, labels_path, html_path, markdown_path) -> None:
-    from ..io import write_json, write_jsonl
-    from .common import write_text_out
+    """Every output as one set: all written to temporary files first, then renamed into place."""
+    from ..io import OutputSet, json_text, jsonl_lines
+    from ..report.render import render_html, render_markdown
 
-    write_text_out(out, json.dumps(result.report.model_dump(), indent=2, ensure_ascii=False) + "\n")
-    meta = metadata_path or (None if out == STDOUT else Path(out).with_suffix(".meta.json"))
-    if meta:
-        write_json(meta, result.metadata)
-    if labels_path:
-        write_jsonl(labels_path, (lab.to_json() for lab in result.labels))
-    if html_path or markdown_path:
-        from ..io import write_atomic
-        from ..report.render import render_html, render_markdown
-
+    report = json_text(result.report.model_dump())
+    with OutputSet() as outputs:
+        if out != STDOUT:
+            outputs.add(out, report)
+        if metadata_path:
+            outputs.add(metadata_path, json_text(result.metadata))
+        if labels_path:
+            outputs.add(labels_path, jsonl_lines(lab.to_json() for lab in result.labels))
         if html_path:
-            write_atomic(html_path, render_html(result.report, result.metadata, result.taxonomy.targets()))
+            outputs.add(html_path, render_html(result.report, result.metadata, result.taxonomy.targets()))
         if markdown_path:
-            write_atomic(markdown_path, render_markdown(result.report, result.metadata))
+            outputs.add(markdown_path, render_markdown(result.report, result.metadata))
+    if out == STDOUT:
+        sys.stdout.write(report)
+        sys.stdout.flush()
 
 
 def _print_summary(result, out) -> None:
@@ -216,19 +243,23 @@ def merge(manifests, out, labels_path):
 
     Example: offline-cov merge shards/*.meta.json -o report.json
     """
-    from ..io import write_json, write_jsonl
+    from ..io import OutputSet, json_text, jsonl_lines
     from ..strategies.shard import load_manifests, merge_shards
     from .common import write_text_out
 
+    meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
+    _check_paths({f"manifest {m}": m for m in manifests}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
         report, labels, summary = merge_shards(loaded)
-    with user_errors(writing=out):
-        write_text_out(out, json.dumps(report.model_dump(), indent=2, ensure_ascii=False) + "\n")
-        meta = {k: v for k, v in loaded[0].items() if k not in ("shard", "samples", "failed", "cache", "timings")}
-        meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
-        if out != STDOUT:
-            write_json(Path(out).with_suffix(".meta.json"), meta)
+    meta = {k: v for k, v in loaded[0].items() if k not in ("shard", "samples", "failed", "cache", "timings")}
+    meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
+    with user_errors(writing=out), OutputSet() as outputs:
+        if meta_path:
+            outputs.add(out, json_text(report.model_dump()))
+            outputs.add(meta_path, json_text(meta))
         if labels_path:
-            write_jsonl(labels_path, (lab.to_json() for lab in labels))
+            outputs.add(labels_path, jsonl_lines(lab.to_json() for lab in labels))
+    if out == STDOUT:
+        write_text_out(out, json_text(report.model_dump()))
     echo_err(f"merged {len(loaded)} shards ({summary['labeled']} labels) into {'stdout' if out == STDOUT else out}")
