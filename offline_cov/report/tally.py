@@ -7,6 +7,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from ..data.readers import Sample
+from ..errors import OfflineCovError
 from ..taxonomy import Taxonomy
 from .contract import (
     DIFFICULTIES,
@@ -38,10 +39,17 @@ class SampleLabel:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Gap and over-representation thresholds, in percent of samples."""
+    """Gap and over-representation thresholds, in percent of samples: 0 < gap < over <= 100."""
 
     gap: float = 5.0
     over: float = 35.0
+
+    def __post_init__(self):
+        if not (0 < self.gap < self.over <= 100):  # also refuses NaN and infinities
+            raise OfflineCovError(
+                f"gap threshold {self.gap:g} and over-representation threshold {self.over:g}: "
+                "need 0 < gap < over <= 100 (percent of samples)"
+            )
 
 
 @dataclass
@@ -254,6 +262,12 @@ def default_basis(total: int, thresholds: Thresholds) -> str:
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """One line of at most `limit` characters."""
-    flat = " ".join(text.split())
+    """One line of at most `limit` characters (whitespace runs collapsed). Only as much of the text is
+    read as that needs, so a huge sample costs no more than a short one."""
+    n = 4 * limit
+    while True:
+        flat = " ".join(text[:n].split())
+        if len(flat) > limit or n >= len(text):
+            break
+        n *= 4
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
