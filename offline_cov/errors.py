@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class OfflineCovError(Exception):
     """Base class for every error offline-cov reports to the user."""
@@ -47,6 +49,24 @@ class GenerationError(OfflineCovError):
     """The engine could not produce a usable answer."""
 
 
-def validation_problems(exc) -> list[str]:
-    """Each problem in a pydantic ValidationError, as "field.path: message"."""
-    return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+def validation_problems(exc, known: Iterable[str] = ()) -> list[str]:
+    """Each problem in a pydantic ValidationError, as "field.path: message"; an unknown key gets a
+    "did you mean" from `known` (the field names the file may use)."""
+    problems = []
+    for err in exc.errors():
+        line = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            line = f"{'.'.join(str(p) for p in err['loc'])}: unknown key{did_you_mean(str(err['loc'][-1]), known)}"
+        problems.append(line)
+    return problems
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest known word, or '; allowed: ...' when none is close."""
+    import difflib
+
+    known = sorted(set(known))
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; allowed: {', '.join(known)}" if known else ""

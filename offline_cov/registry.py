@@ -93,7 +93,8 @@ def load_registry(path: str | Path | None = None) -> ModelRegistry:
     try:
         registry = ModelRegistry.model_validate(data)
     except ValidationError as exc:
-        lines = "\n".join(f"  {problem}" for problem in validation_problems(exc))
+        known = {f for model in (ModelRegistry, ModelSpec, WeightSource, VllmSettings) for f in model.model_fields}
+        lines = "\n".join(f"  {problem}" for problem in validation_problems(exc, known))
         raise ModelConfigError(f"{path} is not a valid models file:\n{lines}") from None
     for name, spec in registry.models.items():
         spec.name = name

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import TaxonomyError, validation_problems
 
@@ -17,6 +18,7 @@ TARGET_SUM_TOLERANCE = 1.0
 class Category(BaseModel):
     """One category: a name, what belongs in it, and optionally a target share in percent."""
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     description: str = ""
     target_share: float | None = Field(None, description="Target share of samples, percent")
@@ -34,6 +36,7 @@ class Category(BaseModel):
 class Taxonomy(BaseModel):
     """An ordered list of categories; `inferred` marks one the model proposed."""
 
+    model_config = ConfigDict(extra="forbid")
     categories: list[Category]
     inferred: bool = False
     inferred_by: str | None = Field(None, description="How an inferred taxonomy was found: proposal or vote")
@@ -90,7 +93,7 @@ def _check_targets(taxonomy: Taxonomy, source: str) -> None:
         missing = [c.name for c in taxonomy.categories if c.target_share is None]
         raise TaxonomyError(f"{source}: target_share is missing for {missing}; give a target for every category or none")
     for cat in given:
-        if cat.target_share < 0 or cat.target_share > 100:
+        if not math.isfinite(cat.target_share) or cat.target_share < 0 or cat.target_share > 100:
             raise TaxonomyError(f"{source}: target_share of {cat.name!r} is {cat.target_share}; it must be 0-100")
     total = sum(c.target_share for c in given)
     if abs(total - 100.0) > TARGET_SUM_TOLERANCE:
@@ -107,7 +110,9 @@ def parse_taxonomy_list(text: str) -> Taxonomy:
         try:
             target = float(share) if share.strip() else None
         except ValueError:
-            raise TaxonomyError(f"--taxonomy: target {share!r} for {name.strip()!r} is not a number") from None
+            target = math.nan
+        if target is not None and not math.isfinite(target):
+            raise TaxonomyError(f"--taxonomy: target {share!r} for {name.strip()!r} is not a number (0-100)")
         categories.append(Category(name=name, target_share=target))
     return validate_taxonomy(Taxonomy(categories=categories), "--taxonomy")
 
@@ -126,6 +131,9 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
         raise TaxonomyError(f"{path}: cannot read the taxonomy file ({exc})") from None
     data = _parse_yaml_or_json(path, text)
     if isinstance(data, dict) and "categories" in data:
+        extra = [k for k in data if k != "categories"]
+        if extra:
+            raise TaxonomyError(f"{path}: unknown top-level key {extra[0]!r}; a taxonomy file holds only 'categories'")
         data = data["categories"]
     if isinstance(data, dict):
         data = [{"name": k, **(v or {})} if isinstance(v, dict) else {"name": k} for k, v in data.items()]
@@ -135,7 +143,8 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
     try:
         taxonomy = Taxonomy(categories=items)
     except ValidationError as exc:
-        raise TaxonomyError(f"{path}: {'; '.join(validation_problems(exc))}") from None
+        problems = validation_problems(exc, known=Category.model_fields)
+        raise TaxonomyError(f"{path}: {'; '.join(problems)}") from None
     return validate_taxonomy(taxonomy, str(path))
 
 
