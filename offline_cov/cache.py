@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from .home import tool_home
@@ -30,38 +31,118 @@ def cache_key(*parts) -> str:
 
 
 class LabelCache:
-    """Key -> JSON value, in one SQLite file; safe to kill at any moment (WAL, commit per batch)."""
+    """Key -> JSON value, in one SQLite file; safe to kill at any moment (WAL, commit per batch).
+
+    A cache file that is not a database (garbage, truncated) is moved aside as
+    `<name>.corrupt-<time>` and a fresh one started; where the file or its folder cannot be
+    written (a read-only tool home), the cache is read but not written, or, when it cannot even
+    be read, not used. Each such step is a line in `warnings`. A stored value that is not JSON
+    comes back as a miss (counted in `bad_values`, as are values a caller finds invalid).
+    """
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_cache_path()
+        self.hits = self.misses = self.bad_values = 0
+        self.warnings: list[str] = []
+        self.writable = True
+        self.db: sqlite3.Connection | None = None
+        try:
+            self.db = self._open()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and self._corrupt(exc) and os.access(self.path.parent, os.W_OK):
+                self._move_aside()
+                self.db = self._open()
+            else:
+                self.db = self._open_read_only(exc)
+
+    def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self.db.commit()
-        self.hits = self.misses = 0
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+        """A file that is not a database (as opposed to one this process may not write)."""
+        return not isinstance(exc, sqlite3.OperationalError) or "malformed" in str(exc) or "not a database" in str(exc)
+
+    def _move_aside(self) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.warnings.append(f"the label cache {self.path} was not a readable database; moved it to {aside} "
+                             "and started a fresh one (its labels will be computed again)")
+
+    def _open_read_only(self, exc: Exception) -> sqlite3.Connection | None:
+        self.writable = False
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if self.path.exists():
+            try:
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+                db.execute("SELECT COUNT(*) FROM entries").fetchone()
+                self.warnings.append(f"the label cache {self.path} cannot be written ({reason}); reading it only, "
+                                     "new labels are not stored (point --cache at a writable file to keep them)")
+                return db
+            except sqlite3.DatabaseError:
+                pass
+        self.warnings.append(f"the label cache {self.path} cannot be opened ({reason}); running without a cache "
+                             "(point --cache at a writable file, or pass --no-cache to silence this)")
+        return None
 
     def get_many(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk)
-            found.update((k, json.loads(v)) for k, v in rows)
+        try:
+            for start in range(0, len(keys) if self.db else 0, 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for k, v in self.db.execute(f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk):
+                    try:
+                        found[k] = json.loads(v)
+                    except (json.JSONDecodeError, TypeError):
+                        self.bad_values += 1
+        except sqlite3.DatabaseError as exc:
+            self._give_up(exc)
         self.hits += len(found)
         self.misses += len(set(keys)) - len(found)
         return found
 
+    def reject(self, count: int = 1) -> None:
+        """Count hits a caller found invalid as misses (they are labeled again)."""
+        self.hits -= count
+        self.misses += count
+        self.bad_values += count
+
     def put_many(self, items: dict[str, object]) -> None:
         """Store and commit at once: what is stored survives a crash right after."""
-        self.db.executemany(
-            "INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)",
-            [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
-        )
-        self.db.commit()
+        if not self.writable or self.db is None:
+            return
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+            )
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: sqlite3.DatabaseError) -> None:
+        """A cache that fails in use (disk full, a file damaged under us): the run goes on without it."""
+        self.warnings.append(f"the label cache {self.path} failed ({exc}); the run went on without it, and labels "
+                             "from here on were not stored")
+        self.close()
+        self.db, self.writable = None, False
 
     def __len__(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] if self.db else 0
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None

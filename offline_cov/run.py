@@ -41,6 +41,9 @@ class Run:
 
     def __post_init__(self):
         self.warnings += sample_warnings(self.plan.analyzed, self.plan.scan.skipped)
+        if self.opts.sample and self.opts.sample > self.plan.scan.count:
+            self.warnings.append(f"--sample {self.opts.sample} asks for more samples than the file holds "
+                                 f"({self.plan.scan.count}); all of them were analyzed")
         self.labeler_info = self.labeler_info or {"labeler": self.labeler_cls.name}
 
     @property
@@ -61,6 +64,8 @@ class Run:
     def metadata(self, taxonomy: Taxonomy, **blocks) -> dict:
         """The run's facts: model, labeler, engine and versions, prompt version, taxonomy, timings, warnings."""
         self.timings["engine_load_s"] = self.handle.load_s
+        if self.cache is not None:
+            self.warnings += [w for w in self.cache.warnings if w not in self.warnings]
         self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
         return {
@@ -95,7 +100,8 @@ def taxonomy_facts(taxonomy: Taxonomy) -> dict:
 def cache_facts(cache: LabelCache | None) -> dict:
     if cache is None:
         return {"enabled": False}
-    return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses}
+    return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses,
+            "invalid_values": cache.bad_values, "writable": cache.writable}
 
 
 def sample_warnings(analyzed: int, skipped: list) -> list[str]:

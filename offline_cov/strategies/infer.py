@@ -102,15 +102,22 @@ def distinct_categories(items: list[dict]) -> list[Category]:
 
 def inferred_taxonomy(run) -> Taxonomy:
     """The run's inferred taxonomy, or the one inferred before for the same samples and model (label cache)."""
+    from pydantic import ValidationError
+
     from ..cache import cache_key
+    from ..errors import TaxonomyError
     from ..prompts import PROMPT_VERSION
+    from ..taxonomy import validate_taxonomy
 
     samples = run.plan.spread(INFER_MAX_SAMPLES)
     key = cache_key("infer", run.identity, PROMPT_VERSION, [s.content_hash() for s in samples])
     if run.cache is not None:
         hit = run.cache.get_many([key]).get(key)
-        if hit is not None:
-            return Taxonomy.model_validate(hit)
+        try:
+            if hit is not None:
+                return validate_taxonomy(Taxonomy.model_validate(hit), "cached taxonomy")
+        except (ValidationError, TaxonomyError):
+            run.cache.reject()  # not what this version wrote: infer again
     taxonomy = infer_taxonomy(run.handle.get(), samples)
     if run.cache is not None:
         run.cache.put_many({key: taxonomy.model_dump()})

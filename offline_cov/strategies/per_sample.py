@@ -18,6 +18,7 @@ from ..data.readers import Sample
 from ..labelers.base import LabelRun, LabelSettings, label_samples
 from ..options import AnalysisResult
 from ..prompts import PROMPT_VERSION
+from ..report.contract import DIFFICULTIES
 from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
 from ..run import Run
 from ..taxonomy import Taxonomy
@@ -75,15 +76,17 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
     out, labeler, cache = StreamRun(tally=Tally(taxonomy)), None, run.cache
     for chunk in chunks(samples, STREAM_CHUNK):
         keys = {s.index: label_key(run.identity, taxonomy, run.opts.label, s) for s in chunk}
-        found = cache.get_many(list(keys.values())) if cache else {}
+        found = cache.get_many(list(keys.values())) if cache is not None else {}
         labels, todo = {}, []
         for s in chunk:
-            hit = found.get(keys[s.index])
+            hit = cached_label(s.index, found.get(keys[s.index]), taxonomy)
             if hit is None:
+                if keys[s.index] in found:
+                    cache.reject()  # a value this taxonomy and version cannot have written: label again
                 todo.append(s)
                 continue
-            labels[s.index] = SampleLabel(s.index, tuple(hit["categories"]), hit["difficulty"])
-            if hit.get("truncated"):
+            labels[s.index], truncated = hit
+            if truncated:
                 out.truncated.add(s.index)
         if progress and labels:
             progress(len(labels), total)
@@ -98,6 +101,20 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
     if labeler is not None:
         run.labeler_info = labeler.info()
     return out
+
+
+def cached_label(index: int, value, taxonomy: Taxonomy) -> tuple[SampleLabel, bool] | None:
+    """The label a cached value holds and whether its sample was truncated; None for a value that
+    is not one this version writes (categories outside the taxonomy, a difficulty not in the enum)."""
+    if not isinstance(value, dict):
+        return None
+    categories, difficulty = value.get("categories"), value.get("difficulty")
+    names = set(taxonomy.names)
+    if not isinstance(categories, list) or not categories or not all(isinstance(c, str) and c in names for c in categories):
+        return None
+    if difficulty not in DIFFICULTIES:
+        return None
+    return SampleLabel(index, tuple(categories), difficulty), bool(value.get("truncated"))
 
 
 def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> dict[int, SampleLabel]:
