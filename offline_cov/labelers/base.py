@@ -24,6 +24,16 @@ if TYPE_CHECKING:
     from ..taxonomy import Taxonomy
 
 LABEL_MAX_TOKENS = 96
+# No labeler reads, tokenizes or counts more than this many characters of one sample: far more
+# than any token budget here holds (1536 tokens is ~6k characters of English, fewer of CJK),
+# and it keeps a single huge record (a 50 MB line) from costing the tokenizers gigabytes.
+SAMPLE_MAX_CHARS = 32_768
+
+
+def sample_text(sample: Sample) -> tuple[str, bool]:
+    """What a labeler reads of a sample: its rendered text cut to SAMPLE_MAX_CHARS, and whether it was cut."""
+    text = sample.render()
+    return (text, False) if len(text) <= SAMPLE_MAX_CHARS else (text[:SAMPLE_MAX_CHARS], True)
 
 
 @dataclass

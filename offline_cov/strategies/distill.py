@@ -54,6 +54,7 @@ def embed_all(labeler, samples, n: int, workdir: Path, progress=None) -> Embedde
     """Embed the samples chunk by chunk into a memory-mapped file; strata = nearest prototype."""
     import numpy as np
 
+    from ..labelers.base import sample_text
     from ..labelers.difficulty import difficulty_features
 
     dim = labeler.prototypes.shape[1]
@@ -61,7 +62,7 @@ def embed_all(labeler, samples, n: int, workdir: Path, progress=None) -> Embedde
     features = np.zeros((max(n, 1), 4), dtype=np.float32)
     indices, strata, row = array("q"), array("B"), 0
     for chunk in chunks(samples, CHUNK):
-        vecs = labeler.encoder.encode([s.render() for s in chunk])
+        vecs = labeler.encoder.encode([sample_text(s)[0] for s in chunk])
         vectors[row : row + len(chunk)] = vecs
         for j, s in enumerate(chunk):
             features[row + j] = np.log1p(list(difficulty_features(s.instruction).values()))
