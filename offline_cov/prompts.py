@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from .report.contract import DIFFICULTIES
 from .taxonomy import Taxonomy
@@ -18,9 +19,13 @@ DIFFICULTY_RUBRIC = (
 )
 
 
+SAMPLE_TAG = re.compile(r"<\s*(/?)\s*sample\s*>", re.IGNORECASE)
+
+
 def escape_sample(text: str) -> str:
-    """Keep a sample from closing its own delimiters."""
-    return text.replace("<sample>", "<sample >").replace("</sample>", "</sample >")
+    """Keep a sample from closing its own delimiters: every spelling of `<sample>` or `</sample>`
+    (any case, spaces or newlines inside the brackets) becomes a harmless `<sample >` / `</sample >`."""
+    return SAMPLE_TAG.sub(lambda m: f"<{m.group(1)}sample >", text)
 
 
 def describe_taxonomy(taxonomy: Taxonomy) -> str:
