@@ -1,0 +1,112 @@
+"""The share correction against hand-computed cases, including a singular confusion matrix."""
+
+from __future__ import annotations
+
+import pytest
+
+from offline_cov.report.calibration import (
+    acc_shares,
+    condition_number,
+    confusion,
+    correct_shares,
+    em_shares,
+    error_interval,
+)
+
+
+def test_confusion_counts_rows_and_smooths_every_cell():
+    pairs = [("a", "a"), ("a", "a"), ("a", "b"), ("b", "b")]
+    # a: 2 right, 1 wrong, +0.5 each -> 2.5/4, 1.5/4 ; b: 0 + 0.5, 1 + 0.5 -> 0.5/2, 1.5/2
+    smoothed = confusion(pairs, ["a", "b"])
+    assert smoothed[0] == pytest.approx([2.5 / 4, 1.5 / 4]) and smoothed[1] == pytest.approx([0.25, 0.75])
+    plain = confusion(pairs, ["a", "b"], smoothing=0)
+    assert plain[0] == pytest.approx([2 / 3, 1 / 3]) and plain[1] == pytest.approx([0.0, 1.0])
+
+
+def test_a_known_confusion_is_undone_exactly():
+    conf = [[0.8, 0.2], [0.3, 0.7]]
+    true = [0.25, 0.75]
+    observed = [true[0] * 0.8 + true[1] * 0.3, true[0] * 0.2 + true[1] * 0.7]  # 0.425, 0.575
+    assert observed == pytest.approx([0.425, 0.575])
+    assert em_shares(observed, conf) == pytest.approx(true, abs=1e-6)
+    assert acc_shares(observed, conf) == pytest.approx(true, abs=1e-9)
+
+
+def test_three_categories_hand_computed():
+    conf = [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
+    true = [0.6, 0.3, 0.1]
+    observed = [sum(true[i] * conf[i][j] for i in range(3)) for j in range(3)]
+    assert observed == pytest.approx([0.59, 0.29, 0.12])
+    assert em_shares(observed, conf) == pytest.approx(true, abs=1e-6)
+
+
+def test_a_perfect_labeler_changes_nothing():
+    assert em_shares([0.5, 0.3, 0.2], [[1, 0, 0], [0, 1, 0], [0, 0, 1]]) == pytest.approx([0.5, 0.3, 0.2])
+
+
+def test_a_singular_confusion_tells_nothing_and_em_stays_where_it_started():
+    """Labels independent of the truth (every row the same): any true mix explains the labels
+    equally well, so EM keeps its uniform start, ACC cannot solve, and the condition number is infinite."""
+    conf = [[0.5, 0.5], [0.5, 0.5]]
+    assert em_shares([0.9, 0.1], conf) == pytest.approx([0.5, 0.5])
+    import numpy as np
+
+    with pytest.raises(np.linalg.LinAlgError):
+        acc_shares([0.9, 0.1], conf)
+    assert condition_number(conf) > 1e12
+
+
+def test_a_near_singular_calibration_is_flagged_not_trusted():
+    # the labeler says 'a' for almost everything, whatever the truth
+    pairs = [("a", "a")] * 40 + [("b", "a")] * 38 + [("b", "b")] * 2
+    result = correct_shares({"a": 95, "b": 5}, pairs, ["a", "b"])
+    assert not result.trustworthy
+    assert any("close to singular" in r for r in result.reasons)
+    assert result.condition_number > 20
+
+
+def test_too_few_rows_of_a_category_is_flagged():
+    pairs = [("a", "a")] * 50 + [("b", "b")] * 3 + [("a", "b")] * 2
+    result = correct_shares({"a": 60, "b": 40}, pairs, ["a", "b"])
+    assert not result.trustworthy and "fewer than 5 calibration rows truly in b" in result.reasons[0]
+
+
+def test_correct_shares_moves_a_biased_mix_back_and_brackets_it():
+    # truth 80/20; a labeler right 80% of the time on either class labels 68/32
+    pairs = [("a", "a")] * 80 + [("a", "b")] * 20 + [("b", "b")] * 80 + [("b", "a")] * 20
+    result = correct_shares({"a": 680, "b": 320}, pairs, ["a", "b"], seed=1)
+    assert result.trustworthy and result.calibration_rows == 200 and result.accuracy_on_calibration == 0.8
+    assert result.raw == {"a": 68.0, "b": 32.0}
+    assert result.corrected["a"] == pytest.approx(80.0, abs=1.5)
+    lo, hi = result.ci95["a"]
+    assert lo < 80.0 < hi and hi - lo < 25
+    assert result.moved()["a"] == pytest.approx(result.corrected["a"] - 68.0)
+    again = correct_shares({"a": 680, "b": 320}, pairs, ["a", "b"], seed=1)
+    assert again.ci95 == result.ci95  # seeded: the same report for the same input
+
+
+def test_error_interval_widens_with_the_labelers_error():
+    exact = error_interval(30, 100, 3, (1.0, 1.0))
+    loose = error_interval(30, 100, 3, (0.6, 1.0))
+    looser = error_interval(30, 100, 3, (0.4, 1.0))
+    assert loose[0] <= exact[0] and loose[1] >= exact[1]
+    assert (looser[1] - looser[0]) > (loose[1] - loose[0]) > (exact[1] - exact[0])
+    assert 0.0 <= looser[0] and looser[1] <= 100.0
+    assert error_interval(0, 0, 3, (0.5, 1.0)) == (0.0, 100.0)
+
+
+def test_the_llms_confidence_is_the_probability_of_the_tokens_of_its_choice():
+    import math
+
+    from offline_cov.engines import GenResult
+    from offline_cov.labelers.llm import value_probability
+
+    tokens = [('{"', 0.0), ("primary", 0.0), ('":', 0.0), (' "', -0.01), ("cod", math.log(0.6)), ("ing", math.log(0.9)),
+              ('",', 0.0), (' "difficulty": "easy"}', -0.2)]
+    result = GenResult("".join(t for t, _ in tokens), "stop", len(tokens), {"tokens": tokens})
+    assert value_probability(result, "primary", "coding") == pytest.approx(0.6 * 0.9)
+    merged = [('{"primary": "', 0.0), ('math"', math.log(0.7)), (", ...}", -1.0)]
+    assert value_probability(GenResult("".join(t for t, _ in merged), "stop", 3, {"tokens": merged}),
+                             "primary", "math") == pytest.approx(0.7)
+    assert value_probability(GenResult('{"primary": "math"}', "stop", 3), "primary", "math") is None  # no logprobs
+    assert value_probability(result, "primary", "math") is None  # not the value the text holds
