@@ -1,6 +1,7 @@
 """The `offline-cov` command: a thin Click layer over the library.
 
-`analyze.py` holds analyze, models and merge; `reports.py` render, compare, seeds; `common.py`
+`analyze.py` holds analyze, models and merge; `reports.py` render, compare, seeds; `review.py` review;
+`common.py`
 the options and error handling they share. Commands parse options, call the library, and turn its
 errors into 'Error: ...' with exit status 1 (usage errors: 2).
 """
@@ -25,8 +26,9 @@ def main():
 def _register_commands() -> None:
     from .analyze import analyze, merge, models
     from .reports import compare, render, seeds
+    from .review import review
 
-    for command in (analyze, models, merge, render, compare, seeds):
+    for command in (analyze, models, merge, render, compare, seeds, review):
         main.add_command(command)
 
 

@@ -1,0 +1,86 @@
+"""`review`: a person checks a stratified sample of the labels in the terminal; the answers become
+the calibration file of `analyze --calibration`."""
+
+from __future__ import annotations
+
+import click
+
+from .common import CONTEXT, check_paths, echo_err, user_errors
+
+TEXT_CHARS = 1500
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("data", type=click.Path(exists=True, dir_okay=True))
+@click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The labels file of `analyze --labels`.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Calibration file to write (JSONL); an existing one is resumed, never overwritten.")
+@click.option("-n", "--size", type=click.IntRange(min=1), default=200, show_default=True, help="Samples to review.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample (keep it to resume).")
+@click.option("--taxonomy", help="Comma-separated categories (as given to analyze).")
+@click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="The taxonomy file given to analyze.")
+@click.option("--metadata", "metadata_path", type=click.Path(exists=True, dir_okay=False),
+              help="The run's *.meta.json, for its taxonomy (instead of --taxonomy/--taxonomy-file).")
+@click.option("--instruction-field", help="Field holding the instruction (as given to analyze).")
+@click.option("--response-field", help="Field holding the response.")
+def review(data, labels_path, out, size, seed, taxonomy, taxonomy_file, metadata_path, instruction_field, response_field):
+    """Check a sample of the labels by hand and write the calibration file.
+
+    Each sample is shown with its proposed category: Enter accepts it, a number picks
+    another, s skips, q stops and saves. Run it again to resume.
+
+    Example: offline-cov review data.jsonl --labels labels.jsonl --metadata report.meta.json -o calibration.jsonl
+    """
+    from .. import review as rv
+    from ..data.readers import FieldSpec, iter_samples
+
+    check_paths({"DATA": data, "--labels": labels_path, "--metadata": metadata_path, "--taxonomy-file": taxonomy_file},
+                {"--out": out})
+    with user_errors():
+        names = _category_names(taxonomy, taxonomy_file, metadata_path)
+        done = rv.done_indices(out)
+        todo = [lab for lab in rv.stratified_sample(rv.load_labels(labels_path), size, seed) if lab.index not in done]
+        wanted = {lab.index for lab in todo}
+        texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field))
+                 if s.index in wanted}
+    menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
+    reviewed = 0
+    for position, label in enumerate(todo, start=1):
+        answer = _ask(label, texts.get(label.index, "(not in the dataset)"), position, len(todo), names, menu, rv)
+        if answer.stop:
+            break
+        with user_errors(writing=out):
+            rv.append_answer(out, label, answer)
+        reviewed += 1
+    left = len(todo) - reviewed
+    echo_err(f"{reviewed} answer(s) saved to {out}" + (f"; {left} left: run the same command to resume" if left else ""))
+
+
+def _ask(label, text: str, position: int, total: int, names: list[str], menu: str, rv):
+    shown = text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + " [...]"
+    click.echo(f"\n--- sample {label.index} ({position} of {total}) ---\n{shown}\n")
+    confidence = f" (confidence {label.confidence:.2f})" if label.confidence is not None else ""
+    click.echo(f"proposed: {label.categories[0]}{confidence}\n{menu}")
+    while True:
+        reply = click.prompt("Enter=accept, number=correct, s=skip, q=stop", default="", show_default=False)
+        answer = rv.parse_answer(reply, label.categories[0], names)
+        if answer is not None:
+            return answer
+        click.echo(f"not understood: {reply!r}")
+
+
+def _category_names(taxonomy, taxonomy_file, metadata_path) -> list[str]:
+    from ..report.load import load_metadata
+    from ..taxonomy import load_taxonomy_file, parse_taxonomy_list
+
+    if sum(bool(x) for x in (taxonomy, taxonomy_file, metadata_path)) != 1:
+        raise click.UsageError("give one of --taxonomy, --taxonomy-file or --metadata (the run's *.meta.json)")
+    if taxonomy:
+        return parse_taxonomy_list(taxonomy).names
+    if taxonomy_file:
+        return load_taxonomy_file(taxonomy_file).names
+    names = (load_metadata(metadata_path).get("taxonomy") or {}).get("names")
+    if not names:
+        raise click.UsageError(f"{metadata_path} names no taxonomy; give --taxonomy or --taxonomy-file")
+    return names

@@ -1,0 +1,81 @@
+"""The calibration file: a small labeled sample of the user's own data (`--calibration FILE`).
+
+One row per labeled sample, JSONL or CSV, with the true `category` and either the sample's
+`index` in the dataset (as in the labels file) or its `text` (the instruction, matched exactly
+against the dataset's instructions; a text that is not in the dataset is labeled on its own).
+`offline-cov review` writes such a file (rows it marks `"skipped": true` are left out). 100-300
+rows is the intended size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One row: where the sample is (its index, or its text) and its true category."""
+
+    line: int
+    category: str
+    index: int | None = None
+    text: str | None = None
+
+
+def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRow]:
+    """Every row of the file, checked: a category of the taxonomy, and an index or a text."""
+    path = Path(path)
+    try:
+        raw = list(_records(path))
+    except OSError as exc:
+        raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+    rows = [_row(path, line, record, taxonomy) for line, record in raw if not record.get("skipped")]
+    if not rows:
+        raise InputError(path, "the calibration file has no rows; label some samples with `offline-cov review`")
+    return rows
+
+
+def _records(path: Path):
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            for line, record in enumerate(csv.DictReader(handle), start=2):
+                yield line, record
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"invalid JSON ({exc.msg})", line=line) from None
+            if not isinstance(record, dict):
+                raise InputError(path, "each line must be a JSON object with category and index or text", line=line)
+            yield line, record
+
+
+def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> CalibrationRow:
+    given = record.get("category")
+    if not isinstance(given, str) or not given.strip():
+        raise InputError(path, "missing the true category", line=line, field="category")
+    category = taxonomy.canonical(given)
+    if category is None:
+        raise InputError(path, f"{given!r} is not a category of the taxonomy ({', '.join(taxonomy.names)})",
+                         line=line, field="category")
+    index, text = record.get("index"), record.get("text")
+    if index not in (None, ""):
+        try:
+            return CalibrationRow(line, category, index=int(index))
+        except (TypeError, ValueError):
+            raise InputError(path, f"{index!r} is not a sample index", line=line, field="index") from None
+    if isinstance(text, str) and text.strip():
+        return CalibrationRow(line, category, text=text)
+    raise InputError(path, "give the sample's index (from the labels file) or its text", line=line, field="index")

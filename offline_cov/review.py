@@ -1,0 +1,107 @@
+"""`offline-cov review`: a person checks a stratified random sample of the labels, which becomes the
+calibration file that `analyze --calibration` corrects the shares with.
+
+The sample is drawn per primary category (in proportion, at least `MIN_PER_CATEGORY` each where the
+category has them and the size allows), in an order fixed by the seed, so a review stopped half way resumes where it
+stopped: the calibration file is appended to answer by answer (a crash loses at most the answer
+being typed), and the samples it already holds are not asked again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .report.tally import SampleLabel
+
+MIN_PER_CATEGORY = 5
+
+
+@dataclass
+class Answer:
+    """What the reviewer said of one sample: its true category, or skipped, or stop."""
+
+    category: str | None = None
+    skipped: bool = False
+    stop: bool = False
+
+
+def load_labels(path: str | Path) -> list[SampleLabel]:
+    """The labels file `analyze --labels` wrote."""
+    path, labels = Path(path), []
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                labels.append(SampleLabel.from_json(json.loads(text)))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise InputError(path, f"not a labels line written by `analyze --labels` ({exc})", line=line) from None
+    return labels
+
+
+def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[SampleLabel]:
+    """`size` labels drawn per primary category (in proportion, a floor each), shuffled by the seed."""
+    rng = random.Random(seed)
+    by_cat: dict[str, list[SampleLabel]] = {}
+    for lab in sorted(labels, key=lambda lab: lab.index):
+        by_cat.setdefault(lab.categories[0], []).append(lab)
+    size = min(size, len(labels))
+    floor = max(1, min(MIN_PER_CATEGORY, size // len(by_cat))) if by_cat else 0
+    take = {c: min(len(v), floor) for c, v in by_cat.items()}
+    left = size - sum(take.values())
+    share = {c: left * len(v) / len(labels) for c, v in by_cat.items()}
+    for c, v in by_cat.items():
+        take[c] = min(len(v), take[c] + int(share[c]))
+    order = sorted(by_cat, key=lambda c: (-(share[c] % 1), c))  # what is left, by largest remainder
+    while sum(take.values()) < size:
+        for c in order:
+            if sum(take.values()) < size and take[c] < len(by_cat[c]):
+                take[c] += 1
+    picked = [lab for c, v in sorted(by_cat.items()) for lab in rng.sample(v, take[c])]
+    rng.shuffle(picked)
+    return picked[:size]
+
+
+def done_indices(path: str | Path) -> set[int]:
+    """Indices the calibration file already holds (answered or skipped): a resumed review skips them."""
+    path, done = Path(path), set()
+    if not path.exists():
+        return done
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if text.strip():
+                try:
+                    done.add(int(json.loads(text)["index"]))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
+    return done
+
+
+def parse_answer(text: str, proposed: str, names: list[str]) -> Answer | None:
+    """Enter: the proposed label is right; a number: that category; s: skip; q: stop. None: not understood."""
+    text = text.strip().lower()
+    if text == "":
+        return Answer(category=proposed)
+    if text == "s":
+        return Answer(skipped=True)
+    if text == "q":
+        return Answer(stop=True)
+    if text.isdigit() and 1 <= int(text) <= len(names):
+        return Answer(category=names[int(text) - 1])
+    return None
+
+
+def append_answer(path: str | Path, label: SampleLabel, answer: Answer) -> None:
+    """One line of the calibration file, flushed to disk before the next sample is shown."""
+    row = {"index": label.index, "category": answer.category, "proposed": label.categories[0]}
+    if answer.skipped:
+        row["skipped"] = True
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,179 @@
+"""`offline-cov review` writes the calibration file; `analyze --calibration` corrects the shares with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from offline_cov.cli import main
+from offline_cov.errors import InputError
+from offline_cov.report.contract import contract_violations
+from offline_cov.report.tally import SampleLabel
+from offline_cov.review import parse_answer, stratified_sample
+
+NAMES = ["math", "code", "writing"]
+
+
+def labeled_run(tmp_path, fake_engines):
+    """The bundled example analyzed with the fake engine: report, metadata and labels files."""
+    from conftest import EXAMPLE
+
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "-o", str(out), "--labels", str(tmp_path / "l.jsonl"), "-q"])
+    assert result.exit_code == 0, result.output
+    return EXAMPLE, out, tmp_path / "l.jsonl"
+
+
+def test_parse_answer():
+    assert parse_answer("", "code", NAMES).category == "code"
+    assert parse_answer(" 3 ", "code", NAMES).category == "writing"
+    assert parse_answer("s", "code", NAMES).skipped and parse_answer("Q", "code", NAMES).stop
+    assert parse_answer("4", "code", NAMES) is None and parse_answer("maths", "code", NAMES) is None
+
+
+def test_the_sample_is_stratified_seeded_and_floors_rare_categories():
+    labels = [SampleLabel(i, ("math",), "easy") for i in range(90)] + [SampleLabel(90 + i, ("code",), "easy") for i in range(10)]
+    picked = stratified_sample(labels, 20, seed=3)
+    assert len(picked) == 20 and picked == stratified_sample(labels, 20, seed=3)
+    assert len(stratified_sample(labels, 7, seed=0)) == 7 and len(stratified_sample(labels, 500, seed=0)) == 100
+    assert sum(lab.categories[0] == "code" for lab in picked) >= 5
+    assert len({lab.index for lab in picked}) == 20
+
+
+def test_review_walks_saves_and_resumes(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calibration.jsonl"
+    args = ["review", str(data), "--labels", str(labels), "--metadata", str(report.with_suffix(".meta.json")),
+            "-o", str(calib), "-n", "6", "--seed", "1"]
+    first = CliRunner().invoke(main, args, input="\n2\nwhat\ns\nq\n")
+    assert first.exit_code == 0, first.output
+    assert "proposed:" in first.output and "1=math  2=code  3=writing" in first.output
+    assert "not understood: 'what'" in first.output
+    assert "3 answer(s) saved" in first.output and "3 left: run the same command to resume" in first.output
+    rows = [json.loads(line) for line in calib.read_text().splitlines()]
+    assert len(rows) == 3
+    assert rows[0]["category"] == rows[0]["proposed"]  # Enter accepted the proposal
+    assert rows[1]["category"] == "code" and rows[2]["skipped"] is True
+    again = CliRunner().invoke(main, args, input="1\n1\n1\n")
+    assert again.exit_code == 0 and "3 answer(s) saved" in again.output and "to resume" not in again.output
+    rows = [json.loads(line) for line in calib.read_text().splitlines()]
+    assert len(rows) == 6 and len({r["index"] for r in rows}) == 6  # resumed: nothing asked twice
+
+
+def test_review_refuses_to_write_over_its_inputs(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    before = labels.read_bytes()
+    result = CliRunner().invoke(main, ["review", str(data), "--labels", str(labels), "--taxonomy", "math,code,writing",
+                                       "-o", str(labels)])
+    assert result.exit_code == 2 and "would destroy it" in result.output
+    assert labels.read_bytes() == before
+
+
+def write_calibration(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    labeled = [json.loads(line) for line in labels.read_text().splitlines()]
+    # a reviewer says every sample the labeler called 'writing' is really 'math'
+    rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
+            for lab in labeled]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    block = meta["calibration"]
+    assert block["matched"] == 120 and block["calibration_rows"] == 120
+    assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
+    assert block["trustworthy"] is False  # nothing is truly writing: no calibration row tells its errors
+    assert "fewer than 5 calibration rows truly in writing" in block["not_trustworthy_because"][0]
+    assert "gaps and over-representation use the raw shares" in " ".join(meta["warnings"])
+    assert meta["share_intervals"]["ci95"] == block["corrected_ci95"]
+    raw = json.loads(report.read_text())
+    assert json.loads(out.read_text())["gaps"] == raw["gaps"]  # not trusted: decided on the raw shares
+
+
+def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    labeled = [json.loads(line) for line in labels.read_text().splitlines()]
+    rows = [{"index": lab["index"], "category": lab["categories"][0]} for lab in labeled]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)  # the labeler is always right
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), "--gap-threshold", "34", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    block = meta["calibration"]
+    assert block["trustworthy"] is True and block["accuracy_on_calibration"] == 1.0
+    from offline_cov.report.contract import CoverageReport
+
+    parsed = CoverageReport.model_validate_json(out.read_text())
+    assert contract_violations(parsed, NAMES, gap_threshold=34, decided_shares=block["corrected_share_percent"]) == []
+    assert "calibration-corrected shares" in parsed.decision_basis
+
+
+@pytest.mark.parametrize("row, words", [
+    ({"index": 1}, "line 1, field 'category': missing the true category"),
+    ({"index": 1, "category": "cooking"}, "'cooking' is not a category of the taxonomy"),
+    ({"category": "math"}, "give the sample's index (from the labels file) or its text"),
+    ({"index": "x", "category": "math"}, "field 'index': 'x' is not a sample index"),
+])
+def test_bad_calibration_rows_name_the_line_and_field(tmp_path, row, words):
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = write_calibration(tmp_path / "c.jsonl", [row])
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
+def test_review_in_a_real_terminal(tmp_path, fake_engines):
+    """The review command in tmux, typed into as a person would: accept, correct, stop."""
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calib.jsonl"
+    script = str(Path(sys.executable).parent / "offline-cov")
+    cmd = " ".join(shlex.quote(a) for a in [script, "review", str(data), "--labels",
+                                            str(labels), "--taxonomy", ",".join(NAMES), "-o", str(calib), "-n", "5"])
+    session = f"review-{tmp_path.name}"[:40]
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", cmd], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", session], capture_output=True, text=True).stdout
+
+    def wait_for(text: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in (shown := screen()):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared:\n{screen()}")
+
+    try:
+        wait_for("(1 of 5)")
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        wait_for("(2 of 5)")
+        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
+        wait_for("(3 of 5)")
+        subprocess.run(["tmux", "send-keys", "-t", session, "q", "Enter"], check=True)
+        deadline = time.monotonic() + 20
+        while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, screen()
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    rows = [json.loads(line) for line in calib.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["category"] == rows[0]["proposed"] and rows[1]["category"] == "writing"
