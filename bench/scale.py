@@ -5,6 +5,8 @@ made unique with a suffix), then runs, each in a fresh process so peak RSS is it
 
 - `read-all`: `dataset.read_samples` (the whole dataset held in memory), for comparison;
 - `analyze` with each engine of `--engines`: the streamed product path, label cache on.
+- with `--huge-line-mib M --huge-sizes N --huge-engines fused`: the N-sample file again with one
+  more record of M MiB (a single JSONL line), so a huge record's cost shows beside the normal run.
   `fake` is offline-cov's deterministic stand-in engine: it measures the tool's own cost
   (reading, cache, tally, JSON) with no model; `embed` is the MiniLM labeler, `fused` the CPU
   default (MiniLM plus the LLM's hidden states).
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engines", default="fake", help="Engines to run analyze with at every size")
     parser.add_argument("--embed-sizes", default="", help="Sizes at which to also run the embed labeler")
     parser.add_argument("--fused-sizes", default="", help="Sizes at which to also run the fused labeler")
+    parser.add_argument("--huge-line-mib", type=int, default=50, help="Size of the one huge record (MiB)")
+    parser.add_argument("--huge-sizes", default="", help="Sizes at which to also run a file with one huge record")
+    parser.add_argument("--huge-engines", default="fused", help="Labelers to run on the files with a huge record")
     parser.add_argument("--taxonomy", default=TAXONOMY)
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--child", nargs=3, metavar=("MODE", "DATA", "WORKDIR"), help=argparse.SUPPRESS)
@@ -60,6 +65,13 @@ def write_dataset(source: Path, field: str, n: int, path: Path) -> int:
     return path.stat().st_size
 
 
+def add_huge_record(path: Path, mib: int, out: Path) -> int:
+    """A copy of `path` with one more record whose prompt is `mib` MiB of words (one JSONL line)."""
+    words = ("lorem ipsum dolor sit amet " * (mib * 2**20 // 27 + 1))[: mib * 2**20]
+    out.write_bytes(path.read_bytes() + (json.dumps({"prompt": words, "response": "ok"}) + "\n").encode())
+    return out.stat().st_size
+
+
 def child(mode: str, data: str, workdir: str, taxonomy: str) -> dict:
     """Run one mode in this (fresh) process and measure it."""
     from offline_cov.pipeline import AnalyzeOptions, analyze
@@ -74,7 +86,8 @@ def child(mode: str, data: str, workdir: str, taxonomy: str) -> dict:
         extra = {}
     else:
         engine = None
-        opts = AnalyzeOptions(taxonomy=parse_taxonomy_list(taxonomy), engine=mode, cache_path=Path(workdir) / f"{mode}.sqlite")
+        opts = AnalyzeOptions(taxonomy=parse_taxonomy_list(taxonomy), engine=mode,
+                              cache_path=Path(workdir) / f"{mode}-{Path(data).stem}.sqlite")
         if mode == "fake":
             from offline_cov.engines.fake import FakeEngine
 
@@ -108,17 +121,26 @@ def run(args) -> dict:
             modes = ["read-all"] + [e for e in args.engines.split(",") if e and n in sizes]
             modes += ["embed"] if n in embed_sizes and "embed" not in modes else []
             modes += ["fused"] if n in fused_sizes and "fused" not in modes else []
-            for mode in modes:
-                row = {"size": n, "file_mib": round(size / 2**20, 1), **run_child(mode, data, Path(tmp), args.taxonomy)}
-                print(json.dumps(row), file=sys.stderr)
-                rows.append(row)
+            runs = [(data, size, "", modes)]
+            if n in {int(s) for s in args.huge_sizes.split(",") if s}:
+                huge = Path(tmp) / f"d{n}-huge.jsonl"
+                huge_modes = [e for e in args.huge_engines.split(",") if e]
+                runs = [(data, size, "", modes + [m for m in huge_modes if m not in modes]),
+                        (huge, add_huge_record(data, args.huge_line_mib, huge), f"+1 record of {args.huge_line_mib} MiB",
+                         ["read-all"] + huge_modes)]
+            for path, file_size, note, path_modes in runs:
+                for mode in path_modes:
+                    row = {"size": n, "file_mib": round(file_size / 2**20, 1), "note": note,
+                           **run_child(mode, path, Path(tmp), args.taxonomy)}
+                    print(json.dumps(row), file=sys.stderr)
+                    rows.append(row)
     return {"kind": "scale", "model": "scale", "when": common.now_iso(), "machine": common.machine_info(),
             "versions": common.versions(), "rows": rows}
 
 
 def to_markdown(payload: dict) -> str:
-    headers = ["samples", "file MiB", "run", "seconds", "samples/s", "RSS at start MiB", "peak RSS MiB", "growth MiB"]
-    table = [[r["size"], r["file_mib"], r["mode"], r["seconds"], r["samples_per_s"], r["rss_at_start_mib"],
+    headers = ["samples", "file MiB", "file", "run", "seconds", "samples/s", "RSS at start MiB", "peak RSS MiB", "growth MiB"]
+    table = [[r["size"], r["file_mib"], r.get("note", ""), r["mode"], r["seconds"], r["samples_per_s"], r["rss_at_start_mib"],
               r["peak_rss_mib"], round(r["peak_rss_mib"] - r["rss_at_start_mib"], 1)] for r in payload["rows"]]
     return "\n".join([
         "# offline-cov scale bench", "",

@@ -33,7 +33,7 @@ class Outcome(Generic[T]):
 def retry_request(request: GenRequest, result: GenResult) -> GenRequest:
     """The one retry of a failed answer: a cut-off answer gets twice the token budget."""
     budget = request.max_tokens * 2 if result.finish_reason == "length" else request.max_tokens
-    return GenRequest(request.messages, request.schema, budget)
+    return GenRequest(request.messages, request.schema, budget, request.logprobs)
 
 
 def json_object(result: GenResult) -> dict | None:

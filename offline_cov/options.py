@@ -42,6 +42,7 @@ class AnalyzeOptions:
     shard: tuple[int, int] | None = None
     cache_path: str | Path | None = None
     engine_options: dict = field(default_factory=dict)  # more engine arguments (ray: address, replicas)
+    calibration: str | Path | None = None  # rows of the user's data with their true category (data/calibration.py)
 
     def __post_init__(self):
         if self.engine in LABELER_ENGINES:

@@ -205,10 +205,52 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
 
 
+def how_sure_metadata(report) -> dict:
+    """Run metadata with share intervals, the labeler's measured accuracy and per-category examples."""
+    ci = {c.name: [max(0.0, c.share_percent - 6), min(100.0, c.share_percent + 9)] for c in report.categories}
+    examples = {c.name: {"most_confident": [{"index": 10 + i, "confidence": 0.9 - i / 10, "text": f"{c.name} sure {i}"}
+                                            for i in range(3)],
+                         "least_confident": [{"index": 90 - i, "confidence": 0.3 + i / 10, "text": HOSTILE}
+                                             for i in range(2)]}
+                for c in report.categories if c.count}
+    return {"model": "smollm2-135m", "warnings": ["only 100 samples analyzed"],
+            "share_intervals": {"basis": "sampling interval widened by the labeler's measured error", "ci95": ci,
+                                "labeler_measured": {"labeler": "fused", "split": "test", "bench_run": "bench/results/x.json",
+                                                     "accuracy": {"arena-hard": 0.703, "selfinstruct-domains": 0.676}}},
+            "examples": examples}
+
+
+def test_html_shows_intervals_how_sure_and_the_samples_per_category():
+    report = worked_example()
+    meta = how_sure_metadata(report)
+    page = render_html(report, meta, None)
+    for cat in report.categories:
+        lo, hi = meta["share_intervals"]["ci95"][cat.name]
+        assert f'data-category="{cat.name}" data-low="{lo:g}" data-high="{hi:g}"' in page
+        assert f"the true share is likely between {lo:.1f}% and {hi:.1f}%" in page
+    assert "arena-hard: 0.70" in page and "bench/results/x.json" in page
+    assert page.count('<details class="examples"') == sum(1 for c in report.categories if c.count)
+    assert "factual_qa sure 0" in page and html_escaped(HOSTILE) in page and HOSTILE not in page
+    assert "<script" not in page.lower() and "http" not in page.lower().replace("http-equiv", "")
+
+
+def test_markdown_gives_the_intervals_when_the_metadata_has_them():
+    report = worked_example()
+    text = render_markdown(report, how_sure_metadata(report))
+    assert "| category | count | share % | 95% interval | target % | |" in text
+    assert "| factual_qa | 52 | 52.0 | 46.0-61.0 | 20.0 | over |" in text
+
+
+def html_escaped(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (apt-get install -y chromium)")
 def test_chromium_renders_the_charts_and_takes_a_screenshot(tmp_path):
     report = worked_example(examples={"code": HOSTILE})
-    meta = {"model": "smollm2-135m", "warnings": ["only 100 samples analyzed"]}
+    meta = how_sure_metadata(report)
     page = tmp_path / "report.html"
     page.write_text(render_html(report, meta, None), encoding="utf-8")
 
@@ -216,6 +258,8 @@ def test_chromium_renders_the_charts_and_takes_a_screenshot(tmp_path):
     assert 'id="share-chart"' in dom and 'id="difficulty-chart"' in dom
     assert set(share_bars(dom)) == {c.name for c in report.categories}
     assert 'data-pwned="1"' not in dom
+    assert dom.count('class="ci" data-category=') == len(report.categories)
+    assert dom.count("<details") == sum(1 for c in report.categories if c.count)
 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / ".gitignore").write_text("*\n")

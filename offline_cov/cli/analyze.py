@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..options import ENGINES, LABELER_ENGINES
-from .common import CONTEXT, STDOUT, echo_err, json_flag, model_option, out_option, quiet_option, silence_libraries, user_errors
+from .common import CONTEXT, STDOUT, check_paths, echo_err, json_flag, model_option, out_option, quiet_option, silence_libraries, user_errors
 
 LABELERS = ("llm", "embed", "fused", "hybrid")
 
@@ -73,11 +73,14 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the label cache.")
 @click.option("--shard", help="Label only shard I of N (I/N, 0-based) for job arrays; combine with `offline-cov merge`.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--calibration", "calibration_path", type=click.Path(exists=True, dir_okay=False),
+              help="Rows of this dataset with their true category (JSONL/CSV: category plus index or text; "
+                   "`offline-cov review` writes one): shares are corrected for the labeler's errors, with intervals.")
 @quiet_option
 def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, replicas, strategy, distill_size,
             sample_n, seed, out, labels_path, metadata_path, html_path, markdown_path, instruction_field,
             response_field, encoding, skip_bad_lines, gap_threshold, over_threshold, cache_path, no_cache, shard,
-            batch_size, quiet):
+            batch_size, calibration_path, quiet):
     """Label a dataset with a local model and write its coverage report.
 
     Example: offline-cov analyze data.jsonl --taxonomy math,code,writing -o report.json
@@ -92,8 +95,10 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     labeler, engine = _labeler_and_engine(labeler, engine)
     engine_options = _engine_options(engine, ray_address, replicas)
     thresholds = _thresholds(gap_threshold, over_threshold)
+    if calibration_path and (strategy != "per-sample" or shard):
+        raise click.UsageError("--calibration goes with --strategy per-sample and no --shard")
     metadata_path = metadata_path or (None if out == STDOUT else str(Path(out).with_suffix(".meta.json")))
-    _check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path},
+    check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path, "--calibration": calibration_path},
                  {"--out": out, "--metadata": metadata_path, "--labels": labels_path, "--html": html_path,
                   "--markdown": markdown_path})
     with user_errors():
@@ -103,7 +108,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             fields=FieldSpec(instruction_field, response_field), encoding=encoding, skip_bad_lines=skip_bad_lines,
             thresholds=thresholds, label=LabelSettings(batch_size=batch_size),
             use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
-            engine_options=engine_options,
+            engine_options=engine_options, calibration=calibration_path,
         )
         result = _run_analyze(data, opts, quiet)
     with user_errors(writing=out):
@@ -121,16 +126,6 @@ def _thresholds(gap: float, over: float):
         return Thresholds(gap, over)
     except OfflineCovError as exc:
         raise click.UsageError(f"--gap-threshold/--over-threshold: {exc}") from None
-
-
-def _check_paths(inputs: dict, outputs: dict) -> None:
-    """Refuse, before any work, an output that is an input or another output (exit 2)."""
-    from ..io import OutputPathError, check_outputs
-
-    try:
-        check_outputs(inputs, outputs)
-    except OutputPathError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _engine_options(engine: str | None, ray_address: str | None, replicas: int | None) -> dict:
@@ -248,7 +243,7 @@ def merge(manifests, out, labels_path):
     from .common import write_text_out
 
     meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
-    _check_paths({f"manifest {m}": m for m in manifests}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
+    check_paths({f"manifest {m}": m for m in manifests}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
         report, labels, summary = merge_shards(loaded)

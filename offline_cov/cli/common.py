@@ -33,6 +33,16 @@ def user_errors(writing: str | None = None) -> Iterator[None]:
         raise CliError(f"could not write {exc.filename or writing}: {reason}. Check the folder exists and is writable.") from None
 
 
+def check_paths(inputs: dict, outputs: dict) -> None:
+    """Refuse, before any work, an output that is an input or another output (exit 2)."""
+    from ..io import OutputPathError, check_outputs
+
+    try:
+        check_outputs(inputs, outputs)
+    except OutputPathError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def model_option(fn):
     return click.option("-m", "--model", "model",
                         help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")(fn)

@@ -64,11 +64,18 @@ class DatasetPlan:
         picks = {pool[int(i * step)] for i in range(min(k, len(pool)))}
         return list(self.stream(sharded=False, only=picks))
 
-    def report(self, tally: Tally, thresholds: Thresholds) -> CoverageReport:
-        """The report of this run's tally, with its representative examples read back from the file."""
+    def report(self, tally: Tally, thresholds: Thresholds, decided: dict[str, float] | None = None,
+               texts: dict[int, str] | None = None) -> CoverageReport:
+        """The report of this run's tally, with its representative examples read back from the file
+        (or taken from `texts`, instructions by index, when the caller read them already)."""
         chosen = tally.representatives()
-        texts = {s.index: s.instruction for s in self.stream(only=set(chosen.values()))}
-        return tally.report(self.analyzed, thresholds, {name: texts[i] for name, i in chosen.items() if i in texts})
+        texts = texts if texts is not None else self.texts(set(chosen.values()))
+        examples = {name: texts[i] for name, i in chosen.items() if i in texts}
+        return tally.report(self.analyzed, thresholds, examples, decided=decided)
+
+    def texts(self, indices: set[int]) -> dict[int, str]:
+        """The instructions of these samples, read in one pass."""
+        return {s.index: s.instruction for s in self.stream(only=indices)} if indices else {}
 
     def facts(self) -> dict:
         return {

@@ -20,16 +20,19 @@ ENGINES = {
 
 @dataclass
 class GenRequest:
-    """One chat request; `schema` (a JSON schema) constrains the answer, None leaves it free."""
+    """One chat request; `schema` (a JSON schema) constrains the answer, None leaves it free.
+    `logprobs`: ask for each generated token's log-probability (engines that can: vLLM)."""
 
     messages: list[dict]
     schema: dict | None
     max_tokens: int
+    logprobs: bool = False
 
 
 @dataclass
 class GenResult:
-    """One answer: its text, why generation stopped (stop, length, error) and its output tokens."""
+    """One answer: its text, why generation stopped (stop, length, error) and its output tokens.
+    `extra["tokens"]`, where logprobs were asked and the engine gives them: (token text, logprob) pairs."""
 
     text: str
     finish_reason: str

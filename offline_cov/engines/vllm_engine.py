@@ -61,6 +61,8 @@ class VllmEngine(TokenBudget):
         if request.schema is not None:
             args = self.outlines_model.type_adapter.format_output_type(json_schema_type(request.schema))
             constraint["structured_outputs"] = StructuredOutputsParams(**args)
+        if request.logprobs:
+            constraint["logprobs"] = 1  # the chosen token's logprob (taken after the grammar mask)
         return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, seed=0, **constraint)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
@@ -76,7 +78,8 @@ class VllmEngine(TokenBudget):
                 results.append(GenResult("", "error"))
                 continue
             results.append(
-                GenResult(completion.text, completion.finish_reason or "error", len(completion.token_ids))
+                GenResult(completion.text, completion.finish_reason or "error", len(completion.token_ids),
+                          _token_logprobs(completion))
             )
         return results
 
@@ -109,6 +112,23 @@ class VllmEngine(TokenBudget):
             core.shutdown()
         del llm, core
         gc.collect()
+
+
+def _token_logprobs(completion) -> dict:
+    """{"tokens": [(text, logprob), ...]} of the generated tokens, where logprobs were asked for.
+
+    vLLM applies the structured-output bitmask to the logits before its sampler computes logprobs
+    (v1/worker/gpu_model_runner.py, `apply_grammar_bitmask` then `_sample`, also for the CPU runner),
+    so each is the token's probability among the tokens the grammar allowed there."""
+    if not completion.logprobs:
+        return {}
+    tokens = []
+    for token_id, options in zip(completion.token_ids, completion.logprobs):
+        chosen = options.get(token_id)
+        if chosen is None:
+            return {}
+        tokens.append((chosen.decoded_token or "", chosen.logprob))
+    return {"tokens": tokens}
 
 
 def _dist_version(name: str) -> str:

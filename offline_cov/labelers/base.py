@@ -9,7 +9,13 @@ A labeler class declares, besides labeling:
   part of what produced the labels);
 - `cache_identity(llm_identity)`: what, beside the prompt version and taxonomy, makes its labels
   differ from another labeler's (part of every cache key);
-- `open(taxonomy, settings, handle)`: build it for a run (`handle` opens the engine on demand).
+- `open(taxonomy, settings, handle)`: build it for a run (`handle` opens the engine on demand);
+- `measured`: its accuracy as the bench measured it on public labeled sets (which sets, which run,
+  which model), which the report's intervals rest on when the user gives no calibration rows.
+
+Every label carries a `confidence`, the labeler's probability that the primary category is right
+(None where it has none): for the embedding labelers the softmax of their scores at a temperature
+fitted on the bench's dev split; for the LLM the probability of its chosen category's tokens.
 """
 
 from __future__ import annotations

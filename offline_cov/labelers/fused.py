@@ -46,6 +46,9 @@ FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.7
 LLM_MAX_TOKENS = 320  # the LLM reads this many tokens of a sample (MiniLM reads 256)
 LLM_BATCH = 16
 FUSED_VERSION = "fused-v1"
+# Confidence = softmax(temperature x fused scores) of the chosen category (temperature from the
+# bench's dev splits, bench/confidence.py).
+FUSED_TEMPERATURE = 1.0
 
 
 class LLMEncoder:
@@ -103,13 +106,19 @@ class FusedLabeler:
     """MiniLM and LLM-hidden-state prototypes, added."""
 
     name = "fused"
+    # What bench/labelers.py measured on the held-out test split (the report's intervals use it).
+    measured = {"model": "smollm2-135m", "bench_run": "bench/results/labelers-smollm2-135m-20261126-004846.json", "split": "test",
+                "accuracy": {"arena-hard (3 categories, 491 rows)": 0.703, "selfinstruct-domains (6 categories, 173 rows)": 0.676}}
     writes_labels = False
     needs_engine = False
     reads_llm = True
 
+    temperature = FUSED_TEMPERATURE
+
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
-        knobs = {"version": FUSED_VERSION, "llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS}
+        knobs = {"version": FUSED_VERSION, "llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS,
+                 "confidence": f"softmax x{FUSED_TEMPERATURE}"}
         return embedding_identity(cls.name, knobs, llm_identity)
 
     @classmethod

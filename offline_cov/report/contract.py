@@ -71,8 +71,10 @@ def contract_violations(
     gap_threshold: float = 5.0,
     over_threshold: float = 35.0,
     inferred: bool = False,
+    decided_shares: dict[str, float] | None = None,
 ) -> list[str]:
-    """List every way `report` breaks the contract's rules; empty when it keeps them all."""
+    """List every way `report` breaks the contract's rules; empty when it keeps them all.
+    `decided_shares`: the (calibration-corrected) shares its gaps and over-representation were decided on."""
     problems: list[str] = []
     total = report.total_samples_analyzed
     names = [c.name for c in report.categories]
@@ -84,7 +86,7 @@ def contract_violations(
         problems.append(f"categories {sorted(names)} differ from the taxonomy {sorted(taxonomy_names)}")
     if inferred and not 5 <= len(names) <= 10:
         problems.append(f"{len(names)} inferred categories, the contract wants 5-10")
-    problems += _threshold_violations(report, gap_threshold, over_threshold, inferred)
+    problems += _threshold_violations(report, gap_threshold, over_threshold, inferred, decided_shares)
     words = len(report.decision_basis.split())
     if words > MAX_BASIS_WORDS:
         problems.append(f"decision_basis has {words} words, at most {MAX_BASIS_WORDS} allowed")
@@ -105,9 +107,11 @@ def _category_violations(cat: CategoryStats, total: int) -> list[str]:
     return problems
 
 
-def _threshold_violations(report, gap_threshold, over_threshold, inferred) -> list[str]:
+def _threshold_violations(report, gap_threshold, over_threshold, inferred, decided_shares=None) -> list[str]:
     problems = []
     shares = {c.name: c for c in report.categories}
+    if decided_shares is not None:  # gaps and over-representation were decided on these (corrected) shares
+        shares = {n: c.model_copy(update={"share_percent": decided_shares[n]}) for n, c in shares.items()}
     for gap in report.gaps:
         cat = shares.get(gap.category)
         if cat is None:

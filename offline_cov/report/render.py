@@ -56,12 +56,15 @@ def render_html(report: CoverageReport, metadata: dict | None = None, targets: d
     goal = category_targets(report, metadata, targets)
     status = _status(report)
     reading = balance_reading(report.balance_score)
+    intervals = share_intervals(metadata)
     sections = [
         _summary_html(report, reading, metadata),
-        _section("Share of samples against target", _share_chart(report, goal, status)),
+        _section("Share of samples against target", _share_chart(report, goal, status, intervals)),
+        _section("How sure", _how_sure_html(report, metadata, intervals)),
         _section("Difficulty mix per category", _difficulty_chart(report)),
         _section("Gaps and over-represented categories", _findings_html(report)),
         _section("Categories", _categories_table(report, goal, status)),
+        _section("Samples per category, most and least confident", _examples_html(report, metadata)),
         _section("Run", _run_html(report, metadata)),
     ]
     return (
@@ -92,11 +95,20 @@ def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
     )
 
 
-def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[str, str]) -> str:
+def share_intervals(metadata: dict | None) -> dict[str, tuple[float, float]]:
+    """Each category's 95% share interval (percent) from the run metadata, where it has them."""
+    block = ((metadata or {}).get("share_intervals") or {}).get("ci95") or {}
+    return {name: (float(lo), float(hi)) for name, (lo, hi) in block.items()}
+
+
+def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[str, str],
+                 intervals: dict[str, tuple[float, float]] | None = None) -> str:
     if not report.categories:
         return "<p>No categories in this report.</p>"
+    intervals = intervals or {}
     label_w, bar_w, row_h = 200, 440, 26
-    scale = max([c.share_percent for c in report.categories] + list(goal.values()) + [1.0])
+    highs = [hi for _, hi in intervals.values()]
+    scale = max([c.share_percent for c in report.categories] + list(goal.values()) + highs + [1.0])
     height = row_h * len(report.categories) + 30
     rows = []
     for i, cat in enumerate(report.categories):
@@ -111,7 +123,9 @@ def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[st
             f'<rect class="bar {status[cat.name]}" data-category="{name}" x="{label_w}" y="{y}" '
             f'width="{width:.1f}" height="{row_h - 8}"></rect>'
             f'<line class="target" x1="{target_x:.1f}" x2="{target_x:.1f}" y1="{y - 2}" y2="{y + row_h - 6}"></line>'
-            f'<text class="value" x="{label_w + width + 6:.1f}" y="{y + 15}">{cat.share_percent:.1f}%</text>'
+            + _interval_mark(intervals.get(cat.name), label_w, bar_w, scale, y + (row_h - 8) / 2, name)
+            + f'<text class="value" x="{label_w + max(width, _hi_x(intervals.get(cat.name), bar_w, scale)) + 6:.1f}" '
+            f'y="{y + 15}">{cat.share_percent:.1f}%</text>'
             "</g>"
         )
     legend = (
@@ -119,12 +133,87 @@ def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[st
         '<rect class="bar ok" width="10" height="10" y="-9"></rect><text x="14">share</text>'
         '<rect class="bar gap" x="70" width="10" height="10" y="-9"></rect><text x="84">gap</text>'
         '<rect class="bar over" x="124" width="10" height="10" y="-9"></rect><text x="138">over-represented</text>'
-        '<line class="target" x1="262" x2="262" y1="-11" y2="2"></line><text x="268">target</text></g>'
+        '<line class="target" x1="262" x2="262" y1="-11" y2="2"></line><text x="268">target</text>'
+        + ('<line class="ci" x1="318" x2="338" y1="-4" y2="-4"></line><text x="342">95% interval</text>' if intervals else "")
+        + "</g>"
     )
     return (
         f'<svg id="share-chart" role="img" aria-label="share of samples per category against target" '
         f'viewBox="0 0 {label_w + bar_w + 70} {height}" width="100%">' + "".join(rows) + legend + "</svg>"
     )
+
+
+def _hi_x(interval, bar_w: int, scale: float) -> float:
+    return bar_w * interval[1] / scale if interval else 0.0
+
+
+def _interval_mark(interval, label_w: int, bar_w: int, scale: float, y: float, name: str) -> str:
+    """A whisker from the interval's low to its high end across the bar."""
+    if not interval:
+        return ""
+    x1, x2 = label_w + bar_w * interval[0] / scale, label_w + bar_w * interval[1] / scale
+    return (f'<line class="ci" data-category="{name}" data-low="{interval[0]:g}" data-high="{interval[1]:g}" '
+            f'x1="{x1:.1f}" x2="{x2:.1f}" y1="{y:.1f}" y2="{y:.1f}"></line>'
+            f'<line class="ci" x1="{x1:.1f}" x2="{x1:.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}"></line>'
+            f'<line class="ci" x1="{x2:.1f}" x2="{x2:.1f}" y1="{y - 5:.1f}" y2="{y + 5:.1f}"></line>')
+
+
+def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> str:
+    """What the shares' intervals rest on, the labeler's measured accuracy, and one line per category."""
+    block = metadata.get("share_intervals") or {}
+    if not intervals:
+        return '<p class="muted">This run gives no share intervals.</p>'
+    measured = block.get("labeler_measured") or {}
+    lines = [f'<p class="basis">{_e(block.get("basis", ""))}</p>']
+    if measured.get("accuracy"):
+        sets = "; ".join(f"{_e(k)}: {v:.2f}" for k, v in measured["accuracy"].items())
+        lines.append(f'<p id="measured">labeler <b>{_e(measured.get("labeler"))}</b>, accuracy measured on public '
+                     f'labeled sets ({_e(measured.get("split", ""))} split, {_e(measured.get("bench_run", ""))}): {sets}</p>')
+    elif measured.get("note"):
+        lines.append(f'<p id="measured">labeler <b>{_e(measured.get("labeler"))}</b>: {_e(measured["note"])}</p>')
+    calibration = metadata.get("calibration") or {}
+    if calibration.get("corrected_share_percent"):
+        trusted = "trusted" if calibration.get("trustworthy") else "NOT trusted: " + "; ".join(
+            calibration.get("not_trustworthy_because") or [])
+        lines.append(f'<p id="calibration">corrected with {calibration.get("matched")} calibration rows '
+                     f'(labeler accuracy on them {calibration.get("accuracy_on_calibration")}); {_e(trusted)}</p>')
+    corrected = calibration.get("corrected_share_percent") or {}
+    items = []
+    for cat in report.categories:
+        if cat.name not in intervals:
+            continue
+        lo, hi = intervals[cat.name]
+        fixed = f", corrected {corrected[cat.name]:.1f}%" if cat.name in corrected else ""
+        items.append(f'<li data-category="{_e(cat.name)}"><b>{_e(cat.name)}</b>: labeled {cat.share_percent:.1f}%'
+                     f"{fixed}; the true share is likely between {lo:.1f}% and {hi:.1f}%</li>")
+    return "\n".join(lines) + '<ul class="how-sure">' + "".join(items) + "</ul>"
+
+
+def _examples_html(report: CoverageReport, metadata: dict) -> str:
+    """Per category, a collapsible list of its most and least confident samples."""
+    examples = metadata.get("examples") or {}
+    if not examples:
+        return '<p class="muted">This labeler gives no per-sample confidence, so no samples are listed.</p>'
+    parts = []
+    for cat in report.categories:
+        block = examples.get(cat.name)
+        if not block:
+            continue
+        rows = [_example_row(e, "most") for e in block["most_confident"]]
+        seen = {e["index"] for e in block["most_confident"]}
+        rows += [_example_row(e, "least") for e in block["least_confident"] if e["index"] not in seen]
+        parts.append(f'<details class="examples" data-category="{_e(cat.name)}"><summary><b>{_e(cat.name)}</b>: '
+                     f"{len(rows)} sample(s), most confident first, then the least confident</summary>"
+                     '<table><thead><tr><th>sample</th><th>confidence</th><th>instruction</th></tr></thead><tbody>'
+                     + "".join(rows) + "</tbody></table></details>")
+    return "\n".join(parts)
+
+
+def _example_row(example: dict, end: str) -> str:
+    conf = example.get("confidence")
+    shown = f"{conf:.2f}" if isinstance(conf, int | float) else "?"
+    return (f'<tr class="{end}"><td class="n">{int(example["index"])}</td><td class="n">{shown}</td>'
+            f'<td class="example">{_e(example.get("text", ""))}</td></tr>')
 
 
 def _difficulty_chart(report: CoverageReport) -> str:
@@ -240,6 +329,9 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 td.n{text-align:right;white-space:nowrap}td.example{font-family:ui-monospace,monospace;font-size:12px;word-break:break-word}
 tr.gap td:first-child{border-left:4px solid #c8553d}tr.over td:first-child{border-left:4px solid #e8a33d}
 table.run{width:auto}.warnings li{color:#8a5a00}.muted{color:#777}
+line.ci{stroke:#222;stroke-width:1.5}
+details.examples{margin:6px 0;background:#fff;border:1px solid #ddd;border-radius:6px;padding:4px 8px}
+details.examples summary{cursor:pointer}tr.least td{color:#8a5a00}
 """
 
 
@@ -258,16 +350,21 @@ def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str
     goal = category_targets(report, metadata)
     status = _status(report)
     mark = {"gap": "gap", "over": "over", "ok": ""}
+    intervals = share_intervals(metadata)
     lines = [
         f"## Coverage: {report.total_samples_analyzed} samples, balance {report.balance_score:.2f} "
         f"({balance_reading(report.balance_score)})",
         "",
-        "| category | count | share % | target % | |",
-        "|---|---:|---:|---:|---|",
+        "| category | count | share % |" + (" 95% interval |" if intervals else "") + " target % | |",
+        "|---|---:|---:|" + ("---:|" if intervals else "") + "---:|---|",
     ]
     for cat in report.categories:
+        interval = ""
+        if intervals:
+            lo, hi = intervals.get(cat.name, ("", ""))
+            interval = f" {lo:.1f}-{hi:.1f} |" if cat.name in intervals else " |"
         lines.append(
-            f"| {md_cell(cat.name)} | {cat.count} | {cat.share_percent:.1f} | {goal[cat.name]:.1f} | "
+            f"| {md_cell(cat.name)} | {cat.count} | {cat.share_percent:.1f} |{interval} {goal[cat.name]:.1f} | "
             f"{mark[status[cat.name]]} |"
         )
     lines.append("")

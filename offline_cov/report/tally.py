@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from array import array
 from dataclasses import dataclass, field
@@ -23,18 +24,26 @@ SNIPPET_CHARS = 160
 
 @dataclass(frozen=True)
 class SampleLabel:
-    """The labels of one sample: its categories (primary first) and difficulty."""
+    """The labels of one sample: its categories (primary first), difficulty, and how sure the labeler
+    is of the primary category (a probability in [0, 1]; None where the labeler gives none)."""
 
     index: int
     categories: tuple[str, ...]
     difficulty: str
+    confidence: float | None = None
 
     def to_json(self) -> dict:
-        return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty}
+        return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty,
+                "confidence": self.confidence}
 
     @classmethod
     def from_json(cls, data: dict) -> SampleLabel:
-        return cls(data["index"], tuple(data["categories"]), data["difficulty"])
+        return cls(data["index"], tuple(data["categories"]), data["difficulty"], data.get("confidence"))
+
+
+def rounded_confidence(p: float) -> float:
+    """Confidences are kept to 4 decimals, so a label reads back from any file exactly as written."""
+    return round(min(max(float(p), 0.0), 1.0), 4)
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,13 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
 
 
 class LabelStore:
-    """Per-sample labels kept compactly, about 13 bytes a sample and no text, in the order added.
+    """Per-sample labels kept compactly, about 17 bytes a sample and no text, in the order added.
 
     Iterating yields `SampleLabel`s; a streamed run of millions of samples holds only this."""
 
     def __init__(self, labels=()):
         self._index, self._combo, self._difficulty = array("q"), array("I"), array("B")
+        self._confidence = array("f")  # NaN: none given
         self._combos: dict[tuple[str, ...], int] = {}
         self._by_id: list[tuple[str, ...]] = []
         for label in labels:
@@ -116,6 +126,7 @@ class LabelStore:
         self._index.append(label.index)
         self._combo.append(combo)
         self._difficulty.append(DIFFICULTIES.index(label.difficulty))
+        self._confidence.append(math.nan if label.confidence is None else label.confidence)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -124,24 +135,44 @@ class LabelStore:
         return isinstance(other, (LabelStore, list)) and list(self) == list(other)
 
     def __getitem__(self, i: int) -> SampleLabel:
-        return SampleLabel(self._index[i], self._by_id[self._combo[i]], DIFFICULTIES[self._difficulty[i]])
+        return SampleLabel(self._index[i], self._by_id[self._combo[i]], DIFFICULTIES[self._difficulty[i]],
+                           _confidence_back(self._confidence[i]))
 
     def __iter__(self):
-        for index, combo, difficulty in zip(self._index, self._combo, self._difficulty):
-            yield SampleLabel(index, self._by_id[combo], DIFFICULTIES[difficulty])
+        for index, combo, difficulty, confidence in zip(self._index, self._combo, self._difficulty, self._confidence):
+            yield SampleLabel(index, self._by_id[combo], DIFFICULTIES[difficulty], _confidence_back(confidence))
+
+
+EXAMPLES_PER_END = 10
+
+
+def _keep(heap: list, item: tuple) -> None:
+    """Keep the EXAMPLES_PER_END largest items in a min-heap."""
+    if len(heap) < EXAMPLES_PER_END:
+        heapq.heappush(heap, item)
+    else:
+        heapq.heappushpop(heap, item)
+
+
+def _confidence_back(stored: float) -> float | None:
+    """A float32-stored confidence as the 4-decimal value it was."""
+    return None if math.isnan(stored) else round(stored, 4)
 
 
 class Tally:
     """The report's counts, difficulty mixes and representative candidates, updated one label at a time.
 
     Memory grows by 12 bytes a labeled sample (instruction length and index, for the median rule
-    of representative examples); no text is kept."""
+    of representative examples where no confidence is known); no text is kept. Per category it also
+    keeps the `EXAMPLES_PER_END` most and least confident primary samples."""
 
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
         self.stats = {name: _empty_stats() for name in taxonomy.names}
         self._primary = {name: (array("I"), array("q")) for name in taxonomy.names}
         self._secondary = {name: (array("I"), array("q")) for name in taxonomy.names}
+        self._sure: dict[str, list] = {name: [] for name in taxonomy.names}  # min-heaps of (confidence, -index)
+        self._unsure: dict[str, list] = {name: [] for name in taxonomy.names}  # min-heaps of (-confidence, -index)
 
     def add(self, label: SampleLabel, instruction_chars: int | None) -> None:
         """Count one label; `instruction_chars` None: the sample cannot be a representative."""
@@ -152,20 +183,43 @@ class Tally:
                 lengths, indices = (self._primary if position == 0 else self._secondary)[name]
                 lengths.append(instruction_chars)
                 indices.append(label.index)
+        if instruction_chars is not None and label.confidence is not None:
+            primary = label.categories[0]
+            _keep(self._sure[primary], (label.confidence, -label.index))
+            _keep(self._unsure[primary], (-label.confidence, -label.index))
 
     def representatives(self) -> dict[str, int]:
-        """Per category, the sample whose instruction length is closest to the median of the
+        """Per category, the primary sample the labeler is most sure of (ties: lowest index); where no
+        confidence is known, the sample whose instruction length is closest to the median of the
         category's primary samples (ties: lowest index); secondary samples where it has no primary."""
         chosen = {}
         for name in self.taxonomy.names:
+            if self._sure[name]:
+                chosen[name] = -max(self._sure[name])[1]
+                continue
             lengths, indices = self._primary[name] if self._primary[name][0] else self._secondary[name]
             if lengths:
                 median = sorted(lengths)[len(lengths) // 2]
                 chosen[name] = min(zip(lengths, indices), key=lambda li: (abs(li[0] - median), li[1]))[1]
         return chosen
 
-    def report(self, total: int, thresholds: Thresholds, examples: dict[str, str], basis: str = "") -> CoverageReport:
-        """The coverage report; `examples` maps a category to the instruction of its `representatives()` sample."""
+    def examples(self) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """Per category, its most and least confident primary samples as (index, confidence), most
+        confident first and least confident first (ties: lowest index)."""
+        out = {}
+        for name in self.taxonomy.names:
+            sure = [(-i, c) for c, i in sorted(self._sure[name], reverse=True)]
+            unsure = [(-i, -c) for c, i in sorted(self._unsure[name], reverse=True)]
+            if sure:
+                out[name] = {"most": sure, "least": unsure}
+        return out
+
+    def report(self, total: int, thresholds: Thresholds, examples: dict[str, str], basis: str = "",
+               decided: dict[str, float] | None = None) -> CoverageReport:
+        """The coverage report; `examples` maps a category to the instruction of its `representatives()` sample.
+
+        `decided` (percent per category, e.g. calibration-corrected shares) replaces the raw shares
+        where gaps and over-representation are decided; counts and shares stay the labels' own."""
         categories = [
             CategoryStats(
                 name=name,
@@ -177,14 +231,22 @@ class Tally:
             for name, s in self.stats.items()
         ]
         counts, targets, tax = {c.name: c.count for c in categories}, self.taxonomy.targets(), self.taxonomy
+        deciding = categories if decided is None else [
+            c.model_copy(update={"share_percent": decided[c.name], "count": round(decided[c.name] * total / 100)})
+            for c in categories
+        ]
         return CoverageReport(
             categories=categories,
             total_samples_analyzed=total,
-            gaps=find_gaps(categories, targets, thresholds, total, inferred=tax.inferred, taxonomy=tax),
-            over_represented=find_over(categories, targets, thresholds),
+            gaps=find_gaps(deciding, targets, thresholds, total, inferred=tax.inferred, taxonomy=tax),
+            over_represented=find_over(deciding, targets, thresholds),
             balance_score=balance_score(counts, targets),
-            decision_basis=basis or default_basis(total, thresholds),
+            decision_basis=basis or default_basis(total, thresholds, corrected=decided is not None),
         )
+
+    def primary_counts(self) -> dict[str, int]:
+        """Samples whose primary (first) category is each name: what the share correction works on."""
+        return {name: len(self._primary[name][1]) for name in self.taxonomy.names}
 
 
 def build_report(inputs: ReportInputs) -> CoverageReport:
@@ -253,11 +315,12 @@ def find_over(categories, targets, thresholds: Thresholds) -> list[OverRepresent
     return over
 
 
-def default_basis(total: int, thresholds: Thresholds) -> str:
+def default_basis(total: int, thresholds: Thresholds, corrected: bool = False) -> str:
     """The report's decision_basis: one templated sentence, no reasoning trace."""
+    decided = " on calibration-corrected shares" if corrected else ""
     return (
         f"Shares counted from per-sample model labels of {total} samples; gaps under "
-        f"{thresholds.gap:g}%, over-representation above {thresholds.over:g}%."
+        f"{thresholds.gap:g}%, over-representation above {thresholds.over:g}%{decided}."
     )
 
 

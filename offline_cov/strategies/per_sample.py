@@ -19,13 +19,15 @@ from ..labelers.base import LabelRun, LabelSettings, label_samples
 from ..options import AnalysisResult
 from ..prompts import PROMPT_VERSION
 from ..report.contract import DIFFICULTIES
-from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
+from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..run import Run
 from ..taxonomy import Taxonomy
+from .how_sure import decided_shares, share_intervals
 from .infer import inferred_taxonomy
 from .shard import shard_block
 
 STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a time
+EXAMPLE_CHARS = 240  # characters of each example the HTML report lists per category
 
 
 def run_per_sample(run: Run) -> AnalysisResult:
@@ -38,7 +40,11 @@ def run_per_sample(run: Run) -> AnalysisResult:
     t = time.perf_counter()
     labeled = label_stream(run, taxonomy, plan.stream(), plan.analyzed, run.progress)
     run.timed("label_s", t)
-    report = plan.report(labeled.tally, opts.thresholds)
+    decided, calibration = decided_shares(run, taxonomy, labeled.tally, labeled.labels, labeled.labeler)
+    examples = labeled.tally.examples()
+    wanted = set(labeled.tally.representatives().values()) | {i for e in examples.values() for part in e.values() for i, _ in part}
+    texts = plan.texts(wanted)
+    report = plan.report(labeled.tally, opts.thresholds, decided, texts)
     if labeled.failed:
         run.warnings.append(f"{len(labeled.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
     blocks = {
@@ -47,12 +53,23 @@ def run_per_sample(run: Run) -> AnalysisResult:
         "failed": labeled.failed,
         "output_tokens": labeled.output_tokens,
         "sample_token_budget": labeled.budget,
+        **calibration,
+        "share_intervals": share_intervals(run, report, calibration),
+        "examples": example_block(examples, texts),
     }
     if plan.analyzed < plan.scan.count:
         blocks["share_ci95"] = {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}
     if opts.shard:
         blocks["shard"] = shard_block(opts.shard, list(labeled.labels), labeled.failed, taxonomy)
     return run.result(report, labeled.labels, taxonomy, **blocks)
+
+
+def example_block(examples: dict, texts: dict[int, str]) -> dict:
+    """Per category, its most and least confident samples with their confidence and a snippet (for the HTML)."""
+    def rows(part):
+        return [{"index": i, "confidence": c, "text": snippet(texts.get(i, ""), EXAMPLE_CHARS)} for i, c in part]
+
+    return {name: {"most_confident": rows(e["most"]), "least_confident": rows(e["least"])} for name, e in examples.items()}
 
 
 def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:
@@ -68,6 +85,7 @@ class StreamRun(LabelRun):
     labels: LabelStore = field(default_factory=LabelStore)
     tally: Tally | None = None
     budget: int | None = None
+    labeler: object = None  # the labeler, when one was opened (calibration texts outside the data use it)
 
 
 def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total: int, progress=None) -> StreamRun:
@@ -100,6 +118,7 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
                 out.tally.add(labels[s.index], len(s.instruction))
     if labeler is not None:
         run.labeler_info = labeler.info()
+    out.labeler = labeler
     return out
 
 
@@ -114,7 +133,10 @@ def cached_label(index: int, value, taxonomy: Taxonomy) -> tuple[SampleLabel, bo
         return None
     if difficulty not in DIFFICULTIES:
         return None
-    return SampleLabel(index, tuple(categories), difficulty), bool(value.get("truncated"))
+    confidence = value.get("confidence")
+    if confidence is not None and not (isinstance(confidence, int | float) and 0 <= confidence <= 1):
+        return None
+    return SampleLabel(index, tuple(categories), difficulty, confidence), bool(value.get("truncated"))
 
 
 def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> dict[int, SampleLabel]:
@@ -132,4 +154,5 @@ def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> 
 
 
 def _cached_value(label: SampleLabel, run: LabelRun) -> dict:
-    return {"categories": list(label.categories), "difficulty": label.difficulty, "truncated": label.index in run.truncated}
+    return {"categories": list(label.categories), "difficulty": label.difficulty, "confidence": label.confidence,
+            "truncated": label.index in run.truncated}

@@ -1,0 +1,85 @@
+"""How sure a run's shares are: corrected with the user's calibration rows, or widened by the labeler's
+measured error when there are none (`report/calibration.py` holds the arithmetic)."""
+
+from __future__ import annotations
+
+from ..data.calibration import CalibrationRow, load_calibration
+from ..data.readers import Sample
+from ..labelers.base import LabelRun
+from ..report.calibration import correct_shares, error_interval
+from ..report.contract import CoverageReport
+from ..report.tally import Tally
+from ..taxonomy import Taxonomy
+
+
+def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tuple[dict[str, float] | None, dict]:
+    """(shares to decide gaps on, or None for the raw ones; the metadata block that says how sure)."""
+    if run.opts.calibration is None:
+        return None, {}
+    rows = load_calibration(run.opts.calibration, taxonomy)
+    pairs, unmatched = calibration_pairs(run, taxonomy, rows, labels, labeler)
+    if unmatched:
+        run.warnings.append(f"{unmatched} calibration row(s) name a sample index this run did not label; left out")
+    if not pairs:
+        run.warnings.append("no calibration row could be matched to a label; shares are not corrected")
+        return None, {"calibration": {"file": str(run.opts.calibration), "rows": len(rows), "matched": 0}}
+    correction = correct_shares(tally.primary_counts(), pairs, taxonomy.names, seed=run.opts.seed)
+    block = {"file": str(run.opts.calibration), "rows": len(rows), "matched": len(pairs), **correction.to_json()}
+    if not correction.trustworthy:
+        run.warnings.append("the calibration-corrected shares are not trustworthy ("
+                            + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares")
+        return None, {"calibration": block}
+    return correction.corrected, {"calibration": block}
+
+
+def calibration_pairs(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
+    """(true category, labeler's primary category) for every row that can be matched, and how many could not."""
+    by_index = {r.index for r in rows if r.index is not None}
+    texts = {r.text for r in rows if r.text is not None}
+    primary = {lab.index: lab.categories[0] for lab in labels if lab.index in by_index}
+    index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
+    primary |= {lab.index: lab.categories[0] for lab in labels if lab.index in set(index_of.values())}
+    missing = [t for t in texts if t not in index_of]
+    own = _label_texts(missing, labeler or run.open_labeler(taxonomy)) if missing else {}
+    pairs, unmatched = [], 0
+    for row in rows:
+        label = primary.get(row.index) if row.index is not None else primary.get(index_of.get(row.text), own.get(row.text))
+        if label is None:
+            unmatched += 1
+        else:
+            pairs.append((row.category, label))
+    return pairs, unmatched
+
+
+def _label_texts(texts: list[str], labeler) -> dict[str, str]:
+    """The labeler's primary category of texts that are not in the dataset."""
+    samples = [Sample(-1 - i, (("user", t),)) for i, t in enumerate(texts)]
+    found = {lab.index: lab.categories[0] for lab in labeler.label_batch(samples, LabelRun())}
+    return {t: found[s.index] for t, s in zip(texts, samples) if s.index in found}
+
+
+def share_intervals(run, report: CoverageReport, calibration: dict) -> dict:
+    """Each share's 95% interval and what it rests on: the calibration's bootstrap, else the sampling
+    interval widened by the labeler's accuracy as measured on the bench's public labeled sets."""
+    block = calibration.get("calibration", {})
+    if block.get("corrected_ci95"):
+        return {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
+                "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
+    measured = measured_accuracy(run)
+    total, k = report.total_samples_analyzed, len(report.categories)
+    low = min(measured["accuracy"].values()) if measured.get("accuracy") else None
+    accuracy = (low, 1.0) if low is not None else (1.0, 1.0)
+    basis = ("sampling interval widened to what a labeler as accurate as measured on the bench's public sets "
+             f"(lowest: {low:.2f}) could have done, errors spread evenly over the other categories"
+             if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
+    return {"basis": basis, "labeler_measured": measured,
+            "ci95": {c.name: list(error_interval(c.count, total, k, accuracy)) for c in report.categories}}
+
+
+def measured_accuracy(run) -> dict:
+    """What the bench measured for this labeler (and model): which sets, which numbers, which run."""
+    measured = getattr(run.labeler_cls, "measured", None) or {}
+    model = measured.get("model")
+    if model is not None and model != run.handle.model_name and run.labeler_cls.reads_llm:
+        return {"labeler": run.labeler_cls.name, "note": f"measured with {model}, not with {run.handle.model_name}"}
+    return {"labeler": run.labeler_cls.name, **measured}
