@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from offline_cov.data.readers import FieldSpec, draw_sample, read_samples
+from offline_cov.data.readers import FieldSpec, Sample, draw_sample, read_samples, scan_dataset
 from offline_cov.errors import InputError
 
 
@@ -142,3 +142,155 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
     f = tmp_path / "u.jsonl"
     f.write_text(json.dumps({"prompt": "one\u2028two\x85three"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_samples(f).samples[0].instruction == "one\u2028two\x85three"
+
+
+# ---------------------------------------------------------------- encodings (UTF-16/32, byte-order marks)
+
+ROWS = [{"prompt": "café", "response": "naïve"}, {"prompt": "日本", "response": "😀"}]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-8-sig"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_utf16_and_utf32_with_or_without_bom(tmp_path, codec, suffix):
+    if suffix == ".jsonl":
+        text = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n"
+    elif suffix == ".json":
+        text = json.dumps(ROWS, ensure_ascii=False)
+    else:
+        text = "prompt,response\r\ncafé,naïve\r\n日本,😀\r\n"
+    f = tmp_path / f"d{suffix}"
+    f.write_bytes(text.encode(codec))  # utf-16, utf-32 and utf-8-sig write a byte-order mark, the others none
+    expected = [(("user", "café"), ("assistant", "naïve")), (("user", "日本"), ("assistant", "😀"))]
+    assert [s.turns for s in read_samples(f, encoding=codec).samples] == expected
+    # With the default --encoding utf-8 the byte-order mark, or the NUL bytes of an ASCII first
+    # character, say which encoding the file is in.
+    assert [s.turns for s in read_samples(f).samples] == expected
+    assert scan_dataset(f).encoding == codec  # what it was read with, for the run's metadata
+    if codec.endswith(("-le", "-be")):  # --encoding utf-16 / utf-32 on a file without a byte-order mark
+        family = codec[:6]
+        assert [s.turns for s in read_samples(f, encoding=family).samples] == expected
+
+
+def test_bom_with_an_explicit_byte_order_is_dropped(tmp_path):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xff\xfe" + '{"prompt": "x"}\n'.encode("utf-16-le"))
+    assert read_samples(f, encoding="utf-16-le").samples[0].instruction == "x"
+
+
+def test_undecodable_utf16_names_byte_line_and_the_guessed_encoding(tmp_path):
+    f = tmp_path / "cut.jsonl"
+    f.write_bytes('{"prompt": "a"}\n{"prompt": "b"}\n'.encode("utf-16-le")[:-1])  # an odd number of bytes
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert str(err.value) == (
+        f"{f}, line 2: not valid utf-16-le text at byte 62 (guessed from the file's first bytes); "
+        "if the file is not UTF-8, pass --encoding (for example --encoding latin-1 or --encoding utf-16)"
+    )
+
+
+def test_decode_error_position_is_exact_past_the_first_chunk(tmp_path, monkeypatch):
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "DECODE_CHUNK", 7)  # the bad byte lies many chunks in, mid-sequence
+    f = tmp_path / "late.jsonl"
+    good = "".join(json.dumps({"prompt": f"é{i}"}, ensure_ascii=False) + "\n" for i in range(5)).encode()
+    f.write_bytes(good + b'{"prompt": "\xe9"}\n')
+    with pytest.raises(InputError, match=rf"line 6: not valid utf-8 text at byte {len(good) + 12};"):
+        read_samples(f)
+
+
+# ---------------------------------------------------------------- a shape that changes mid-file
+
+
+def test_shape_change_mid_file_is_a_bad_record_naming_its_line(tmp_path):
+    rows = [{"instruction": f"i{n}", "output": "o"} for n in range(4)] + [{"conversations": [{"from": "human", "value": "hi"}]}]
+    f = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    message = (
+        f"{f}, line 5, field 'instruction': the field is missing: the file's records are alpaca (found on its first "
+        "record), this one looks like sharegpt; its keys: conversations"
+    )
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"1 bad record(s):\n  {message}\n" in str(err.value)
+    read = read_samples(f, skip_bad_lines=True)
+    assert [s.instruction for s in read.samples] == ["i0", "i1", "i2", "i3"] and read.skipped == [message]
+
+
+@pytest.mark.parametrize(
+    "first, later, words",
+    [
+        ({"prompt": "p"}, {"conversations": []},
+         "line 2: no instruction field (none of instruction, prompt, question, query, input, text): the file's records "
+         "are pair (found on its first record), this one looks like sharegpt; its keys: conversations"),
+        ({"conversations": [{"from": "human", "value": "hi"}]}, {"prompt": "p"},
+         "line 2, field 'conversations': the field is missing: the file's records are sharegpt (found on its first "
+         "record), this one looks like pair; its keys: prompt"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, {"other": 1},
+         "line 2, field 'messages': the field is missing: the file's records are messages (found on its first record); "
+         "its keys: other"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, {"messages": None},
+         "line 2, field 'messages': expected a list of turns, found NoneType"),
+    ],
+)
+def test_missing_shape_field_is_a_bad_record_not_a_crash(tmp_path, first, later, words):
+    f = write_jsonl(tmp_path / "m.jsonl", [first, later])
+    with pytest.raises(InputError, match="1 bad record") as err:
+        read_samples(f)
+    assert words in str(err.value)
+    assert len(read_samples(f, skip_bad_lines=True).samples) == 1
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_scan_counts_exact_duplicates(tmp_path):
+    rows = [{"prompt": "a", "response": "1"}, {"prompt": "b"}, {"prompt": "a", "response": "1"},
+            {"prompt": " a ", "response": "1"}, {"prompt": "a", "response": "2"}, {"prompt": "b"}]
+    scan = scan_dataset(write_jsonl(tmp_path / "dup.jsonl", rows))
+    assert (scan.count, scan.duplicates) == (6, 3)  # rows 3, 4 (same text once stripped) and 6
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_content_hash_is_the_sha256_of_the_json_turns(monkeypatch, chunk):
+    import hashlib
+
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "HASH_CHUNK", chunk)
+    for turns in [(("user", "plain"),), (("user", 'q "x"\n\t\\ é 日本 😀 \ud800 \x00'), ("assistant", "")),
+                  (("system", "s"), ("user", "u"), ("assistant", "a" * 10))]:
+        sample = Sample(0, turns)
+        assert sample.content_hash() == hashlib.sha256(json.dumps(turns).encode("utf-8")).hexdigest()
+        assert sample.digest64() == int(sample.content_hash()[:16], 16)
+
+
+# ---------------------------------------------------------------- memory: one very long line
+
+
+def test_one_long_jsonl_line_is_not_copied_over_and_over(tmp_path):
+    import tracemalloc
+
+    size = 10_000_000
+    f = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "x" * size, "response": "y"}, {"prompt": "short"}])
+    tracemalloc.start()
+    try:
+        scan = scan_dataset(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scan.count == 2
+    # the line as read and its parsed text, with the reader's buffer: about 2.2 times the line (3.0 before)
+    assert peak < 2.5 * size
+
+
+def test_content_hash_of_a_long_text_holds_one_chunk(tmp_path):
+    import tracemalloc
+
+    sample = Sample(0, (("user", "é" * 10_000_000),))
+    tracemalloc.start()
+    try:
+        sample.content_hash()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # json.dumps would build 60 MB of "\\u00e9" escapes, then 60 MB of bytes
