@@ -199,6 +199,16 @@ def test_decode_error_position_is_exact_past_the_first_chunk(tmp_path, monkeypat
         read_samples(f)
 
 
+# ---------------------------------------------------------------- CSV fields of any size
+
+
+def test_csv_field_over_the_csv_modules_128k_limit(tmp_path):
+    f = tmp_path / "big.csv"
+    f.write_text('prompt,response\n"' + "x" * 300_000 + '",short\n', encoding="utf-8")
+    sample = read_samples(f).samples[0]
+    assert sample.instruction == "x" * 300_000 and sample.response == "short"
+
+
 # ---------------------------------------------------------------- a shape that changes mid-file
 
 
@@ -238,6 +248,83 @@ def test_missing_shape_field_is_a_bad_record_not_a_crash(tmp_path, first, later,
         read_samples(f)
     assert words in str(err.value)
     assert len(read_samples(f, skip_bad_lines=True).samples) == 1
+
+
+# ---------------------------------------------------------------- CSV rows a stray quote would merge
+
+
+def rows_csv(tmp_path, lines):
+    f = tmp_path / "rows.csv"
+    f.write_text("prompt,response\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return f
+
+
+def test_stray_quote_mid_file_names_the_line_it_opened_on(tmp_path):
+    lines = [f"p{i},r{i}" for i in range(120)]
+    lines[50] = '"p50,r50'  # opens a quoted field, closed by the quote on line 62
+    lines[60] = 'p60,"r60"'
+    f = rows_csv(tmp_path, lines)  # the header is line 1, so row i is on line i + 2
+    message = (
+        f"{f}, line 52: a quoted field opened on this line closes in the middle of a field at line 62 (',' expected "
+        "after '\"'): a stray quote? (a quote inside a quoted field is written \"\"); lines 53-62 are read again as rows "
+        "of their own"
+    )
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"1 bad record(s):\n  {message}\n" in str(err.value)
+    read = read_samples(f, skip_bad_lines=True)
+    assert read.skipped == [message]
+    assert [s.instruction for s in read.samples] == [f"p{i}" for i in range(120) if i != 50]
+    assert read.samples[59].turns == (("user", "p60"), ("assistant", "r60"))
+
+
+def test_unterminated_quote_runs_to_the_end_of_the_file(tmp_path):
+    lines = [f"p{i},r{i}" for i in range(10)]
+    lines[3] = '"p3,r3'
+    f = rows_csv(tmp_path, lines)
+    with pytest.raises(InputError, match=r"line 5: a quoted field opened on this line is never closed \(the file ends "
+                                         r"inside it, at line 11\).*lines 6-11 are read again"):
+        read_samples(f)
+    assert len(read_samples(f, skip_bad_lines=True).samples) == 9
+
+
+def test_quote_open_too_many_lines_is_given_up_on(tmp_path, monkeypatch):
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_ROW_LINES", 4)
+    f = rows_csv(tmp_path, ['"p0,r0'] + [f"p{i},r{i}" for i in range(1, 10)] + ['p10,"r10"'])
+    read = read_samples(f, skip_bad_lines=True)
+    assert read.skipped == [
+        f"{f}, line 2: a quoted field opened on this line is still open 4 lines later (line 5): a stray quote? "
+        "(a quote inside a quoted field is written \"\"); lines 3-5 are read again as rows of their own"
+    ]
+    assert [s.instruction for s in read.samples] == [f"p{i}" for i in range(1, 11)]
+
+
+def test_well_formed_and_sloppy_csv_still_read(tmp_path):
+    f = rows_csv(tmp_path, ['"two\nlines, with a comma",ok', 'q,"a ""quoted"" word"', '"x"y,lenient', "a,b,", "c"])
+    read = read_samples(f)
+    assert [s.turns for s in read.samples] == [
+        (("user", "two\nlines, with a comma"), ("assistant", "ok")),
+        (("user", "q"), ("assistant", 'a "quoted" word')),
+        (("user", "xy"), ("assistant", "lenient")),  # a quote closed mid-field on one line: read as the csv module does
+        (("user", "a"), ("assistant", "b")),  # an empty trailing field is no extra field
+        (("user", "c"),),
+    ]
+
+
+def test_csv_row_with_more_fields_than_the_header(tmp_path):
+    f = rows_csv(tmp_path, ["a,b", "Hello, world,reply", "c,d"])
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"{f}, line 3: 3 fields, but the header has 2 (a comma in an unquoted field?)" in str(err.value)
+
+
+def test_csv_bare_carriage_returns(tmp_path):
+    f = tmp_path / "mac.csv"
+    f.write_bytes(b"prompt,response\ra,b\r")
+    with pytest.raises(InputError, match=r"line 1: a carriage return inside an unquoted field \(old Mac line endings\?\)"):
+        read_samples(f)
 
 
 # ---------------------------------------------------------------- duplicates

@@ -8,6 +8,8 @@ import hashlib
 import json
 import random
 import re
+import sys
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
@@ -248,11 +250,115 @@ def _iter_json(path: Path, encoding: str):
         yield "record", i + 1, record
 
 
+# A quoted CSV field may span lines; one still open this many lines on is taken for a stray quote.
+MAX_ROW_LINES = 10_000
+
+
+def _raise_csv_field_limit() -> None:
+    """Let CSV fields be any size: the limit is a C long, so sys.maxsize where that fits (not on Windows)."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+class _RowOpen(Exception):
+    """A quoted CSV field still open MAX_ROW_LINES lines after it began."""
+
+
+class _LineSource:
+    """The lines fed to the CSV parser, remembering those of the row being parsed so that a row a stray
+    quote ran on can be read again from its second line."""
+
+    def __init__(self, lines: Iterator[tuple[int, str]]):
+        self._lines, self._back = lines, deque()
+        self.row: list[tuple[int, str]] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if len(self.row) >= MAX_ROW_LINES:
+            raise _RowOpen
+        item = self._back.popleft() if self._back else next(self._lines)
+        self.row.append(item)
+        return item[1]
+
+    def read_again(self, lines: list[tuple[int, str]]) -> None:
+        self._back.extendleft(reversed(lines))
+
+
 def _iter_csv(path: Path, encoding: str):
-    lines = (text for _, text in _iter_lines(path, encoding))
-    reader = csv.DictReader(lines)
-    for row in reader:
-        yield "line", reader.line_num, row
+    """Rows as {header: value}, each numbered by the line it starts on.
+
+    Parsed with strict quoting, so that a quote that does not close where a field ends is an error
+    rather than a field that silently swallows the following lines. A row of one line that strict
+    parsing rejects (`"a"b,c`) is read leniently, as the csv module always has. A row of several
+    lines that fails (a stray or unterminated quote) is a bad record named by the line the quote
+    opened on, and the lines after it are read again as rows of their own."""
+    _raise_csv_field_limit()
+    source = _LineSource(_iter_lines(path, encoding))
+    reader = csv.reader(source, strict=True)
+    header = None
+    while True:
+        source.row = []
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, _RowOpen) as exc:
+            lines = source.row
+            if not lines:
+                return
+            if len(lines) == 1:
+                row = _lenient_row(lines[0][1])
+                if isinstance(row, str):
+                    yield "line", lines[0][0], InputError(path, row, line=lines[0][0])
+                    continue
+            else:
+                first, last = lines[0][0], lines[-1][0]
+                if isinstance(exc, _RowOpen):
+                    why = f"is still open {MAX_ROW_LINES} lines later (line {last})"
+                elif "unexpected end of data" in str(exc):
+                    why = f"is never closed (the file ends inside it, at line {last})"
+                else:
+                    why = f"closes in the middle of a field at line {last} ({exc})"
+                yield "line", first, InputError(
+                    path,
+                    f'a quoted field opened on this line {why}: a stray quote? (a quote inside a quoted field is written ""); '
+                    f"lines {first + 1}-{last} are read again as rows of their own",
+                    line=first,
+                )
+                source.read_again(lines[1:])
+                continue
+        start = source.row[0][0] if source.row else 0
+        if not row:
+            continue
+        if header is None:
+            header = row
+            continue
+        if len(row) > len(header) and any(v.strip() for v in row[len(header):]):
+            yield "line", start, InputError(
+                path, f"{len(row)} fields, but the header has {len(header)} (a comma in an unquoted field?)", line=start
+            )
+            continue
+        record = dict(zip(header, row))
+        for name in header[len(row):]:
+            record.setdefault(name, None)
+        yield "line", start, record
+
+
+def _lenient_row(line: str) -> list[str] | str:
+    """One line parsed with the csv module's forgiving quoting, or the reason it cannot be."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error as exc:
+        if "new-line character" in str(exc):
+            return "a carriage return inside an unquoted field (old Mac line endings?); save the file with \\n line endings"
+        return f"not valid CSV ({exc})"
 
 
 ARROW_BATCH_ROWS = 1024
