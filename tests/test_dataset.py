@@ -67,6 +67,7 @@ def test_csv_and_parquet(tmp_path):
 
     pq.write_table(pa.table({"prompt": ["a", "b"], "response": ["x", "y"]}), tmp_path / "d.parquet")
     assert [s.response for s in read_samples(tmp_path / "d.parquet").samples] == ["x", "y"]
+    assert scan_dataset(csv_file).encoding == "utf-8-sig" and scan_dataset(tmp_path / "d.parquet").encoding == ""
 
 
 def test_saved_hugging_face_dataset(tmp_path):

@@ -101,6 +101,9 @@ class FieldSpec:
 # ---------------------------------------------------------------- records
 
 
+TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
+
+
 def iter_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, int | None, object]]:
     """Yield (location kind, number, record) for every record of a dataset file or folder."""
     if path.is_dir():
@@ -580,7 +583,8 @@ def scan_dataset(
         else:
             seen.add(digest)
     del seen
-    scan.encoding = detect_codec(scan.path, encoding) if scan.path.is_file() else ""
+    if scan.path.is_file() and scan.path.suffix.lower() in TEXT_SUFFIXES:
+        scan.encoding = detect_codec(scan.path, encoding)
     if errors and not skip_bad_lines:
         shown = "\n  ".join(str(e) for e in bad)
         more = f"\n  ... and {errors - len(bad)} more" if errors > len(bad) else ""
