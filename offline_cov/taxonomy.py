@@ -154,6 +154,8 @@ def _parse_yaml_or_json(path: Path, text: str):
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise TaxonomyError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting too deep
+            raise TaxonomyError(f"{path}: invalid JSON ({exc})") from None
     import yaml
 
     try:
@@ -162,6 +164,8 @@ def _parse_yaml_or_json(path: Path, text: str):
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         raise TaxonomyError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (ValueError, RecursionError) as exc:  # a value yaml cannot build (a date 2001-13-01); nesting too deep
+        raise TaxonomyError(f"{path}: invalid YAML ({exc})") from None
 
 
 def slugify(name: str) -> str:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from offline_cov.data.readers import FieldSpec, draw_sample, read_samples
+from offline_cov.data.readers import FieldSpec, Sample, draw_sample, read_samples, scan_dataset
 from offline_cov.errors import InputError
 
 
@@ -67,6 +67,7 @@ def test_csv_and_parquet(tmp_path):
 
     pq.write_table(pa.table({"prompt": ["a", "b"], "response": ["x", "y"]}), tmp_path / "d.parquet")
     assert [s.response for s in read_samples(tmp_path / "d.parquet").samples] == ["x", "y"]
+    assert scan_dataset(csv_file).encoding == "utf-8-sig" and scan_dataset(tmp_path / "d.parquet").encoding == ""
 
 
 def test_saved_hugging_face_dataset(tmp_path):
@@ -142,3 +143,242 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path):
     f = tmp_path / "u.jsonl"
     f.write_text(json.dumps({"prompt": "one\u2028two\x85three"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert read_samples(f).samples[0].instruction == "one\u2028two\x85three"
+
+
+# ---------------------------------------------------------------- encodings (UTF-16/32, byte-order marks)
+
+ROWS = [{"prompt": "café", "response": "naïve"}, {"prompt": "日本", "response": "😀"}]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-8-sig"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_utf16_and_utf32_with_or_without_bom(tmp_path, codec, suffix):
+    if suffix == ".jsonl":
+        text = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n"
+    elif suffix == ".json":
+        text = json.dumps(ROWS, ensure_ascii=False)
+    else:
+        text = "prompt,response\r\ncafé,naïve\r\n日本,😀\r\n"
+    f = tmp_path / f"d{suffix}"
+    f.write_bytes(text.encode(codec))  # utf-16, utf-32 and utf-8-sig write a byte-order mark, the others none
+    expected = [(("user", "café"), ("assistant", "naïve")), (("user", "日本"), ("assistant", "😀"))]
+    assert [s.turns for s in read_samples(f, encoding=codec).samples] == expected
+    # With the default --encoding utf-8 the byte-order mark, or the NUL bytes of an ASCII first
+    # character, say which encoding the file is in.
+    assert [s.turns for s in read_samples(f).samples] == expected
+    assert scan_dataset(f).encoding == codec  # what it was read with, for the run's metadata
+    if codec.endswith(("-le", "-be")):  # --encoding utf-16 / utf-32 on a file without a byte-order mark
+        family = codec[:6]
+        assert [s.turns for s in read_samples(f, encoding=family).samples] == expected
+
+
+def test_bom_with_an_explicit_byte_order_is_dropped(tmp_path):
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xff\xfe" + '{"prompt": "x"}\n'.encode("utf-16-le"))
+    assert read_samples(f, encoding="utf-16-le").samples[0].instruction == "x"
+
+
+def test_undecodable_utf16_names_byte_line_and_the_guessed_encoding(tmp_path):
+    f = tmp_path / "cut.jsonl"
+    f.write_bytes('{"prompt": "a"}\n{"prompt": "b"}\n'.encode("utf-16-le")[:-1])  # an odd number of bytes
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert str(err.value) == (
+        f"{f}, line 2: not valid utf-16-le text at byte 62 (guessed from the file's first bytes); "
+        "if the file is not UTF-8, pass --encoding (for example --encoding latin-1 or --encoding utf-16)"
+    )
+
+
+def test_decode_error_position_is_exact_past_the_first_chunk(tmp_path, monkeypatch):
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "DECODE_CHUNK", 7)  # the bad byte lies many chunks in, mid-sequence
+    f = tmp_path / "late.jsonl"
+    good = "".join(json.dumps({"prompt": f"é{i}"}, ensure_ascii=False) + "\n" for i in range(5)).encode()
+    f.write_bytes(good + b'{"prompt": "\xe9"}\n')
+    with pytest.raises(InputError, match=rf"line 6: not valid utf-8 text at byte {len(good) + 12};"):
+        read_samples(f)
+
+
+# ---------------------------------------------------------------- CSV fields of any size
+
+
+def test_csv_field_over_the_csv_modules_128k_limit(tmp_path):
+    f = tmp_path / "big.csv"
+    f.write_text('prompt,response\n"' + "x" * 300_000 + '",short\n', encoding="utf-8")
+    sample = read_samples(f).samples[0]
+    assert sample.instruction == "x" * 300_000 and sample.response == "short"
+
+
+# ---------------------------------------------------------------- a shape that changes mid-file
+
+
+def test_shape_change_mid_file_is_a_bad_record_naming_its_line(tmp_path):
+    rows = [{"instruction": f"i{n}", "output": "o"} for n in range(4)] + [{"conversations": [{"from": "human", "value": "hi"}]}]
+    f = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    message = (
+        f"{f}, line 5, field 'instruction': the field is missing: the file's records are alpaca (found on its first "
+        "record), this one looks like sharegpt; its keys: conversations"
+    )
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"1 bad record(s):\n  {message}\n" in str(err.value)
+    read = read_samples(f, skip_bad_lines=True)
+    assert [s.instruction for s in read.samples] == ["i0", "i1", "i2", "i3"] and read.skipped == [message]
+
+
+@pytest.mark.parametrize(
+    "first, later, words",
+    [
+        ({"prompt": "p"}, {"conversations": []},
+         "line 2: no instruction field (none of instruction, prompt, question, query, input, text): the file's records "
+         "are pair (found on its first record), this one looks like sharegpt; its keys: conversations"),
+        ({"conversations": [{"from": "human", "value": "hi"}]}, {"prompt": "p"},
+         "line 2, field 'conversations': the field is missing: the file's records are sharegpt (found on its first "
+         "record), this one looks like pair; its keys: prompt"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, {"other": 1},
+         "line 2, field 'messages': the field is missing: the file's records are messages (found on its first record); "
+         "its keys: other"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, {"messages": None},
+         "line 2, field 'messages': expected a list of turns, found NoneType"),
+    ],
+)
+def test_missing_shape_field_is_a_bad_record_not_a_crash(tmp_path, first, later, words):
+    f = write_jsonl(tmp_path / "m.jsonl", [first, later])
+    with pytest.raises(InputError, match="1 bad record") as err:
+        read_samples(f)
+    assert words in str(err.value)
+    assert len(read_samples(f, skip_bad_lines=True).samples) == 1
+
+
+# ---------------------------------------------------------------- CSV rows a stray quote would merge
+
+
+def rows_csv(tmp_path, lines):
+    f = tmp_path / "rows.csv"
+    f.write_text("prompt,response\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return f
+
+
+def test_stray_quote_mid_file_names_the_line_it_opened_on(tmp_path):
+    lines = [f"p{i},r{i}" for i in range(120)]
+    lines[50] = '"p50,r50'  # opens a quoted field, closed by the quote on line 62
+    lines[60] = 'p60,"r60"'
+    f = rows_csv(tmp_path, lines)  # the header is line 1, so row i is on line i + 2
+    message = (
+        f"{f}, line 52: a quoted field opened on this line closes in the middle of a field at line 62 (',' expected "
+        "after '\"'): a stray quote? (a quote inside a quoted field is written \"\"); lines 53-62 are read again as rows "
+        "of their own"
+    )
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"1 bad record(s):\n  {message}\n" in str(err.value)
+    read = read_samples(f, skip_bad_lines=True)
+    assert read.skipped == [message]
+    assert [s.instruction for s in read.samples] == [f"p{i}" for i in range(120) if i != 50]
+    assert read.samples[59].turns == (("user", "p60"), ("assistant", "r60"))
+
+
+def test_unterminated_quote_runs_to_the_end_of_the_file(tmp_path):
+    lines = [f"p{i},r{i}" for i in range(10)]
+    lines[3] = '"p3,r3'
+    f = rows_csv(tmp_path, lines)
+    with pytest.raises(InputError, match=r"line 5: a quoted field opened on this line is never closed \(the file ends "
+                                         r"inside it, at line 11\).*lines 6-11 are read again"):
+        read_samples(f)
+    assert len(read_samples(f, skip_bad_lines=True).samples) == 9
+
+
+def test_quote_open_too_many_lines_is_given_up_on(tmp_path, monkeypatch):
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "MAX_ROW_LINES", 4)
+    f = rows_csv(tmp_path, ['"p0,r0'] + [f"p{i},r{i}" for i in range(1, 10)] + ['p10,"r10"'])
+    read = read_samples(f, skip_bad_lines=True)
+    assert read.skipped == [
+        f"{f}, line 2: a quoted field opened on this line is still open 4 lines later (line 5): a stray quote? "
+        "(a quote inside a quoted field is written \"\"); lines 3-5 are read again as rows of their own"
+    ]
+    assert [s.instruction for s in read.samples] == [f"p{i}" for i in range(1, 11)]
+
+
+def test_well_formed_and_sloppy_csv_still_read(tmp_path):
+    f = rows_csv(tmp_path, ['"two\nlines, with a comma",ok', 'q,"a ""quoted"" word"', '"x"y,lenient', "a,b,", "c"])
+    read = read_samples(f)
+    assert [s.turns for s in read.samples] == [
+        (("user", "two\nlines, with a comma"), ("assistant", "ok")),
+        (("user", "q"), ("assistant", 'a "quoted" word')),
+        (("user", "xy"), ("assistant", "lenient")),  # a quote closed mid-field on one line: read as the csv module does
+        (("user", "a"), ("assistant", "b")),  # an empty trailing field is no extra field
+        (("user", "c"),),
+    ]
+
+
+def test_csv_row_with_more_fields_than_the_header(tmp_path):
+    f = rows_csv(tmp_path, ["a,b", "Hello, world,reply", "c,d"])
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert f"{f}, line 3: 3 fields, but the header has 2 (a comma in an unquoted field?)" in str(err.value)
+
+
+def test_csv_bare_carriage_returns(tmp_path):
+    f = tmp_path / "mac.csv"
+    f.write_bytes(b"prompt,response\ra,b\r")
+    with pytest.raises(InputError, match=r"line 1: a carriage return inside an unquoted field \(old Mac line endings\?\)"):
+        read_samples(f)
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_scan_counts_exact_duplicates(tmp_path):
+    rows = [{"prompt": "a", "response": "1"}, {"prompt": "b"}, {"prompt": "a", "response": "1"},
+            {"prompt": " a ", "response": "1"}, {"prompt": "a", "response": "2"}, {"prompt": "b"}]
+    scan = scan_dataset(write_jsonl(tmp_path / "dup.jsonl", rows))
+    assert (scan.count, scan.duplicates) == (6, 3)  # rows 3, 4 (same text once stripped) and 6
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_content_hash_is_the_sha256_of_the_json_turns(monkeypatch, chunk):
+    import hashlib
+
+    import offline_cov.data.readers as readers
+
+    monkeypatch.setattr(readers, "HASH_CHUNK", chunk)
+    for turns in [(("user", "plain"),), (("user", 'q "x"\n\t\\ é 日本 😀 \ud800 \x00'), ("assistant", "")),
+                  (("system", "s"), ("user", "u"), ("assistant", "a" * 10))]:
+        sample = Sample(0, turns)
+        assert sample.content_hash() == hashlib.sha256(json.dumps(turns).encode("utf-8")).hexdigest()
+        assert sample.digest64() == int(sample.content_hash()[:16], 16)
+
+
+# ---------------------------------------------------------------- memory: one very long line
+
+
+def test_one_long_jsonl_line_is_not_copied_over_and_over(tmp_path):
+    import tracemalloc
+
+    size = 10_000_000
+    f = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "x" * size, "response": "y"}, {"prompt": "short"}])
+    tracemalloc.start()
+    try:
+        scan = scan_dataset(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scan.count == 2
+    # the line as read and its parsed text, with the reader's buffer: about 2.2 times the line (3.0 before)
+    assert peak < 2.5 * size
+
+
+def test_content_hash_of_a_long_text_holds_one_chunk(tmp_path):
+    import tracemalloc
+
+    sample = Sample(0, (("user", "é" * 10_000_000),))
+    tracemalloc.start()
+    try:
+        sample.content_hash()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # json.dumps would build 60 MB of "\\u00e9" escapes, then 60 MB of bytes
