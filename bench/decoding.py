@@ -278,6 +278,22 @@ def calibration(samples: list[dict], key: str = "p") -> dict:
     return out
 
 
+def paired(runs: list[dict]) -> list[dict]:
+    """Each setting against the previous one on the same rows: labels that differ, accuracy difference,
+    exact McNemar p and bootstrap CI (bench.paired)."""
+    from .paired import compare
+
+    by = {r["setting"]: r for r in runs}
+    out = []
+    for a, b in (("full/ws-allowed", "full/ws-forbidden"), ("category/ws-allowed", "full/ws-allowed")):
+        if a not in by or b not in by or [x["row"] for x in by[a]["samples"]] != [x["row"] for x in by[b]["samples"]]:
+            continue
+        truth = [x["true"] for x in by[a]["samples"]]
+        pa, pb = [x["predicted"] for x in by[a]["samples"]], [x["predicted"] for x in by[b]["samples"]]
+        out.append({"setting": a, "vs": b, "labels_differ": sum(x != y for x, y in zip(pa, pb)), **compare(truth, pa, pb)})
+    return out
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -296,8 +312,27 @@ def open_llm(args, allow_whitespace: bool):
     return engine, round(load_s, 1), runner
 
 
+def rerender(path: Path, out_dir: str | None) -> dict:
+    """Add the paired comparisons to a saved run and write its Markdown again (no model runs)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    for s in payload["sets"]:
+        s["paired"] = paired(s["runs"])
+    payload["rerendered"] = f"paired comparisons computed from the saved predictions at {common.now_iso()}"
+    text = markdown(payload)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+    out = Path(out_dir) if out_dir else common.RESULTS_DIR
+    if path.parent.resolve() == out.resolve():
+        (out / "decoding-latest.json").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        (out / "decoding-latest.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return payload
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    if args.from_json:
+        return rerender(Path(args.from_json), args.out_dir)
     args.settings = [x for x in args.settings.split(",") if x]
     unknown = sorted(set(args.settings) - set(SETTINGS))
     if unknown:
@@ -338,7 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
                "seed": args.seed, "batch_size": args.batch_size, "logprobs": args.logprobs, "load_s": loads,
                "command": sys.argv,
                "sets": [{"set": name, "taxonomy": tax.names, "rows_in_dev": len(every), "rows": len(rows),
-                         "true_mix": dict(Counter(r.label for r in rows)), "runs": runs[name]}
+                         "true_mix": dict(Counter(r.label for r in rows)), "runs": runs[name],
+                         "paired": paired(runs[name])}
                         for name, (tax, every, rows) in sets.items()]}
     text = markdown(payload)
     json_path, md_path = common.write_results("decoding", payload, text, args.out_dir)
@@ -372,6 +408,12 @@ def markdown(payload: dict) -> str:
                  round(r["output_tokens_mean"], 1), round(r["samples_per_s"], 2), r["load1_at_end"]] for r in s["runs"]]
         lines += [common.md_table(["setting", "n", "accuracy", "macro-F1", "failed", "failed 1st pass",
                                    "output tokens", "samples/s", "load1 at end"], rows), ""]
+        if s.get("paired"):
+            prow = [[p["setting"], p["vs"], p["labels_differ"], p["only_a_right"], p["only_b_right"], p["diff"],
+                     f"[{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]", p["mcnemar_p"]] for p in s["paired"]]
+            lines += ["Paired, same rows:", "",
+                      common.md_table(["setting", "vs", "labels differ", "only it right", "only vs right",
+                                       "accuracy diff", "95% CI", "McNemar p"], prow), ""]
         for r in s["runs"]:
             cal = r.get("calibration")
             if not cal or not cal["n"]:
@@ -411,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out-dir", default=None, help=f"Where results go (default {common.RESULTS_DIR})")
+    parser.add_argument("--from-json", default=None,
+                        help="Runs no model: add the paired comparisons to a saved decoding-*.json and rewrite its .md")
     return parser
 
 
