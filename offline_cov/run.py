@@ -21,6 +21,7 @@ from .taxonomy import Taxonomy
 from .version import __version__
 
 FEW_SAMPLES = 50
+DUPLICATES_WARN = 0.01  # warn when more than 1% of the samples repeat an earlier one exactly
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Run:
 
     def __post_init__(self):
         self.warnings += sample_warnings(self.plan.analyzed, self.plan.scan.skipped)
+        scan = self.plan.scan
+        if scan.count and scan.duplicates / scan.count > DUPLICATES_WARN:
+            self.warnings.append(f"{scan.duplicates} of {scan.count} samples ({100 * scan.duplicates / scan.count:.1f}%) "
+                                 "repeat an earlier sample exactly; each copy is counted (deduplicate the file to count it once)")
         if self.opts.sample and self.opts.sample > self.plan.scan.count:
             self.warnings.append(f"--sample {self.opts.sample} asks for more samples than the file holds "
                                  f"({self.plan.scan.count}); all of them were analyzed")

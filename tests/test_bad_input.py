@@ -209,3 +209,15 @@ def test_a_huge_sample_is_cut_by_characters_before_any_tokenizer_sees_it():
     assert difficulty_from_text(huge) == "hard"
     assert snippet(huge) == snippet(huge[:10_000]) and len(snippet(huge)) == 160
     assert snippet("a  b\n\nc") == "a b c"
+
+
+def test_exact_duplicates_are_counted_and_over_one_percent_warned(tmp_path, fake_engines):
+    data = example(tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    data.write_text("".join(lines) + "".join(lines[:3]))  # 3 exact copies among 123 samples: 2.4%
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", TAX, "-o", str(out)])
+    assert result.exit_code == 0
+    assert "Warning: 3 of 123 samples (2.4%) repeat an earlier sample exactly" in result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["input"]["duplicate_samples"] == 3 and meta["samples"]["analyzed"] == 123

@@ -87,6 +87,8 @@ class DatasetPlan:
             "seed": self.opts.seed,
             "fields": [self.opts.fields.instruction, self.opts.fields.response],
             "encoding": self.opts.encoding,
+            "encoding_read": self.scan.encoding or None,
+            "duplicate_samples": self.scan.duplicates,
         }
 
 
