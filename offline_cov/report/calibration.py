@@ -28,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .tally import wilson_interval
+
 SMOOTHING = 0.5  # pseudo-count added to every cell of the calibration counts
 BOOTSTRAP = 400
 MIN_ROWS_PER_CATEGORY = 5
@@ -179,14 +181,8 @@ def error_interval(count: int, total: int, categories: int, accuracy: tuple[floa
     could have turned into it, if its errors were spread evenly over the other categories."""
     if total == 0:
         return (0.0, 100.0)
-    q = count / total
-    denom = 1 + z * z / total
-    centre = (q + z * z / (2 * total)) / denom
-    half = z * math.sqrt(q * (1 - q) / total + z * z / (4 * total * total)) / denom
-    ends = []
-    for a in accuracy:
-        for edge in (max(0.0, centre - half), min(1.0, centre + half)):
-            ends.append(_undo_symmetric_noise(edge, a, categories))
+    low, high = wilson_interval(count, total, z)
+    ends = [_undo_symmetric_noise(edge / 100, a, categories) for a in accuracy for edge in (low, high)]
     return round(100 * max(0.0, min(ends)), 2), round(100 * min(1.0, max(ends)), 2)
 
 
