@@ -166,7 +166,7 @@ def _merge_categories(items: list[dict], taxonomy: Taxonomy | None, problems: li
             continue
         merged[name] = item
     if taxonomy:
-        for missing in set(taxonomy.names) - set(merged):
+        for missing in [n for n in taxonomy.names if n not in merged]:  # in taxonomy order: the same metadata every run
             problems.append(f"taxonomy category {missing!r} missing; counted as 0")
     return merged
 
