@@ -58,6 +58,28 @@ def score_rows(labeler_name: str, texts: list[str], taxonomy):
     return np.concatenate(rows, axis=0), labeler
 
 
+def cached_scores(labeler_name: str, set_name: str, texts: list[str], taxonomy, cache_dir: Path | None):
+    """score_rows, reusing a saved matrix (bench/results/tmp, not in the repo) for the same texts and labeler."""
+    import hashlib
+
+    import numpy as np
+
+    from offline_cov.labelers import get_labeler_class
+
+    cls = get_labeler_class(labeler_name)
+    identity = cls.cache_identity("") + repr(taxonomy.names)
+    digest = hashlib.sha256((identity + "\0".join(texts)).encode()).hexdigest()[:16]
+    path = cache_dir / f"scores-{labeler_name}-{set_name}-{digest}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        return np.load(path), cls, 0.0
+    t = time.perf_counter()
+    scores, _ = score_rows(labeler_name, texts, taxonomy)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, scores)
+    return scores, cls, time.perf_counter() - t
+
+
 def softmax(scores, temperature: float):
     import numpy as np
 
@@ -112,8 +134,25 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
     return mixture, rest[:calibration]
 
 
-def correction_study(names, truth, predicted, args, seed: int) -> list[dict]:
-    from offline_cov.report.calibration import correct_shares
+def soft_em_shares(posteriors, calib_prior, iterations: int = 200):
+    """Saerens et al. (2002) EM on per-sample posteriors: the mixture's prior, the posteriors
+    re-weighted by prior / calibration prior until the prior is their mean."""
+    import numpy as np
+
+    prior = np.asarray(calib_prior, dtype=float)
+    new = prior.copy()
+    for _ in range(iterations):
+        w = posteriors * (new / prior)
+        w /= w.sum(axis=1, keepdims=True)
+        nxt = w.mean(axis=0)
+        if np.abs(nxt - new).max() < 1e-9:
+            break
+        new = nxt
+    return new.tolist()
+
+
+def correction_study(names, truth, predicted, args, seed: int, posteriors=None) -> list[dict]:
+    from offline_cov.report.calibration import acc_shares, confusion, correct_shares
 
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
     rows, rng = [], random.Random(seed)
@@ -124,6 +163,7 @@ def correction_study(names, truth, predicted, args, seed: int) -> list[dict]:
         if any(counts[n] > len(pool[n]) - 10 for n in names):
             counts = _shrink(counts, pool)
         raw_err, cor_err, covered, cells, trusted = [], [], 0, 0, 0
+        acc_err, soft_err = [], []
         for d in range(args.draws):
             mixture, calib = draw(pool, counts, args.calibration_size, rng)
             total = len(mixture)
@@ -134,14 +174,24 @@ def correction_study(names, truth, predicted, args, seed: int) -> list[dict]:
             pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
             result = correct_shares(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
             trusted += result.trustworthy
-            for n in names:
+            acc = acc_shares([result.raw[n] / 100 for n in names], confusion(pairs, names))
+            soft = None
+            if posteriors is not None:
+                calib_prior = [(sum(names[truth[i]] == n for i in calib) + 0.5) / (len(calib) + 0.5 * len(names)) for n in names]
+                soft = soft_em_shares(posteriors[mixture], calib_prior)
+            for j, n in enumerate(names):
                 raw_err.append(abs(result.raw[n] - true_share[n]))
                 cor_err.append(abs(result.corrected[n] - true_share[n]))
+                acc_err.append(abs(100 * acc[j] - true_share[n]))
+                if soft is not None:
+                    soft_err.append(abs(100 * soft[j] - true_share[n]))
                 lo, hi = result.ci95[n]
                 covered += lo <= true_share[n] <= hi
                 cells += 1
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
                      "raw_mae": round(sum(raw_err) / len(raw_err), 2), "corrected_mae": round(sum(cor_err) / len(cor_err), 2),
+                     "acc_mae": round(sum(acc_err) / len(acc_err), 2),
+                     "soft_em_mae": round(sum(soft_err) / len(soft_err), 2) if soft_err else None,
                      "ci95_coverage": round(covered / cells, 3), "trusted_draws": trusted})
     return rows
 
@@ -163,9 +213,8 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
     dev_ids = {r.row for r in split(rows, set_name, "dev")}
     truth = np.asarray([names.index(r.label) for r in rows])
     say(f"{labeler_name} on {set_name}: scoring {len(rows)} rows")
-    t = time.perf_counter()
-    scores, labeler = score_rows(labeler_name, [r.text for r in rows], taxonomy)
-    seconds = time.perf_counter() - t
+    cache_dir = Path(args.scores_cache) if args.scores_cache else None
+    scores, labeler, seconds = cached_scores(labeler_name, set_name, [r.text for r in rows], taxonomy, cache_dir)
     dev = np.asarray([r.row in dev_ids for r in rows])
     best_t = min(TEMPERATURES, key=lambda temp: nll(scores[dev], truth[dev], temp))
     product_t = labeler.temperature
@@ -177,7 +226,8 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "dev_nll_at_chosen": round(nll(scores[dev], truth[dev], best_t), 4),
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
-        "correction": correction_study(names, truth.tolist(), predicted.tolist(), args, args.seed)
+        "correction": correction_study(names, truth.tolist(), predicted.tolist(), args, args.seed,
+                                       softmax(scores, product_t))
         if set_name in args.correction_sets.split(",") else [],
     }
 
@@ -200,13 +250,17 @@ def to_markdown(payload: dict) -> str:
                                   "test ECE (product T)", "test ECE (dev T)"], table))
     lines += ["", "## Share correction on mixtures of known composition", ""]
     corr = [[r["set"], r["labeler"], c["mixture"], c["size"], c["draws"], c["raw_mae"], c["corrected_mae"],
-             round(c["corrected_mae"] / c["raw_mae"], 2) if c["raw_mae"] else "", c["ci95_coverage"], c["trusted_draws"]]
+             round(c["corrected_mae"] / c["raw_mae"], 2) if c["raw_mae"] else "", c["ci95_coverage"], c["trusted_draws"],
+             c.get("acc_mae", ""), c.get("soft_em_mae") or ""]
             for r in payload["results"] for c in r["correction"]]
     a = payload["args"]
     lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws", "raw MAE (pp)", "corrected MAE (pp)",
-                                  "ratio", "95% CI coverage", "draws trusted"], corr))
+                                  "ratio", "95% CI coverage", "draws trusted", "ACC MAE", "soft-EM MAE"], corr))
     lines += ["", f"Calibration sample: {a['calibration_size']} rows of the same set, disjoint from the mixture; "
-              f"{a['resamples']} bootstrap resamples; MAE over every (category, draw)."]
+              f"{a['resamples']} bootstrap resamples; MAE over every (category, draw). 'corrected' is the product's "
+              "correction (hard-label EM); ACC (adjusted classify-and-count) and soft-EM (Saerens EM on the labeler's "
+              "per-sample softmax at the product temperature, the calibration rows' class shares as the prior) are "
+              "alternatives measured beside it."]
     return "\n".join(lines)
 
 
@@ -222,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scores-cache", default=str(HERE / "results" / "tmp"),
+                        help="Folder for the labelers' score matrices (not in the repo); '' to recompute")
     parser.add_argument("--out-dir", default=None)
     return parser
 
