@@ -247,7 +247,8 @@ def merge(manifests, out, labels_path):
     with user_errors():
         loaded = load_manifests(list(manifests))
         report, labels, summary = merge_shards(loaded)
-    meta = {k: v for k, v in loaded[0].items() if k not in ("shard", "samples", "failed", "cache", "timings")}
+    per_shard = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples")
+    meta = {k: v for k, v in loaded[0].items() if k not in per_shard}  # facts of shard 0 alone stay out
     meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
     with user_errors(writing=out), OutputSet() as outputs:
         if meta_path:
