@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from ..data.readers import Sample
 from ..engines import Engine
-from ..report.tally import SampleLabel
+from ..report.tally import SampleLabel, rounded_confidence
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
 from .difficulty import difficulty_from_text
-from .embed import EmbedLabeler, embedding_identity
+from .embed import EmbedLabeler, embedding_identity, softmax
 from .llm import LLMLabeler
 
 # From the dev splits of bench/labelers.py with smollm2-135m: asking the LLM about every sample
@@ -63,6 +63,13 @@ class HybridLabeler:
         top = {name for name, _ in ranking[: self.k]}
         return tuple(n for n in self.taxonomy.names if n in top)
 
+    def embed_confidence(self, ranking: list[tuple[str, float]]) -> float:
+        """The embedding's confidence in its top category (as `embed` gives it)."""
+        import numpy as np
+
+        scores = np.asarray([score for _, score in ranking])
+        return rounded_confidence(softmax(scores * self.embed.temperature)[0])
+
     def labeler_for(self, names: tuple[str, ...]) -> LLMLabeler:
         """A Labeler whose prompt and schema hold only `names` (built once per candidate set)."""
         if names not in self._labelers:
@@ -72,7 +79,7 @@ class HybridLabeler:
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         rankings = self.embed.ranked([sample_text(s)[0] for s in samples])
-        fallback = {s.index: SampleLabel(s.index, (r[0][0],), difficulty_from_text(s.instruction))
+        fallback = {s.index: SampleLabel(s.index, (r[0][0],), difficulty_from_text(s.instruction), self.embed_confidence(r))
                     for s, r in zip(samples, rankings)}
         groups: dict[tuple[str, ...], list[Sample]] = {}
         for sample, ranking in zip(samples, rankings):
