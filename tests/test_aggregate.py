@@ -142,3 +142,31 @@ def test_wilson_interval_hand_computed():
     low, high = wilson_interval(20, 100)
     assert low == pytest.approx(13.36, abs=0.05) and high == pytest.approx(28.91, abs=0.05)
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 100.0
+
+
+def test_the_representative_is_the_most_confident_primary_sample():
+    from offline_cov.report.tally import Tally
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    tax = parse_taxonomy_list("a,b")
+    tally = Tally(tax)
+    labels = [SampleLabel(0, ("a",), "easy", 0.61), SampleLabel(1, ("a",), "easy", 0.97), SampleLabel(2, ("b",), "easy", 0.5),
+              SampleLabel(3, ("a", "b"), "hard", 0.97), SampleLabel(4, ("b",), "easy", 0.8), SampleLabel(5, ("b",), "medium", 0.99)]
+    for lab in labels:
+        tally.add(lab, 10)
+    # a: 0.97 twice, the lowest index wins; b: sample 3 has b only as a secondary label, so 5 (0.99)
+    assert tally.representatives() == {"a": 1, "b": 5}
+    examples = tally.examples()
+    assert examples["a"]["most"] == [(1, 0.97), (3, 0.97), (0, 0.61)]
+    assert examples["a"]["least"] == [(0, 0.61), (1, 0.97), (3, 0.97)]
+    assert [i for i, _ in examples["b"]["most"]] == [5, 4, 2]
+
+
+def test_without_confidences_the_representative_is_the_median_length_one():
+    from offline_cov.report.tally import Tally
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    tally = Tally(parse_taxonomy_list("a"))
+    for i, length in enumerate([5, 50, 20]):
+        tally.add(SampleLabel(i, ("a",), "easy"), length)
+    assert tally.representatives() == {"a": 2} and tally.examples() == {}
