@@ -155,6 +155,7 @@ def correction_study(names, truth, predicted, args, seed: int, posteriors=None) 
     from offline_cov.report.calibration import acc_shares, confusion, correct_shares
 
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
+    set_prior = [len(pool[n]) / len(truth) for n in names]
     rows, rng = [], random.Random(seed)
     for mix_name, composition in MIXTURES.items():
         if composition is not None and len(composition) != len(names):
@@ -176,9 +177,8 @@ def correction_study(names, truth, predicted, args, seed: int, posteriors=None) 
             trusted += result.trustworthy
             acc = acc_shares([result.raw[n] / 100 for n in names], confusion(pairs, names))
             soft = None
-            if posteriors is not None:
-                calib_prior = [(sum(names[truth[i]] == n for i in calib) + 0.5) / (len(calib) + 0.5 * len(names)) for n in names]
-                soft = soft_em_shares(posteriors[mixture], calib_prior)
+            if posteriors is not None:  # the posteriors' own prior: the class shares of the set they were fitted on
+                soft = soft_em_shares(posteriors[mixture], set_prior)
             for j, n in enumerate(names):
                 raw_err.append(abs(result.raw[n] - true_share[n]))
                 cor_err.append(abs(result.corrected[n] - true_share[n]))
@@ -259,7 +259,7 @@ def to_markdown(payload: dict) -> str:
     lines += ["", f"Calibration sample: {a['calibration_size']} rows of the same set, disjoint from the mixture; "
               f"{a['resamples']} bootstrap resamples; MAE over every (category, draw). 'corrected' is the product's "
               "correction (hard-label EM); ACC (adjusted classify-and-count) and soft-EM (Saerens EM on the labeler's "
-              "per-sample softmax at the product temperature, the calibration rows' class shares as the prior) are "
+              "per-sample softmax at the product temperature, the whole set's class shares as the posteriors' prior) are "
               "alternatives measured beside it."]
     return "\n".join(lines)
 
