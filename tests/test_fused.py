@@ -117,7 +117,8 @@ def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, mo
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_suffix(".meta.json").read_text())
-    assert meta["engine"] == {"engine": "fused", "loaded": False}
+    assert meta["engine"] == {"engine": "vllm", "loaded": False}  # the runtime, never opened: SmolLM2 was read through transformers
+    assert meta["model"] == "smollm2-135m"
     assert meta["labeler"]["labeler"] == "fused" and meta["labeler"]["llm"] == "smollm2-135m"
     assert meta["engine_identity"].startswith("fused:embed-v3:")
     from offline_cov.report.contract import CoverageReport
