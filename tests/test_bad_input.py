@@ -221,3 +221,20 @@ def test_exact_duplicates_are_counted_and_over_one_percent_warned(tmp_path, fake
     assert "Warning: 3 of 123 samples (2.4%) repeat an earlier sample exactly" in result.output
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["input"]["duplicate_samples"] == 3 and meta["samples"]["analyzed"] == 123
+
+
+@pytest.mark.parametrize("command", [
+    ["render", "{r}", "--html", "{r}"],
+    ["compare", "{r}", "{r}", "-o", "{r}"],
+    ["seeds", "{r}", "-o", "{r}"],
+    ["merge", "{m}", "-o", "{m}"],
+])
+def test_report_commands_refuse_to_write_over_their_inputs(tmp_path, fake_engines, command):
+    data = example(tmp_path)
+    out = tmp_path / "r.json"
+    assert run([str(data), "--engine", "vllm", "--taxonomy", TAX, "--shard", "0/1", "-o", str(out), "-q"]).exit_code == 0
+    before = snapshot(tmp_path)
+    args = [a.replace("{r}", str(out)).replace("{m}", str(out.with_suffix(".meta.json"))) for a in command]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "would destroy it" in result.output and snapshot(tmp_path) == before

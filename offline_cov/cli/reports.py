@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import OfflineCovError
-from .common import CONTEXT, STDOUT, CliError, echo_err, json_flag, model_option, out_option, user_errors, write_text_out
+from .common import CONTEXT, STDOUT, CliError, check_paths, echo_err, json_flag, model_option, out_option, user_errors, write_text_out
 
 
 def _load_report(path):
@@ -46,10 +46,11 @@ def render(report, metadata_path, html_path, markdown_path):
     from ..io import write_atomic
     from ..report.render import render_html, render_markdown
 
-    parsed = _load_report(report)
-    metadata = _load_metadata(report, metadata_path)
     if not html_path and not markdown_path:
         html_path, markdown_path = Path(report).with_suffix(".html"), Path(report).with_suffix(".md")
+    check_paths({"REPORT": report, "--metadata": metadata_path}, {"--html": html_path, "--markdown": markdown_path})
+    parsed = _load_report(report)
+    metadata = _load_metadata(report, metadata_path)
     with user_errors(writing=html_path or markdown_path):
         if html_path:
             write_atomic(html_path, render_html(parsed, metadata, None))
@@ -74,6 +75,7 @@ def compare(before, after, as_json, out):
     """
     from ..report.compare import compare_markdown, compare_reports
 
+    check_paths({"BEFORE": before, "AFTER": after}, {"--out": out})
     diff = compare_reports(_load_report(before), _load_report(after))
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
@@ -102,6 +104,7 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
     from ..engines import open_engine
     from ..seeds import category_descriptions, generate_seeds
 
+    check_paths({"REPORT": report, "--metadata": metadata_path, "--taxonomy-file": taxonomy_file}, {"--out": out})
     parsed = _load_report(report)
     descriptions = category_descriptions(_load_metadata(report, metadata_path))
     with user_errors():
