@@ -269,3 +269,11 @@ def test_chromium_renders_the_charts_and_takes_a_screenshot(tmp_path):
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000
+
+
+def test_the_run_table_names_the_labeler_and_an_engine_that_never_opened():
+    report = worked_example()
+    page = render_html(report, {"labeler": {"labeler": "fused"}, "engine": {"engine": "vllm", "loaded": False},
+                                "model": "smollm2-135m"}, None)
+    assert "<tr><th>labeler</th><td>fused</td></tr>" in page
+    assert "<tr><th>engine</th><td>vllm (not opened)</td></tr>" in page

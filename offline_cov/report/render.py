@@ -288,9 +288,13 @@ def _categories_table(report: CoverageReport, goal: dict[str, float], status: di
 def _run_html(report: CoverageReport, metadata: dict) -> str:
     facts = [("samples analyzed", report.total_samples_analyzed)]
     engine = metadata.get("engine") or {}
+    if isinstance(engine, dict):
+        engine = engine.get("engine", "") + (" (not opened)" if engine.get("loaded") is False else "")
+    labeler = (metadata.get("labeler") or {}).get("labeler") if isinstance(metadata.get("labeler"), dict) else None
     for label, value in (
+        ("labeler", labeler),
         ("model", metadata.get("model")),
-        ("engine", engine.get("engine") if isinstance(engine, dict) else engine),
+        ("engine", engine),
         ("strategy", metadata.get("strategy")),
         ("prompt version", metadata.get("prompt_version")),
         ("tool version", (metadata.get("tool") or {}).get("version")),
