@@ -10,6 +10,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .cache import LabelCache
 from .data.plan import DatasetPlan
@@ -41,19 +42,13 @@ class Run:
     labeler_info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.warnings += sample_warnings(self.plan.analyzed, self.plan.scan.skipped)
-        scan = self.plan.scan
-        if scan.count and scan.duplicates / scan.count > DUPLICATES_WARN:
-            self.warnings.append(f"{scan.duplicates} of {scan.count} samples ({100 * scan.duplicates / scan.count:.1f}%) "
-                                 "repeat an earlier sample exactly; each copy is counted (deduplicate the file to count it once)")
-        if self.opts.sample and self.opts.sample > self.plan.scan.count:
-            self.warnings.append(f"--sample {self.opts.sample} asks for more samples than the file holds "
-                                 f"({self.plan.scan.count}); all of them were analyzed")
+        self.warnings += sample_warnings(self.plan)
         self.labeler_info = self.labeler_info or {"labeler": self.labeler_cls.name}
 
-    @property
+    @cached_property
     def identity(self) -> str:
-        """The labeler's cache identity (its engine and model settings included)."""
+        """The labeler's cache identity (its engine and model settings included), worked out once:
+        every sample's cache key holds it."""
         return self.labeler_cls.cache_identity(self.handle.identity)
 
     def open_labeler(self, taxonomy: Taxonomy):
@@ -109,12 +104,20 @@ def cache_facts(cache: LabelCache | None) -> dict:
             "invalid_values": cache.bad_values, "writable": cache.writable}
 
 
-def sample_warnings(analyzed: int, skipped: list) -> list[str]:
-    warnings = []
+def sample_warnings(plan: DatasetPlan) -> list[str]:
+    """What the plan's first pass found worth a warning: few samples, skipped records, exact
+    duplicates over 1%, a --sample larger than the file."""
+    warnings, scan, analyzed = [], plan.scan, plan.analyzed
     if analyzed < FEW_SAMPLES:
         warnings.append(
             f"only {analyzed} samples analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
         )
-    if skipped:
-        warnings.append(f"{len(skipped)} bad record(s) skipped (--skip-bad-lines)")
+    if scan.skipped:
+        warnings.append(f"{len(scan.skipped)} bad record(s) skipped (--skip-bad-lines)")
+    if scan.count and scan.duplicates / scan.count > DUPLICATES_WARN:
+        warnings.append(f"{scan.duplicates} of {scan.count} samples ({100 * scan.duplicates / scan.count:.1f}%) "
+                        "repeat an earlier sample exactly; each copy is counted (deduplicate the file to count it once)")
+    if plan.opts.sample and plan.opts.sample > scan.count:
+        warnings.append(f"--sample {plan.opts.sample} asks for more samples than the file holds "
+                        f"({scan.count}); all of them were analyzed")
     return warnings
