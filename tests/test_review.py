@@ -177,3 +177,19 @@ def test_review_in_a_real_terminal(tmp_path, fake_engines):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     rows = [json.loads(line) for line in calib.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["category"] == rows[0]["proposed"] and rows[1]["category"] == "writing"
+
+
+def test_calibration_rows_by_text_match_the_data_or_are_labeled_on_their_own(tmp_path, fake_engines):
+    from offline_cov.data.readers import read_samples
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    samples = read_samples(data).samples[:30]
+    rows = [{"text": s.instruction, "category": "math"} for s in samples]
+    rows.append({"text": "A sample that is not in the dataset at all, about prime numbers.", "category": "math"})
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    block = json.loads(out.with_suffix(".meta.json").read_text())["calibration"]
+    assert block["rows"] == 31 and block["matched"] == 31  # 30 found in the data, 1 labeled on its own

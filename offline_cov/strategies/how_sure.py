@@ -34,11 +34,10 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tu
 
 def calibration_pairs(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
     """(true category, labeler's primary category) for every row that can be matched, and how many could not."""
-    by_index = {r.index for r in rows if r.index is not None}
     texts = {r.text for r in rows if r.text is not None}
-    primary = {lab.index: lab.categories[0] for lab in labels if lab.index in by_index}
     index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
-    primary |= {lab.index: lab.categories[0] for lab in labels if lab.index in set(index_of.values())}
+    wanted = {r.index for r in rows if r.index is not None} | set(index_of.values())
+    primary = {lab.index: lab.categories[0] for lab in labels if lab.index in wanted}
     missing = [t for t in texts if t not in index_of]
     own = _label_texts(missing, labeler or run.open_labeler(taxonomy)) if missing else {}
     pairs, unmatched = [], 0

@@ -91,13 +91,13 @@ class StreamRun(LabelRun):
 def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total: int, progress=None) -> StreamRun:
     """Label the samples (in file order) chunk by chunk: cached labels where present, the rest from the
     labeler, stored batch by batch; only the labels and the tally outlive a chunk."""
-    out, labeler, cache = StreamRun(tally=Tally(taxonomy)), None, run.cache
+    out, labeler, cache, names = StreamRun(tally=Tally(taxonomy)), None, run.cache, set(taxonomy.names)
     for chunk in chunks(samples, STREAM_CHUNK):
         keys = {s.index: label_key(run.identity, taxonomy, run.opts.label, s) for s in chunk}
         found = cache.get_many(list(keys.values())) if cache is not None else {}
         labels, todo = {}, []
         for s in chunk:
-            hit = cached_label(s.index, found.get(keys[s.index]), taxonomy)
+            hit = cached_label(s.index, found.get(keys[s.index]), names)
             if hit is None:
                 if keys[s.index] in found:
                     cache.reject()  # a value this taxonomy and version cannot have written: label again
@@ -122,13 +122,12 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
     return out
 
 
-def cached_label(index: int, value, taxonomy: Taxonomy) -> tuple[SampleLabel, bool] | None:
+def cached_label(index: int, value, names: set[str]) -> tuple[SampleLabel, bool] | None:
     """The label a cached value holds and whether its sample was truncated; None for a value that
     is not one this version writes (categories outside the taxonomy, a difficulty not in the enum)."""
     if not isinstance(value, dict):
         return None
     categories, difficulty = value.get("categories"), value.get("difficulty")
-    names = set(taxonomy.names)
     if not isinstance(categories, list) or not categories or not all(isinstance(c, str) and c in names for c in categories):
         return None
     if difficulty not in DIFFICULTIES:
