@@ -169,6 +169,7 @@ def _write_outputs(result, out: str, metadata_path, labels_path, html_path, mark
     """Every output as one set: all written to temporary files first, then renamed into place."""
     from ..io import OutputSet, json_text, jsonl_lines
     from ..report.render import render_html, render_markdown
+    from .common import write_text_out
 
     report = json_text(result.report.model_dump())
     with OutputSet() as outputs:
@@ -183,8 +184,7 @@ def _write_outputs(result, out: str, metadata_path, labels_path, html_path, mark
         if markdown_path:
             outputs.add(markdown_path, render_markdown(result.report, result.metadata))
     if out == STDOUT:
-        sys.stdout.write(report)
-        sys.stdout.flush()
+        write_text_out(out, report)
 
 
 def _print_summary(result, out) -> None:
