@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ModelConfigError, ModelUnavailableError, UnknownModelError, validation_problems
 from .home import tool_home
 
+MODEL_ENV = "OFFLINE_COV_MODEL"  # the model used when none is named (a models.yaml name)
 MODELS_ENV = "OFFLINE_COV_MODELS"
 
 
@@ -101,8 +102,8 @@ class ModelRegistry(BaseModel):
         return self.models[name]
 
     def default_name(self) -> str:
-        """The GPU default when a GPU is visible, else the CPU default."""
-        return self.default_gpu if gpu_available() else self.default_cpu
+        """$OFFLINE_COV_MODEL when set; else the GPU default when a GPU is visible, else the CPU default."""
+        return os.environ.get(MODEL_ENV) or (self.default_gpu if gpu_available() else self.default_cpu)
 
 
 def models_file() -> Path:

@@ -11,6 +11,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ["VLLM_NO_USAGE_STATS"] = "1"
+# The suite runs the pipeline with the small model and the labeler that loads no engine wherever a
+# test names neither (the machine defaults, Qwen2.5-Coder-1.5B and `ensemble`, take minutes per run);
+# tests/test_qwen.py runs the defaults themselves, and test_embed.py checks what they are.
+os.environ["OFFLINE_COV_MODEL"] = "smollm2-135m"
+os.environ["OFFLINE_COV_LABELER"] = "fused"
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "sft_sample.jsonl"

@@ -103,8 +103,26 @@ def test_default_labeler_is_the_llm_only_on_a_gpu(monkeypatch):
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
     assert labelers.default_labeler() == "llm"
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
-    assert labelers.default_labeler() == labelers.CPU_DEFAULT_LABELER == "fused"
+    monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
+    assert labelers.default_labeler() == labelers.CPU_DEFAULT_LABELER == "ensemble"
     assert labelers.default_labeler(llm_asked=True) == "llm"
+
+
+def test_the_default_labeler_and_model_can_come_from_the_environment(monkeypatch):
+    from offline_cov import labelers
+    from offline_cov.errors import OfflineCovError
+    from offline_cov.registry import MODEL_ENV, load_registry
+
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    monkeypatch.setenv(labelers.LABELER_ENV, "embed")
+    assert labelers.default_labeler() == "embed" and labelers.default_labeler(llm_asked=True) == "llm"
+    monkeypatch.setenv(labelers.LABELER_ENV, "nope")
+    with pytest.raises(OfflineCovError, match="OFFLINE_COV_LABELER='nope' is not a labeler"):
+        labelers.default_labeler()
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert load_registry().default_name() == "qwen2.5-coder-1.5b"
+    monkeypatch.setenv(MODEL_ENV, "smollm2-135m")
+    assert load_registry().default_name() == "smollm2-135m"
 
 
 @pytest.mark.engine  # loads MiniLM

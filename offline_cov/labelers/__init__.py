@@ -3,7 +3,8 @@
 - `llm` (`llm.py`): the LLM writes every label (enum-constrained JSON);
 - `embed` (`embed.py`): nearest MiniLM category prototype, no LLM;
 - `fused` (`fused.py`): MiniLM's and the LLM's hidden-state similarities, added;
-- `hybrid` (`hybrid.py`): the LLM chooses among the embedding's top candidates.
+- `hybrid` (`hybrid.py`): the LLM chooses among the embedding's top candidates;
+- `ensemble` (`ensemble.py`): the LLM's probability of every category times `fused`'s.
 
 Each class declares what it is (`base.py`); the registry below names them as "module:object"
 strings, so nothing heavy is imported until a labeler is used.
@@ -20,10 +21,12 @@ LABELERS = {
     "embed": "offline_cov.labelers.embed:EmbedLabeler",
     "fused": "offline_cov.labelers.fused:FusedLabeler",
     "hybrid": "offline_cov.labelers.hybrid:HybridLabeler",
+    "ensemble": "offline_cov.labelers.ensemble:EnsembleLabeler",
 }
 # What labels samples on a machine without a GPU when no labeler is named: the one that
 # bench/labelers.py measured best there (bench/README.md). On a GPU it is the LLM.
-CPU_DEFAULT_LABELER = "fused"
+CPU_DEFAULT_LABELER = "ensemble"
+LABELER_ENV = "OFFLINE_COV_LABELER"  # the labeler used when none is named (test suites, batch jobs)
 
 
 def get_labeler_class(name: str):
@@ -35,7 +38,15 @@ def get_labeler_class(name: str):
 
 
 def default_labeler(llm_asked: bool = False) -> str:
-    """`llm` where a GPU is visible or an LLM was asked for; elsewhere the CPU default the bench chose."""
+    """`llm` where a GPU is visible or an LLM was asked for; else $OFFLINE_COV_LABELER when set, else the
+    CPU default the bench chose."""
+    import os
+
     from ..registry import gpu_available
 
-    return "llm" if llm_asked or gpu_available() else CPU_DEFAULT_LABELER
+    if llm_asked or gpu_available():
+        return "llm"
+    chosen = os.environ.get(LABELER_ENV) or CPU_DEFAULT_LABELER
+    if chosen not in LABELERS:
+        raise OfflineCovError(f"${LABELER_ENV}={chosen!r} is not a labeler. Available: {', '.join(LABELERS)}")
+    return chosen

@@ -46,6 +46,10 @@ FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.7
 LLM_MAX_TOKENS = 320  # the LLM reads this many tokens of a sample (MiniLM reads 256)
 LLM_BATCH = 16
 FUSED_VERSION = "fused-v1"
+# The LLM whose hidden states are the second view: the one every weight and temperature here was
+# chosen with. It is fixed, not the run's model: a 1.5B model's states through transformers on a
+# CPU cost ~10x SmolLM2's, and were never measured for this.
+FUSED_ENCODER_MODEL = "smollm2-135m"
 # Confidence = softmax(temperature x fused scores) of the chosen category. The temperature minimised
 # the negative log-likelihood of the true category on both dev splits of bench/calibration.py.
 FUSED_TEMPERATURE = 0.891
@@ -123,8 +127,8 @@ class FusedLabeler:
 
     @classmethod
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> FusedLabeler:
-        """The LLM that reads is the run's model, loaded here through transformers (no engine is opened)."""
-        return cls(taxonomy, settings, model=handle.model_name)
+        """The LLM that reads is FUSED_ENCODER_MODEL, loaded here through transformers (no engine is opened)."""
+        return cls(taxonomy, settings, model=FUSED_ENCODER_MODEL)
 
     def __init__(self, taxonomy: Taxonomy, settings=None, model: str | None = None,
                  embed: EmbedLabeler | None = None, llm: LLMEncoder | None = None,

@@ -36,8 +36,10 @@ class LLMLabeler:
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> LLMLabeler:
         return cls(handle.get(), taxonomy, settings)
 
-    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None):
-        self.engine, self.taxonomy = engine, taxonomy
+    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None, top_logprobs: int = 1):
+        """`top_logprobs`: how many of the most likely allowed tokens to get back at each position
+        (1: the chosen token's only, enough for the confidence; more for `choice_distribution`)."""
+        self.engine, self.taxonomy, self.top_logprobs = engine, taxonomy, top_logprobs
         self.settings = settings or LabelSettings()
         self.schema = label_schema(taxonomy)
         overhead = engine.count_tokens(label_system_prompt(taxonomy)) + TEMPLATE_OVERHEAD_TOKENS
@@ -54,7 +56,7 @@ class LLMLabeler:
         text, cut_chars = sample_text(sample)
         cut = self.engine.truncate(text, self.sample_budget)
         messages = label_messages(self.taxonomy, cut)
-        return GenRequest(messages, self.schema, self.settings.max_tokens, logprobs=True), cut_chars or cut != text
+        return GenRequest(messages, self.schema, self.settings.max_tokens, logprobs=self.top_logprobs), cut_chars or cut != text
 
     def parse(self, index: int, result: GenResult) -> SampleLabel | None:
         """A SampleLabel from the model's JSON, or None when it is unusable."""
@@ -89,7 +91,7 @@ def value_probability(result: GenResult, key: str, value: str) -> float | None:
     generated tokens that overlap the value's characters and its closing quote. The grammar forces
     the JSON around it, so this is the choice among the enum's values. None without token logprobs."""
     tokens = result.extra.get("tokens")
-    if not tokens or "".join(t for t, _ in tokens) != result.text:
+    if not tokens or not "".join(t for t, _ in tokens).startswith(result.text):  # a stop token may follow
         return None
     match = re.search(rf'"{re.escape(key)}"\s*:\s*"', result.text)
     if match is None or not result.text.startswith(value, match.end()):
@@ -101,6 +103,56 @@ def value_probability(result: GenResult, key: str, value: str) -> float | None:
             total += logprob
         at += len(text)
     return math.exp(total)
+
+
+def value_span(result: GenResult, key: str) -> tuple[int, int] | None:
+    """(index of the first generated token that carries the value of `key`, where in that token's text
+    the value starts), or None when the answer has no such string value or no token logprobs."""
+    tokens = result.extra.get("tokens")
+    if not tokens or not "".join(t for t, _ in tokens).startswith(result.text):  # a stop token may follow
+        return None
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*"', result.text)
+    if match is None:
+        return None
+    at = 0
+    for i, (text, _) in enumerate(tokens):
+        if at + len(text) > match.end():
+            return i, match.end() - at
+        at += len(text)
+    return None
+
+
+def choice_distribution(result: GenResult, key: str, names: list[str], floor: float = 1e-4) -> dict[str, float] | None:
+    """The model's probability of each enum value for `key`, from the top-k tokens the grammar allowed
+    where the value begins (`GenRequest.logprobs` > 1): a token that can only begin one name counts
+    for it, one that begins several (a shared prefix) is split evenly among them; the name written
+    gets at least the probability of the whole path it took (`value_probability`). Names outside the
+    top k get `floor`; the result sums to 1. It is the distribution at the step where the answer's
+    value begins, given the tokens before it (the grammar lets a tokenizer spell `":"` in more than
+    one way; the other spellings' continuations are not seen). None without the top-k logprobs."""
+    top = result.extra.get("top")
+    span = value_span(result, key)
+    if not top or span is None:
+        return None
+    index, offset = span
+    head = result.extra["tokens"][index][0][:offset]
+    mass = dict.fromkeys(names, 0.0)
+    for piece, logprob in top[index].items():
+        if not piece.startswith(head):
+            continue
+        rest, closed = piece[len(head):].split('"')[0], '"' in piece[len(head):]
+        if not rest:
+            continue  # no letter of a value yet (another way to tokenize the quote): renormalised away
+        fits = [n for n in names if (n == rest if closed else n.startswith(rest))]
+        for n in fits:
+            mass[n] += math.exp(logprob) / len(fits)
+    data = json_object(result) or {}
+    written = data.get(key)
+    if written in mass:
+        mass[written] = max(mass[written], value_probability(result, key, written) or 0.0)
+    mass = {n: max(p, floor) for n, p in mass.items()}
+    total = sum(mass.values())
+    return {n: p / total for n, p in mass.items()}
 
 
 def record(run: LabelRun, index: int, outcome: Outcome) -> SampleLabel | None:

@@ -1,0 +1,238 @@
+"""Every labeler and combination scored from the views bench/views.py collected: no model runs here.
+
+  .venv/bin/python -m bench.choose --split dev     # the grids every constant was chosen on
+  .venv/bin/python -m bench.choose --split test    # the chosen settings, once, on the test rows
+
+Category accuracy counts a sample right when its primary label is one of the row's labels (Just-Eval
+rows carry one to three of GPT-4's tags); macro-F1 and kappa take, for a multi-tag row, the tag the
+labeler chose when it is one of them, else the first. Difficulty: Spearman between the labeler's
+difficulty (easy 0, medium 1, hard 2; or its expected difficulty where it has one) and the truth
+(MATH's level 1-5, InfoBench's easy/hard, Just-Eval's GPT-4 easy/medium/hard), exact agreement of
+the three classes (InfoBench: hard vs not hard), and the mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
+from offline_cov.labelers.ensemble import (
+    DIFFICULTY_CUTS,
+    ENSEMBLE_FUSED_WEIGHT,
+    ENSEMBLE_TEMPERATURE,
+    combined_scores,
+    difficulty_from_score,
+    expected_difficulty,
+)
+from offline_cov.labelers.fused import FUSED_LLM_WEIGHT, FUSED_TEMPERATURE, zscores
+from offline_cov.metrics import label_metrics
+
+from . import common
+from .views import OUT
+
+HERE = Path(__file__).resolve().parent
+LEVEL = {"easy": 0, "medium": 1, "hard": 2}
+CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "infobench", "justeval-tasks",
+                 "justeval-topics", "justeval-topics-names"]
+DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
+WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
+
+
+def load(split: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((OUT / split).glob("*.json"))}
+
+
+# ---------------------------------------------------------------- categories
+
+
+def fused_probs(row: dict) -> np.ndarray:
+    scores = zscores(np.asarray([row["embed"]])) + FUSED_LLM_WEIGHT * zscores(np.asarray([row["hidden"]]))
+    return softmax(scores[0] * FUSED_TEMPERATURE)
+
+
+def llm_probs(row: dict, names: list[str]) -> list[float] | None:
+    llm = row["llm"]
+    if llm["primary"] is None:
+        return None
+    if llm["p_category"] is None:
+        return [0.98 if n == llm["primary"] else 0.02 / (len(names) - 1) for n in names]
+    return [llm["p_category"][n] for n in names]
+
+
+def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT) -> list[tuple[str | None, float]]:
+    """(category, confidence) per row for one labeler read from the views."""
+    names = payload["taxonomy"]
+    out = []
+    for row in payload["rows"]:
+        if labeler == "embed":
+            p = softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE)
+        elif labeler == "fused":
+            p = fused_probs(row)
+        elif labeler == "llm":
+            out.append((row["llm"]["primary"], None))
+            continue
+        else:  # ensemble
+            p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), weight) * ENSEMBLE_TEMPERATURE)
+        best = int(np.argmax(p))
+        out.append((names[best], float(p[best])))
+    return out
+
+
+def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dict | None:
+    names = payload["taxonomy"]
+    pairs = [(row["labels"], pred) for row, (pred, _) in zip(payload["rows"], preds) if row["labels"]]
+    if not pairs:
+        return None
+    truth = [pred if pred in labels else labels[0] for labels, pred in pairs]
+    guessed = [pred or "(failed)" for _, pred in pairs]
+    m = label_metrics(truth, guessed, names)
+    right = [t == g for t, g in zip(truth, guessed)]
+    return {"n": len(pairs), "accuracy": round(float(np.mean(right)), 3), "macro_f1": round(m["macro_f1"], 3),
+            "kappa": round(m["kappa"], 3)}
+
+
+# ---------------------------------------------------------------- difficulty
+
+
+def ranks(values: list[float]) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank."""
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    r[order] = np.arange(1, len(v) + 1)
+    for value in np.unique(v):
+        tie = v == value
+        r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rho (Pearson of the tie-averaged ranks); 0 when either side is constant."""
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return 0.0
+    return round(float(np.corrcoef(rx, ry)[0, 1]), 3)
+
+
+def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS) -> dict[str, tuple[float, str]]:
+    """(score, class) per difficulty method for one row."""
+    llm = row["llm"]
+    methods = {"rule": (LEVEL[row["rule"]], row["rule"])}
+    if llm["difficulty"]:
+        methods["llm-written"] = (LEVEL[llm["difficulty"]], llm["difficulty"])
+    if llm["p_difficulty"]:
+        e = expected_difficulty(llm["p_difficulty"])
+        methods["llm-expected"] = (e, difficulty_from_score(e, cuts))
+    return methods
+
+
+def difficulty_scores(payload: dict, method: str, cuts=DIFFICULTY_CUTS) -> dict | None:
+    rows = [r for r in payload["rows"] if r.get("difficulty") in LEVEL]
+    got = [(r, difficulty_methods(r, cuts).get(method)) for r in rows]
+    got = [(r, m) for r, m in got if m is not None]
+    if not got:
+        return None
+    truth = [r["level"] if "level" in r else LEVEL[r["difficulty"]] for r, _ in got]
+    binary = {r["difficulty"] for r, _ in got} <= {"easy", "hard"}
+    if binary:
+        agree = [(m[1] == "hard") == (r["difficulty"] == "hard") for r, m in got]
+    else:
+        agree = [m[1] == r["difficulty"] for r, m in got]
+    mix = Counter(m[1] for _, m in got)
+    top_share = max(mix.values()) / len(got)
+    return {"n": len(got), "spearman": spearman([m[0] for _, m in got], truth), "agreement": round(float(np.mean(agree)), 3),
+            "agreement_kind": "hard vs not hard" if binary else "3 classes",
+            "mix": {d: mix.get(d, 0) for d in LEVEL}, "one_class_over_80": top_share > 0.8}
+
+
+def choose_cuts(views: dict[str, dict]) -> tuple[tuple[float, float], list[dict]]:
+    """The expected-difficulty cut points with the best mean agreement over the difficulty sets."""
+    grid = []
+    for lo in np.arange(0.6, 1.45, 0.05):
+        for hi in np.arange(lo + 0.05, 1.95, 0.05):
+            cuts = (round(float(lo), 2), round(float(hi), 2))
+            s = [difficulty_scores(views[n], "llm-expected", cuts) for n in DIFFICULTY_SETS if n in views]
+            s = [x for x in s if x]
+            if s:
+                grid.append({"cuts": cuts, "mean_agreement": round(float(np.mean([x["agreement"] for x in s])), 3)})
+    best = max(grid, key=lambda g: g["mean_agreement"])
+    return best["cuts"], sorted(grid, key=lambda g: -g["mean_agreement"])[:10]
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(split: str) -> dict:
+    views = load(split)
+    out = {"split": split, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
+           "sets": {}, "difficulty": {}, "weights": {}}
+    for name in CATEGORY_SETS:
+        if name not in views:
+            continue
+        payload = views[name]
+        rows = {lab: category_scores(payload, predictions(payload, lab)) for lab in ("embed", "fused", "llm", "ensemble")}
+        out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
+                             "llm_samples_per_s": round(len(payload["rows"]) / payload["llm_s"], 3)}
+        if split == "dev":
+            out["weights"][name] = {str(w): category_scores(payload, predictions(payload, "ensemble", w))["accuracy"]
+                                    for w in WEIGHTS}
+    for name in DIFFICULTY_SETS:
+        if name in views:
+            out["difficulty"][name] = {m: difficulty_scores(views[name], m) for m in ("rule", "llm-written", "llm-expected")}
+    if split == "dev" and views:
+        out["cuts"], out["cut_grid"] = choose_cuts(views)
+    return out
+
+
+def markdown(res: dict) -> str:
+    lines = [f"## Labelers from the collected views ({res['split']} split)", "",
+             f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
+             f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}, difficulty cuts {list(DIFFICULTY_CUTS)}", "",
+             "| set | categories | rows | embed | fused | llm | ensemble | ensemble macro-F1 | kappa | LLM samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in res["sets"].items():
+        lab = s["labelers"]
+        lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
+                     f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | **{lab['ensemble']['accuracy']:.3f}** | "
+                     f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {s['llm_samples_per_s']} |")
+    if res["weights"]:
+        lines += ["", "Ensemble accuracy by fused weight (0: the LLM's distribution alone):", "",
+                  "| set | " + " | ".join(f"w={w}" for w in WEIGHTS) + " |", "|---|" + "---|" * len(WEIGHTS)]
+        for name, ws in res["weights"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{ws[str(w)]:.3f}" for w in WEIGHTS) + " |")
+        means = [np.mean([ws[str(w)] for ws in res["weights"].values()]) for w in WEIGHTS]
+        lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    lines += ["", "| difficulty set | method | rows | Spearman | agreement | mix easy/medium/hard | one class > 80% |",
+              "|---|---|---|---|---|---|---|"]
+    for name, methods in res["difficulty"].items():
+        for m, d in methods.items():
+            if d:
+                mix = "/".join(str(d["mix"][k]) for k in LEVEL)
+                lines.append(f"| {name} | {m} | {d['n']} | {d['spearman']:.3f} | {d['agreement']:.3f} ({d['agreement_kind']}) | "
+                             f"{mix} | {'**yes**' if d['one_class_over_80'] else 'no'} |")
+    if res.get("cuts"):
+        lines += ["", f"Expected-difficulty cut points with the best mean agreement on dev: {res['cuts']}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--split", choices=["dev", "test"], required=True)
+    args = p.parse_args(argv)
+    res = run(args.split)
+    text = markdown(res)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (f"choose-{args.split}-{stamp}", f"choose-{args.split}-latest"):
+        (HERE / "results" / f"{name}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
+        (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

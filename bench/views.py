@@ -1,0 +1,231 @@
+"""What each view of a sample knows, on every labeled set: the collection behind bench/choose.py.
+
+For each set and split this reads every row once through the product's own pieces and keeps, per row:
+- the LLM's answer to the product's label request (`LLMLabeler.request`, vLLM, enum-constrained JSON)
+  with the top-20 allowed tokens at each position, turned by `choice_distribution` into its
+  probability of every category and of every difficulty;
+- the MiniLM cosine of the sample to each category prototype (`embed`) and the SmolLM2 hidden-state
+  cosine (`fused`'s second view);
+- the difficulty rule's features.
+Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
+so a choice costs no model time. Each (set, split) is one file under bench/results/tmp/views/,
+written when the set is done; a rerun skips sets already collected.
+
+  HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from offline_cov.taxonomy import Taxonomy, load_taxonomy_file, parse_taxonomy_list
+
+from . import common
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
+OUT = HERE / "results" / "tmp" / "views"
+DIFFICULTIES = ["easy", "medium", "hard"]
+DEV_SHARE = 3
+TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class ViewSet:
+    """One labeled set read for the views: file, fields, taxonomy and how labels map onto it."""
+
+    name: str
+    file: str
+    taxonomy: str  # a bench/taxonomies file, or "names:a,b,c" for a names-only taxonomy
+    text_field: str = "text"
+    label_field: str | None = None
+    label_map: dict = field(default_factory=dict)
+    difficulty_field: str | None = None
+    difficulty_map: dict = field(default_factory=dict)
+    split_key: str | None = None  # sets reading the same rows share their split (names-only rows)
+    cap: int = 100  # at most this many dev rows (1.5x as many test rows), a seeded subsample
+
+
+INFOBENCH_DOMAINS = {"Natural Sciences": "natural_sciences", "Social Sciences": "social_sciences",
+                     "Business and Economics": "business_economics", "Engineering and Technology": "engineering_technology",
+                     "Arts": "arts", "Lifestyle and Leisure": "lifestyle_leisure", "Office and Work": "office_work"}
+JUSTEVAL_TASKS = {"info-seek": "info_seek", "role-play": "role_play"}
+MATH_LEVELS = {"1": "easy", "2": "easy", "3": "medium", "4": "hard", "5": "hard"}
+ARENA_NAMES = "names:coding,math,creative_writing"
+TOPIC_NAMES = "names:lifestyle,stem,humanities,ethics,nature,finance,medical,malicious"
+
+SETS = {s.name: s for s in [
+    ViewSet("arena-hard", "arena_hard_v2_questions.jsonl", "arena_hard.yaml", "prompt", "subcategory"),
+    ViewSet("arena-hard-names", "arena_hard_v2_questions.jsonl", ARENA_NAMES, "prompt", "subcategory", split_key="arena-hard"),
+    ViewSet("selfinstruct-domains", "selfinstruct_user_oriented.jsonl", "selfinstruct_domains.yaml", "instruction", "motivation_app"),
+    ViewSet("infobench", "infobench.jsonl", "infobench_domains.yaml", "text", "domain", INFOBENCH_DOMAINS,
+            "difficulty"),
+    ViewSet("justeval-tasks", "just_eval_gpt4_tags.jsonl", "justeval_tasks.yaml", "text", "task_types", JUSTEVAL_TASKS,
+            "difficulty"),
+    ViewSet("justeval-topics", "just_eval_gpt4_tags.jsonl", "justeval_topics.yaml", "text", "topics",
+            split_key="justeval-tasks"),
+    ViewSet("justeval-topics-names", "just_eval_gpt4_tags.jsonl", TOPIC_NAMES, "text", "topics",
+            split_key="justeval-tasks"),
+    ViewSet("math", "math_test.jsonl", "arena_hard.yaml", "text", None, {}, "level", MATH_LEVELS),
+]}
+
+
+def taxonomy_for(spec: ViewSet) -> Taxonomy:
+    if spec.taxonomy.startswith("names:"):
+        return parse_taxonomy_list(spec.taxonomy[len("names:"):])
+    return load_taxonomy_file(HERE / "taxonomies" / spec.taxonomy)
+
+
+def read_rows(spec: ViewSet, data_dir: Path) -> list[dict]:
+    """Every row with text: {row, text, labels (a list; empty when the row has none), difficulty}."""
+    if spec.name == "selfinstruct-domains":
+        from .labelers import SETS as LABELER_SETS
+        from .labelers import load_set
+
+        return [{"row": r.row, "text": r.text, "labels": [r.label], "difficulty": None}
+                for r in load_set(LABELER_SETS["selfinstruct-domains"], data_dir)]
+    rows = []
+    with (data_dir / spec.file).open(encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            record = json.loads(line)
+            text = record.get(spec.text_field)
+            if not isinstance(text, str) or not text.strip():
+                continue
+            raw = record.get(spec.label_field) if spec.label_field else None
+            raw = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
+            labels = [spec.label_map.get(str(x), str(x)) for x in raw]
+            difficulty = record.get(spec.difficulty_field) if spec.difficulty_field else None
+            if difficulty is not None:
+                difficulty = spec.difficulty_map.get(str(difficulty), str(difficulty).lower())
+            rows.append({"row": i, "text": text, "labels": labels, "difficulty": difficulty,
+                         **({"level": record["level"]} if "level" in record else {})})
+    return rows
+
+
+def split_rows(spec: ViewSet, rows: list[dict], which: str, seed: int = 0) -> list[dict]:
+    """The fixed dev or test part (sha256 of the set and row number, one in three is dev), at most
+    `spec.cap` dev rows (1.5x as many test rows) by a seeded draw; sets with the same split key get the same rows."""
+    key = spec.split_key or spec.name
+
+    def is_dev(row: dict) -> bool:
+        return int(hashlib.sha256(f"{key}:{row['row']}".encode()).hexdigest(), 16) % DEV_SHARE == 0
+
+    part = [r for r in rows if is_dev(r) == (which == "dev")]
+    cap = spec.cap if which == "dev" else spec.cap * 3 // 2
+    if len(part) > cap:
+        part = sorted(random.Random(f"{key}:{which}:{seed}").sample(part, cap), key=lambda r: r["row"])
+    return part
+
+
+def say(message: str) -> None:
+    print(f"[views {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int) -> list[dict]:
+    """The product's label request for each text, answered with top-k logprobs; what it says."""
+    from offline_cov.data.readers import Sample
+    from offline_cov.generation import generate_parsed
+    from offline_cov.labelers.base import LabelSettings
+    from offline_cov.labelers.llm import LLMLabeler, choice_distribution
+
+    labeler = LLMLabeler(engine, taxonomy, LabelSettings(batch_size=batch_size), top_logprobs=TOP_LOGPROBS)
+    out = []
+    for at in range(0, len(texts), batch_size):
+        chunk = texts[at: at + batch_size]
+        built = [labeler.request(Sample(i, (("user", t),))) for i, t in enumerate(chunk)]
+        started = time.perf_counter()
+        outcomes = generate_parsed(engine, [r for r, _ in built], labeler.parse)
+        seconds = time.perf_counter() - started
+        for (request, cut), o in zip(built, outcomes):
+            label = o.value
+            out.append({
+                "primary": label.categories[0] if label else None,
+                "also": list(label.categories[1:]) if label else [],
+                "difficulty": label.difficulty if label else None,
+                "p_category": choice_distribution(o.result, "primary", taxonomy.names),
+                "p_difficulty": choice_distribution(o.result, "difficulty", DIFFICULTIES),
+                "finish_reason": o.result.finish_reason, "retried": o.retried, "output_tokens": o.output_tokens,
+                "prompt_tokens": engine.count_tokens(request.messages[0]["content"]) + engine.count_tokens(request.messages[1]["content"]),
+                "truncated": cut, "batch_s": round(seconds, 2), "batch_n": len(chunk),
+            })
+        say(f"  LLM {min(at + batch_size, len(texts))}/{len(texts)} ({len(chunk) / seconds:.2f} samples/s)")
+    return out
+
+
+def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
+    """MiniLM and SmolLM2-hidden-state cosines to each category (the two views `fused` adds)."""
+    from offline_cov.labelers.difficulty import difficulty_features, difficulty_from_text
+    from offline_cov.labelers.fused import FUSED_ENCODER_MODEL, FusedLabeler
+
+    fused = FusedLabeler(taxonomy, model=FUSED_ENCODER_MODEL)
+    embed, hidden = fused.embed.scores(texts), fused.llm_scores(texts)
+    return [{"embed": [round(float(x), 5) for x in e], "hidden": [round(float(x), 5) for x in h],
+             "rule": difficulty_from_text(t), "features": difficulty_features(t)}
+            for t, e, h in zip(texts, embed, hidden)]
+
+
+def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int) -> Path:
+    path = OUT / split / f"{spec.name}.json"
+    if path.exists():
+        say(f"{spec.name} {split}: already collected ({path})")
+        return path
+    taxonomy = taxonomy_for(spec)
+    rows = split_rows(spec, read_rows(spec, data_dir), split)
+    say(f"{spec.name} {split}: {len(rows)} rows, taxonomy {taxonomy.names}")
+    texts = [r["text"] for r in rows]
+    started = time.perf_counter()
+    vectors = vector_views(taxonomy, texts)
+    vector_s = time.perf_counter() - started
+    started = time.perf_counter()
+    llm = llm_views(engine, taxonomy, texts, batch_size)
+    llm_s = time.perf_counter() - started
+    payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy,
+               "model": engine.model_name, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
+               "machine": common.machine_info(),
+               "rows": [{**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
+                        for r, vec, lv in zip(rows, vectors, llm)]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    say(f"{spec.name} {split}: done in {llm_s:.0f} s LLM + {vector_s:.0f} s vectors -> {path}")
+    return path
+
+
+def open_engine(model: str):
+    from offline_cov.engines.vllm_engine import VllmEngine
+    from offline_cov.registry import load_registry
+
+    return VllmEngine(load_registry().get(model))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--split", choices=["dev", "test"], required=True)
+    p.add_argument("--sets", default=",".join(SETS), help="comma-separated, from: " + ", ".join(SETS))
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    p.add_argument("--batch-size", type=int, default=64)
+    args = p.parse_args(argv)
+    wanted = [SETS[n] for n in args.sets.split(",")]
+    todo = [s for s in wanted if not (OUT / args.split / f"{s.name}.json").exists()]
+    if not todo:
+        say("every set already collected")
+        return
+    started = time.perf_counter()
+    engine = open_engine(args.model)
+    say(f"engine up in {time.perf_counter() - started:.0f} s")
+    try:
+        for spec in todo:
+            collect(spec, args.split, args.data_dir, engine, args.batch_size)
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The ensemble labeler: the LLM's probability of every category times the fused prototypes' own.
+
+Per sample, two experts give a distribution over the taxonomy's categories:
+
+- the LLM (the run's model, Qwen2.5-Coder-1.5B on a CPU) answering the product's label request
+  (`llm.LLMLabeler`, enum-constrained JSON), with the top-20 allowed tokens where its category
+  value begins, read as a distribution by `llm.choice_distribution`;
+- the `fused` labeler (MiniLM and SmolLM2 hidden-state prototypes): softmax of its scores at its
+  fitted temperature.
+
+The label is the category with the largest `log P_llm + ENSEMBLE_FUSED_WEIGHT * log P_fused` (a
+weighted product of experts), its confidence that score's softmax at ENSEMBLE_TEMPERATURE. The
+two are right on different samples (the LLM on writing, reasoning and maths, the prototypes on
+role-play and humanities), and the product lets a sure expert overrule an unsure one.
+
+Difficulty is the LLM's expected difficulty (`P(medium) + 2 P(hard)` from the same answer's
+difficulty value) cut at DIFFICULTY_CUTS: the model's written difficulty is "hard" for almost
+every sample, but its probabilities still rank samples. Every constant was chosen on the dev
+splits of bench/choose.py (bench/README.md has the tables).
+
+A sample the LLM cannot answer (twice) keeps the fused label and the rule's difficulty; an
+engine that returns no logprobs (Ray) counts the LLM's written category as a sure vote.
+"""
+
+from __future__ import annotations
+
+from ..data.readers import Sample
+from ..engines import Engine
+from ..generation import generate_parsed
+from ..report.contract import DIFFICULTIES
+from ..report.tally import SampleLabel, rounded_confidence
+from ..taxonomy import Taxonomy
+from .base import LabelRun, LabelSettings, sample_text
+from .difficulty import difficulty_from_text
+from .embed import embedding_identity, softmax
+from .fused import FUSED_ENCODER_MODEL, FusedLabeler
+from .llm import LLMLabeler, choice_distribution, record
+
+ENSEMBLE_VERSION = "ensemble-v1"
+ENSEMBLE_FUSED_WEIGHT = 1.0
+ENSEMBLE_TEMPERATURE = 1.0
+DIFFICULTY_CUTS = (0.9, 1.3)  # expected difficulty below the first: easy; from the second: hard
+TOP_LOGPROBS = 20
+SURE = 0.98  # an LLM vote without logprobs: its written category's probability
+
+
+class EnsembleLabeler:
+    """LLM enum probabilities and fused prototype probabilities, multiplied."""
+
+    name = "ensemble"
+    measured: dict = {}
+    writes_labels = False  # the prototypes can overrule the LLM
+    needs_engine = True
+    reads_llm = True
+
+    @classmethod
+    def cache_identity(cls, llm_identity: str) -> str:
+        knobs = {"version": ENSEMBLE_VERSION, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": ENSEMBLE_TEMPERATURE,
+                 "difficulty_cuts": list(DIFFICULTY_CUTS), "top_logprobs": TOP_LOGPROBS,
+                 "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
+        return embedding_identity(cls.name, knobs, llm_identity)
+
+    @classmethod
+    def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> EnsembleLabeler:
+        return cls(handle.get(), taxonomy, settings)
+
+    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None,
+                 fused: FusedLabeler | None = None, weight: float = ENSEMBLE_FUSED_WEIGHT):
+        self.taxonomy, self.weight = taxonomy, weight
+        self.settings = settings or LabelSettings()
+        self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
+        self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
+        self.sample_budget = self.llm.sample_budget
+        self.overruled = self.llm_failed = 0
+
+    def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
+        texts = [sample_text(s)[0] for s in samples]
+        fused = self.fused.scores(texts)
+        built = [self.llm.request(s) for s in samples]
+        run.truncated.update(s.index for s, (_, cut) in zip(samples, built) if cut)
+        outcomes = generate_parsed(self.llm.engine, [r for r, _ in built], self.parse(samples))
+        run.requests += len(samples)
+        scratch = LabelRun()
+        labels = [self.combine(sample, row, *(record(scratch, sample.index, outcome) or (None, None)))
+                  for sample, row, outcome in zip(samples, fused, outcomes)]
+        self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
+        scratch.failed = []
+        run.absorb(scratch)
+        return labels
+
+    def parse(self, samples: list[Sample]):
+        """The parse hook of `generate_parsed`: (the LLM's label, its answer), None when unusable."""
+        def parse(i: int, result):
+            label = self.llm.parse(samples[i].index, result)
+            return None if label is None else (label, result)
+        return parse
+
+    def combine(self, sample: Sample, fused_row, label: SampleLabel | None, result) -> SampleLabel:
+        """One sample's label from the fused scores and the LLM's answer (None when it gave none)."""
+        names = self.taxonomy.names
+        p_fused = softmax(fused_row * self.fused.temperature)
+        p_llm = llm_category_probabilities(label, result, names)
+        scores = combined_scores(p_llm, p_fused, self.weight)
+        best = max(range(len(names)), key=lambda j: (scores[j], -j))
+        posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
+        if label is not None and names[best] != label.categories[0]:
+            self.overruled += 1
+        also = tuple(c for c in (label.categories if label else ()) if c != names[best])
+        difficulty = expected_difficulty_label(result) if label else None
+        return SampleLabel(sample.index, (names[best], *also), difficulty or difficulty_from_text(sample.instruction),
+                           rounded_confidence(posterior[best]))
+
+    def info(self) -> dict:
+        return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
+                "fused_weight": self.weight, "temperature": ENSEMBLE_TEMPERATURE, "difficulty_cuts": list(DIFFICULTY_CUTS),
+                "fused": self.fused.info(), "llm_overruled": self.overruled,
+                "llm_failed": self.llm_failed}
+
+
+def llm_category_probabilities(label: SampleLabel | None, result, names: list[str]) -> list[float] | None:
+    """The LLM's probability of each category (taxonomy order), None when it gave no label."""
+    if label is None:
+        return None
+    dist = choice_distribution(result, "primary", names)
+    if dist is None:
+        rest = (1 - SURE) / max(len(names) - 1, 1)
+        return [SURE if n == label.categories[0] else rest for n in names]
+    return [dist[n] for n in names]
+
+
+def combined_scores(p_llm: list[float] | None, p_fused, weight: float):
+    """log P_llm + weight * log P_fused per category (the fused term alone when the LLM gave none)."""
+    import numpy as np
+
+    fused = np.log(np.clip(np.asarray(p_fused, dtype=float), 1e-12, 1.0))
+    if p_llm is None:
+        return fused
+    return np.log(np.clip(np.asarray(p_llm, dtype=float), 1e-12, 1.0)) + weight * fused
+
+
+def expected_difficulty(p: dict[str, float]) -> float:
+    """0 (surely easy) to 2 (surely hard): P(medium) + 2 P(hard)."""
+    return p["medium"] + 2 * p["hard"]
+
+
+def difficulty_from_score(score: float, cuts: tuple[float, float] = DIFFICULTY_CUTS) -> str:
+    return "easy" if score < cuts[0] else ("hard" if score >= cuts[1] else "medium")
+
+
+def expected_difficulty_label(result) -> str | None:
+    """The difficulty from the answer's difficulty probabilities, None without logprobs."""
+    dist = choice_distribution(result, "difficulty", list(DIFFICULTIES))
+    return None if dist is None else difficulty_from_score(expected_difficulty(dist))
+
