@@ -87,3 +87,48 @@ def test_labels_are_committed_batch_by_batch(tmp_path):
     engine = FakeEngine()
     resumed = analyze(f, opts, engine=engine)
     assert len(engine.requests) == 30 and resumed.metadata["samples"]["labeled"] == 50
+
+
+class CountingEngine(FakeEngine):
+    """A FakeEngine that records the size of every call and dies on call `die_on` (1-based)."""
+
+    def __init__(self, die_on: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.calls, self.die_on = [], die_on
+
+    def generate(self, requests):
+        self.calls.append(len(requests))
+        if self.die_on is not None and len(self.calls) >= self.die_on:
+            raise KeyboardInterrupt("killed mid-chunk")
+        return super().generate(requests)
+
+
+def test_the_batch_follows_the_device(tmp_path, monkeypatch):
+    from offline_cov.labelers.base import CPU_BATCH_SIZE, GPU_BATCH_SIZE, LabelSettings
+
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(1100)])
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
+    assert LabelSettings().batch_size == GPU_BATCH_SIZE == 1024
+    gpu = CountingEngine()
+    analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=gpu)
+    assert gpu.calls == [1024, 76]  # whole chunks to the engine
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    assert LabelSettings().batch_size == CPU_BATCH_SIZE == 64
+    cpu = CountingEngine()
+    analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=cpu)
+    assert cpu.calls == [64] * 17 + [12]
+
+
+def test_a_kill_mid_chunk_on_the_cpu_loses_at_most_one_batch(tmp_path, monkeypatch):
+    from offline_cov.labelers.base import CPU_BATCH_SIZE
+
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(300)])
+    try:
+        analyze(f, AnalyzeOptions(taxonomy=TAX), engine=CountingEngine(die_on=4))
+    except KeyboardInterrupt:
+        pass
+    assert len(LabelCache()) == 3 * CPU_BATCH_SIZE  # the batch in flight is all that was lost
+    resumed = CountingEngine()
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=resumed)
+    assert sum(resumed.calls) == 300 - 3 * CPU_BATCH_SIZE and result.metadata["samples"]["labeled"] == 300

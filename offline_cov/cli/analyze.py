@@ -72,7 +72,8 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False), help="Label cache file (SQLite). Default: $OFFLINE_COV_CACHE or the tool home.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the label cache.")
 @click.option("--shard", help="Label only shard I of N (I/N, 0-based) for job arrays; combine with `offline-cov merge`.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Samples per engine call (and per label-cache commit). Default: 1024 on a GPU, 64 on a CPU.")
 @click.option("--calibration", "calibration_path", type=click.Path(exists=True, dir_okay=False),
               help="Rows of this dataset with their true category (JSONL/CSV: category plus index or text; "
                    "`offline-cov review` writes one): shares are corrected for the labeler's errors, with intervals.")
@@ -106,7 +107,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             taxonomy=_taxonomy_from(taxonomy, taxonomy_file), model=model, labeler=labeler, engine=engine,
             sample=sample_n, seed=seed, strategy=strategy, distill_size=distill_size,
             fields=FieldSpec(instruction_field, response_field), encoding=encoding, skip_bad_lines=skip_bad_lines,
-            thresholds=thresholds, label=LabelSettings(batch_size=batch_size),
+            thresholds=thresholds, label=LabelSettings(**({"batch_size": batch_size} if batch_size else {})),
             use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
             engine_options=engine_options, calibration=calibration_path,
         )
@@ -149,16 +150,25 @@ def _run_analyze(data, opts, quiet: bool):
 
 
 class _Progress:
-    """A progress bar on stderr, opened once the number of samples is known."""
+    """A progress bar on stderr, opened once the number of samples is known: done/total, the ETA and
+    the labeling rate (samples/s of the samples labeled now, cache hits left out of the rate)."""
 
     def __init__(self):
-        self.bar = None
+        self.bar, self.labeled, self.started = None, 0, None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, cached: bool = False) -> None:
+        import time
+
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label="labeling", file=sys.stderr)
+            self.bar = click.progressbar(length=total, label="labeling", file=sys.stderr, show_pos=True,
+                                         item_show_func=lambda rate: rate)
             self.bar.__enter__()
-        self.bar.update(done)
+        if not cached:
+            self.started = self.started or time.perf_counter()
+            self.labeled += done
+        elapsed = time.perf_counter() - self.started if self.started else 0
+        rate = self.labeled / elapsed if self.labeled and elapsed > 0 else None
+        self.bar.update(done, f"{rate:.2f} samples/s" if rate else None)
 
     def close(self) -> None:
         if self.bar is not None:

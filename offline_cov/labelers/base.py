@@ -42,11 +42,29 @@ def sample_text(sample: Sample) -> tuple[str, bool]:
     return (text, False) if len(text) <= SAMPLE_MAX_CHARS else (text[:SAMPLE_MAX_CHARS], True)
 
 
+# Samples handed to the engine per call; the label cache commits after each call, so a killed run
+# loses at most one batch. A CPU labels ~0.5-2 samples/s: 64 is about a minute of work there, and
+# vLLM-CPU gains nothing from more sequences in flight on 2-16 cores. A GPU runs hundreds of
+# sequences at once: calls of 64 leave it idle while each call's last answers drain, and its
+# prefill batches small. 1024 keeps vLLM's scheduler full (max_num_seqs 256-1024) through a call
+# and is still under a minute of work at the 20-100 samples/s a 7B model labels on one H100-class
+# GPU (bench/GPU.md derives the figure). `--batch-size` overrides either.
+CPU_BATCH_SIZE = 64
+GPU_BATCH_SIZE = 1024
+
+
+def default_batch_size() -> int:
+    """The batch for this machine: GPU_BATCH_SIZE where a GPU is visible, else CPU_BATCH_SIZE."""
+    from ..registry import gpu_available
+
+    return GPU_BATCH_SIZE if gpu_available() else CPU_BATCH_SIZE
+
+
 @dataclass
 class LabelSettings:
-    """Knobs of the labeling pass."""
+    """Knobs of the labeling pass (the batch size follows the device unless given)."""
 
-    batch_size: int = 64
+    batch_size: int = field(default_factory=default_batch_size)
     max_sample_tokens: int = 1536
     max_tokens: int = LABEL_MAX_TOKENS
 

@@ -107,9 +107,11 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
             if truncated:
                 out.truncated.add(s.index)
         if progress and labels:
-            progress(len(labels), total)
+            progress(len(labels), total, cached=True)
         if todo:
             labeler = labeler or run.open_labeler(taxonomy)
+            if progress:
+                progress(0, total)  # the labeler is ready: the rate's clock starts here
             labels.update(_label_todo(labeler, todo, keys, cache, out, progress, total))
             out.budget = labeler.sample_budget
         for s in chunk:
