@@ -57,6 +57,7 @@ class VllmEngine(TokenBudget):
             "enforce_eager": s.enforce_eager,
             "trust_remote_code": spec.trust_remote_code,
             "enable_prefix_caching": True,
+            "disable_log_stats": False,  # keeps the token and prefix-cache counters `usage` reads
             "structured_outputs_config": {"backend": STRUCTURED_BACKEND, "disable_any_whitespace": not allow_whitespace},
         }
         if s.quantization:
@@ -110,7 +111,21 @@ class VllmEngine(TokenBudget):
             "xgrammar_version": _dist_version("xgrammar"),
             "device": "cuda" if gpu_available() else "cpu",
             **({"cpu_runtime": self.cpu_tuning} if getattr(self, "cpu_tuning", None) else {}),
+            "usage": self.usage(),
         }
+
+    def usage(self) -> dict:
+        """Prompt and generated tokens so far, and how many prompt tokens the prefix cache served."""
+        wanted = {"vllm:prompt_tokens": "prompt_tokens", "vllm:generation_tokens": "output_tokens",
+                  "vllm:prefix_cache_queries": "prefix_cache_queries", "vllm:prefix_cache_hits": "prefix_cache_hits"}
+        try:
+            got = {wanted[m.name]: int(m.value) for m in self.llm.get_metrics() if m.name in wanted}
+        except Exception:  # metrics are a report, never a reason to fail a run
+            return {}
+        queries = got.get("prefix_cache_queries")
+        if queries:
+            got["prefix_cache_hit_rate"] = round(got.get("prefix_cache_hits", 0) / queries, 4)
+        return got
 
     def close(self) -> None:
         """Stop vLLM's engine-core process and free the model.

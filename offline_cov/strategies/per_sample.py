@@ -52,6 +52,7 @@ def run_per_sample(run: Run) -> AnalysisResult:
                     "truncated": len(labeled.truncated), "retried": labeled.retried},
         "failed": labeled.failed,
         "output_tokens": labeled.output_tokens,
+        "throughput": throughput(run, labeled),
         "sample_token_budget": labeled.budget,
         **calibration,
         "share_intervals": share_intervals(run, report, calibration),
@@ -62,6 +63,19 @@ def run_per_sample(run: Run) -> AnalysisResult:
     if opts.shard:
         blocks["shard"] = shard_block(opts.shard, list(labeled.labels), labeled.failed, taxonomy)
     return run.result(report, labeled.labels, taxonomy, **blocks)
+
+
+def throughput(run: Run, labeled: StreamRun) -> dict:
+    """Samples/s of the samples labeled in this run (cache hits and model load left out) and tokens
+    per sample; prompt tokens and the prefix-cache hit rate where the engine counts them (vLLM)."""
+    n, seconds = labeled.requests, (run.timings.get("label_s") or 0.0) - run.handle.load_s
+    out = {"samples_labeled": n, "samples_per_s": round(n / seconds, 3) if n and seconds else None,
+           "output_tokens_per_sample": round(labeled.output_tokens / n, 1) if n else None}
+    usage = run.handle.info().get("usage") or {}
+    if n and usage.get("prompt_tokens"):
+        out["prompt_tokens_per_sample"] = round(usage["prompt_tokens"] / n, 1)
+        out["prefix_cache_hit_rate"] = usage.get("prefix_cache_hit_rate")
+    return out
 
 
 def example_block(examples: dict, texts: dict[int, str]) -> dict:
