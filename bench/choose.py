@@ -24,10 +24,12 @@ import numpy as np
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
     DIFFICULTY_CUTS,
+    DIFFICULTY_LENGTH_WEIGHT,
     ENSEMBLE_FUSED_WEIGHT,
     ENSEMBLE_TEMPERATURE,
     combined_scores,
     difficulty_from_score,
+    difficulty_score,
     expected_difficulty,
 )
 from offline_cov.labelers.fused import FUSED_LLM_WEIGHT, FUSED_TEMPERATURE, zscores
@@ -44,8 +46,8 @@ DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
 
 
-def load(split: str) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in sorted((OUT / split).glob("*.json"))}
+def load(split: str, model: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((OUT / model / split).glob("*.json"))}
 
 
 # ---------------------------------------------------------------- categories
@@ -65,7 +67,8 @@ def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     return [llm["p_category"][n] for n in names]
 
 
-def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT) -> list[tuple[str | None, float]]:
+def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
+                temperature: float = ENSEMBLE_TEMPERATURE) -> list[tuple[str | None, float]]:
     """(category, confidence) per row for one labeler read from the views."""
     names = payload["taxonomy"]
     out = []
@@ -77,8 +80,10 @@ def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIG
         elif labeler == "llm":
             out.append((row["llm"]["primary"], None))
             continue
+        elif labeler == "ensemble-embed":  # the same product with MiniLM alone as the second expert
+            p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE), weight))
         else:  # ensemble
-            p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), weight) * ENSEMBLE_TEMPERATURE)
+            p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), weight) * temperature)
         best = int(np.argmax(p))
         out.append((names[best], float(p[best])))
     return out
@@ -95,6 +100,36 @@ def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dic
     right = [t == g for t, g in zip(truth, guessed)]
     return {"n": len(pairs), "accuracy": round(float(np.mean(right)), 3), "macro_f1": round(m["macro_f1"], 3),
             "kappa": round(m["kappa"], 3)}
+
+
+def confidence_fit(payload: dict, preds) -> dict:
+    """How well the confidence says how often the label is right: mean confidence, accuracy, ECE (10 bins)."""
+    pairs = [(conf, pred in row["labels"]) for row, (pred, conf) in zip(payload["rows"], preds) if row["labels"]]
+    conf = np.asarray([c for c, _ in pairs])
+    right = np.asarray([r for _, r in pairs], dtype=float)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(abs(conf[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum() for b in range(10) if (bins == b).any())
+    return {"mean_confidence": round(float(conf.mean()), 3), "accuracy": round(float(right.mean()), 3),
+            "ece": round(float(ece / len(pairs)), 3)}
+
+
+def fit_temperature(views: dict[str, dict]) -> dict:
+    """The softmax temperature of the ensemble's scores with the least NLL of a true label, all dev sets pooled."""
+    grid = [round(float(t), 2) for t in np.arange(0.3, 2.01, 0.05)]
+    nll = {}
+    for t in grid:
+        total, n = 0.0, 0
+        for payload in views.values():
+            names = payload["taxonomy"]
+            for row in payload["rows"]:
+                if not row["labels"]:
+                    continue
+                p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * t)
+                total -= np.log(max(sum(p[names.index(x)] for x in set(row["labels"]) if x in names), 1e-12))
+                n += 1
+        nll[t] = total / n
+    best = min(nll, key=nll.get)
+    return {"best": best, "nll": {str(t): round(v, 4) for t, v in nll.items()}}
 
 
 # ---------------------------------------------------------------- difficulty
@@ -120,7 +155,11 @@ def spearman(x: list[float], y: list[float]) -> float:
     return round(float(np.corrcoef(rx, ry)[0, 1]), 3)
 
 
-def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS) -> dict[str, tuple[float, str]]:
+LENGTH_WEIGHTS = [0.25, 0.5, 1.0]
+CHOSEN_DIFFICULTY = f"llm-expected+length x{DIFFICULTY_LENGTH_WEIGHT}"
+
+
+def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS, length_weight: float = DIFFICULTY_LENGTH_WEIGHT) -> dict[str, tuple[float, str]]:
     """(score, class) per difficulty method for one row."""
     llm = row["llm"]
     methods = {"rule": (LEVEL[row["rule"]], row["rule"])}
@@ -129,6 +168,9 @@ def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS) -> dict[str, tuple[float
     if llm["p_difficulty"]:
         e = expected_difficulty(llm["p_difficulty"])
         methods["llm-expected"] = (e, difficulty_from_score(e, cuts))
+        for w in LENGTH_WEIGHTS:
+            m = difficulty_score(llm["p_difficulty"], row["features"]["words"], w)
+            methods[f"llm-expected+length x{w}"] = (m, difficulty_from_score(m, cuts))
     return methods
 
 
@@ -151,13 +193,13 @@ def difficulty_scores(payload: dict, method: str, cuts=DIFFICULTY_CUTS) -> dict 
             "mix": {d: mix.get(d, 0) for d in LEVEL}, "one_class_over_80": top_share > 0.8}
 
 
-def choose_cuts(views: dict[str, dict]) -> tuple[tuple[float, float], list[dict]]:
-    """The expected-difficulty cut points with the best mean agreement over the difficulty sets."""
+def choose_cuts(views: dict[str, dict], method: str) -> tuple[tuple[float, float], list[dict]]:
+    """The cut points of `method`'s score with the best mean agreement over the difficulty sets."""
     grid = []
-    for lo in np.arange(0.6, 1.45, 0.05):
-        for hi in np.arange(lo + 0.05, 1.95, 0.05):
+    for lo in np.arange(0.6, 2.5, 0.05):
+        for hi in np.arange(lo + 0.05, 3.0, 0.05):
             cuts = (round(float(lo), 2), round(float(hi), 2))
-            s = [difficulty_scores(views[n], "llm-expected", cuts) for n in DIFFICULTY_SETS if n in views]
+            s = [difficulty_scores(views[n], method, cuts) for n in DIFFICULTY_SETS if n in views]
             s = [x for x in s if x]
             if s:
                 grid.append({"cuts": cuts, "mean_agreement": round(float(np.mean([x["agreement"] for x in s])), 3)})
@@ -168,8 +210,8 @@ def choose_cuts(views: dict[str, dict]) -> tuple[tuple[float, float], list[dict]
 # ---------------------------------------------------------------- the run
 
 
-def run(split: str) -> dict:
-    views = load(split)
+def run(split: str, model: str) -> dict:
+    views = load(split, model)
     out = {"split": split, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
            "sets": {}, "difficulty": {}, "weights": {}}
     for name in CATEGORY_SETS:
@@ -179,14 +221,24 @@ def run(split: str) -> dict:
         rows = {lab: category_scores(payload, predictions(payload, lab)) for lab in ("embed", "fused", "llm", "ensemble")}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
                              "llm_samples_per_s": round(len(payload["rows"]) / payload["llm_s"], 3)}
+        rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
+        out["sets"][name]["calibration"] = confidence_fit(payload, predictions(payload, "ensemble"))
         if split == "dev":
             out["weights"][name] = {str(w): category_scores(payload, predictions(payload, "ensemble", w))["accuracy"]
                                     for w in WEIGHTS}
+    if split == "dev":
+        out["temperature"] = fit_temperature({n: views[n] for n in out["sets"]})
     for name in DIFFICULTY_SETS:
         if name in views:
-            out["difficulty"][name] = {m: difficulty_scores(views[name], m) for m in ("rule", "llm-written", "llm-expected")}
-    if split == "dev" and views:
-        out["cuts"], out["cut_grid"] = choose_cuts(views)
+            methods = difficulty_methods(views[name]["rows"][0])
+            out["difficulty"][name] = {m: difficulty_scores(views[name], m) for m in methods}
+            out["difficulty"][name]["chosen"] = difficulty_scores(views[name], CHOSEN_DIFFICULTY)
+    if split == "dev" and out["difficulty"]:
+        methods = [m for m in next(iter(out["difficulty"].values())) if m.startswith("llm-expected")]
+        mean_rho = {m: float(np.mean([d[m]["spearman"] for d in out["difficulty"].values() if d.get(m)])) for m in methods}
+        out["difficulty_choice"] = {"mean_spearman": {m: round(v, 3) for m, v in mean_rho.items()},
+                                    "method": max(mean_rho, key=mean_rho.get)}
+        out["cuts"], out["cut_grid"] = choose_cuts(views, out["difficulty_choice"]["method"])
     return out
 
 
@@ -194,13 +246,19 @@ def markdown(res: dict) -> str:
     lines = [f"## Labelers from the collected views ({res['split']} split)", "",
              f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
              f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}, difficulty cuts {list(DIFFICULTY_CUTS)}", "",
-             "| set | categories | rows | embed | fused | llm | ensemble | ensemble macro-F1 | kappa | LLM samples/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| set | categories | rows | embed | fused | llm | ensemble | ensemble macro-F1 | kappa | LLM x embed only | "
+             "ensemble mean confidence | ECE | LLM samples/s (under load) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
-        lab = s["labelers"]
+        lab, cal = s["labelers"], s["calibration"]
         lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
                      f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | **{lab['ensemble']['accuracy']:.3f}** | "
-                     f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {s['llm_samples_per_s']} |")
+                     f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {lab['ensemble-embed']['accuracy']:.3f} | "
+                     f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s']} |")
+    means = {lab: np.mean([s["labelers"][lab]["accuracy"] for s in res["sets"].values()])
+             for lab in ("embed", "fused", "llm", "ensemble", "ensemble-embed")}
+    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble")) +
+                 f" | | | {means['ensemble-embed']:.3f} | | | |")
     if res["weights"]:
         lines += ["", "Ensemble accuracy by fused weight (0: the LLM's distribution alone):", "",
                   "| set | " + " | ".join(f"w={w}" for w in WEIGHTS) + " |", "|---|" + "---|" * len(WEIGHTS)]
@@ -216,19 +274,24 @@ def markdown(res: dict) -> str:
                 mix = "/".join(str(d["mix"][k]) for k in LEVEL)
                 lines.append(f"| {name} | {m} | {d['n']} | {d['spearman']:.3f} | {d['agreement']:.3f} ({d['agreement_kind']}) | "
                              f"{mix} | {'**yes**' if d['one_class_over_80'] else 'no'} |")
+    if res.get("temperature"):
+        lines += ["", f"Confidence temperature with the least NLL over the dev sets: {res['temperature']['best']}"]
     if res.get("cuts"):
-        lines += ["", f"Expected-difficulty cut points with the best mean agreement on dev: {res['cuts']}"]
+        choice = res["difficulty_choice"]
+        lines += ["", f"Mean Spearman over the difficulty sets: {choice['mean_spearman']}; best: {choice['method']}, "
+                      f"whose cut points with the best mean agreement are {res['cuts']}"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--split", choices=["dev", "test"], required=True)
+    p.add_argument("--model", default="qwen2.5-coder-1.5b", help="whose views (bench/views.py --model)")
     args = p.parse_args(argv)
-    res = run(args.split)
+    res = run(args.split, args.model)
     text = markdown(res)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in (f"choose-{args.split}-{stamp}", f"choose-{args.split}-latest"):
+    for name in (f"choose-{args.model}-{args.split}-{stamp}", f"choose-{args.split}-latest"):
         (HERE / "results" / f"{name}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
         (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)

@@ -8,8 +8,9 @@ For each set and split this reads every row once through the product's own piece
   cosine (`fused`'s second view);
 - the difficulty rule's features.
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
-so a choice costs no model time. Each (set, split) is one file under bench/results/tmp/views/,
-written when the set is done; a rerun skips sets already collected.
+so a choice costs no model time. Each (set, split) is one file under
+bench/results/tmp/views/<model>/<split>/, written when the set is done; a rerun skips sets already
+collected (delete the folder to collect again).
 
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split dev
 """
@@ -172,7 +173,7 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
 
 
 def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int) -> Path:
-    path = OUT / split / f"{spec.name}.json"
+    path = OUT / engine.model_name / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
         return path
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
     wanted = [SETS[n] for n in args.sets.split(",")]
-    todo = [s for s in wanted if not (OUT / args.split / f"{s.name}.json").exists()]
+    todo = [s for s in wanted if not (OUT / args.model / args.split / f"{s.name}.json").exists()]
     if not todo:
         say("every set already collected")
         return

