@@ -61,6 +61,11 @@ class Run:
         """The run's result: the report, the labels, and the metadata with the strategy's own `blocks`."""
         return AnalysisResult(report, labels, self.metadata(taxonomy, **blocks), taxonomy)
 
+    def model_read(self) -> str:
+        """The model that read the samples: the run's, unless only the labeler's own one did (fused)."""
+        own = getattr(self.labeler_cls, "reading_model", None)
+        return self.handle.model_name if self.handle.loaded or own is None else own
+
     def metadata(self, taxonomy: Taxonomy, **blocks) -> dict:
         """The run's facts: model, labeler, engine and versions, prompt version, taxonomy, timings, warnings."""
         self.timings["engine_load_s"] = self.handle.load_s
@@ -70,7 +75,7 @@ class Run:
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
         return {
             "tool": {"name": "offline-cov", "version": __version__},
-            "model": self.handle.model_name if reads_llm else None,
+            "model": self.model_read() if reads_llm else None,
             "labeler": self.labeler_info,
             "engine": self.handle.info(),
             "engine_identity": self.identity,

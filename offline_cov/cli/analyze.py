@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..labelers import LABELERS
 from ..options import ENGINES, LABELER_ENGINES
 from .common import CONTEXT, STDOUT, check_paths, echo_err, json_flag, model_option, out_option, quiet_option, silence_libraries, user_errors
-
-LABELERS = ("llm", "embed", "fused", "hybrid")
 
 
 def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
@@ -39,11 +38,13 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--taxonomy", help="Comma-separated categories; name=share sets a target (math=30,code=70).")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="YAML/JSON taxonomy with descriptions, examples and target shares.")
 @model_option
-@click.option("--labeler", type=click.Choice(LABELERS), default=None,
+@click.option("--labeler", type=click.Choice(list(LABELERS)), default=None,
               help="llm: the LLM writes each label; embed: nearest MiniLM category prototype, no LLM; "
                    "fused: MiniLM's and the LLM's hidden-state similarity to each category, added; "
-                   "hybrid: the LLM picks among the embedding's top candidates. "
-                   "Default: llm on a GPU or with --model/--engine, else fused (see bench/README.md).")
+                   "hybrid: the LLM picks among the embedding's top candidates; "
+                   "ensemble: the LLM's probability of each category times fused's. "
+                   "Default: llm on a GPU or with --model/--engine, else ensemble "
+                   "($OFFLINE_COV_LABELER overrides; see bench/README.md).")
 @click.option("--engine", type=click.Choice(ENGINES + LABELER_ENGINES), default=None, metavar="[vllm|transformers|ray]",
               help="The model runtime: vllm (default), transformers, or ray (vLLM replicas on a Ray cluster's nodes). "
                    "(embed, fused, hybrid here are the old spelling of --labeler.)")

@@ -6,7 +6,8 @@ A labeler class declares, besides labeling:
   `--strategy distill`'s classifier);
 - `needs_engine`: True when it sends generation requests to the model runtime (`--engine`);
 - `reads_llm`: True when a language model reads the samples in any way (so the run's model is
-  part of what produced the labels);
+  part of what produced the labels); `reading_model`, where set, names the model that does when
+  it is not the run's;
 - `cache_identity(llm_identity)`: what, beside the prompt version and taxonomy, makes its labels
   differ from another labeler's (part of every cache key);
 - `open(taxonomy, settings, handle)`: build it for a run (`handle` opens the engine on demand);

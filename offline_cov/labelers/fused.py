@@ -116,6 +116,7 @@ class FusedLabeler:
     writes_labels = False
     needs_engine = False
     reads_llm = True
+    reading_model = FUSED_ENCODER_MODEL  # the metadata's `model`, whatever the run's model is
 
     temperature = FUSED_TEMPERATURE
 
