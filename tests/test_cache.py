@@ -132,3 +132,15 @@ def test_a_kill_mid_chunk_on_the_cpu_loses_at_most_one_batch(tmp_path, monkeypat
     resumed = CountingEngine()
     result = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=resumed)
     assert sum(resumed.calls) == 300 - 3 * CPU_BATCH_SIZE and result.metadata["samples"]["labeled"] == 300
+
+
+def test_a_one_sided_difficulty_mix_is_flagged_in_the_metadata(tmp_path):
+    one_sided = json.dumps({"primary": "code", "difficulty": "hard", "also": []})
+    f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(25)])
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=FakeEngine(responses=[one_sided] * 25))
+    assert result.metadata["difficulty_mix"] == {"easy": 0, "medium": 0, "hard": 25, "one_class_over_80": True}
+    assert any("100% of samples were labeled hard" in w for w in result.metadata["warnings"])
+    mixed = analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=FakeEngine(seed=1))
+    mix = mixed.metadata["difficulty_mix"]
+    assert sum(mix[d] for d in ("easy", "medium", "hard")) == 25
+    assert mix["one_class_over_80"] == (max(mix[d] for d in ("easy", "medium", "hard")) > 20)

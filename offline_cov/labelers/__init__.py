@@ -24,7 +24,7 @@ LABELERS = {
     "ensemble": "offline_cov.labelers.ensemble:EnsembleLabeler",
 }
 # What labels samples on a machine without a GPU when no labeler is named: the one that
-# bench/labelers.py measured best there (bench/README.md). On a GPU it is the LLM.
+# bench/choose.py measured best there (bench/README.md). On a GPU it is the LLM.
 CPU_DEFAULT_LABELER = "ensemble"
 LABELER_ENV = "OFFLINE_COV_LABELER"  # the labeler used when none is named (test suites, batch jobs)
 

@@ -79,6 +79,6 @@ def measured_accuracy(run) -> dict:
     """What the bench measured for this labeler (and model): which sets, which numbers, which run."""
     measured = getattr(run.labeler_cls, "measured", None) or {}
     model = measured.get("model")
-    if model is not None and model != run.handle.model_name and run.labeler_cls.reads_llm:
-        return {"labeler": run.labeler_cls.name, "note": f"measured with {model}, not with {run.handle.model_name}"}
+    if model is not None and model != run.model_read() and run.labeler_cls.reads_llm:
+        return {"labeler": run.labeler_cls.name, "note": f"measured with {model}, not with {run.model_read()}"}
     return {"labeler": run.labeler_cls.name, **measured}

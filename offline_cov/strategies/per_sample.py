@@ -53,6 +53,7 @@ def run_per_sample(run: Run) -> AnalysisResult:
         "failed": labeled.failed,
         "output_tokens": labeled.output_tokens,
         "throughput": throughput(run, labeled),
+        "difficulty_mix": difficulty_mix(run, labeled.labels),
         "sample_token_budget": labeled.budget,
         **calibration,
         "share_intervals": share_intervals(run, report, calibration),
@@ -63,6 +64,24 @@ def run_per_sample(run: Run) -> AnalysisResult:
     if opts.shard:
         blocks["shard"] = shard_block(opts.shard, list(labeled.labels), labeled.failed, taxonomy)
     return run.result(report, labeled.labels, taxonomy, **blocks)
+
+
+ONE_CLASS_SHARE = 0.8  # a difficulty mix with one class above this share is flagged
+
+
+def difficulty_mix(run: Run, labels) -> dict:
+    """How many samples got each difficulty; a mix with one class over 80% is flagged (and warned
+    about): on the bench such mixes came from labelers whose difficulty carries little information."""
+    from collections import Counter
+
+    counts = Counter(label.difficulty for label in labels)
+    total = sum(counts.values())
+    top = max(counts, key=counts.get) if total else None
+    flagged = bool(total) and counts[top] / total > ONE_CLASS_SHARE
+    if flagged and total >= 20:
+        run.warnings.append(f"{100 * counts[top] / total:.0f}% of samples were labeled {top}: a difficulty mix this "
+                            "one-sided says little (bench/README.md measures each labeler's difficulty)")
+    return {**{d: counts.get(d, 0) for d in DIFFICULTIES}, "one_class_over_80": flagged}
 
 
 def throughput(run: Run, labeled: StreamRun) -> dict:
