@@ -129,14 +129,15 @@ def say(message: str) -> None:
     print(f"[views {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int) -> list[dict]:
+def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int = 1536) -> list[dict]:
     """The product's label request for each text, answered with top-k logprobs; what it says."""
     from offline_cov.data.readers import Sample
     from offline_cov.generation import generate_parsed
     from offline_cov.labelers.base import LabelSettings
     from offline_cov.labelers.llm import LLMLabeler, choice_distribution
 
-    labeler = LLMLabeler(engine, taxonomy, LabelSettings(batch_size=batch_size), top_logprobs=TOP_LOGPROBS)
+    settings = LabelSettings(batch_size=batch_size, max_sample_tokens=max_sample_tokens)
+    labeler = LLMLabeler(engine, taxonomy, settings, top_logprobs=TOP_LOGPROBS)
     out = []
     for at in range(0, len(texts), batch_size):
         chunk = texts[at: at + batch_size]
@@ -172,8 +173,13 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
             for t, e, h in zip(texts, embed, hidden)]
 
 
-def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int) -> Path:
-    path = OUT / engine.model_name / split / f"{spec.name}.json"
+def views_folder(model: str, max_sample_tokens: int) -> str:
+    """Where a model's views go: its name, and the sample cut when it is not 1536 tokens (the tables' setting)."""
+    return model if max_sample_tokens == 1536 else f"{model}@cut{max_sample_tokens}"
+
+
+def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536) -> Path:
+    path = OUT / views_folder(engine.model_name, max_sample_tokens) / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
         return path
@@ -185,7 +191,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int) 
     vectors = vector_views(taxonomy, texts)
     vector_s = time.perf_counter() - started
     started = time.perf_counter()
-    llm = llm_views(engine, taxonomy, texts, batch_size)
+    llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens)
     llm_s = time.perf_counter() - started
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy,
                "model": engine.model_name, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
@@ -212,9 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-sample-tokens", type=int, default=1536, help="the sample cut (views go to <model>@cut<N>/)")
     args = p.parse_args(argv)
     wanted = [SETS[n] for n in args.sets.split(",")]
-    todo = [s for s in wanted if not (OUT / args.model / args.split / f"{s.name}.json").exists()]
+    folder = OUT / views_folder(args.model, args.max_sample_tokens) / args.split
+    todo = [s for s in wanted if not (folder / f"{s.name}.json").exists()]
     if not todo:
         say("every set already collected")
         return
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     say(f"engine up in {time.perf_counter() - started:.0f} s")
     try:
         for spec in todo:
-            collect(spec, args.split, args.data_dir, engine, args.batch_size)
+            collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens)
     finally:
         engine.close()
 

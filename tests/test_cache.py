@@ -108,12 +108,12 @@ def test_the_batch_follows_the_device(tmp_path, monkeypatch):
 
     f = write(tmp_path / "d.jsonl", [f"task {i}" for i in range(1100)])
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
-    assert LabelSettings().batch_size == GPU_BATCH_SIZE == 1024
+    assert LabelSettings().batch_size == GPU_BATCH_SIZE == 1024 and LabelSettings().max_sample_tokens == 1536
     gpu = CountingEngine()
     analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=gpu)
     assert gpu.calls == [1024, 76]  # whole chunks to the engine
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
-    assert LabelSettings().batch_size == CPU_BATCH_SIZE == 64
+    assert LabelSettings().batch_size == CPU_BATCH_SIZE == 64 and LabelSettings().max_sample_tokens == 512
     cpu = CountingEngine()
     analyze(f, AnalyzeOptions(taxonomy=TAX, use_cache=False), engine=cpu)
     assert cpu.calls == [64] * 17 + [12]

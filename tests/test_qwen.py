@@ -338,7 +338,7 @@ def test_an_inferred_taxonomy_of_the_bundled_example_is_the_models_own(qwen_engi
     from offline_cov.data.readers import read_samples
     from offline_cov.strategies.infer import MAX_INFERRED, MIN_INFERRED, SKILL_VOCABULARY, infer_taxonomy
 
-    taxonomy = infer_taxonomy(qwen_engine, list(read_samples(EXAMPLE)))
+    taxonomy = infer_taxonomy(qwen_engine, read_samples(EXAMPLE).samples)
     names = taxonomy.names
     assert taxonomy.inferred_by == "proposal", "the model's proposal failed and the fixed vocabulary was used"
     assert MIN_INFERRED <= len(names) <= MAX_INFERRED and len(set(names)) == len(names)
