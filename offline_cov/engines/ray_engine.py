@@ -73,7 +73,8 @@ class ReplicaWorker:
     """One vLLM replica, run as a Ray actor: built once per run, then generates batch after batch.
 
     A failed or cut-off answer is retried once right here, while the replica holds the model;
-    the driver still parses and validates every answer.
+    the driver still parses and validates every answer (with its token logprobs, so labels carry
+    the same confidence as on `--engine vllm`).
     """
 
     def __init__(self, spec: ModelSpec, seed: int = 0, engine=None):
@@ -103,6 +104,7 @@ class ReplicaWorker:
             "first_finish_reason": [o.first_finish_reason for o in outcomes],
             "retried": [o.retried for o in outcomes],
             "output_tokens": [o.output_tokens for o in outcomes],
+            "extra": [json.dumps(o.result.extra) for o in outcomes],  # token logprobs, where asked
         }
 
     def close(self) -> None:
@@ -142,7 +144,8 @@ def label_stream(labeler, samples: list, run_batches: Callable[[Iterator[dict]],
             run.requests += 1 + row["retried"]
             run.retried += row["retried"]
             run.output_tokens += row["output_tokens"]
-            label = labeler.parse(row["index"], GenResult(row["text"], row["finish_reason"]))
+            extra = json.loads(row["extra"]) if row.get("extra") else {}
+            label = labeler.parse(row["index"], GenResult(row["text"], row["finish_reason"], row["output_tokens"], extra))
             if label is None:
                 run.failed.append({"index": row["index"], "finish_reason": row["finish_reason"],
                                    "first_finish_reason": row["first_finish_reason"]})
