@@ -205,7 +205,8 @@ class RayEngine(TokenBudget):
         results: dict[int, GenResult] = {}
         for out in self._run_batches(request_batches(enumerate(requests), 64)):
             for row in _rows(out):
-                results[row["index"]] = GenResult(row["text"], row["finish_reason"], row["output_tokens"])
+                extra = json.loads(row["extra"]) if row.get("extra") else {}
+                results[row["index"]] = GenResult(row["text"], row["finish_reason"], row["output_tokens"], extra)
         return [results.get(i, GenResult("", "error")) for i in range(len(requests))]
 
     def _connect(self):
