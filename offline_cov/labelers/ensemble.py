@@ -18,6 +18,8 @@ difficulty value) cut at DIFFICULTY_CUTS: the model's written difficulty is "har
 every sample, but its probabilities still rank samples. Every constant was chosen on the dev
 splits of bench/choose.py (bench/README.md has the tables).
 
+One label per sample, as `fused` gives: the LLM's "also" list is not used (Qwen 1.5B fills it for
+most samples, so shares summed to ~220% on the bundled example, and the bench never measured it).
 A sample the LLM cannot answer (twice) keeps the fused label and the rule's difficulty; an
 engine that returns no logprobs (Ray) counts the LLM's written category as a sure vote.
 """
@@ -38,7 +40,7 @@ from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
 
-ENSEMBLE_VERSION = "ensemble-v1"
+ENSEMBLE_VERSION = "ensemble-v2"
 ENSEMBLE_FUSED_WEIGHT = 2.0
 ENSEMBLE_TEMPERATURE = 0.4
 DIFFICULTY_CUTS = (1.6, 1.75)  # a difficulty score below the first: easy; from the second: hard
@@ -118,9 +120,8 @@ class EnsembleLabeler:
         posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
         if label is not None and names[best] != label.categories[0]:
             self.overruled += 1
-        also = tuple(c for c in (label.categories if label else ()) if c != names[best])
         difficulty = expected_difficulty_label(result) if label else None
-        return SampleLabel(sample.index, (names[best], *also), difficulty or difficulty_from_text(sample.instruction),
+        return SampleLabel(sample.index, (names[best],), difficulty or difficulty_from_text(sample.instruction),
                            rounded_confidence(posterior[best]))
 
     def info(self) -> dict:
