@@ -94,19 +94,26 @@ class LLMLabeler:
         return {"labeler": self.name, "engine": self.engine.name, "model": self.engine.model_name}
 
 
+def value_start(result: GenResult, key: str) -> int | None:
+    """Where in the answer's text the string value of `key` begins; None when the answer has no such
+    value or no token logprobs that spell the text (a stop token may follow it)."""
+    tokens = result.extra.get("tokens")
+    if not tokens or not "".join(t for t, _ in tokens).startswith(result.text):
+        return None
+    match = re.search(rf'"{re.escape(key)}"\s*:\s*"', result.text)
+    return None if match is None else match.end()
+
+
 def value_probability(result: GenResult, key: str, value: str) -> float | None:
     """The model's probability of having written `value` for `key`: exp of the summed logprobs of the
     generated tokens that overlap the value's characters and its closing quote. The grammar forces
     the JSON around it, so this is the choice among the enum's values. None without token logprobs."""
-    tokens = result.extra.get("tokens")
-    if not tokens or not "".join(t for t, _ in tokens).startswith(result.text):  # a stop token may follow
+    start = value_start(result, key)
+    if start is None or not result.text.startswith(value, start):
         return None
-    match = re.search(rf'"{re.escape(key)}"\s*:\s*"', result.text)
-    if match is None or not result.text.startswith(value, match.end()):
-        return None
-    start, end = match.end(), match.end() + len(value) + 1  # the value and its closing quote
+    end = start + len(value) + 1  # the value and its closing quote
     total, at = 0.0, 0
-    for text, logprob in tokens:
+    for text, logprob in result.extra["tokens"]:
         if at < end and at + len(text) > start:
             total += logprob
         at += len(text)
@@ -116,16 +123,13 @@ def value_probability(result: GenResult, key: str, value: str) -> float | None:
 def value_span(result: GenResult, key: str) -> tuple[int, int] | None:
     """(index of the first generated token that carries the value of `key`, where in that token's text
     the value starts), or None when the answer has no such string value or no token logprobs."""
-    tokens = result.extra.get("tokens")
-    if not tokens or not "".join(t for t, _ in tokens).startswith(result.text):  # a stop token may follow
-        return None
-    match = re.search(rf'"{re.escape(key)}"\s*:\s*"', result.text)
-    if match is None:
+    start = value_start(result, key)
+    if start is None:
         return None
     at = 0
-    for i, (text, _) in enumerate(tokens):
-        if at + len(text) > match.end():
-            return i, match.end() - at
+    for i, (text, _) in enumerate(result.extra["tokens"]):
+        if at + len(text) > start:
+            return i, start - at
         at += len(text)
     return None
 
