@@ -144,8 +144,7 @@ def label_stream(labeler, samples: list, run_batches: Callable[[Iterator[dict]],
             run.requests += 1 + row["retried"]
             run.retried += row["retried"]
             run.output_tokens += row["output_tokens"]
-            extra = json.loads(row["extra"]) if row.get("extra") else {}
-            label = labeler.parse(row["index"], GenResult(row["text"], row["finish_reason"], row["output_tokens"], extra))
+            label = labeler.parse(row["index"], row_result(row))
             if label is None:
                 run.failed.append({"index": row["index"], "finish_reason": row["finish_reason"],
                                    "first_finish_reason": row["first_finish_reason"]})
@@ -157,6 +156,12 @@ def label_stream(labeler, samples: list, run_batches: Callable[[Iterator[dict]],
         if progress:
             progress(len(out["index"]), len(samples))
     return run
+
+
+def row_result(row: dict) -> GenResult:
+    """The GenResult a replica's row carries (its token logprobs included, where asked)."""
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
+    return GenResult(row["text"], row["finish_reason"], row["output_tokens"], extra)
 
 
 def _rows(batch: dict) -> Iterator[dict]:
@@ -205,8 +210,7 @@ class RayEngine(TokenBudget):
         results: dict[int, GenResult] = {}
         for out in self._run_batches(request_batches(enumerate(requests), 64)):
             for row in _rows(out):
-                extra = json.loads(row["extra"]) if row.get("extra") else {}
-                results[row["index"]] = GenResult(row["text"], row["finish_reason"], row["output_tokens"], extra)
+                results[row["index"]] = row_result(row)
         return [results.get(i, GenResult("", "error")) for i in range(len(requests))]
 
     def _connect(self):
