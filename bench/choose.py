@@ -31,8 +31,9 @@ from offline_cov.labelers.ensemble import (
     difficulty_from_score,
     difficulty_score,
     expected_difficulty,
+    llm_vote,
 )
-from offline_cov.labelers.fused import FUSED_LLM_WEIGHT, FUSED_TEMPERATURE, zscores
+from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
 
 from . import common
@@ -54,17 +55,12 @@ def load(split: str, model: str) -> dict[str, dict]:
 
 
 def fused_probs(row: dict) -> np.ndarray:
-    scores = zscores(np.asarray([row["embed"]])) + FUSED_LLM_WEIGHT * zscores(np.asarray([row["hidden"]]))
-    return softmax(scores[0] * FUSED_TEMPERATURE)
+    return softmax(fused_scores(np.asarray([row["embed"]]), np.asarray([row["hidden"]]))[0] * FUSED_TEMPERATURE)
 
 
 def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     llm = row["llm"]
-    if llm["primary"] is None:
-        return None
-    if llm["p_category"] is None:
-        return [0.98 if n == llm["primary"] else 0.02 / (len(names) - 1) for n in names]
-    return [llm["p_category"][n] for n in names]
+    return None if llm["primary"] is None else llm_vote(llm["primary"], llm["p_category"], names)
 
 
 def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,

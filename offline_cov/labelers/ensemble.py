@@ -135,10 +135,15 @@ def llm_category_probabilities(label: SampleLabel | None, result, names: list[st
     """The LLM's probability of each category (taxonomy order), None when it gave no label."""
     if label is None:
         return None
-    dist = choice_distribution(result, "primary", names)
+    return llm_vote(label.categories[0], choice_distribution(result, "primary", names), names)
+
+
+def llm_vote(written: str, dist: dict[str, float] | None, names: list[str]) -> list[float]:
+    """The LLM's distribution in taxonomy order; without one (no logprobs), its written category
+    with probability SURE and the rest spread evenly."""
     if dist is None:
         rest = (1 - SURE) / max(len(names) - 1, 1)
-        return [SURE if n == label.categories[0] else rest for n in names]
+        return [SURE if n == written else rest for n in names]
     return [dist[n] for n in names]
 
 

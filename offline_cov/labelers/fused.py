@@ -106,6 +106,11 @@ def zscores(scores):
     return centred / (scores.std(axis=1, keepdims=True) + 1e-9)
 
 
+def fused_scores(embed_scores, llm_scores, weight: float = FUSED_LLM_WEIGHT):
+    """The two views' cosines (texts x categories) standardised per text and added, the LLM's at `weight`."""
+    return zscores(embed_scores) + weight * zscores(llm_scores)
+
+
 class FusedLabeler:
     """MiniLM and LLM-hidden-state prototypes, added."""
 
@@ -156,7 +161,7 @@ class FusedLabeler:
 
     def scores(self, texts: list[str]):
         """The fused score of each text for each category: shape (texts, categories)."""
-        return zscores(self.embed.scores(texts)) + self.weight * zscores(self.llm_scores(texts))
+        return fused_scores(self.embed.scores(texts), self.llm_scores(texts), self.weight)
 
     def truncates(self, text: str) -> bool:
         return self.embed.truncates(text) or self.llm.count_tokens(text) > LLM_MAX_TOKENS
