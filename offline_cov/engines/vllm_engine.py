@@ -31,8 +31,7 @@ class VllmEngine(TokenBudget):
                 f"model {spec.name!r} needs a GPU and none was found. "
                 "Use --model smollm2-135m on this machine, or run on a GPU host."
             )
-        if not gpu_available():
-            self.cpu_tuning = tune_cpu_runtime()
+        self.cpu_tuning = None if gpu_available() else tune_cpu_runtime()
         import outlines
         from vllm import LLM
 
@@ -110,7 +109,7 @@ class VllmEngine(TokenBudget):
             "structured_output_whitespace": "allowed" if self.allow_whitespace else "forbidden",
             "xgrammar_version": _dist_version("xgrammar"),
             "device": "cuda" if gpu_available() else "cpu",
-            **({"cpu_runtime": self.cpu_tuning} if getattr(self, "cpu_tuning", None) else {}),
+            **({"cpu_runtime": self.cpu_tuning} if self.cpu_tuning else {}),
             "usage": self.usage(),
         }
 
