@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import random
 import sys
@@ -134,28 +135,44 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
     return mixture, rest[:calibration]
 
 
-def soft_em_shares(posteriors, calib_prior, iterations: int = 200):
-    """Saerens et al. (2002) EM on per-sample posteriors: the mixture's prior, the posteriors
-    re-weighted by prior / calibration prior until the prior is their mean."""
+def soft_em_shares(posteriors, source_prior):
+    """Saerens et al. (2002) EM on the labeler's own posteriors (no recalibration)."""
+    from offline_cov.report.calibration import prior_shift_em
+
+    return prior_shift_em(posteriors, source_prior)
+
+
+METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em"]
+METHOD_NOTES = {
+    "raw": "the labels' own shares",
+    "hard-em": "EM on the calibration rows' smoothed confusion matrix, hard labels (report.calibration.correct_shares)",
+    "acc": "adjusted classify-and-count: the confusion matrix inverted, clipped to the simplex",
+    "soft-em": "Saerens EM on the labeler's per-sample softmax at the product temperature, the set's shares as its prior",
+    "pcc": "mean of the per-sample probabilities recalibrated on the calibration rows (no prior shift)",
+    "bcts-em": "per-sample probabilities recalibrated on the calibration rows (bias-corrected temperature scaling), "
+               "then Saerens EM from the rows' shares (report.calibration.correct_shares_soft)",
+}
+
+
+def correction_study(names, truth, scores, temperature: float, args, seed: int) -> list[dict]:
+    """Every method's share error on mixtures of known composition, and the 95% interval coverage of
+    the two the product can apply (hard-em, bcts-em)."""
     import numpy as np
 
-    prior = np.asarray(calib_prior, dtype=float)
-    new = prior.copy()
-    for _ in range(iterations):
-        w = posteriors * (new / prior)
-        w /= w.sum(axis=1, keepdims=True)
-        nxt = w.mean(axis=0)
-        if np.abs(nxt - new).max() < 1e-9:
-            break
-        new = nxt
-    return new.tolist()
+    from offline_cov.report.calibration import (
+        acc_shares,
+        confusion,
+        correct_shares,
+        correct_shares_soft,
+        fit_recalibration,
+        recalibrated,
+    )
 
-
-def correction_study(names, truth, predicted, args, seed: int, posteriors=None) -> list[dict]:
-    from offline_cov.report.calibration import acc_shares, confusion, correct_shares
-
+    truth, logits = np.asarray(truth), np.asarray(scores) * temperature
+    predicted = logits.argmax(axis=1)
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
-    set_prior = [len(pool[n]) / len(truth) for n in names]
+    set_prior = np.asarray([len(pool[n]) / len(truth) for n in names])
+    posteriors = softmax(np.asarray(scores), temperature)
     rows, rng = [], random.Random(seed)
     for mix_name, composition in MIXTURES.items():
         if composition is not None and len(composition) != len(names):
@@ -163,36 +180,36 @@ def correction_study(names, truth, predicted, args, seed: int, posteriors=None) 
         counts = mixture_counts(names, composition, args.mixture_size)
         if any(counts[n] > len(pool[n]) - 10 for n in names):
             counts = _shrink(counts, pool)
-        raw_err, cor_err, covered, cells, trusted = [], [], 0, 0, 0
-        acc_err, soft_err = [], []
+        err = {m: [] for m in METHODS}
+        covered = {"hard-em": 0, "bcts-em": 0}
+        cells, trusted = 0, {"hard-em": 0, "bcts-em": 0}
         for d in range(args.draws):
             mixture, calib = draw(pool, counts, args.calibration_size, rng)
-            total = len(mixture)
-            true_share = {n: 100 * counts[n] / total for n in names}
-            labeled = {n: 0 for n in names}
-            for i in mixture:
-                labeled[names[predicted[i]]] += 1
+            true_share = 100 * np.asarray([counts[n] for n in names]) / len(mixture)
+            labeled = {n: int((predicted[mixture] == j).sum()) for j, n in enumerate(names)}
             pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
-            result = correct_shares(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
-            trusted += result.trustworthy
-            acc = acc_shares([result.raw[n] / 100 for n in names], confusion(pairs, names))
-            soft = None
-            if posteriors is not None:  # the posteriors' own prior: the class shares of the set they were fitted on
-                soft = soft_em_shares(posteriors[mixture], set_prior)
-            for j, n in enumerate(names):
-                raw_err.append(abs(result.raw[n] - true_share[n]))
-                cor_err.append(abs(result.corrected[n] - true_share[n]))
-                acc_err.append(abs(100 * acc[j] - true_share[n]))
-                if soft is not None:
-                    soft_err.append(abs(100 * soft[j] - true_share[n]))
-                lo, hi = result.ci95[n]
-                covered += lo <= true_share[n] <= hi
-                cells += 1
+            hard = correct_shares(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
+            soft = correct_shares_soft(labeled, pairs, posteriors[mixture], posteriors[calib], names,
+                                       seed=seed + d, resamples=args.resamples)
+            a, b = fit_recalibration(logits[calib], truth[calib], len(names))
+            estimates = {
+                "raw": [hard.raw[n] for n in names],
+                "hard-em": [hard.corrected[n] for n in names],
+                "acc": 100 * np.asarray(acc_shares([hard.raw[n] / 100 for n in names], confusion(pairs, names))),
+                "soft-em": 100 * soft_em_shares(posteriors[mixture], set_prior),
+                "pcc": 100 * recalibrated(logits[mixture], a, b).mean(axis=0),
+                "bcts-em": [soft.corrected[n] for n in names],
+            }
+            for m, values in estimates.items():
+                err[m] += list(np.abs(np.asarray(values, dtype=float) - true_share))
+            for m, result in (("hard-em", hard), ("bcts-em", soft)):
+                trusted[m] += result.trustworthy
+                covered[m] += sum(result.ci95[n][0] <= t <= result.ci95[n][1] for n, t in zip(names, true_share))
+            cells += len(names)
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
-                     "raw_mae": round(sum(raw_err) / len(raw_err), 2), "corrected_mae": round(sum(cor_err) / len(cor_err), 2),
-                     "acc_mae": round(sum(acc_err) / len(acc_err), 2),
-                     "soft_em_mae": round(sum(soft_err) / len(soft_err), 2) if soft_err else None,
-                     "ci95_coverage": round(covered / cells, 3), "trusted_draws": trusted})
+                     "mae": {m: round(float(np.mean(e)), 2) for m, e in err.items()},
+                     "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
+                     "trusted_draws": trusted})
     return rows
 
 
@@ -202,32 +219,64 @@ def _shrink(counts: dict[str, int], pool: dict[str, list[int]]) -> dict[str, int
     return {n: int(c * min(1.0, factor)) for n, c in counts.items()}
 
 
-def run_set(set_name: str, labeler_name: str, args) -> dict:
+def view_scores(set_name: str, args):
+    """The ensemble's scores for every row of a set's pool views (bench/views.py --split pool): rows,
+    truth (category index), scores (before the product temperature), and the dev mask."""
+    import json
+
+    import numpy as np
+
+    from offline_cov.labelers.ensemble import ENSEMBLE_FUSED_WEIGHT, combined_scores
+
+    from .choose import fused_probs, llm_probs
+    from .views import OUT
+
+    path = OUT / args.views / "pool" / f"{set_name}.json"
+    if not path.exists():
+        raise SystemExit(f"no pool views at {path}: collect them first with "
+                         f"python -m bench.views --split pool --sets {set_name} --max-sample-tokens 512")
+    payload = json.loads(path.read_text())
+    names = payload["taxonomy"]
+    rows = [r for r in payload["rows"] if r["labels"][0] in names]
+    scores = np.asarray([combined_scores(llm_probs(r, names), fused_probs(r), ENSEMBLE_FUSED_WEIGHT) for r in rows])
+    truth = np.asarray([names.index(r["labels"][0]) for r in rows])
+    dev = np.asarray([int(hashlib.sha256(f"{set_name}:{r['row']}".encode()).hexdigest(), 16) % 3 == 0 for r in rows])
+    return names, truth, scores, dev, 0.0
+
+
+def labeler_scores(set_name: str, labeler_name: str, args):
+    """names, truth, score matrix, dev mask and scoring seconds of one labeler on one set."""
     import numpy as np
 
     bench_set = SETS[set_name]
     taxonomy = load_taxonomy_file(HERE / "taxonomies" / bench_set.taxonomy)
     names = taxonomy.names
-    rows = load_set(bench_set, Path(args.data_dir))
-    rows = [r for r in rows if r.label in names]
+    rows = [r for r in load_set(bench_set, Path(args.data_dir)) if r.label in names]
     dev_ids = {r.row for r in split(rows, set_name, "dev")}
-    truth = np.asarray([names.index(r.label) for r in rows])
     say(f"{labeler_name} on {set_name}: scoring {len(rows)} rows")
     cache_dir = Path(args.scores_cache) if args.scores_cache else None
-    scores, labeler, seconds = cached_scores(labeler_name, set_name, [r.text for r in rows], taxonomy, cache_dir)
-    dev = np.asarray([r.row in dev_ids for r in rows])
+    scores, _, seconds = cached_scores(labeler_name, set_name, [r.text for r in rows], taxonomy, cache_dir)
+    truth = np.asarray([names.index(r.label) for r in rows])
+    return names, truth, scores, np.asarray([r.row in dev_ids for r in rows]), seconds
+
+
+def run_set(set_name: str, labeler_name: str, args) -> dict:
+    from offline_cov.labelers import get_labeler_class
+
+    if labeler_name == "ensemble":
+        names, truth, scores, dev, seconds = view_scores(set_name, args)
+    else:
+        names, truth, scores, dev, seconds = labeler_scores(set_name, labeler_name, args)
     best_t = min(TEMPERATURES, key=lambda temp: nll(scores[dev], truth[dev], temp))
-    product_t = labeler.temperature
-    predicted = scores.argmax(axis=1)
+    product_t = get_labeler_class(labeler_name).temperature
     return {
-        "set": set_name, "labeler": labeler_name, "rows": len(rows), "dev_rows": int(dev.sum()),
+        "set": set_name, "labeler": labeler_name, "rows": len(truth), "dev_rows": int(dev.sum()),
         "test_rows": int((~dev).sum()), "score_s": round(seconds, 1),
         "temperature_chosen_on_dev": best_t, "temperature_in_product": product_t,
         "dev_nll_at_chosen": round(nll(scores[dev], truth[dev], best_t), 4),
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
-        "correction": correction_study(names, truth.tolist(), predicted.tolist(), args, args.seed,
-                                       softmax(scores, product_t))
+        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed)
         if set_name in args.correction_sets.split(",") else [],
     }
 
@@ -248,19 +297,23 @@ def to_markdown(payload: dict) -> str:
              for r in payload["results"]]
     lines.append(common.md_table(["set", "labeler", "dev rows", "test rows", "T (dev)", "T (product)", "test accuracy",
                                   "test ECE (product T)", "test ECE (dev T)"], table))
-    lines += ["", "## Share correction on mixtures of known composition", ""]
-    corr = [[r["set"], r["labeler"], c["mixture"], c["size"], c["draws"], c["raw_mae"], c["corrected_mae"],
-             round(c["corrected_mae"] / c["raw_mae"], 2) if c["raw_mae"] else "", c["ci95_coverage"], c["trusted_draws"],
-             c.get("acc_mae", ""), c.get("soft_em_mae") or ""]
-            for r in payload["results"] for c in r["correction"]]
+    lines += ["", "## Share correction on mixtures of known composition", "",
+              "Mean absolute error of each category's share (percentage points) over every (category, draw); "
+              "coverage: how often the 95% interval holds the true share; trusted: draws the product would apply "
+              "the correction on.", ""]
+    corr = []
+    for r in payload["results"]:
+        for c in r["correction"]:
+            mae = c["mae"]
+            corr.append([r["set"], r["labeler"], c["mixture"], c["size"], c["draws"]] + [mae[m] for m in METHODS]
+                        + [round(mae["bcts-em"] / mae["raw"], 2) if mae["raw"] else "", c["ci95_coverage"]["hard-em"],
+                           c["ci95_coverage"]["bcts-em"], f"{c['trusted_draws']['hard-em']}/{c['trusted_draws']['bcts-em']}"])
+    lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws"] + [f"{m} MAE" for m in METHODS]
+                                 + ["bcts-em / raw", "hard-em coverage", "bcts-em coverage", "trusted (hard/bcts)"], corr))
     a = payload["args"]
-    lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws", "raw MAE (pp)", "corrected MAE (pp)",
-                                  "ratio", "95% CI coverage", "draws trusted", "ACC MAE", "soft-EM MAE"], corr))
-    lines += ["", f"Calibration sample: {a['calibration_size']} rows of the same set, disjoint from the mixture; "
-              f"{a['resamples']} bootstrap resamples; MAE over every (category, draw). 'corrected' is the product's "
-              "correction (hard-label EM); ACC (adjusted classify-and-count) and soft-EM (Saerens EM on the labeler's "
-              "per-sample softmax at the product temperature, the whole set's class shares as the posteriors' prior) are "
-              "alternatives measured beside it."]
+    lines += ["", f"Calibration sample: {a['calibration_size']} rows of the same pool, disjoint from the mixture; "
+              f"{a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
+    lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
     return "\n".join(lines)
 
 
@@ -270,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     parser.add_argument("--sets", default="arena-hard,selfinstruct-domains")
     parser.add_argument("--correction-sets", default="arena-hard", help="Sets large enough for mixture + calibration")
-    parser.add_argument("--labelers", default="embed,fused")
+    parser.add_argument("--labelers", default="embed,fused",
+                        help="embed, fused (scored here), ensemble (read from bench/views.py's pool views)")
+    parser.add_argument("--views", default="qwen2.5-coder-1.5b@cut512",
+                        help="the views folder the ensemble's scores are read from (the CPU default's sample cut)")
     parser.add_argument("--mixture-size", type=int, default=300)
     parser.add_argument("--calibration-size", type=int, default=200)
     parser.add_argument("--draws", type=int, default=20)

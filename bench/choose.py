@@ -42,7 +42,7 @@ from .views import OUT
 HERE = Path(__file__).resolve().parent
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
 CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "infobench", "justeval-tasks",
-                 "justeval-topics", "justeval-topics-names"]
+                 "justeval-topics", "justeval-topics-names", "arena-hard-described", "justeval-topics-described"]
 DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
 

@@ -10,9 +10,12 @@ For each set and split this reads every row once through the product's own piece
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
 so a choice costs no model time. Each (set, split) is one file under
 bench/results/tmp/views/<model>/<split>/, written when the set is done; a rerun skips sets already
-collected (delete the folder to collect again).
+collected (delete the folder to collect again), and rows another split of the same folder already
+read are reused, not asked again.
 
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split dev
+  HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split pool \
+      --sets arena-hard,justeval-topics --max-sample-tokens 512   # bench/calibration.py's mixtures
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class ViewSet:
     difficulty_field: str | None = None
     difficulty_map: dict = field(default_factory=dict)
     split_key: str | None = None  # sets reading the same rows share their split (names-only rows)
+    described: bool = False  # the names-only taxonomy described by the model first (strategies/describe.py)
     cap: int = 100  # at most this many dev rows (1.5x as many test rows), a seeded subsample
 
 
@@ -74,6 +78,10 @@ SETS = {s.name: s for s in [
             split_key="justeval-tasks"),
     ViewSet("justeval-topics-names", "just_eval_gpt4_tags.jsonl", TOPIC_NAMES, "text", "topics",
             split_key="justeval-tasks"),
+    ViewSet("arena-hard-described", "arena_hard_v2_questions.jsonl", ARENA_NAMES, "prompt", "subcategory",
+            split_key="arena-hard", described=True),
+    ViewSet("justeval-topics-described", "just_eval_gpt4_tags.jsonl", TOPIC_NAMES, "text", "topics",
+            split_key="justeval-tasks", described=True),
     ViewSet("math", "math_test.jsonl", "arena_hard.yaml", "text", None, {}, "level", MATH_LEVELS),
 ]}
 
@@ -112,8 +120,12 @@ def read_rows(spec: ViewSet, data_dir: Path) -> list[dict]:
 
 def split_rows(spec: ViewSet, rows: list[dict], which: str, seed: int = 0) -> list[dict]:
     """The fixed dev or test part (sha256 of the set and row number, one in three is dev), at most
-    `spec.cap` dev rows (1.5x as many test rows) by a seeded draw; sets with the same split key get the same rows."""
+    `spec.cap` dev rows (1.5x as many test rows) by a seeded draw; sets with the same split key get the same rows.
+    "pool" is every row with exactly one label, uncapped: what bench/calibration.py draws mixtures of
+    known composition from (it keeps its own dev/test split inside the pool)."""
     key = spec.split_key or spec.name
+    if which == "pool":
+        return [r for r in rows if len(r["labels"]) == 1]
 
     def is_dev(row: dict) -> bool:
         return int(hashlib.sha256(f"{key}:{row['row']}".encode()).hexdigest(), 16) % DEV_SHARE == 0
@@ -178,26 +190,44 @@ def views_folder(model: str, max_sample_tokens: int) -> str:
     return model if max_sample_tokens == 1536 else f"{model}@cut{max_sample_tokens}"
 
 
+def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
+    """The views of `set_name` already in any split file of `folder` (same model and cut), by row number."""
+    found = {}
+    for path in sorted(folder.glob(f"*/{set_name}.json")):
+        found.update({r["row"]: r for r in json.loads(path.read_text())["rows"]})
+    return found
+
+
 def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536) -> Path:
-    path = OUT / views_folder(engine.model_name, max_sample_tokens) / split / f"{spec.name}.json"
+    folder = OUT / views_folder(engine.model_name, max_sample_tokens)
+    path = folder / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
         return path
-    taxonomy = taxonomy_for(spec)
+    taxonomy, described = taxonomy_for(spec), None
+    if spec.described:
+        from offline_cov.strategies.describe import describe_taxonomy
+
+        taxonomy, described = describe_taxonomy(engine, taxonomy)
+        say(f"{spec.name}: the model described {len(described)} of {len(taxonomy.names)} categories")
     rows = split_rows(spec, read_rows(spec, data_dir), split)
-    say(f"{spec.name} {split}: {len(rows)} rows, taxonomy {taxonomy.names}")
-    texts = [r["text"] for r in rows]
+    known = collected_rows(folder, spec.name)
+    todo = [r for r in rows if r["row"] not in known]
+    say(f"{spec.name} {split}: {len(rows)} rows ({len(rows) - len(todo)} already read in another split), "
+        f"taxonomy {taxonomy.names}")
+    texts = [r["text"] for r in todo]
     started = time.perf_counter()
-    vectors = vector_views(taxonomy, texts)
+    vectors = vector_views(taxonomy, texts) if texts else []
     vector_s = time.perf_counter() - started
     started = time.perf_counter()
-    llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens)
+    llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
     llm_s = time.perf_counter() - started
-    payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy,
+    new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
+           for r, vec, lv in zip(todo, vectors, llm)}
+    payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
                "model": engine.model_name, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
-               "machine": common.machine_info(),
-               "rows": [{**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
-                        for r, vec, lv in zip(rows, vectors, llm)]}
+               "machine": common.machine_info(), "reused_rows": len(rows) - len(todo),
+               "rows": [new.get(r["row"]) or known[r["row"]] for r in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload), encoding="utf-8")
     say(f"{spec.name} {split}: done in {llm_s:.0f} s LLM + {vector_s:.0f} s vectors -> {path}")
@@ -213,7 +243,8 @@ def open_engine(model: str):
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--split", choices=["dev", "test"], required=True)
+    p.add_argument("--split", choices=["dev", "test", "pool"], required=True,
+                   help="pool: every single-label row, for bench/calibration.py's mixtures")
     p.add_argument("--sets", default=",".join(SETS), help="comma-separated, from: " + ", ".join(SETS))
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", default="qwen2.5-coder-1.5b")

@@ -111,3 +111,38 @@ def infer_schema() -> dict:
         "required": ["categories"],
         "additionalProperties": False,
     }
+
+
+DESCRIBE_EXAMPLES = 3
+
+
+def describe_messages(name: str, others: list[str]) -> list[dict]:
+    """Ask for one names-only category's description and example instructions, told the other
+    categories so it writes what sets this one apart."""
+    listing = ", ".join(others) if others else "(none)"
+    return [
+        {
+            "role": "system",
+            "content": (
+                "You help set up a coverage audit of an instruction-tuning dataset: each sample (a user's "
+                "request to an assistant) will be sorted into one of a list of categories. For the "
+                "category you are given, write a one-sentence description of which requests belong in it "
+                f"(and not in the other categories), and {DESCRIBE_EXAMPLES} short, varied example requests "
+                "a user could send that clearly belong in it."
+            ),
+        },
+        {"role": "user", "content": f"Category: {name}\nThe other categories: {listing}"},
+    ]
+
+
+def describe_schema() -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "description": {"type": "string", "minLength": 10, "maxLength": 160},
+            "examples": {"type": "array", "items": {"type": "string", "minLength": 10, "maxLength": 160},
+                         "minItems": DESCRIBE_EXAMPLES, "maxItems": DESCRIBE_EXAMPLES},
+        },
+        "required": ["description", "examples"],
+        "additionalProperties": False,
+    }

@@ -110,3 +110,92 @@ def test_the_llms_confidence_is_the_probability_of_the_tokens_of_its_choice():
                              "primary", "math") == pytest.approx(0.7)
     assert value_probability(GenResult('{"primary": "math"}', "stop", 3), "primary", "math") is None  # no logprobs
     assert value_probability(result, "primary", "math") is None  # not the value the text holds
+
+
+# ---------------------------------------------------------------- the soft correction (per-sample probabilities)
+
+
+def test_prior_shift_em_recovers_a_hand_computed_shift():
+    """Posteriors calibrated under a 50/50 prior: a sample is type A (0.9, 0.1) or type B (0.1, 0.9),
+    so P(A | a) = 0.9 and P(A | b) = 0.1. A data set truly 80/20 has 0.8*0.9 + 0.2*0.1 = 74% type A;
+    EM from the posteriors' own mean (74/26) must find 80/20 (at 80/20 the reweighted posteriors are
+    0.72/0.74 and 0.08/0.26 and their mean is 0.74*0.97297 + 0.26*0.30769 = 0.8)."""
+    from offline_cov.report.calibration import prior_shift_em
+
+    posteriors = [[0.9, 0.1]] * 74 + [[0.1, 0.9]] * 26
+    assert prior_shift_em(posteriors, [0.5, 0.5]).tolist() == pytest.approx([0.8, 0.2], abs=1e-6)
+    unshifted = [[0.9, 0.1]] * 50 + [[0.1, 0.9]] * 50  # the mix a 50/50 data set gives: nothing to correct
+    assert prior_shift_em(unshifted, [0.5, 0.5]).tolist() == pytest.approx([0.5, 0.5], abs=1e-9)
+
+
+def test_recalibration_recovers_a_known_temperature_and_bias():
+    """Rows drawn from softmax(2 z + (0, 1, -1)): the fit finds a = 2 and b = (0, 1, -1) within noise."""
+    import numpy as np
+
+    from offline_cov.report.calibration import fit_recalibration
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 3))
+    logits = 2 * z + np.array([0.0, 1.0, -1.0])
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(3, p=row) for row in p])
+    a, b = fit_recalibration(z, truth, 3)
+    assert a == pytest.approx(2.0, abs=0.15)
+    assert b.tolist() == pytest.approx([0.0, 1.0, -1.0], abs=0.15)
+
+
+def test_soft_correction_undoes_an_overconfident_labeler_under_a_prior_shift():
+    """Calibration rows 50/50, data 80/20, probabilities too sure (the truth is softmax(z / 2)):
+    the soft correction brings 'a' back near 80% and its interval holds 80."""
+    import numpy as np
+
+    from offline_cov.report.calibration import correct_shares_soft
+
+    rng = np.random.default_rng(1)
+
+    def rows(n, share_a):
+        truth = (rng.random(n) > share_a).astype(int)
+        z = rng.normal(size=(n, 2)) * 0.8
+        z[np.arange(n), truth] += 2.0  # the score of the true category runs higher
+        p = np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)  # reported too sharp
+        return truth, p
+
+    names = ["a", "b"]
+    cal_truth, cal_p = rows(200, 0.5)
+    data_truth, data_p = rows(3000, 0.8)
+    counts = {n: int((data_p.argmax(axis=1) == j).sum()) for j, n in enumerate(names)}
+    pairs = [(names[t], names[j]) for t, j in zip(cal_truth, cal_p.argmax(axis=1))]
+    result = correct_shares_soft(counts, pairs, data_p, cal_p, names, seed=3, resamples=100)
+    true_a = 100 * float((data_truth == 0).mean())
+    assert result.trustworthy and result.method.startswith("per-sample probabilities")
+    assert abs(result.corrected["a"] - true_a) < abs(result.raw["a"] - true_a)
+    assert result.corrected["a"] == pytest.approx(true_a, abs=3.0)
+    lo, hi = result.ci95["a"]
+    assert lo <= true_a <= hi
+    again = correct_shares_soft(counts, pairs, data_p, cal_p, names, seed=3, resamples=100)
+    assert again.ci95 == result.ci95 and again.corrected == result.corrected
+
+
+def test_probabilities_that_cannot_tell_two_categories_apart_are_not_trusted():
+    """A labeler whose probabilities are the same whatever the truth: recalibration can only learn
+    the rows' own shares, the soft confusion matrix is singular, and the correction says so: its
+    shares are still valid shares, but the run decides gaps on the raw ones (test_review checks that)."""
+    from offline_cov.report.calibration import correct_shares_soft
+
+    names = ["a", "b"]
+    pairs = [("a", "a")] * 60 + [("b", "a")] * 40
+    result = correct_shares_soft({"a": 100, "b": 0}, pairs, [[0.7, 0.3]] * 100, [[0.7, 0.3]] * 100, names, resamples=20)
+    assert not result.trustworthy
+    assert any("close to singular" in r for r in result.reasons)
+    assert sum(result.corrected.values()) == pytest.approx(100.0, abs=0.05)
+    assert all(0 <= v <= 100 for v in result.corrected.values())
+
+
+def test_a_thin_category_in_the_calibration_rows_is_flagged_in_the_soft_correction_too():
+    from offline_cov.report.calibration import correct_shares_soft
+
+    names = ["a", "b"]
+    pairs = [("a", "a")] * 50 + [("b", "b")] * 3
+    probs = [[0.9, 0.1]] * 50 + [[0.2, 0.8]] * 3
+    result = correct_shares_soft({"a": 50, "b": 3}, pairs, probs, probs, names, resamples=20)
+    assert not result.trustworthy and "fewer than 5 calibration rows truly in b" in result.reasons[0]

@@ -193,3 +193,33 @@ def test_calibration_rows_by_text_match_the_data_or_are_labeled_on_their_own(tmp
     assert result.exit_code == 0, result.output
     block = json.loads(out.with_suffix(".meta.json").read_text())["calibration"]
     assert block["rows"] == 31 and block["matched"] == 31  # 30 found in the data, 1 labeled on its own
+
+
+def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):
+    """`embed` gives every sample its probability of every category (labels file and cache): the
+    calibration recalibrates them (the soft method), and a reviewer who moves every 'writing' sample
+    to 'math' moves the corrected math share up and the writing share down."""
+    from conftest import EXAMPLE
+
+    labels_path, out = tmp_path / "l.jsonl", tmp_path / "r.json"
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite"), "-q"]
+    first = CliRunner().invoke(main, common + ["-o", str(out), "--labels", str(labels_path)])
+    assert first.exit_code == 0, first.output
+    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
+    for lab in labeled:
+        probs = lab["probabilities"]
+        assert len(probs) == 3 and sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert NAMES[max(range(3), key=probs.__getitem__)] == lab["categories"][0]
+        assert max(probs) == pytest.approx(lab["confidence"], abs=1e-4)
+    rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
+            for lab in labeled]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    moved = tmp_path / "m.json"
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(moved)])
+    assert result.exit_code == 0, result.output
+    block = json.loads(moved.with_suffix(".meta.json").read_text())["calibration"]
+    assert block["method"].startswith("per-sample probabilities recalibrated")
+    assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
+    assert block["corrected_share_percent"]["writing"] < block["raw_share_percent"]["writing"]
+    assert json.loads(moved.with_suffix(".meta.json").read_text())["cache"]["hits"] == 120  # the cache kept them

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..data.readers import Sample
 from ..errors import MissingDependencyError
-from ..report.tally import SampleLabel, rounded_confidence
+from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelSettings, sample_text
 from .difficulty import difficulty_from_text
@@ -167,8 +167,9 @@ def nearest_labels(labeler, samples: list[Sample], run) -> list[SampleLabel]:
         if cut or labeler.truncates(text):
             run.truncated.add(sample.index)
         best = int(row.argmax())
-        confidence = rounded_confidence(softmax(row * labeler.temperature)[best])
-        labels.append(SampleLabel(sample.index, (names[best],), difficulty_from_text(sample.instruction), confidence))
+        posterior = softmax(row * labeler.temperature)
+        labels.append(SampleLabel(sample.index, (names[best],), difficulty_from_text(sample.instruction),
+                                  rounded_confidence(posterior[best]), rounded_probabilities(posterior)))
     return labels
 
 

@@ -32,7 +32,7 @@ from ..data.readers import Sample
 from ..engines import Engine
 from ..generation import generate_parsed
 from ..report.contract import DIFFICULTIES
-from ..report.tally import SampleLabel, rounded_confidence
+from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
 from .difficulty import difficulty_from_text
@@ -67,6 +67,7 @@ class EnsembleLabeler:
     writes_labels = False  # the prototypes can overrule the LLM
     needs_engine = True
     reads_llm = True
+    temperature = ENSEMBLE_TEMPERATURE  # of the confidence softmax over `combined_scores`
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
@@ -122,7 +123,7 @@ class EnsembleLabeler:
             self.overruled += 1
         difficulty = expected_difficulty_label(result) if label else None
         return SampleLabel(sample.index, (names[best],), difficulty or difficulty_from_text(sample.instruction),
-                           rounded_confidence(posterior[best]))
+                           rounded_confidence(posterior[best]), rounded_probabilities(posterior))
 
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,

@@ -10,7 +10,7 @@ from ..engines import Engine, GenRequest, GenResult
 from ..errors import GenerationError
 from ..generation import Outcome, generate_parsed, json_object
 from ..prompts import label_messages, label_schema, label_system_prompt
-from ..report.tally import SampleLabel, rounded_confidence
+from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
 
@@ -79,8 +79,10 @@ class LLMLabeler:
         if difficulty not in ("easy", "medium", "hard"):
             return None
         confidence = value_probability(result, "primary", data["primary"])
+        dist = choice_distribution(result, "primary", self.taxonomy.names) if self.top_logprobs > 1 else None
         return SampleLabel(index, tuple(dict.fromkeys(canonical)), difficulty,
-                           None if confidence is None else rounded_confidence(confidence))
+                           None if confidence is None else rounded_confidence(confidence),
+                           None if dist is None else rounded_probabilities(dist[n] for n in self.taxonomy.names))
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         """Label a batch; each failed or cut-off answer is retried once, then recorded as failed."""

@@ -36,6 +36,12 @@ MIN_ROWS_PER_CATEGORY = 5
 MAX_CONDITION = 20.0
 EM_ITERATIONS = 500
 EM_TOLERANCE = 1e-9
+HARD_METHOD = "EM prior correction (Saerens et al. 2002) on a smoothed confusion matrix"
+SOFT_METHOD = ("per-sample probabilities recalibrated on the calibration rows (bias-corrected temperature scaling), "
+               "then the EM prior correction of Saerens et al. (2002)")
+BOOTSTRAP_SAMPLES = 20000  # samples each bootstrap replicate of the soft correction resamples, at most
+LOG_FLOOR = 1e-7  # probabilities are read as logits log(max(p, LOG_FLOOR))
+RIDGE = 0.01  # on the recalibration biases: a category with few calibration rows keeps a finite bias
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Correction:
     calibration_rows: int = 0
     accuracy_on_calibration: float | None = None
     condition_number: float | None = None
+    method: str = HARD_METHOD
 
     def moved(self) -> dict[str, float]:
         """How far each share moved (percentage points, corrected minus raw)."""
@@ -58,7 +65,7 @@ class Correction:
 
     def to_json(self) -> dict:
         return {
-            "method": "EM prior correction (Saerens et al. 2002) on a smoothed confusion matrix",
+            "method": self.method,
             "calibration_rows": self.calibration_rows,
             "accuracy_on_calibration": self.accuracy_on_calibration,
             "condition_number": self.condition_number,
@@ -160,7 +167,7 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return round(100 * lo, 2), round(100 * hi, 2)
 
 
-def _distrust(pairs, names, cond: float) -> list[str]:
+def _distrust(pairs, names, cond: float | None) -> list[str]:
     reasons = []
     per = {n: 0 for n in names}
     for true, _ in pairs:
@@ -168,7 +175,7 @@ def _distrust(pairs, names, cond: float) -> list[str]:
     thin = [n for n, c in per.items() if c < MIN_ROWS_PER_CATEGORY]
     if thin:
         reasons.append(f"fewer than {MIN_ROWS_PER_CATEGORY} calibration rows truly in {', '.join(thin)}")
-    if cond > MAX_CONDITION:
+    if cond is not None and cond > MAX_CONDITION:
         reasons.append(f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
                        "the labeler confuses some categories too often for the correction to be stable")
     return reasons
@@ -195,3 +202,141 @@ def _undo_symmetric_noise(q: float, accuracy: float, k: int) -> float:
     if slope <= 0:
         return q  # a labeler at or below chance tells nothing; keep the observed share
     return min(1.0, max(0.0, (q - off) / slope))
+
+
+# ---------------------------------------------------------------- per-sample probabilities
+
+
+def fit_recalibration(logits, truth, classes: int, ridge: float = RIDGE, iterations: int = 50):
+    """Bias-corrected temperature scaling (Alexandari et al. 2020) fitted on calibration rows:
+    `(a, b)` minimising the negative log-likelihood of the true categories under
+    `softmax(a * logits + b)` (b[0] = 0; a small ridge pulls a towards 1 and b towards 0, which keeps
+    a category with few rows finite and the answer unique when the logits cannot tell a from b).
+    The problem is convex; damped Newton steps solve it."""
+    import numpy as np
+
+    z, y = np.asarray(logits, dtype=float), np.eye(classes)[np.asarray(truth)]
+    n, k = z.shape
+    features = np.zeros((n, k, k))  # d logit_j / d (a, b_1 .. b_{k-1})
+    features[:, :, 0] = z
+    features[:, np.arange(1, k), np.arange(1, k)] = 1.0
+    prior = np.zeros(k)
+    prior[0] = 1.0
+    theta = prior.copy()
+
+    def loss(t):
+        logit = z * t[0] + np.concatenate([[0.0], t[1:]])
+        logit -= logit.max(axis=1, keepdims=True)
+        logp = logit - np.log(np.exp(logit).sum(axis=1, keepdims=True))
+        return -(y * logp).sum() + ridge * ((t - prior) ** 2).sum(), np.exp(logp)
+
+    value, p = loss(theta)
+    for _ in range(iterations):
+        grad = np.einsum("nkp,nk->p", features, p - y)
+        cov = np.einsum("nk,kl->nkl", p, np.eye(k)) - np.einsum("nk,nl->nkl", p, p)
+        hess = np.einsum("nkp,nkl,nlq->pq", features, cov, features)
+        grad += 2 * ridge * (theta - prior)
+        hess += 2 * ridge * np.eye(k)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-4:
+            trial = theta - scale * step
+            trial_value, trial_p = loss(trial)
+            if trial_value <= value:
+                break
+            scale /= 2
+        else:
+            break
+        converged = value - trial_value < 1e-10
+        theta, value, p = trial, trial_value, trial_p
+        if converged:
+            break
+    return float(theta[0]), np.concatenate([[0.0], theta[1:]])
+
+
+def recalibrated(logits, a: float, b):
+    """Per-sample probabilities `softmax(a * logits + b)`."""
+    import numpy as np
+
+    z = np.asarray(logits, dtype=float) * a + b
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def prior_shift_em(posteriors, source_prior, iterations: int = EM_ITERATIONS):
+    """Saerens, Latinne & Decaestecker (2002): the class shares of the analysed samples, given
+    per-sample posteriors calibrated where the shares were `source_prior`. Each step reweights the
+    posteriors by new / source shares and takes their mean as the new shares."""
+    import numpy as np
+
+    post, source = np.asarray(posteriors, dtype=float), np.asarray(source_prior, dtype=float)
+    shares = post.mean(axis=0)
+    for _ in range(iterations):
+        w = post * (shares / source)
+        w /= w.sum(axis=1, keepdims=True)
+        new = w.mean(axis=0)
+        if np.abs(new - shares).max() < EM_TOLERANCE:
+            return new
+        shares = new
+    return shares
+
+
+def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], probabilities, calibration_probabilities,
+                        names: list[str], seed: int = 0, resamples: int = BOOTSTRAP) -> Correction:
+    """The corrected shares from the labeler's probabilities: `probabilities` has a row per analysed
+    sample (a column per category, taxonomy order), `calibration_probabilities` a row per calibration
+    pair (true category, labeler's category). The rows recalibrate the probabilities
+    (`fit_recalibration`), then `prior_shift_em` corrects for the shift between the rows' shares and
+    the data's. 95% intervals: the calibration rows and the samples resampled together, `resamples`
+    times (over BOOTSTRAP_SAMPLES samples, each replicate resamples that many, which widens the
+    interval a little and never narrows it). `counts` (the labels per category) give the raw shares."""
+    import numpy as np
+
+    z = np.log(np.clip(np.asarray(probabilities, dtype=float), LOG_FLOOR, 1.0))
+    zc = np.log(np.clip(np.asarray(calibration_probabilities, dtype=float), LOG_FLOOR, 1.0))
+    at = {n: i for i, n in enumerate(names)}
+    yc = np.asarray([at[t] for t, _ in pairs])
+    point = _soft_once(z, zc, yc, len(names))
+    rng = np.random.default_rng(seed)
+    size = min(len(z), BOOTSTRAP_SAMPLES)
+    draws = [_soft_once(z[rng.integers(0, len(z), size)], *_resampled(rng, zc, yc), len(names)) for _ in range(resamples)]
+    total = sum(counts.values())
+    right = sum(t == lab for t, lab in pairs)
+    cond = condition_number(soft_confusion(zc, yc, len(names)))
+    reasons = _distrust(pairs, names, cond)
+    return Correction(
+        names=names,
+        raw={n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names},
+        corrected={n: round(100 * float(p), 2) for n, p in zip(names, point)},
+        ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
+        trustworthy=not reasons, reasons=reasons, calibration_rows=len(pairs),
+        accuracy_on_calibration=round(right / len(pairs), 4) if pairs else None,
+        condition_number=round(cond, 2), method=SOFT_METHOD,
+    )
+
+
+def soft_confusion(zc, yc, classes: int):
+    """`C[i][j]`: the mean recalibrated probability of category j over the calibration rows truly in
+    i, smoothed like `confusion` (a row with no calibration rows is uniform). Its condition number
+    says whether the probabilities can tell the categories apart at all."""
+    import numpy as np
+
+    a, b = fit_recalibration(zc, yc, classes)
+    p = recalibrated(zc, a, b)
+    sums = np.stack([p[yc == i].sum(axis=0) for i in range(classes)]) + SMOOTHING
+    return (sums / sums.sum(axis=1, keepdims=True)).tolist()
+
+
+def _resampled(rng, zc, yc):
+    pick = rng.integers(0, len(yc), len(yc))
+    return zc[pick], yc[pick]
+
+
+def _soft_once(z, zc, yc, classes: int):
+    """One estimate: recalibrate on (zc, yc), EM from the calibration rows' shares to the samples'."""
+    import numpy as np
+
+    a, b = fit_recalibration(zc, yc, classes)
+    source = (np.bincount(yc, minlength=classes) + SMOOTHING) / (len(yc) + SMOOTHING * classes)
+    return prior_shift_em(recalibrated(z, a, b), source)

@@ -24,26 +24,38 @@ SNIPPET_CHARS = 160
 
 @dataclass(frozen=True)
 class SampleLabel:
-    """The labels of one sample: its categories (primary first), difficulty, and how sure the labeler
-    is of the primary category (a probability in [0, 1]; None where the labeler gives none)."""
+    """The labels of one sample: its categories (primary first), difficulty, how sure the labeler
+    is of the primary category (a probability in [0, 1]; None where the labeler gives none), and
+    its probability of every category, in the taxonomy's order (None where it gives none; the
+    calibration's correction recalibrates them on the user's labeled rows)."""
 
     index: int
     categories: tuple[str, ...]
     difficulty: str
     confidence: float | None = None
+    probabilities: tuple[float, ...] | None = None
 
     def to_json(self) -> dict:
         return {"index": self.index, "categories": list(self.categories), "difficulty": self.difficulty,
-                "confidence": self.confidence}
+                "confidence": self.confidence,
+                "probabilities": None if self.probabilities is None else list(self.probabilities)}
 
     @classmethod
     def from_json(cls, data: dict) -> SampleLabel:
-        return cls(data["index"], tuple(data["categories"]), data["difficulty"], data.get("confidence"))
+        probabilities = data.get("probabilities")
+        return cls(data["index"], tuple(data["categories"]), data["difficulty"], data.get("confidence"),
+                   None if probabilities is None else tuple(probabilities))
 
 
 def rounded_confidence(p: float) -> float:
     """Confidences are kept to 4 decimals, so a label reads back from any file exactly as written."""
     return round(min(max(float(p), 0.0), 1.0), 4)
+
+
+def rounded_probabilities(row) -> tuple[float, ...]:
+    """A probability per category kept to 6 decimals (float32 holds that exactly enough to read back
+    the same), so the small ones still tell the recalibration something."""
+    return tuple(round(min(max(float(p), 0.0), 1.0), 6) for p in row)
 
 
 @dataclass(frozen=True)
@@ -106,13 +118,16 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
 
 
 class LabelStore:
-    """Per-sample labels kept compactly, about 17 bytes a sample and no text, in the order added.
+    """Per-sample labels kept compactly, about 17 bytes a sample (and 4 a category where the labeler
+    gives probabilities) and no text, in the order added.
 
     Iterating yields `SampleLabel`s; a streamed run of millions of samples holds only this."""
 
     def __init__(self, labels=()):
         self._index, self._combo, self._difficulty = array("q"), array("I"), array("B")
         self._confidence = array("f")  # NaN: none given
+        self._probabilities = array("f")  # `_width` per sample, every one of the first label's length; NaN: none
+        self._width: int | None = None
         self._combos: dict[tuple[str, ...], int] = {}
         self._by_id: list[tuple[str, ...]] = []
         for label in labels:
@@ -127,6 +142,25 @@ class LabelStore:
         self._combo.append(combo)
         self._difficulty.append(DIFFICULTIES.index(label.difficulty))
         self._confidence.append(math.nan if label.confidence is None else label.confidence)
+        if self._width is None:
+            self._width = len(label.probabilities) if label.probabilities else 0
+        given = label.probabilities if label.probabilities and len(label.probabilities) == self._width else None
+        self._probabilities.extend(given or [math.nan] * self._width)
+
+    def probability_rows(self):
+        """Every sample's probabilities as an (n, categories) array, None unless every sample has them."""
+        import numpy as np
+
+        if not self._width:
+            return None
+        rows = np.frombuffer(self._probabilities, dtype=np.float32).reshape(-1, self._width).astype(float)
+        return None if np.isnan(rows).any() else rows
+
+    def _probabilities_of(self, i: int) -> tuple[float, ...] | None:
+        if not self._width:
+            return None
+        row = self._probabilities[i * self._width:(i + 1) * self._width]
+        return None if math.isnan(row[0]) else tuple(round(v, 6) for v in row)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -136,11 +170,11 @@ class LabelStore:
 
     def __getitem__(self, i: int) -> SampleLabel:
         return SampleLabel(self._index[i], self._by_id[self._combo[i]], DIFFICULTIES[self._difficulty[i]],
-                           _confidence_back(self._confidence[i]))
+                           _confidence_back(self._confidence[i]), self._probabilities_of(i))
 
     def __iter__(self):
-        for index, combo, difficulty, confidence in zip(self._index, self._combo, self._difficulty, self._confidence):
-            yield SampleLabel(index, self._by_id[combo], DIFFICULTIES[difficulty], _confidence_back(confidence))
+        for i in range(len(self._index)):
+            yield self[i]
 
 
 EXAMPLES_PER_END = 10

@@ -6,9 +6,9 @@ from __future__ import annotations
 from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..labelers.base import LabelRun
-from ..report.calibration import correct_shares, error_interval
+from ..report.calibration import Correction, correct_shares, correct_shares_soft, error_interval
 from ..report.contract import CoverageReport
-from ..report.tally import Tally
+from ..report.tally import LabelStore, SampleLabel, Tally
 from ..taxonomy import Taxonomy
 
 
@@ -17,14 +17,14 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tu
     if run.opts.calibration is None:
         return None, {}
     rows = load_calibration(run.opts.calibration, taxonomy)
-    pairs, unmatched = calibration_pairs(run, taxonomy, rows, labels, labeler)
+    matched, unmatched = calibration_labels(run, taxonomy, rows, labels, labeler)
     if unmatched:
         run.warnings.append(f"{unmatched} calibration row(s) name a sample index this run did not label; left out")
-    if not pairs:
+    if not matched:
         run.warnings.append("no calibration row could be matched to a label; shares are not corrected")
         return None, {"calibration": {"file": str(run.opts.calibration), "rows": len(rows), "matched": 0}}
-    correction = correct_shares(tally.primary_counts(), pairs, taxonomy.names, seed=run.opts.seed)
-    block = {"file": str(run.opts.calibration), "rows": len(rows), "matched": len(pairs), **correction.to_json()}
+    correction = correction_of(run, taxonomy, tally, labels, matched)
+    block = {"file": str(run.opts.calibration), "rows": len(rows), "matched": len(matched), **correction.to_json()}
     if not correction.trustworthy:
         run.warnings.append("the calibration-corrected shares are not trustworthy ("
                             + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares")
@@ -32,28 +32,39 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tu
     return correction.corrected, {"calibration": block}
 
 
-def calibration_pairs(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
-    """(true category, labeler's primary category) for every row that can be matched, and how many could not."""
+def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels, matched: list[tuple[str, SampleLabel]]) -> Correction:
+    """The soft correction when the labeler gave every sample (and every calibration row) its
+    probabilities, else the hard-label one (bench/calibration.py measured both)."""
+    pairs = [(true, lab.categories[0]) for true, lab in matched]
+    rows = labels.probability_rows() if isinstance(labels, LabelStore) else LabelStore(labels).probability_rows()
+    given = [lab.probabilities for _, lab in matched]
+    if rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given):
+        return correct_shares_soft(tally.primary_counts(), pairs, rows, given, taxonomy.names, seed=run.opts.seed)
+    return correct_shares(tally.primary_counts(), pairs, taxonomy.names, seed=run.opts.seed)
+
+
+def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
+    """(true category, the labeler's label) for every row that can be matched, and how many could not."""
     texts = {r.text for r in rows if r.text is not None}
     index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
     wanted = {r.index for r in rows if r.index is not None} | set(index_of.values())
-    primary = {lab.index: lab.categories[0] for lab in labels if lab.index in wanted}
+    known = {lab.index: lab for lab in labels if lab.index in wanted}
     missing = [t for t in texts if t not in index_of]
     own = _label_texts(missing, labeler or run.open_labeler(taxonomy)) if missing else {}
-    pairs, unmatched = [], 0
+    matched, unmatched = [], 0
     for row in rows:
-        label = primary.get(row.index) if row.index is not None else primary.get(index_of.get(row.text), own.get(row.text))
+        label = known.get(row.index) if row.index is not None else known.get(index_of.get(row.text), own.get(row.text))
         if label is None:
             unmatched += 1
         else:
-            pairs.append((row.category, label))
-    return pairs, unmatched
+            matched.append((row.category, label))
+    return matched, unmatched
 
 
-def _label_texts(texts: list[str], labeler) -> dict[str, str]:
-    """The labeler's primary category of texts that are not in the dataset."""
+def _label_texts(texts: list[str], labeler) -> dict[str, SampleLabel]:
+    """The labeler's labels of texts that are not in the dataset."""
     samples = [Sample(-1 - i, (("user", t),)) for i, t in enumerate(texts)]
-    found = {lab.index: lab.categories[0] for lab in labeler.label_batch(samples, LabelRun())}
+    found = {lab.index: lab for lab in labeler.label_batch(samples, LabelRun())}
     return {t: found[s.index] for t, s in zip(texts, samples) if s.index in found}
 
 

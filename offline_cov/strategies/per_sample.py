@@ -168,9 +168,18 @@ def cached_label(index: int, value, names: set[str]) -> tuple[SampleLabel, bool]
     if difficulty not in DIFFICULTIES:
         return None
     confidence = value.get("confidence")
-    if confidence is not None and not (isinstance(confidence, int | float) and 0 <= confidence <= 1):
+    if confidence is not None and not _is_probability(confidence):
         return None
-    return SampleLabel(index, tuple(categories), difficulty, confidence), bool(value.get("truncated"))
+    probabilities = value.get("probabilities")
+    if probabilities is not None and not (isinstance(probabilities, list) and len(probabilities) == len(names)
+                                          and all(_is_probability(p) for p in probabilities)):
+        return None
+    return (SampleLabel(index, tuple(categories), difficulty, confidence,
+                        None if probabilities is None else tuple(probabilities)), bool(value.get("truncated")))
+
+
+def _is_probability(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> dict[int, SampleLabel]:
@@ -189,4 +198,5 @@ def _label_todo(labeler, todo, keys, cache, out: StreamRun, progress, total) -> 
 
 def _cached_value(label: SampleLabel, run: LabelRun) -> dict:
     return {"categories": list(label.categories), "difficulty": label.difficulty, "confidence": label.confidence,
+            "probabilities": None if label.probabilities is None else list(label.probabilities),
             "truncated": label.index in run.truncated}

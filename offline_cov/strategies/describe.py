@@ -1,0 +1,48 @@
+"""Descriptions and example requests for a names-only taxonomy, written once by the local model.
+
+`--taxonomy math,code,writing` gives every labeler nothing but three words: the LLM reads no
+definition, the embedding prototypes are the names alone. `describe_taxonomy` asks the model, per
+category without a description or examples, for a one-sentence description and a few example
+requests (constrained JSON, greedy, so the same names and model give the same text), and returns
+the taxonomy with them filled in; the run's labelers all read that taxonomy, and the metadata
+keeps what was written (`taxonomy_described`). Categories the user described are left as they are.
+"""
+
+from __future__ import annotations
+
+from ..engines import Engine, GenRequest
+from ..generation import generate_parsed, json_object
+from ..prompts import describe_messages, describe_schema
+from ..taxonomy import Taxonomy
+
+DESCRIBE_MAX_TOKENS = 400
+DESCRIBE_VERSION = "describe-v1"
+
+
+def needs_description(taxonomy: Taxonomy) -> bool:
+    """True when some category has neither a description nor examples (a names-only taxonomy)."""
+    return any(not c.description and not c.examples for c in taxonomy.categories)
+
+
+def describe_taxonomy(engine: Engine, taxonomy: Taxonomy) -> tuple[Taxonomy, dict[str, dict]]:
+    """(the taxonomy with every bare category described, what the model wrote per category); a
+    category whose answer is unusable twice stays bare."""
+    bare = [c for c in taxonomy.categories if not c.description and not c.examples]
+    requests = [GenRequest(describe_messages(c.name, [o for o in taxonomy.names if o != c.name]), describe_schema(),
+                           DESCRIBE_MAX_TOKENS) for c in bare]
+    outcomes = generate_parsed(engine, requests, lambda _, result: _written(json_object(result)))
+    written = {c.name: o.value for c, o in zip(bare, outcomes) if o.value is not None}
+    categories = [c.model_copy(update=written[c.name]) if c.name in written else c for c in taxonomy.categories]
+    return taxonomy.model_copy(update={"categories": categories}), written
+
+
+def _written(data) -> dict | None:
+    """The description and examples of one answer, None when they are not usable strings."""
+    if not isinstance(data, dict):
+        return None
+    description, examples = data.get("description"), data.get("examples")
+    if not isinstance(description, str) or not description.strip():
+        return None
+    if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
+        return None
+    return {"description": description.strip(), "examples": [e.strip() for e in examples]}
