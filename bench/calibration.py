@@ -115,6 +115,20 @@ def reliability(scores, truth, temperature: float, bins: int = 10) -> dict:
     return {"ece": round(float(ece), 4), "accuracy": round(float(right.mean()), 4), "bins": table}
 
 
+def compositions(names: list[str], pool: dict[str, list[int]]) -> dict[str, list[float] | None]:
+    """The mixtures drawn from a set: MIXTURES in taxonomy order for three categories; for more,
+    the pool's own shares and the three skews on its three largest categories (the rest absent,
+    as a real gap is)."""
+    if len(names) == 3:
+        return MIXTURES
+    largest = sorted(names, key=lambda n: (-len(pool[n]), names.index(n)))[:3]
+    out = {"pool shares": [len(pool[n]) / sum(len(v) for v in pool.values()) for n in names]}
+    for mix_name, shares in MIXTURES.items():
+        if shares is not None:
+            out[f"{mix_name} on {'/'.join(largest)}"] = [shares[largest.index(n)] if n in largest else 0.0 for n in names]
+    return out
+
+
 def mixture_counts(names: list[str], composition: list[float] | None, size: int) -> dict[str, int]:
     shares = composition or [1 / len(names)] * len(names)
     counts = {n: int(math.floor(s * size)) for n, s in zip(names, shares)}
@@ -174,11 +188,10 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     set_prior = np.asarray([len(pool[n]) / len(truth) for n in names])
     posteriors = softmax(np.asarray(scores), temperature)
     rows, rng = [], random.Random(seed)
-    for mix_name, composition in MIXTURES.items():
-        if composition is not None and len(composition) != len(names):
-            continue
-        counts = mixture_counts(names, composition, args.mixture_size)
-        if any(counts[n] > len(pool[n]) - 10 for n in names):
+    size = min(args.mixture_size, len(truth) - args.calibration_size - 20)
+    for mix_name, composition in compositions(names, pool).items():
+        counts = mixture_counts(names, composition, size)
+        if any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
             counts = _shrink(counts, pool)
         err = {m: [] for m in METHODS}
         covered = {"hard-em": 0, "bcts-em": 0}
@@ -213,9 +226,14 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     return rows
 
 
+def _spare(ids: list[int]) -> int:
+    """Rows of a category a mixture leaves for calibration: 10, or half of a smaller category."""
+    return min(10, len(ids) // 2)
+
+
 def _shrink(counts: dict[str, int], pool: dict[str, list[int]]) -> dict[str, int]:
     """Scale a mixture down until every category leaves some rows for calibration."""
-    factor = min((len(pool[n]) - 10) / counts[n] for n in counts if counts[n])
+    factor = min((len(pool[n]) - _spare(pool[n])) / counts[n] for n in counts if counts[n])
     return {n: int(c * min(1.0, factor)) for n, c in counts.items()}
 
 

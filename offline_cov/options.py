@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class AnalyzeOptions:
     cache_path: str | Path | None = None
     engine_options: dict = field(default_factory=dict)  # more engine arguments (ray: address, replicas)
     calibration: str | Path | None = None  # rows of the user's data with their true category (data/calibration.py)
+    # a names-only category gets a description and examples from the model (strategies/describe.py);
+    # OFFLINE_COV_DESCRIBE=0 turns the default off
+    describe: bool = field(default_factory=lambda: os.environ.get("OFFLINE_COV_DESCRIBE", "1") != "0")
 
     def __post_init__(self):
         if self.engine in LABELER_ENGINES:

@@ -40,6 +40,7 @@ class Run:
     timings: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     labeler_info: dict = field(default_factory=dict)
+    described: dict | None = None  # what the model wrote for a names-only taxonomy (strategies/describe.py)
 
     def __post_init__(self):
         self.warnings += sample_warnings(self.plan)
@@ -82,6 +83,7 @@ class Run:
             "prompt_version": PROMPT_VERSION,
             "strategy": self.opts.strategy,
             "taxonomy": taxonomy_facts(taxonomy),
+            **({"taxonomy_described": self.described} if self.described else {}),
             "thresholds": {"gap": self.opts.thresholds.gap, "over": self.opts.thresholds.over},
             "input": self.plan.facts(),
             "machine": {"platform": platform.platform(), "python": platform.python_version()},

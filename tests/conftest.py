@@ -16,6 +16,10 @@ os.environ["VLLM_NO_USAGE_STATS"] = "1"
 # tests/test_qwen.py runs the defaults themselves, and test_embed.py checks what they are.
 os.environ["OFFLINE_COV_MODEL"] = "smollm2-135m"
 os.environ["OFFLINE_COV_LABELER"] = "fused"
+# Names-only taxonomies are described by the model before labeling (strategies/describe.py); with
+# the fake engine that would be random text ahead of every queued answer, so the suite turns the
+# default off and tests/test_describe.py and test_qwen.py turn it on where they check it.
+os.environ["OFFLINE_COV_DESCRIBE"] = "0"
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "sft_sample.jsonl"

@@ -30,7 +30,7 @@ def test_analyze_writes_report_labels_metadata_and_html(tmp_path, fake_engine):
         "categories", "total_samples_analyzed", "gaps", "over_represented", "balance_score", "decision_basis"}
     labels = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
     assert len(labels) == report.total_samples_analyzed == 120
-    assert set(labels[0]) == {"index", "categories", "difficulty", "confidence"}
+    assert set(labels[0]) == {"index", "categories", "difficulty", "confidence", "probabilities"}
     meta = json.loads((tmp_path / "r.meta.json").read_text())
     assert meta["prompt_version"] and meta["samples"]["analyzed"] == 120
     assert "share-chart" in (tmp_path / "r.html").read_text()

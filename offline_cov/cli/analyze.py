@@ -78,11 +78,14 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--calibration", "calibration_path", type=click.Path(exists=True, dir_okay=False),
               help="Rows of this dataset with their true category (JSONL/CSV: category plus index or text; "
                    "`offline-cov review` writes one): shares are corrected for the labeler's errors, with intervals.")
+@click.option("--describe/--no-describe", default=None,
+              help="Let the local model write a description and example requests for each category given by "
+                   "name only, read by every labeler (default: on when the labeler reads an LLM).")
 @quiet_option
 def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, replicas, strategy, distill_size,
             sample_n, seed, out, labels_path, metadata_path, html_path, markdown_path, instruction_field,
             response_field, encoding, skip_bad_lines, gap_threshold, over_threshold, cache_path, no_cache, shard,
-            batch_size, calibration_path, quiet):
+            batch_size, calibration_path, describe, quiet):
     """Label a dataset with a local model and write its coverage report.
 
     Example: offline-cov analyze data.jsonl --taxonomy math,code,writing -o report.json
@@ -111,6 +114,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             thresholds=thresholds, label=LabelSettings(**({"batch_size": batch_size} if batch_size else {})),
             use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
             engine_options=engine_options, calibration=calibration_path,
+            **({} if describe is None else {"describe": describe}),
         )
         result = _run_analyze(data, opts, quiet)
     with user_errors(writing=out):

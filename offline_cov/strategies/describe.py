@@ -46,3 +46,38 @@ def _written(data) -> dict | None:
     if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
         return None
     return {"description": description.strip(), "examples": [e.strip() for e in examples]}
+
+
+def described_taxonomy(run, taxonomy: Taxonomy) -> Taxonomy:
+    """The run's taxonomy with its bare categories described, when the run's labeler reads an LLM
+    and `--describe` is on (the default); the same names and model reuse what was written before
+    (label cache). What the model wrote goes to the metadata as `taxonomy_described`."""
+    from pydantic import ValidationError
+
+    from ..cache import cache_key
+
+    if not run.opts.describe or not run.labeler_cls.needs_engine or not needs_description(taxonomy):
+        return taxonomy
+    key = cache_key("describe", DESCRIBE_VERSION, run.handle.identity, taxonomy.model_dump())
+    written = run.cache.get_many([key]).get(key) if run.cache is not None else None
+    if written is not None:
+        try:
+            filled = [c.model_copy(update=_checked(written[c.name])) if c.name in written else c
+                      for c in taxonomy.categories]
+            described = taxonomy.model_validate({**taxonomy.model_dump(), "categories": [c.model_dump() for c in filled]})
+        except (ValidationError, KeyError, TypeError, ValueError):
+            run.cache.reject()  # not what this version wrote: describe again
+            written = None
+    if written is None:
+        described, written = describe_taxonomy(run.handle.get(), taxonomy)
+        if run.cache is not None:
+            run.cache.put_many({key: written})
+    run.described = written
+    return described
+
+
+def _checked(entry) -> dict:
+    found = _written(entry)
+    if found is None:
+        raise ValueError("not a description this version wrote")
+    return found

@@ -22,6 +22,7 @@ from ..report.contract import DIFFICULTIES
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..run import Run
 from ..taxonomy import Taxonomy
+from .describe import described_taxonomy
 from .how_sure import decided_shares, share_intervals
 from .infer import inferred_taxonomy
 from .shard import shard_block
@@ -37,6 +38,9 @@ def run_per_sample(run: Run) -> AnalysisResult:
         t = time.perf_counter()
         taxonomy = inferred_taxonomy(run)
         run.timed("infer_taxonomy_s", t)
+    t = time.perf_counter()
+    taxonomy = described_taxonomy(run, taxonomy)
+    run.timed("describe_taxonomy_s", t)
     t = time.perf_counter()
     labeled = label_stream(run, taxonomy, plan.stream(), plan.analyzed, run.progress)
     run.timed("label_s", t)

@@ -1,0 +1,68 @@
+"""Names-only taxonomies described once by the model (strategies/describe.py): deterministic parts."""
+
+from __future__ import annotations
+
+import json
+
+from offline_cov.engines.fake import FakeEngine
+from offline_cov.prompts import describe_schema
+from offline_cov.strategies.describe import describe_taxonomy, needs_description
+from offline_cov.taxonomy import Category, Taxonomy, parse_taxonomy_list
+
+
+def answer(description: str, examples: list[str]) -> str:
+    return json.dumps({"description": description, "examples": examples})
+
+
+def test_only_bare_categories_are_asked_for_and_filled_in():
+    taxonomy = Taxonomy(categories=[Category(name="math"), Category(name="code", description="programs and scripts"),
+                                    Category(name="writing")])
+    assert needs_description(taxonomy) and not needs_description(Taxonomy(categories=taxonomy.categories[1:2]))
+    engine = FakeEngine(responses=[answer("Arithmetic and proofs.", ["Add 2 and 3.", "Prove that 7 is prime.", "Solve x+1=2."]),
+                                   answer("Stories and essays.", ["Write a poem about rain.", "Draft an essay.", "Tell a story."])])
+    described, written = describe_taxonomy(engine, taxonomy)
+    assert [r.messages[1]["content"].splitlines()[0] for r in engine.requests] == ["Category: math", "Category: writing"]
+    assert "The other categories: code, writing" in engine.requests[0].messages[1]["content"]
+    assert engine.requests[0].schema == describe_schema()
+    assert described.names == ["math", "code", "writing"]
+    assert described.categories[0].description == "Arithmetic and proofs." and len(described.categories[0].examples) == 3
+    assert described.categories[1] == taxonomy.categories[1]  # the user's own description is kept
+    assert set(written) == {"math", "writing"} and not needs_description(described)
+
+
+def test_a_category_the_model_cannot_describe_stays_bare():
+    taxonomy = parse_taxonomy_list("math,code")
+    # the batch asks math then code; math's unusable answer is asked again, and is unusable again
+    engine = FakeEngine(responses=["not json", answer("Programs.", ["Fix this bug.", "Write a sort.", "Explain a regex."]),
+                                   '{"description": 3}'])
+    described, written = describe_taxonomy(engine, taxonomy)
+    assert list(written) == ["code"] and described.categories[0] == taxonomy.categories[0]
+    assert described.categories[1].examples == ["Fix this bug.", "Write a sort.", "Explain a regex."]
+
+
+def test_analyze_describes_a_names_only_taxonomy_once_and_labels_with_it(tmp_path, fake_engines, monkeypatch):
+    """With --describe (the default outside this suite) the LLM labeler's prompt carries the
+    model's descriptions; the metadata keeps them; a second run reads them from the label cache."""
+    from click.testing import CliRunner
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+
+    base = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "math,code,writing", "--sample", "8", "-q"]
+    args = base + ["--describe", "--cache", str(tmp_path / "c.sqlite")]
+    first = CliRunner().invoke(main, args + ["-o", str(tmp_path / "a.json")])
+    assert first.exit_code == 0, first.output
+    meta = json.loads((tmp_path / "a.meta.json").read_text())
+    written = meta["taxonomy_described"]
+    assert set(written) == {"math", "code", "writing"} and all(len(w["examples"]) == 3 for w in written.values())
+    asked = [r for r in fake_engines[0].requests if r.messages[1]["content"].startswith("Category: ")]
+    assert len(asked) == 3
+    label_prompt = next(r for r in fake_engines[0].requests if r.messages[1]["content"].startswith("<sample>"))
+    assert f"- math: {written['math']['description']}" in label_prompt.messages[0]["content"]
+    again = CliRunner().invoke(main, args + ["-o", str(tmp_path / "b.json")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "b.meta.json").read_text())["taxonomy_described"] == written
+    assert not any(r.messages[1]["content"].startswith("Category: ") for e in fake_engines[1:] for r in e.requests)
+    off = CliRunner().invoke(main, base + ["--no-describe", "--no-cache", "-o", str(tmp_path / "c.json")])
+    assert off.exit_code == 0, off.output
+    assert "taxonomy_described" not in json.loads((tmp_path / "c.meta.json").read_text())
