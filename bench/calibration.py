@@ -185,7 +185,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     truth, logits = np.asarray(truth), np.asarray(scores) * temperature
     predicted = logits.argmax(axis=1)
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
-    set_prior = np.asarray([len(pool[n]) / len(truth) for n in names])
+    set_prior = np.asarray([(len(pool[n]) + 0.5) / (len(truth) + 0.5 * len(names)) for n in names])  # no zero share
     posteriors = softmax(np.asarray(scores), temperature)
     rows, rng = [], random.Random(seed)
     size = min(args.mixture_size, len(truth) - args.calibration_size - 20)

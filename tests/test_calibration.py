@@ -199,3 +199,18 @@ def test_a_thin_category_in_the_calibration_rows_is_flagged_in_the_soft_correcti
     probs = [[0.9, 0.1]] * 50 + [[0.2, 0.8]] * 3
     result = correct_shares_soft({"a": 50, "b": 3}, pairs, probs, probs, names, resamples=20)
     assert not result.trustworthy and "fewer than 5 calibration rows truly in b" in result.reasons[0]
+
+
+def test_a_thin_category_under_the_share_that_matters_is_left_to_its_interval():
+    """c has 2 calibration rows, and both the labels and the correction give it about 1%: the
+    correction is trusted, and c is named as thin. Two categories without any row (both smoothed to
+    the same uniform row) do not make the matrix look singular either."""
+    from offline_cov.report.calibration import THIN_SHARE_PERCENT
+
+    names = ["a", "b", "c", "d", "e"]
+    pairs = [("a", "a")] * 90 + [("a", "b")] * 10 + [("b", "b")] * 90 + [("b", "a")] * 10 + [("c", "c")] * 2
+    result = correct_shares({"a": 590, "b": 400, "c": 10, "d": 0, "e": 0}, pairs, names, seed=2, resamples=50)
+    assert max(result.raw["c"], result.corrected["c"]) < THIN_SHARE_PERCENT
+    assert result.trustworthy, result.reasons
+    assert result.thin == ["c", "d", "e"] and result.to_json()["thin_categories"] == ["c", "d", "e"]
+    assert result.condition_number < 20

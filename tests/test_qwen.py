@@ -344,3 +344,25 @@ def test_an_inferred_taxonomy_of_the_bundled_example_is_the_models_own(qwen_engi
     assert MIN_INFERRED <= len(names) <= MAX_INFERRED and len(set(names)) == len(names)
     assert set(names) != {n for n, _ in SKILL_VOCABULARY}
     assert all(c.description for c in taxonomy.categories)
+
+
+@engine
+@needs_parts
+def test_the_1_5b_describes_a_names_only_taxonomy_and_the_ensemble_reads_it(qwen_engine):
+    from offline_cov.data.readers import Sample
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.labelers.ensemble import EnsembleLabeler
+    from offline_cov.strategies.describe import describe_taxonomy
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    taxonomy, written = describe_taxonomy(qwen_engine, parse_taxonomy_list("math,code,writing"))
+    assert set(written) == {"math", "code", "writing"}, "the model could not describe every category"
+    descriptions = [c.description for c in taxonomy.categories]
+    assert len(set(descriptions)) == 3 and all(len(d) >= 10 for d in descriptions)
+    examples = [e for c in taxonomy.categories for e in c.examples]
+    assert len(examples) == 9 and len(set(examples)) == 9
+    labeler = EnsembleLabeler(qwen_engine, taxonomy)
+    labels = labeler.label_batch([Sample(i, (("user", text),)) for i, (text, _) in enumerate(SAMPLES)], LabelRun())
+    assert labeler.llm_failed == 0 and all(len(lab.probabilities) == 3 for lab in labels)
+    correct = sum(label.categories[0] == truth for label, (_, truth) in zip(labels, SAMPLES))
+    assert correct >= len(SAMPLES) - 1, [label.categories for label in labels]

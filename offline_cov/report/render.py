@@ -175,7 +175,8 @@ def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> s
     if calibration.get("corrected_share_percent"):
         trusted = "trusted" if calibration.get("trustworthy") else "NOT trusted: " + "; ".join(
             calibration.get("not_trustworthy_because") or [])
-        lines.append(f'<p id="calibration">corrected with {calibration.get("matched")} calibration rows '
+        method = f' by {_e(calibration["method"])}' if calibration.get("method") else ""
+        lines.append(f'<p id="calibration">corrected with {calibration.get("matched")} calibration rows{method} '
                      f'(labeler accuracy on them {calibration.get("accuracy_on_calibration")}); {_e(trusted)}</p>')
     corrected = calibration.get("corrected_share_percent") or {}
     items = []
