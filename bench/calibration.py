@@ -237,14 +237,16 @@ def _shrink(counts: dict[str, int], pool: dict[str, list[int]]) -> dict[str, int
     return {n: int(c * min(1.0, factor)) for n, c in counts.items()}
 
 
-def view_scores(set_name: str, args):
-    """The ensemble's scores for every row of a set's pool views (bench/views.py --split pool): rows,
-    truth (category index), scores (before the product temperature), and the dev mask."""
+def view_scores(set_name: str, args, labeler: str = "ensemble"):
+    """A labeler's scores (ensemble, embed or fused, before the product temperature) for every row of
+    a set's pool views (bench/views.py --split pool): names, truth (category index), scores, the dev
+    mask, and 0 seconds (no model runs here)."""
     import json
 
     import numpy as np
 
     from offline_cov.labelers.ensemble import ENSEMBLE_FUSED_WEIGHT, combined_scores
+    from offline_cov.labelers.fused import fused_scores
 
     from .choose import fused_probs, llm_probs
     from .views import OUT
@@ -256,7 +258,12 @@ def view_scores(set_name: str, args):
     payload = json.loads(path.read_text())
     names = payload["taxonomy"]
     rows = [r for r in payload["rows"] if r["labels"][0] in names]
-    scores = np.asarray([combined_scores(llm_probs(r, names), fused_probs(r), ENSEMBLE_FUSED_WEIGHT) for r in rows])
+    if labeler == "embed":
+        scores = np.asarray([r["embed"] for r in rows])
+    elif labeler == "fused":
+        scores = fused_scores(np.asarray([r["embed"] for r in rows]), np.asarray([r["hidden"] for r in rows]))
+    else:
+        scores = np.asarray([combined_scores(llm_probs(r, names), fused_probs(r), ENSEMBLE_FUSED_WEIGHT) for r in rows])
     truth = np.asarray([names.index(r["labels"][0]) for r in rows])
     dev = np.asarray([int(hashlib.sha256(f"{set_name}:{r['row']}".encode()).hexdigest(), 16) % 3 == 0 for r in rows])
     return names, truth, scores, dev, 0.0
@@ -281,8 +288,8 @@ def labeler_scores(set_name: str, labeler_name: str, args):
 def run_set(set_name: str, labeler_name: str, args) -> dict:
     from offline_cov.labelers import get_labeler_class
 
-    if labeler_name == "ensemble":
-        names, truth, scores, dev, seconds = view_scores(set_name, args)
+    if labeler_name == "ensemble" or args.from_views:
+        names, truth, scores, dev, seconds = view_scores(set_name, args, labeler_name)
     else:
         names, truth, scores, dev, seconds = labeler_scores(set_name, labeler_name, args)
     best_t = min(TEMPERATURES, key=lambda temp: nll(scores[dev], truth[dev], temp))
@@ -343,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--correction-sets", default="arena-hard", help="Sets large enough for mixture + calibration")
     parser.add_argument("--labelers", default="embed,fused",
                         help="embed, fused (scored here), ensemble (read from bench/views.py's pool views)")
+    parser.add_argument("--from-views", action="store_true",
+                        help="embed and fused from the pool views too (the same rows as the ensemble's)")
     parser.add_argument("--views", default="qwen2.5-coder-1.5b@cut512",
                         help="the views folder the ensemble's scores are read from (the CPU default's sample cut)")
     parser.add_argument("--mixture-size", type=int, default=300)

@@ -22,15 +22,17 @@ class LLMLabeler:
 
     name = "llm"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261201-233652.json", "split": "test",
+    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-025542.json", "split": "test",
                 "accuracy": {
                     "arena-hard (3 categories, 150 rows)": 0.787,
-                    "arena-hard-names (3 categories, 150 rows)": 0.473,
+                    "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.473,
                     "selfinstruct-domains (6 categories, 150 rows)": 0.52,
                     "infobench (7 categories, 77 rows)": 0.442,
                     "justeval-tasks (7 categories, 150 rows)": 0.487,
                     "justeval-topics (8 categories, 150 rows)": 0.633,
-                    "justeval-topics-names (8 categories, 150 rows)": 0.473,
+                    "justeval-topics-names (8 categories, names only, --no-describe, 150 rows)": 0.473,
+                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.74,
+                    "justeval-topics-described (8 categories, names described by the model, 150 rows)": 0.573,
                 }}
     writes_labels = True
     needs_engine = True
