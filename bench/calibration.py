@@ -10,12 +10,17 @@ Two studies on public labeled sets, one command:
 2. Share correction. From the set's rows, mixtures of known composition are drawn (uniform and
    skewed), each with a 200-row calibration sample drawn from the same pool but disjoint from the
    mixture; the labeler's labels of the mixture give the raw shares, the calibration rows its
-   confusion matrix, and `offline_cov.report.calibration.correct_shares` the corrected shares and
-   their 95% intervals. Reported per mixture: mean absolute error of the raw and corrected shares
-   (percentage points) and how often the interval covers the true share.
+   confusion matrix, and six estimators (METHODS) the corrected shares; the two the product can
+   apply (`correct_shares`, hard labels; `correct_shares_soft`, per-sample probabilities) give
+   95% intervals. Reported per mixture: mean absolute error of each (percentage points) and how
+   often the intervals cover the true share.
+
+The ensemble (the CPU default) is read from bench/views.py's pool views; `--from-views` reads
+embed and fused from the same rows.
 
 Example:
-  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.calibration --labelers embed,fused --draws 20
+  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.calibration --labelers embed,fused,ensemble --from-views \
+      --sets arena-hard,justeval-topics --correction-sets arena-hard,justeval-topics --seed 1
 """
 
 from __future__ import annotations
