@@ -66,3 +66,12 @@ def test_analyze_describes_a_names_only_taxonomy_once_and_labels_with_it(tmp_pat
     off = CliRunner().invoke(main, base + ["--no-describe", "--no-cache", "-o", str(tmp_path / "c.json")])
     assert off.exit_code == 0, off.output
     assert "taxonomy_described" not in json.loads((tmp_path / "c.meta.json").read_text())
+
+
+def test_examples_are_cleaned_as_the_schema_asked():
+    """Quotes around an example dropped, repeats and ones under 10 characters left out (the
+    structured-output backend let such answers through; bench/README.md)."""
+    taxonomy = parse_taxonomy_list("code")
+    engine = FakeEngine(responses=[answer("Programs.", ["'Write a sort in C.'", "Write a sort in C.", "]orm"])])
+    described, _ = describe_taxonomy(engine, taxonomy)
+    assert described.categories[0].examples == ["Write a sort in C."]

