@@ -54,7 +54,7 @@ class EnsembleLabeler:
 
     name = "ensemble"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-025542.json", "split": "test",
+    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-035444.json", "split": "test",
                 "accuracy": {
                     "arena-hard (3 categories, 150 rows)": 0.8,
                     "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.66,
@@ -63,7 +63,7 @@ class EnsembleLabeler:
                     "justeval-tasks (7 categories, 150 rows)": 0.647,
                     "justeval-topics (8 categories, 150 rows)": 0.707,
                     "justeval-topics-names (8 categories, names only, --no-describe, 150 rows)": 0.453,
-                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.8,
+                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.787,
                     "justeval-topics-described (8 categories, names described by the model, 150 rows)": 0.693,
                 }}
     writes_labels = False  # the prototypes can overrule the LLM

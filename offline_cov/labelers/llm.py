@@ -22,7 +22,7 @@ class LLMLabeler:
 
     name = "llm"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-025542.json", "split": "test",
+    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-035444.json", "split": "test",
                 "accuracy": {
                     "arena-hard (3 categories, 150 rows)": 0.787,
                     "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.473,
@@ -31,7 +31,7 @@ class LLMLabeler:
                     "justeval-tasks (7 categories, 150 rows)": 0.487,
                     "justeval-topics (8 categories, 150 rows)": 0.633,
                     "justeval-topics-names (8 categories, names only, --no-describe, 150 rows)": 0.473,
-                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.74,
+                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.747,
                     "justeval-topics-described (8 categories, names described by the model, 150 rows)": 0.573,
                 }}
     writes_labels = True
