@@ -154,13 +154,6 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
     return mixture, rest[:calibration]
 
 
-def soft_em_shares(posteriors, source_prior):
-    """Saerens et al. (2002) EM on the labeler's own posteriors (no recalibration)."""
-    from offline_cov.report.calibration import prior_shift_em
-
-    return prior_shift_em(posteriors, source_prior)
-
-
 METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em"]
 METHOD_NOTES = {
     "raw": "the labels' own shares",
@@ -184,6 +177,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
         correct_shares,
         correct_shares_soft,
         fit_recalibration,
+        prior_shift_em,
         recalibrated,
     )
 
@@ -214,7 +208,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                 "raw": [hard.raw[n] for n in names],
                 "hard-em": [hard.corrected[n] for n in names],
                 "acc": 100 * np.asarray(acc_shares([hard.raw[n] / 100 for n in names], confusion(pairs, names))),
-                "soft-em": 100 * soft_em_shares(posteriors[mixture], set_prior),
+                "soft-em": 100 * prior_shift_em(posteriors[mixture], set_prior),
                 "pcc": 100 * recalibrated(logits[mixture], a, b).mean(axis=0),
                 "bcts-em": [soft.corrected[n] for n in names],
             }

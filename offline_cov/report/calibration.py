@@ -336,7 +336,8 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     zc = np.log(np.clip(np.asarray(calibration_probabilities, dtype=float), LOG_FLOOR, 1.0))
     at = {n: i for i, n in enumerate(names)}
     yc = np.asarray([at[t] for t, _ in pairs])
-    point = _soft_once(z, zc, yc, len(names))
+    a, b = fit_recalibration(zc, yc, len(names))
+    point = _shifted(z, a, b, yc, len(names))
     rng = np.random.default_rng(seed)
     size = min(len(z), BOOTSTRAP_SAMPLES)
     draws = [_soft_once(z[rng.integers(0, len(z), size)], *_resampled(rng, zc, yc), len(names)) for _ in range(resamples)]
@@ -344,7 +345,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     right = sum(t == lab for t, lab in pairs)
     raw = {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
     corrected = {n: round(100 * float(p), 2) for n, p in zip(names, point)}
-    cond = condition_number(_described_part(soft_confusion(zc, yc, len(names)), pairs, names))
+    cond = condition_number(_described_part(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names))
     reasons, thin = _distrust(pairs, names, cond, raw, corrected)
     return Correction(
         names=names,
@@ -357,14 +358,12 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     )
 
 
-def soft_confusion(zc, yc, classes: int):
-    """`C[i][j]`: the mean recalibrated probability of category j over the calibration rows truly in
-    i, smoothed like `confusion` (a row with no calibration rows is uniform). Its condition number
+def soft_confusion(p, yc, classes: int):
+    """`C[i][j]`: the mean recalibrated probability `p` of category j over the calibration rows truly
+    in i, smoothed like `confusion` (a row with no calibration rows is uniform). Its condition number
     says whether the probabilities can tell the categories apart at all."""
     import numpy as np
 
-    a, b = fit_recalibration(zc, yc, classes)
-    p = recalibrated(zc, a, b)
     sums = np.stack([p[yc == i].sum(axis=0) for i in range(classes)]) + SMOOTHING
     return (sums / sums.sum(axis=1, keepdims=True)).tolist()
 
@@ -376,8 +375,12 @@ def _resampled(rng, zc, yc):
 
 def _soft_once(z, zc, yc, classes: int):
     """One estimate: recalibrate on (zc, yc), EM from the calibration rows' shares to the samples'."""
+    return _shifted(z, *fit_recalibration(zc, yc, classes), yc, classes)
+
+
+def _shifted(z, a: float, b, yc, classes: int):
+    """The samples' shares: their probabilities recalibrated by (a, b), EM from the calibration rows' shares."""
     import numpy as np
 
-    a, b = fit_recalibration(zc, yc, classes)
     source = (np.bincount(yc, minlength=classes) + SMOOTHING) / (len(yc) + SMOOTHING * classes)
     return prior_shift_em(recalibrated(z, a, b), source)

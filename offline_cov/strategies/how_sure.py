@@ -12,7 +12,7 @@ from ..report.tally import LabelStore, SampleLabel, Tally
 from ..taxonomy import Taxonomy
 
 
-def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tuple[dict[str, float] | None, dict]:
+def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, labeler) -> tuple[dict[str, float] | None, dict]:
     """(shares to decide gaps on, or None for the raw ones; the metadata block that says how sure)."""
     if run.opts.calibration is None:
         return None, {}
@@ -32,11 +32,12 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels, labeler) -> tu
     return correction.corrected, {"calibration": block}
 
 
-def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels, matched: list[tuple[str, SampleLabel]]) -> Correction:
+def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore,
+                  matched: list[tuple[str, SampleLabel]]) -> Correction:
     """The soft correction when the labeler gave every sample (and every calibration row) its
     probabilities, else the hard-label one (bench/calibration.py measured both)."""
     pairs = [(true, lab.categories[0]) for true, lab in matched]
-    rows = labels.probability_rows() if isinstance(labels, LabelStore) else LabelStore(labels).probability_rows()
+    rows = labels.probability_rows()
     given = [lab.probabilities for _, lab in matched]
     if rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given):
         return correct_shares_soft(tally.primary_counts(), pairs, rows, given, taxonomy.names, seed=run.opts.seed)
