@@ -14,8 +14,9 @@ two are right on different samples (the LLM on writing, reasoning and maths, the
 role-play and humanities), and the product lets a sure expert overrule an unsure one.
 
 Difficulty is the LLM's expected difficulty (`P(medium) + 2 P(hard)` from the same answer's
-difficulty value) cut at DIFFICULTY_CUTS: the model's written difficulty is "hard" for almost
-every sample, but its probabilities still rank samples. Every constant was chosen on the dev
+difficulty value) plus DIFFICULTY_LENGTH_WEIGHT x log10(1 + words of the instruction), cut at
+DIFFICULTY_CUTS (`difficulty_score`, the bench's "chosen" row): the model's written difficulty is
+"hard" for almost every sample, but its probabilities still rank samples. Every constant was chosen on the dev
 splits of bench/choose.py (bench/README.md has the tables).
 
 One label per sample, as `fused` gives: the LLM's "also" list is not used (Qwen 1.5B fills it for
@@ -35,12 +36,12 @@ from ..report.contract import DIFFICULTIES
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
-from .difficulty import difficulty_from_text
+from .difficulty import difficulty_features, difficulty_from_text
 from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
 
-ENSEMBLE_VERSION = "ensemble-v2"
+ENSEMBLE_VERSION = "ensemble-v3"  # v3: difficulty adds the length term (v2 cut the expected difficulty alone)
 ENSEMBLE_FUSED_WEIGHT = 2.0
 ENSEMBLE_TEMPERATURE = 0.4
 DIFFICULTY_CUTS = (1.6, 1.75)  # a difficulty score below the first: easy; from the second: hard
@@ -123,7 +124,7 @@ class EnsembleLabeler:
         posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
         if label is not None and names[best] != label.categories[0]:
             self.overruled += 1
-        difficulty = expected_difficulty_label(result) if label else None
+        difficulty = expected_difficulty_label(result, sample.instruction) if label else None
         return SampleLabel(sample.index, (names[best],), difficulty or difficulty_from_text(sample.instruction),
                            rounded_confidence(posterior[best]), rounded_probabilities(posterior))
 
@@ -174,8 +175,11 @@ def difficulty_from_score(score: float, cuts: tuple[float, float] = DIFFICULTY_C
     return "easy" if score < cuts[0] else ("hard" if score >= cuts[1] else "medium")
 
 
-def expected_difficulty_label(result) -> str | None:
-    """The difficulty from the answer's difficulty probabilities, None without logprobs."""
+def expected_difficulty_label(result, instruction: str) -> str | None:
+    """The difficulty from the answer's difficulty probabilities and the instruction's length
+    (`difficulty_score`, cut at DIFFICULTY_CUTS); None without logprobs."""
     dist = choice_distribution(result, "difficulty", list(DIFFICULTIES))
-    return None if dist is None else difficulty_from_score(expected_difficulty(dist))
+    if dist is None:
+        return None
+    return difficulty_from_score(difficulty_score(dist, difficulty_features(instruction)["words"]))
 
