@@ -184,7 +184,8 @@ def difficulty_scores(payload: dict, method: str, cuts=DIFFICULTY_CUTS) -> dict 
         agree = [m[1] == r["difficulty"] for r, m in got]
     mix = Counter(m[1] for _, m in got)
     top_share = max(mix.values()) / len(got)
-    return {"n": len(got), "spearman": spearman([m[0] for _, m in got], truth), "agreement": round(float(np.mean(agree)), 3),
+    return {"n": len(got), "spearman": spearman([m[0] for _, m in got], truth),
+            "spearman_class": spearman([LEVEL[m[1]] for _, m in got], truth), "agreement": round(float(np.mean(agree)), 3),
             "agreement_kind": "hard vs not hard" if binary else "3 classes",
             "mix": {d: mix.get(d, 0) for d in LEVEL}, "one_class_over_80": top_share > 0.8}
 
@@ -262,13 +263,15 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{ws[str(w)]:.3f}" for w in WEIGHTS) + " |")
         means = [np.mean([ws[str(w)] for ws in res["weights"].values()]) for w in WEIGHTS]
         lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    lines += ["", "| difficulty set | method | rows | Spearman | agreement | mix easy/medium/hard | one class > 80% |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "Spearman of the score ranks samples by the method's number; Spearman of the class by the "
+                  "easy/medium/hard it writes (what a labels file holds).", "",
+              "| difficulty set | method | rows | Spearman (score) | Spearman (class) | agreement | mix easy/medium/hard | one class > 80% |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, methods in res["difficulty"].items():
         for m, d in methods.items():
             if d:
                 mix = "/".join(str(d["mix"][k]) for k in LEVEL)
-                lines.append(f"| {name} | {m} | {d['n']} | {d['spearman']:.3f} | {d['agreement']:.3f} ({d['agreement_kind']}) | "
+                lines.append(f"| {name} | {m} | {d['n']} | {d['spearman']:.3f} | {d['spearman_class']:.3f} | {d['agreement']:.3f} ({d['agreement_kind']}) | "
                              f"{mix} | {'**yes**' if d['one_class_over_80'] else 'no'} |")
     if res.get("temperature"):
         lines += ["", f"Confidence temperature with the least NLL over the dev sets: {res['temperature']['best']}"]
