@@ -42,7 +42,8 @@ from .views import OUT
 HERE = Path(__file__).resolve().parent
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
 CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "infobench", "justeval-tasks",
-                 "justeval-topics", "justeval-topics-names", "arena-hard-described", "justeval-topics-described"]
+                 "justeval-topics", "justeval-topics-names", "arena-hard-described", "justeval-topics-described",
+                 "infobench-exemplified", "justeval-tasks-exemplified", "justeval-topics-exemplified"]
 DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
 

@@ -55,6 +55,7 @@ class ViewSet:
     difficulty_map: dict = field(default_factory=dict)
     split_key: str | None = None  # sets reading the same rows share their split (names-only rows)
     described: bool = False  # the names-only taxonomy described by the model first (strategies/describe.py)
+    exemplified: bool = False  # the model writes examples for the categories that have none first
     cap: int = 100  # at most this many dev rows (1.5x as many test rows), a seeded subsample
 
 
@@ -82,6 +83,12 @@ SETS = {s.name: s for s in [
             split_key="arena-hard", described=True),
     ViewSet("justeval-topics-described", "just_eval_gpt4_tags.jsonl", TOPIC_NAMES, "text", "topics",
             split_key="justeval-tasks", described=True),
+    ViewSet("infobench-exemplified", "infobench.jsonl", "infobench_domains.yaml", "text", "domain", INFOBENCH_DOMAINS,
+            split_key="infobench", exemplified=True),
+    ViewSet("justeval-tasks-exemplified", "just_eval_gpt4_tags.jsonl", "justeval_tasks.yaml", "text", "task_types",
+            JUSTEVAL_TASKS, split_key="justeval-tasks", exemplified=True),
+    ViewSet("justeval-topics-exemplified", "just_eval_gpt4_tags.jsonl", "justeval_topics.yaml", "text", "topics",
+            split_key="justeval-tasks", exemplified=True),
     ViewSet("math", "math_test.jsonl", "arena_hard.yaml", "text", None, {}, "level", MATH_LEVELS),
 ]}
 
@@ -205,10 +212,10 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
         say(f"{spec.name} {split}: already collected ({path})")
         return path
     taxonomy, described = taxonomy_for(spec), None
-    if spec.described:
+    if spec.described or spec.exemplified:
         from offline_cov.strategies.describe import describe_taxonomy
 
-        taxonomy, described = describe_taxonomy(engine, taxonomy)
+        taxonomy, described = describe_taxonomy(engine, taxonomy, examples_too=spec.exemplified)
         say(f"{spec.name}: the model described {len(described)} of {len(taxonomy.names)} categories")
     rows = split_rows(spec, read_rows(spec, data_dir), split)
     known = collected_rows(folder, spec.name)

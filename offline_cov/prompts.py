@@ -135,6 +135,29 @@ def describe_messages(name: str, others: list[str]) -> list[dict]:
     ]
 
 
+def exemplify_messages(name: str, description: str, others: list[str]) -> list[dict]:
+    """Ask for example instructions of one category the user described but gave no examples,
+    told its description and the other categories."""
+    listing = ", ".join(others) if others else "(none)"
+    return [
+        {
+            "role": "system",
+            "content": (
+                "You help set up a coverage audit of an instruction-tuning dataset: each sample (a user's "
+                "request to an assistant) will be sorted into one of a list of categories. For the "
+                f"category you are given, with its description, write {DESCRIBE_EXAMPLES} short, varied "
+                "example requests a user could send that clearly belong in it (and not in the other categories)."
+            ),
+        },
+        {"role": "user", "content": f"Category: {name}\nDescription: {description}\nThe other categories: {listing}"},
+    ]
+
+
+def exemplify_schema() -> dict:
+    schema = describe_schema()
+    return {**schema, "properties": {"examples": schema["properties"]["examples"]}, "required": ["examples"]}
+
+
 def describe_schema() -> dict:
     return {
         "type": "object",

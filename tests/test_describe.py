@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from offline_cov.engines.fake import FakeEngine
-from offline_cov.prompts import describe_schema
+from offline_cov.prompts import describe_schema, exemplify_schema
 from offline_cov.strategies.describe import describe_taxonomy, needs_description
 from offline_cov.taxonomy import Category, Taxonomy, parse_taxonomy_list
 
@@ -28,6 +28,25 @@ def test_only_bare_categories_are_asked_for_and_filled_in():
     assert described.categories[0].description == "Arithmetic and proofs." and len(described.categories[0].examples) == 3
     assert described.categories[1] == taxonomy.categories[1]  # the user's own description is kept
     assert set(written) == {"math", "writing"} and not needs_description(described)
+
+
+def test_with_examples_too_described_categories_get_examples_and_keep_their_description():
+    taxonomy = Taxonomy(categories=[Category(name="math"), Category(name="code", description="programs and scripts"),
+                                    Category(name="writing", description="prose", examples=["Write a haiku about tea."])])
+    assert not needs_description(Taxonomy(categories=taxonomy.categories[1:]))
+    assert needs_description(Taxonomy(categories=taxonomy.categories[1:]), examples_too=True)
+    engine = FakeEngine(responses=[answer("Arithmetic and proofs.", ["Add 2 and 3.", "Prove that 7 is prime.", "Solve x+1=2."]),
+                                   json.dumps({"examples": ["Fix this bug in my loop.", "'Write a sort in Go.'", "Fix this bug in my loop."]})])
+    described, written = describe_taxonomy(engine, taxonomy, examples_too=True)
+    asked = [r.messages[1]["content"] for r in engine.requests]
+    assert asked[0].startswith("Category: math\nThe other categories:")
+    assert asked[1].startswith("Category: code\nDescription: programs and scripts\n")
+    assert engine.requests[1].schema == exemplify_schema() and "description" not in exemplify_schema()["properties"]
+    code = described.categories[1]
+    assert code.description == "programs and scripts"  # the user's words, not the model's
+    assert code.examples == ["Fix this bug in my loop.", "Write a sort in Go."]  # quotes and the repeat dropped
+    assert described.categories[2] == taxonomy.categories[2]  # it had examples: not asked
+    assert set(written) == {"math", "code"} and not needs_description(described, examples_too=True)
 
 
 def test_a_category_the_model_cannot_describe_stays_bare():

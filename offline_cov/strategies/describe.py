@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..engines import Engine, GenRequest
 from ..generation import generate_parsed, json_object
-from ..prompts import describe_messages, describe_schema
+from ..prompts import describe_messages, describe_schema, exemplify_messages, exemplify_schema
 from ..taxonomy import Taxonomy
 
 DESCRIBE_MAX_TOKENS = 400
@@ -22,30 +22,44 @@ MIN_EXAMPLE_CHARS = 10  # the schema's minLength for an example
 DESCRIBE_VERSION = "describe-v1"
 
 
-def needs_description(taxonomy: Taxonomy) -> bool:
-    """True when some category has neither a description nor examples (a names-only taxonomy)."""
-    return any(not c.description and not c.examples for c in taxonomy.categories)
+def needs_description(taxonomy: Taxonomy, examples_too: bool = False) -> bool:
+    """True when some category has neither a description nor examples (a names-only taxonomy), or
+    with `examples_too`, when some category has no examples."""
+    return any(_wanted(c, examples_too) for c in taxonomy.categories)
 
 
-def describe_taxonomy(engine: Engine, taxonomy: Taxonomy) -> tuple[Taxonomy, dict[str, dict]]:
-    """(the taxonomy with every bare category described, what the model wrote per category); a
-    category whose answer is unusable twice stays bare."""
-    bare = [c for c in taxonomy.categories if not c.description and not c.examples]
-    requests = [GenRequest(describe_messages(c.name, [o for o in taxonomy.names if o != c.name]), describe_schema(),
-                           DESCRIBE_MAX_TOKENS) for c in bare]
-    outcomes = generate_parsed(engine, requests, lambda _, result: _written(json_object(result)))
-    written = {c.name: o.value for c, o in zip(bare, outcomes) if o.value is not None}
+def _wanted(category, examples_too: bool) -> bool:
+    return not category.examples and (examples_too or not category.description)
+
+
+def describe_taxonomy(engine: Engine, taxonomy: Taxonomy, examples_too: bool = False) -> tuple[Taxonomy, dict[str, dict]]:
+    """(the taxonomy with every bare category described, what the model wrote per category); with
+    `examples_too`, categories the user described without examples get examples (their description
+    kept). A category whose answer is unusable twice stays as it was."""
+    wanted = [c for c in taxonomy.categories if _wanted(c, examples_too)]
+    requests = [_request(c, [o for o in taxonomy.names if o != c.name]) for c in wanted]
+    outcomes = generate_parsed(engine, requests, lambda i, result: _written(json_object(result), wanted[i].description))
+    written = {c.name: o.value for c, o in zip(wanted, outcomes) if o.value is not None}
     categories = [c.model_copy(update=written[c.name]) if c.name in written else c for c in taxonomy.categories]
     return taxonomy.model_copy(update={"categories": categories}), written
 
 
-def _written(data) -> dict | None:
-    """The description and examples of one answer, None when they are not usable strings. Examples
-    are cleaned as the schema asked and the structured-output backend does not enforce: quotes
-    around them dropped, repeats and ones under MIN_EXAMPLE_CHARS left out."""
+def _request(category, others: list[str]) -> GenRequest:
+    if category.description:
+        return GenRequest(exemplify_messages(category.name, category.description, others), exemplify_schema(),
+                          DESCRIBE_MAX_TOKENS)
+    return GenRequest(describe_messages(category.name, others), describe_schema(), DESCRIBE_MAX_TOKENS)
+
+
+def _written(data, description: str | None = None) -> dict | None:
+    """The description and examples of one answer (the user's `description` where one was given),
+    None when they are not usable strings. Examples are cleaned as the schema asked and the
+    structured-output backend does not enforce: quotes around them dropped, repeats and ones under
+    MIN_EXAMPLE_CHARS left out."""
     if not isinstance(data, dict):
         return None
-    description, examples = data.get("description"), data.get("examples")
+    examples = data.get("examples")
+    description = description or data.get("description")
     if not isinstance(description, str) or not description.strip():
         return None
     if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
