@@ -41,6 +41,14 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "merged.json").read_bytes() == (tmp_path / "single.json").read_bytes()
     assert (tmp_path / "merged.jsonl").read_bytes() == (tmp_path / "single.jsonl").read_bytes()
+    import json
+
+    single_meta = json.loads((tmp_path / "single.meta.json").read_text())
+    merged_meta = json.loads((tmp_path / "merged.meta.json").read_text())
+    for block in ("difficulty_mix", "share_intervals", "examples"):  # the whole run's, not shard 0's
+        assert merged_meta[block] == single_meta[block], block
+    assert [s["shard"] for s in merged_meta["merge"]["per_shard"]] == [0, 1, 2]
+    assert sum(s["samples"]["labeled"] for s in merged_meta["merge"]["per_shard"]) == single_meta["samples"]["labeled"]
     loaded = load_manifests(manifests)  # each shard's labels held compactly, in index order
     stores = [m["shard"]["labels"] for m in loaded]
     assert all(isinstance(st, LabelStore) and [lab.index for lab in st] == sorted(lab.index for lab in st) for st in stores)

@@ -254,7 +254,7 @@ def merge(manifests, out, labels_path):
     Example: offline-cov merge shards/*.meta.json -o report.json
     """
     from ..io import OutputSet, json_text, jsonl_lines
-    from ..strategies.shard import load_manifests, merge_shards
+    from ..strategies.shard import load_manifests, merge_shards, merged_metadata
     from .common import write_text_out
 
     meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
@@ -262,9 +262,7 @@ def merge(manifests, out, labels_path):
     with user_errors():
         loaded = load_manifests(list(manifests))
         report, labels, summary = merge_shards(loaded)
-    per_shard = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples")
-    meta = {k: v for k, v in loaded[0].items() if k not in per_shard}  # facts of shard 0 alone stay out
-    meta["merge"] = {"manifests": [str(m) for m in manifests], **summary}
+    meta = merged_metadata(loaded, list(manifests), summary)
     with user_errors(writing=out), OutputSet() as outputs:
         if meta_path:
             outputs.add(out, json_text(report.model_dump()))

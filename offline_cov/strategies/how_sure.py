@@ -76,7 +76,12 @@ def share_intervals(run, report: CoverageReport, calibration: dict) -> dict:
     if block.get("corrected_ci95"):
         return {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
                 "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
-    measured = measured_accuracy(run)
+    return widened_intervals(report, measured_accuracy(run))
+
+
+def widened_intervals(report: CoverageReport, measured: dict) -> dict:
+    """Each share's sampling interval widened by the lowest accuracy in `measured` (what the bench
+    measured for the run's labeler and model; the sampling interval alone when it has none)."""
     total, k = report.total_samples_analyzed, len(report.categories)
     low = min(measured["accuracy"].values()) if measured.get("accuracy") else None
     accuracy = (low, 1.0) if low is not None else (1.0, 1.0)

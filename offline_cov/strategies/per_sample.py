@@ -76,16 +76,25 @@ ONE_CLASS_SHARE = 0.8  # a difficulty mix with one class above this share is fla
 def difficulty_mix(run: Run, labels) -> dict:
     """How many samples got each difficulty; a mix with one class over 80% is flagged (and warned
     about): on the bench such mixes came from labelers whose difficulty carries little information."""
+    mix, warning = mix_of(labels)
+    if warning:
+        run.warnings.append(warning)
+    return mix
+
+
+def mix_of(labels) -> tuple[dict, str | None]:
+    """(the difficulty counts with the one-class flag, the warning a flagged mix of 20+ samples gets)."""
     from collections import Counter
 
     counts = Counter(label.difficulty for label in labels)
     total = sum(counts.values())
     top = max(counts, key=counts.get) if total else None
     flagged = bool(total) and counts[top] / total > ONE_CLASS_SHARE
+    warning = None
     if flagged and total >= 20:
-        run.warnings.append(f"{100 * counts[top] / total:.0f}% of samples were labeled {top}: a difficulty mix this "
-                            "one-sided says little (bench/README.md measures each labeler's difficulty)")
-    return {**{d: counts.get(d, 0) for d in DIFFICULTIES}, "one_class_over_80": flagged}
+        warning = (f"{100 * counts[top] / total:.0f}% of samples were labeled {top}: a difficulty mix this "
+                   "one-sided says little (bench/README.md measures each labeler's difficulty)")
+    return {**{d: counts.get(d, 0) for d in DIFFICULTIES}, "one_class_over_80": flagged}, warning
 
 
 def throughput(run: Run, labeled: StreamRun) -> dict:

@@ -97,7 +97,43 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
             label = next(pending, None)
         if label is not None and label.index == sample.index:
             tally.add(label, len(sample.instruction))
-    report = plan.report(tally, Thresholds(**first["thresholds"]))
+    examples = tally.examples()
+    texts = plan.texts(set(tally.representatives().values()) | {i for e in examples.values() for part in e.values() for i, _ in part})
+    report = plan.report(tally, Thresholds(**first["thresholds"]), texts=texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
-    return report, labels, summary
+    return report, labels, {**summary, "how_sure": how_sure_blocks(first, report, labels, examples, texts)}
+
+
+PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
+             "difficulty_mix", "throughput", "output_tokens", "calibration", "warnings")
+
+
+def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str]) -> dict:
+    """The whole run's difficulty mix, share intervals and per-category examples, as a single run's
+    metadata has them (a shard's own are of its samples alone). The intervals are widened by the
+    bench's measured accuracy of the shards' labeler, which every shard's metadata names."""
+    from .how_sure import widened_intervals
+    from .per_sample import example_block, mix_of
+
+    mix, warning = mix_of(labels)
+    measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
+    blocks = {"difficulty_mix": mix, "share_intervals": {**widened_intervals(report, measured), "labeler_measured": measured},
+              "examples": example_block(examples, texts)}
+    return {**blocks, "warnings": [warning] if warning else []}
+
+
+def merged_metadata(manifests: list[dict], paths: list[str], summary: dict) -> dict:
+    """The merged run's metadata: what every shard shares, the whole run's how-sure blocks, and each
+    shard's own facts (samples, throughput, warnings, calibration) under `merge.per_shard`."""
+    how_sure = dict(summary["how_sure"])
+    warnings = list(dict.fromkeys([w for m in manifests for w in m.get("warnings", [])] + how_sure.pop("warnings")))
+    if any("calibration" in m for m in manifests):
+        warnings.append("the shards' calibration corrections are per shard (under merge.per_shard); the merged "
+                        "shares are not corrected: run analyze --calibration without --shard to correct the whole run")
+    meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
+    per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
+                 for m in sorted(manifests, key=lambda m: m["shard"]["index"])]
+    rest = {k: v for k, v in summary.items() if k != "how_sure"}
+    return {**meta, **how_sure, "warnings": warnings,
+            "merge": {"manifests": [str(p) for p in paths], **rest, "per_shard": per_shard}}
