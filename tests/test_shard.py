@@ -45,8 +45,10 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
 
     single_meta = json.loads((tmp_path / "single.meta.json").read_text())
     merged_meta = json.loads((tmp_path / "merged.meta.json").read_text())
-    for block in ("difficulty_mix", "share_intervals", "examples"):  # the whole run's, not shard 0's
+    blocks = ["difficulty_mix", "share_intervals", "examples"] + (["share_ci95"] if extra else [])
+    for block in blocks:  # the whole run's, not shard 0's
         assert merged_meta[block] == single_meta[block], block
+    assert ("share_ci95" in merged_meta) == bool(extra)
     assert [s["shard"] for s in merged_meta["merge"]["per_shard"]] == [0, 1, 2]
     assert sum(s["samples"]["labeled"] for s in merged_meta["merge"]["per_shard"]) == single_meta["samples"]["labeled"]
     loaded = load_manifests(manifests)  # each shard's labels held compactly, in index order

@@ -102,7 +102,12 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
     report = plan.report(tally, Thresholds(**first["thresholds"]), texts=texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
-    return report, labels, {**summary, "how_sure": how_sure_blocks(first, report, labels, examples, texts)}
+    how_sure = how_sure_blocks(first, report, labels, examples, texts)
+    if plan.analyzed < plan.scan.count:  # a sample of the file, as a single run says
+        from ..report.tally import wilson_interval
+
+        how_sure["share_ci95"] = {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}
+    return report, labels, {**summary, "how_sure": how_sure}
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
