@@ -87,6 +87,22 @@ def test_analyze_describes_a_names_only_taxonomy_once_and_labels_with_it(tmp_pat
     assert "taxonomy_described" not in json.loads((tmp_path / "c.meta.json").read_text())
 
 
+def test_distill_describes_a_names_only_taxonomy_for_its_embedding_and_its_llm(tmp_path, fake_engines):
+    from click.testing import CliRunner
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "math,code,writing", "--strategy", "distill",
+            "--labeler", "llm", "--sample", "40", "--distill-size", "20", "--describe", "--no-cache", "-q", "-o", str(tmp_path / "d.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "d.meta.json").read_text())["taxonomy_described"]
+    assert set(written) == {"math", "code", "writing"}
+    label_prompt = next(r for r in fake_engines[0].requests if r.messages[1]["content"].startswith("<sample>"))
+    assert f"- code: {written['code']['description']}" in label_prompt.messages[0]["content"]
+
+
 def test_examples_are_cleaned_as_the_schema_asked():
     """Quotes around an example dropped, repeats and ones under 10 characters left out (the
     structured-output backend let such answers through; bench/README.md)."""

@@ -197,10 +197,11 @@ def check_options(run) -> None:
 
 def run_distilled(run):
     """`--strategy distill`: the LLM labels a stratified subsample, a classifier on sentence embeddings the rest."""
+    from .describe import described_taxonomy
     from .infer import inferred_taxonomy
 
     check_options(run)
-    taxonomy = run.opts.taxonomy or inferred_taxonomy(run)
+    taxonomy = described_taxonomy(run, run.opts.taxonomy or inferred_taxonomy(run))
     t = time.perf_counter()
     labels, tally, llm, facts = distill_labels(run, taxonomy)
     run.timed("label_s", t)
