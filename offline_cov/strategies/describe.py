@@ -35,7 +35,8 @@ def _wanted(category, examples_too: bool) -> bool:
 def describe_taxonomy(engine: Engine, taxonomy: Taxonomy, examples_too: bool = False) -> tuple[Taxonomy, dict[str, dict]]:
     """(the taxonomy with every bare category described, what the model wrote per category); with
     `examples_too`, categories the user described without examples get examples (their description
-    kept). A category whose answer is unusable twice stays as it was."""
+    kept; the bench measured it and `analyze` leaves it off). A category whose answer is unusable
+    twice stays as it was."""
     wanted = [c for c in taxonomy.categories if _wanted(c, examples_too)]
     requests = [_request(c, [o for o in taxonomy.names if o != c.name]) for c in wanted]
     outcomes = generate_parsed(engine, requests, lambda i, result: _written(json_object(result), wanted[i].description))
