@@ -250,3 +250,14 @@ def test_accuracy_end_to_end_with_vllm(tmp_path):
     assert [g["category"] for g in run["true_report"]["gaps"]] == ["creative_writing"]
     got = {c["name"]: c["share_percent"] for c in run["report"]["categories"]}
     assert run["errors"]["share_error_pp"]["coding"] == pytest.approx(got["coding"] - 50.0)
+
+
+def test_parity_counts_the_rows_where_analyze_and_the_bench_differ():
+    from bench.parity import compare
+
+    expected = [{"row": 3, "category": "math", "difficulty": "hard"}, {"row": 5, "category": "code", "difficulty": "easy"}]
+    labels = [{"index": 0, "categories": ["math"], "difficulty": "hard"}, {"index": 1, "categories": ["code"], "difficulty": "medium"}]
+    got = compare(expected, labels)
+    assert (got["rows"], got["category_agree"], got["difficulty_agree"]) == (2, 2, 1)
+    assert got["differs"] == [{"row": 5, "bench": ["code", "easy"], "analyze": ["code", "medium"]}]
+    assert got["analyze_difficulty_mix"] == {"hard": 1, "medium": 1}
