@@ -110,3 +110,15 @@ def test_examples_are_cleaned_as_the_schema_asked():
     engine = FakeEngine(responses=[answer("Programs.", ["'Write a sort in C.'", "Write a sort in C.", "]orm"])])
     described, _ = describe_taxonomy(engine, taxonomy)
     assert described.categories[0].examples == ["Write a sort in C."]
+
+
+def test_an_example_holding_a_chat_turn_is_left_out_and_descriptions_are_kept_as_written():
+    taxonomy = Taxonomy(categories=[Category(name="writing"), Category(name="code", description="Code. Examples include C")])
+    engine = FakeEngine(responses=[
+        answer("Stories and poems. Examples include: 'Write a", ["Write a short poem about rain.", "examplesHuman: Can you provide a prompt?orms",
+                                                                 "Draft a wedding toast for my sister."]),
+        json.dumps({"examples": ["Fix this bug in my loop.", "Write a sort in Go.", "Explain this regex to me."]})])
+    described, _ = describe_taxonomy(engine, taxonomy, examples_too=True)
+    assert described.categories[0].description == "Stories and poems. Examples include: 'Write a"  # as written
+    assert described.categories[0].examples == ["Write a short poem about rain.", "Draft a wedding toast for my sister."]
+    assert described.categories[1].description == "Code. Examples include C"  # the user's words are not edited
