@@ -116,41 +116,33 @@ def infer_schema() -> dict:
 DESCRIBE_EXAMPLES = 3
 
 
+SETUP_PREAMBLE = (
+    "You help set up a coverage audit of an instruction-tuning dataset: each sample (a user's "
+    "request to an assistant) will be sorted into one of a list of categories. "
+)
+
+
 def describe_messages(name: str, others: list[str]) -> list[dict]:
     """Ask for one names-only category's description and example instructions, told the other
     categories so it writes what sets this one apart."""
-    listing = ", ".join(others) if others else "(none)"
-    return [
-        {
-            "role": "system",
-            "content": (
-                "You help set up a coverage audit of an instruction-tuning dataset: each sample (a user's "
-                "request to an assistant) will be sorted into one of a list of categories. For the "
-                "category you are given, write a one-sentence description of which requests belong in it "
-                f"(and not in the other categories), and {DESCRIBE_EXAMPLES} short, varied example requests "
-                "a user could send that clearly belong in it."
-            ),
-        },
-        {"role": "user", "content": f"Category: {name}\nThe other categories: {listing}"},
-    ]
+    task = ("For the category you are given, write a one-sentence description of which requests belong in it "
+            f"(and not in the other categories), and {DESCRIBE_EXAMPLES} short, varied example requests "
+            "a user could send that clearly belong in it.")
+    return _setup_messages(task, f"Category: {name}", others)
 
 
 def exemplify_messages(name: str, description: str, others: list[str]) -> list[dict]:
     """Ask for example instructions of one category the user described but gave no examples,
     told its description and the other categories."""
+    task = (f"For the category you are given, with its description, write {DESCRIBE_EXAMPLES} short, varied "
+            "example requests a user could send that clearly belong in it (and not in the other categories).")
+    return _setup_messages(task, f"Category: {name}\nDescription: {description}", others)
+
+
+def _setup_messages(task: str, category: str, others: list[str]) -> list[dict]:
     listing = ", ".join(others) if others else "(none)"
-    return [
-        {
-            "role": "system",
-            "content": (
-                "You help set up a coverage audit of an instruction-tuning dataset: each sample (a user's "
-                "request to an assistant) will be sorted into one of a list of categories. For the "
-                f"category you are given, with its description, write {DESCRIBE_EXAMPLES} short, varied "
-                "example requests a user could send that clearly belong in it (and not in the other categories)."
-            ),
-        },
-        {"role": "user", "content": f"Category: {name}\nDescription: {description}\nThe other categories: {listing}"},
-    ]
+    return [{"role": "system", "content": SETUP_PREAMBLE + task},
+            {"role": "user", "content": f"{category}\nThe other categories: {listing}"}]
 
 
 def exemplify_schema() -> dict:
