@@ -7,8 +7,8 @@ from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..labelers.base import LabelRun
 from ..report.calibration import Correction, correct_shares, correct_shares_soft, error_interval
-from ..report.contract import CoverageReport
-from ..report.tally import LabelStore, SampleLabel, Tally
+from ..report.contract import DIFFICULTIES, CoverageReport
+from ..report.tally import LabelStore, SampleLabel, Tally, snippet
 from ..taxonomy import Taxonomy
 
 
@@ -99,3 +99,30 @@ def measured_accuracy(run) -> dict:
     if model is not None and model != run.model_read() and run.labeler_cls.reads_llm:
         return {"labeler": run.labeler_cls.name, "note": f"measured with {model}, not with {run.model_read()}"}
     return {"labeler": run.labeler_cls.name, **measured}
+
+
+ONE_CLASS_SHARE = 0.8  # a difficulty mix with one class above this share is flagged
+EXAMPLE_CHARS = 240  # characters of each example the HTML report lists per category
+
+
+def mix_of(labels) -> tuple[dict, str | None]:
+    """(the difficulty counts with the one-class flag, the warning a flagged mix of 20+ samples gets)."""
+    from collections import Counter
+
+    counts = Counter(label.difficulty for label in labels)
+    total = sum(counts.values())
+    top = max(counts, key=counts.get) if total else None
+    flagged = bool(total) and counts[top] / total > ONE_CLASS_SHARE
+    warning = None
+    if flagged and total >= 20:
+        warning = (f"{100 * counts[top] / total:.0f}% of samples were labeled {top}: a difficulty mix this "
+                   "one-sided says little (bench/README.md measures each labeler's difficulty)")
+    return {**{d: counts.get(d, 0) for d in DIFFICULTIES}, "one_class_over_80": flagged}, warning
+
+
+def example_block(examples: dict, texts: dict[int, str]) -> dict:
+    """Per category, its most and least confident samples with their confidence and a snippet (for the HTML)."""
+    def rows(part):
+        return [{"index": i, "confidence": c, "text": snippet(texts.get(i, ""), EXAMPLE_CHARS)} for i, c in part]
+
+    return {name: {"most_confident": rows(e["most"]), "least_confident": rows(e["least"])} for name, e in examples.items()}

@@ -19,16 +19,15 @@ from ..labelers.base import LabelRun, LabelSettings, label_samples
 from ..options import AnalysisResult
 from ..prompts import PROMPT_VERSION
 from ..report.contract import DIFFICULTIES
-from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
+from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
 from ..run import Run
 from ..taxonomy import Taxonomy
 from .describe import described_taxonomy
-from .how_sure import decided_shares, share_intervals
+from .how_sure import decided_shares, example_block, mix_of, share_intervals
 from .infer import inferred_taxonomy
 from .shard import shard_block
 
 STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a time
-EXAMPLE_CHARS = 240  # characters of each example the HTML report lists per category
 
 
 def run_per_sample(run: Run) -> AnalysisResult:
@@ -70,9 +69,6 @@ def run_per_sample(run: Run) -> AnalysisResult:
     return run.result(report, labeled.labels, taxonomy, **blocks)
 
 
-ONE_CLASS_SHARE = 0.8  # a difficulty mix with one class above this share is flagged
-
-
 def difficulty_mix(run: Run, labels) -> dict:
     """How many samples got each difficulty; a mix with one class over 80% is flagged (and warned
     about): on the bench such mixes came from labelers whose difficulty carries little information."""
@@ -80,21 +76,6 @@ def difficulty_mix(run: Run, labels) -> dict:
     if warning:
         run.warnings.append(warning)
     return mix
-
-
-def mix_of(labels) -> tuple[dict, str | None]:
-    """(the difficulty counts with the one-class flag, the warning a flagged mix of 20+ samples gets)."""
-    from collections import Counter
-
-    counts = Counter(label.difficulty for label in labels)
-    total = sum(counts.values())
-    top = max(counts, key=counts.get) if total else None
-    flagged = bool(total) and counts[top] / total > ONE_CLASS_SHARE
-    warning = None
-    if flagged and total >= 20:
-        warning = (f"{100 * counts[top] / total:.0f}% of samples were labeled {top}: a difficulty mix this "
-                   "one-sided says little (bench/README.md measures each labeler's difficulty)")
-    return {**{d: counts.get(d, 0) for d in DIFFICULTIES}, "one_class_over_80": flagged}, warning
 
 
 def throughput(run: Run, labeled: StreamRun) -> dict:
@@ -108,14 +89,6 @@ def throughput(run: Run, labeled: StreamRun) -> dict:
         out["prompt_tokens_per_sample"] = round(usage["prompt_tokens"] / n, 1)
         out["prefix_cache_hit_rate"] = usage.get("prefix_cache_hit_rate")
     return out
-
-
-def example_block(examples: dict, texts: dict[int, str]) -> dict:
-    """Per category, its most and least confident samples with their confidence and a snippet (for the HTML)."""
-    def rows(part):
-        return [{"index": i, "confidence": c, "text": snippet(texts.get(i, ""), EXAMPLE_CHARS)} for i, c in part]
-
-    return {name: {"most_confident": rows(e["most"]), "least_confident": rows(e["least"])} for name, e in examples.items()}
 
 
 def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:

@@ -118,8 +118,7 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
     """The whole run's difficulty mix, share intervals and per-category examples, as a single run's
     metadata has them (a shard's own are of its samples alone). The intervals are widened by the
     bench's measured accuracy of the shards' labeler, which every shard's metadata names."""
-    from .how_sure import widened_intervals
-    from .per_sample import example_block, mix_of
+    from .how_sure import example_block, mix_of, widened_intervals
 
     mix, warning = mix_of(labels)
     measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
