@@ -111,7 +111,7 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
-             "difficulty_mix", "throughput", "output_tokens", "calibration", "warnings")
+             "difficulty_mix", "throughput", "output_tokens", "warnings")
 
 
 def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str]) -> dict:
@@ -129,12 +129,10 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
 
 def merged_metadata(manifests: list[dict], paths: list[str], summary: dict) -> dict:
     """The merged run's metadata: what every shard shares, the whole run's how-sure blocks, and each
-    shard's own facts (samples, throughput, warnings, calibration) under `merge.per_shard`."""
+    shard's own facts (samples, throughput, warnings) under `merge.per_shard` (`analyze` refuses
+    `--calibration` with `--shard`, so no shard carries a correction)."""
     how_sure = dict(summary["how_sure"])
     warnings = list(dict.fromkeys([w for m in manifests for w in m.get("warnings", [])] + how_sure.pop("warnings")))
-    if any("calibration" in m for m in manifests):
-        warnings.append("the shards' calibration corrections are per shard (under merge.per_shard); the merged "
-                        "shares are not corrected: run analyze --calibration without --shard to correct the whole run")
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
     per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
                  for m in sorted(manifests, key=lambda m: m["shard"]["index"])]
