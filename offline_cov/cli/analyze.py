@@ -261,8 +261,8 @@ def merge(manifests, out, labels_path):
     check_paths({f"manifest {m}": m for m in manifests}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
-        report, labels, summary = merge_shards(loaded)
-    meta = merged_metadata(loaded, list(manifests), summary)
+        report, labels, summary, how_sure = merge_shards(loaded)
+    meta = merged_metadata(loaded, list(manifests), summary, how_sure)
     with user_errors(writing=out), OutputSet() as outputs:
         if meta_path:
             outputs.add(out, json_text(report.model_dump()))

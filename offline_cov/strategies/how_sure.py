@@ -8,7 +8,7 @@ from ..data.readers import Sample
 from ..labelers.base import LabelRun
 from ..report.calibration import Correction, correct_shares, correct_shares_soft, error_interval
 from ..report.contract import DIFFICULTIES, CoverageReport
-from ..report.tally import LabelStore, SampleLabel, Tally, snippet
+from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
 
 
@@ -126,3 +126,18 @@ def example_block(examples: dict, texts: dict[int, str]) -> dict:
         return [{"index": i, "confidence": c, "text": snippet(texts.get(i, ""), EXAMPLE_CHARS)} for i, c in part]
 
     return {name: {"most_confident": rows(e["most"]), "least_confident": rows(e["least"])} for name, e in examples.items()}
+
+
+def example_texts(plan, tally: Tally) -> tuple[dict, dict[int, str]]:
+    """(the tally's most and least confident samples per category, the instructions of those and of
+    the representative examples), read from the dataset in one pass."""
+    examples = tally.examples()
+    wanted = set(tally.representatives().values()) | {i for e in examples.values() for part in e.values() for i, _ in part}
+    return examples, plan.texts(wanted)
+
+
+def sampling_intervals(plan, report: CoverageReport) -> dict:
+    """`share_ci95`, each share's 95% Wilson interval, when only a sample of the file was analyzed."""
+    if plan.analyzed >= plan.scan.count:
+        return {}
+    return {"share_ci95": {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}}

@@ -19,11 +19,11 @@ from ..labelers.base import LabelRun, LabelSettings, label_samples
 from ..options import AnalysisResult
 from ..prompts import PROMPT_VERSION
 from ..report.contract import DIFFICULTIES
-from ..report.tally import LabelStore, SampleLabel, Tally, wilson_interval
+from ..report.tally import LabelStore, SampleLabel, Tally
 from ..run import Run
 from ..taxonomy import Taxonomy
 from .describe import described_taxonomy
-from .how_sure import decided_shares, example_block, mix_of, share_intervals
+from .how_sure import decided_shares, example_block, example_texts, mix_of, sampling_intervals, share_intervals
 from .infer import inferred_taxonomy
 from .shard import shard_block
 
@@ -44,9 +44,7 @@ def run_per_sample(run: Run) -> AnalysisResult:
     labeled = label_stream(run, taxonomy, plan.stream(), plan.analyzed, run.progress)
     run.timed("label_s", t)
     decided, calibration = decided_shares(run, taxonomy, labeled.tally, labeled.labels, labeled.labeler)
-    examples = labeled.tally.examples()
-    wanted = set(labeled.tally.representatives().values()) | {i for e in examples.values() for part in e.values() for i, _ in part}
-    texts = plan.texts(wanted)
+    examples, texts = example_texts(plan, labeled.tally)
     report = plan.report(labeled.tally, opts.thresholds, decided, texts)
     if labeled.failed:
         run.warnings.append(f"{len(labeled.failed)} sample(s) could not be labeled after a retry; see metadata 'failed'")
@@ -62,8 +60,7 @@ def run_per_sample(run: Run) -> AnalysisResult:
         "share_intervals": share_intervals(run, report, calibration),
         "examples": example_block(examples, texts),
     }
-    if plan.analyzed < plan.scan.count:
-        blocks["share_ci95"] = {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}
+    blocks.update(sampling_intervals(plan, report))
     if opts.shard:
         blocks["shard"] = shard_block(opts.shard, list(labeled.labels), labeled.failed, taxonomy)
     return run.result(report, labeled.labels, taxonomy, **blocks)

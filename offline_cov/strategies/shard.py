@@ -77,11 +77,13 @@ def _run_input(meta: dict) -> dict:
     return {k: v for k, v in meta["input"].items() if k != "skipped_records"}
 
 
-def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dict]:
-    """The report of the whole run, from its shards' labels and the dataset they came from (streamed)."""
+def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dict, dict]:
+    """The report of the whole run, from its shards' labels and the dataset they came from
+    (streamed); its labels; the merge's summary; the whole run's how-sure blocks (`how_sure_blocks`)."""
     from ..data.plan import DatasetPlan
     from ..options import AnalyzeOptions
     from ..report.tally import Tally
+    from .how_sure import example_texts, sampling_intervals
 
     first = manifests[0]
     facts = first["input"]
@@ -97,17 +99,12 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
             label = next(pending, None)
         if label is not None and label.index == sample.index:
             tally.add(label, len(sample.instruction))
-    examples = tally.examples()
-    texts = plan.texts(set(tally.representatives().values()) | {i for e in examples.values() for part in e.values() for i, _ in part})
+    examples, texts = example_texts(plan, tally)
     report = plan.report(tally, Thresholds(**first["thresholds"]), texts=texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
-    how_sure = how_sure_blocks(first, report, labels, examples, texts)
-    if plan.analyzed < plan.scan.count:  # a sample of the file, as a single run says
-        from ..report.tally import wilson_interval
-
-        how_sure["share_ci95"] = {c.name: wilson_interval(c.count, report.total_samples_analyzed) for c in report.categories}
-    return report, labels, {**summary, "how_sure": how_sure}
+    how_sure = {**how_sure_blocks(first, report, labels, examples, texts), **sampling_intervals(plan, report)}
+    return report, labels, summary, how_sure
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
@@ -122,20 +119,19 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
 
     mix, warning = mix_of(labels)
     measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
-    blocks = {"difficulty_mix": mix, "share_intervals": {**widened_intervals(report, measured), "labeler_measured": measured},
+    blocks = {"difficulty_mix": mix, "share_intervals": widened_intervals(report, measured),
               "examples": example_block(examples, texts)}
     return {**blocks, "warnings": [warning] if warning else []}
 
 
-def merged_metadata(manifests: list[dict], paths: list[str], summary: dict) -> dict:
+def merged_metadata(manifests: list[dict], paths: list[str], summary: dict, how_sure: dict) -> dict:
     """The merged run's metadata: what every shard shares, the whole run's how-sure blocks, and each
     shard's own facts (samples, throughput, warnings) under `merge.per_shard` (`analyze` refuses
     `--calibration` with `--shard`, so no shard carries a correction)."""
-    how_sure = dict(summary["how_sure"])
+    how_sure = dict(how_sure)
     warnings = list(dict.fromkeys([w for m in manifests for w in m.get("warnings", [])] + how_sure.pop("warnings")))
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
     per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
                  for m in sorted(manifests, key=lambda m: m["shard"]["index"])]
-    rest = {k: v for k, v in summary.items() if k != "how_sure"}
     return {**meta, **how_sure, "warnings": warnings,
-            "merge": {"manifests": [str(p) for p in paths], **rest, "per_shard": per_shard}}
+            "merge": {"manifests": [str(p) for p in paths], **summary, "per_shard": per_shard}}
