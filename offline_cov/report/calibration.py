@@ -150,8 +150,7 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
     ci = {n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)}
     raw = {n: round(100 * q, 2) for n, q in zip(names, observed)}
     corrected = {n: round(100 * p, 2) for n, p in zip(names, point)}
-    cond = condition_number(_described_part(conf, pairs, names))
-    reasons, thin = _distrust(pairs, names, cond, raw, corrected)
+    cond, reasons, thin = _judged(conf, pairs, names, raw, corrected)
     right = sum(t == lab for t, lab in pairs)
     return Correction(
         names=names,
@@ -190,26 +189,32 @@ def _rows_per_category(pairs, names) -> dict[str, int]:
     return per
 
 
-def _described_part(conf, pairs, names):
+def _judged(conf, pairs, names, raw: dict[str, float], corrected: dict[str, float]):
+    """(the condition number of the part of `conf` the rows describe, why the correction is not to be
+    trusted, the thin categories it was trusted without); the rows per category counted once."""
+    per = _rows_per_category(pairs, names)
+    cond = condition_number(_described_part(conf, per, names))
+    return (cond, *_distrust(per, names, cond, raw, corrected))
+
+
+def _described_part(conf, per: dict[str, int], names):
     """The confusion matrix restricted to the categories with MIN_ROWS_PER_CATEGORY calibration rows
-    or more (rows renormalised): a category the rows say nothing about has only the smoothing's
+    or more (`per`; rows renormalised): a category the rows say nothing about has only the smoothing's
     uniform row, and two of them would make any matrix singular; `_distrust` judges those apart."""
     import numpy as np
 
-    per = _rows_per_category(pairs, names)
     keep = [i for i, n in enumerate(names) if per[n] >= MIN_ROWS_PER_CATEGORY] or list(range(len(names)))
     part = np.asarray(conf, dtype=float)[np.ix_(keep, keep)]
     return (part / part.sum(axis=1, keepdims=True)).tolist()
 
 
-def _distrust(pairs, names, cond: float | None, raw: dict[str, float], corrected: dict[str, float]):
+def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, float], corrected: dict[str, float]):
     """(why the correction is not to be trusted, the thin categories it was trusted without): a
-    category with fewer than MIN_ROWS_PER_CATEGORY calibration rows makes it untrusted when the
-    labels or the correction give it THIN_SHARE_PERCENT or more; one under that everywhere is left
+    category with fewer than MIN_ROWS_PER_CATEGORY calibration rows (`per`) makes it untrusted when
+    the labels or the correction give it THIN_SHARE_PERCENT or more; one under that everywhere is left
     to its interval (bench/calibration.py: on 8-category Just-Eval topics, with rare categories
     that 200 rows rarely hold, the correction still more than halved the error)."""
     reasons = []
-    per = _rows_per_category(pairs, names)
     few = [n for n in names if per[n] < MIN_ROWS_PER_CATEGORY]
     mattering = [n for n in few if max(raw.get(n, 0.0), corrected.get(n, 0.0)) >= THIN_SHARE_PERCENT]
     if mattering:
@@ -345,8 +350,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     right = sum(t == lab for t, lab in pairs)
     raw = {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
     corrected = {n: round(100 * float(p), 2) for n, p in zip(names, point)}
-    cond = condition_number(_described_part(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names))
-    reasons, thin = _distrust(pairs, names, cond, raw, corrected)
+    cond, reasons, thin = _judged(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names, raw, corrected)
     return Correction(
         names=names,
         raw=raw,
