@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
     DIFFICULTY_CUTS,
@@ -153,11 +155,16 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 
 LENGTH_WEIGHTS = [0.25, 0.5, 1.0]
-CHOSEN_DIFFICULTY = f"llm-expected+length x{DIFFICULTY_LENGTH_WEIGHT}"
+CHOSEN_DIFFICULTY = "chosen"
+# The grid `choose_difficulty` searches on the dev split: the length and marker weights of
+# `difficulty_score`, and its two cut points.
+LENGTH_GRID = [0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0]
+MARKER_GRID = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5]
+CUT_GRID = np.round(np.arange(0.0, 4.5, 0.05), 2)
 
 
-def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS, length_weight: float = DIFFICULTY_LENGTH_WEIGHT) -> dict[str, tuple[float, str]]:
-    """(score, class) per difficulty method for one row."""
+def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS) -> dict[str, tuple[float, str]]:
+    """(score, class) per difficulty method for one row; "chosen" is what the product writes."""
     llm = row["llm"]
     methods = {"rule": (LEVEL[row["rule"]], row["rule"])}
     if llm["difficulty"]:
@@ -168,6 +175,8 @@ def difficulty_methods(row: dict, cuts=DIFFICULTY_CUTS, length_weight: float = D
         for w in LENGTH_WEIGHTS:
             m = difficulty_score(llm["p_difficulty"], row["features"]["words"], w)
             methods[f"llm-expected+length x{w}"] = (m, difficulty_from_score(m, cuts))
+        chosen = difficulty_score(llm["p_difficulty"], row["features"]["words"])
+        methods[CHOSEN_DIFFICULTY] = (chosen, difficulty_from_score(chosen, cuts))
     return methods
 
 
@@ -177,7 +186,7 @@ def difficulty_scores(payload: dict, method: str, cuts=DIFFICULTY_CUTS) -> dict 
     got = [(r, m) for r, m in got if m is not None]
     if not got:
         return None
-    truth = [r["level"] if "level" in r else LEVEL[r["difficulty"]] for r, _ in got]
+    truth = [truth_level(r) for r, _ in got]
     binary = {r["difficulty"] for r, _ in got} <= {"easy", "hard"}
     if binary:
         agree = [(m[1] == "hard") == (r["difficulty"] == "hard") for r, m in got]
@@ -191,18 +200,49 @@ def difficulty_scores(payload: dict, method: str, cuts=DIFFICULTY_CUTS) -> dict 
             "mix": {d: mix.get(d, 0) for d in LEVEL}, "one_class_over_80": top_share > 0.8}
 
 
-def choose_cuts(views: dict[str, dict], method: str) -> tuple[tuple[float, float], list[dict]]:
-    """The cut points of `method`'s score with the best mean agreement over the difficulty sets."""
+def truth_level(row: dict) -> int:
+    """MATH's level 1-5 where the row has one, else easy 0 / medium 1 / hard 2."""
+    return row["level"] if "level" in row else LEVEL[row["difficulty"]]
+
+
+def score_parts(payload: dict) -> dict[str, np.ndarray]:
+    """The pieces of `difficulty_score` for every row with a difficulty and LLM logprobs."""
+    rows = [r for r in payload["rows"] if r.get("difficulty") in LEVEL and r["llm"]["p_difficulty"]]
+    return {"expected": np.array([expected_difficulty(r["llm"]["p_difficulty"]) for r in rows]),
+            "length": np.array([math.log10(1 + r["features"]["words"]) for r in rows]),
+            "markers": np.array([math.log2(1 + rubric_markers(r["features"])) for r in rows]),
+            "truth_ranks": ranks([truth_level(r) for r in rows])}
+
+
+def class_spearman(classes: np.ndarray, truth_ranks: np.ndarray) -> float:
+    rc = ranks(list(classes))
+    if rc.std() == 0 or truth_ranks.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rc, truth_ranks)[0, 1])
+
+
+def choose_difficulty(views: dict[str, dict]) -> dict:
+    """The length weight, marker weight and cut points whose written class has the best mean
+    Spearman over the difficulty sets, among those that put no more than 80% of any set in one class."""
+    parts = [score_parts(views[n]) for n in DIFFICULTY_SETS if n in views]
     grid = []
-    for lo in np.arange(0.6, 2.5, 0.05):
-        for hi in np.arange(lo + 0.05, 3.0, 0.05):
-            cuts = (round(float(lo), 2), round(float(hi), 2))
-            s = [difficulty_scores(views[n], method, cuts) for n in DIFFICULTY_SETS if n in views]
-            s = [x for x in s if x]
-            if s:
-                grid.append({"cuts": cuts, "mean_agreement": round(float(np.mean([x["agreement"] for x in s])), 3)})
-    best = max(grid, key=lambda g: g["mean_agreement"])
-    return best["cuts"], sorted(grid, key=lambda g: -g["mean_agreement"])[:10]
+    for lw in LENGTH_GRID:
+        for mw in MARKER_GRID:
+            scores = [p["expected"] + lw * p["length"] + mw * p["markers"] for p in parts]
+            for i, lo in enumerate(CUT_GRID):
+                for hi in CUT_GRID[i + 1:]:
+                    rhos = []
+                    for p, score in zip(parts, scores):
+                        classes = (score >= lo).astype(int) + (score >= hi)
+                        if np.bincount(classes, minlength=3).max() > 0.8 * len(classes):
+                            break
+                        rhos.append(class_spearman(classes, p["truth_ranks"]))
+                    else:
+                        grid.append({"length_weight": lw, "marker_weight": mw, "cuts": [float(lo), float(hi)],
+                                     "mean_class_spearman": round(float(np.mean(rhos)), 4),
+                                     "class_spearman": [round(r, 3) for r in rhos]})
+    grid.sort(key=lambda g: -g["mean_class_spearman"])
+    return {"best": grid[0], "top": grid[:10], "sets": [n for n in DIFFICULTY_SETS if n in views]}
 
 
 # ---------------------------------------------------------------- the run
@@ -232,18 +272,15 @@ def run(split: str, model: str) -> dict:
             out["difficulty"][name] = {m: difficulty_scores(views[name], m) for m in methods}
             out["difficulty"][name]["chosen"] = difficulty_scores(views[name], CHOSEN_DIFFICULTY)
     if split == "dev" and out["difficulty"]:
-        methods = [m for m in next(iter(out["difficulty"].values())) if m.startswith("llm-expected")]
-        mean_rho = {m: float(np.mean([d[m]["spearman"] for d in out["difficulty"].values() if d.get(m)])) for m in methods}
-        out["difficulty_choice"] = {"mean_spearman": {m: round(v, 3) for m, v in mean_rho.items()},
-                                    "method": max(mean_rho, key=mean_rho.get)}
-        out["cuts"], out["cut_grid"] = choose_cuts(views, out["difficulty_choice"]["method"])
+        out["difficulty_choice"] = choose_difficulty(views)
     return out
 
 
 def markdown(res: dict) -> str:
     lines = [f"## Labelers from the collected views ({res['split']} split)", "",
              f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
-             f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}, difficulty cuts {list(DIFFICULTY_CUTS)}", "",
+             f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}; difficulty (\"chosen\"): length weight "
+             f"{DIFFICULTY_LENGTH_WEIGHT}, cuts {list(DIFFICULTY_CUTS)}", "",
              "| set | categories | rows | embed | fused | llm | ensemble | ensemble macro-F1 | kappa | LLM x embed only | "
              "ensemble mean confidence | ECE | LLM samples/s (under load) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -276,10 +313,16 @@ def markdown(res: dict) -> str:
                              f"{mix} | {'**yes**' if d['one_class_over_80'] else 'no'} |")
     if res.get("temperature"):
         lines += ["", f"Confidence temperature with the least NLL over the dev sets: {res['temperature']['best']}"]
-    if res.get("cuts"):
-        choice = res["difficulty_choice"]
-        lines += ["", f"Mean Spearman over the difficulty sets: {choice['mean_spearman']}; best: {choice['method']}, "
-                      f"whose cut points with the best mean agreement are {res['cuts']}"]
+    if res.get("difficulty_choice"):
+        best = res["difficulty_choice"]["best"]
+        lines += ["", "Difficulty score `expected + a log10(1 + words) + b log2(1 + markers)`, cut at two points: "
+                      f"the grid's best mean Spearman of the written class over {res['difficulty_choice']['sets']} "
+                      f"(no set with one class over 80%): a={best['length_weight']}, b={best['marker_weight']}, "
+                      f"cuts {best['cuts']}. The ten best:", "",
+                  "| a (length) | b (markers) | cuts | mean class Spearman | per set |", "|---|---|---|---|---|"]
+        for g in res["difficulty_choice"]["top"]:
+            lines.append(f"| {g['length_weight']} | {g['marker_weight']} | {g['cuts']} | {g['mean_class_spearman']:.3f} | "
+                         f"{g['class_spearman']} |")
     return "\n".join(lines) + "\n"
 
 

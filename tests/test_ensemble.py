@@ -14,6 +14,7 @@ from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.labelers.ensemble import (
     DIFFICULTY_CUTS,
+    DIFFICULTY_LENGTH_WEIGHT,
     EnsembleLabeler,
     difficulty_from_score,
     difficulty_score,
@@ -40,7 +41,7 @@ def words(n: int) -> str:
 
 @pytest.mark.parametrize("n, expected", [(3, "easy"), (40, "medium"), (200, "hard")])
 def test_the_difficulty_adds_the_instructions_length_to_the_expected_llm_difficulty(n, expected):
-    score = 1.3 + 0.25 * math.log10(1 + n)
+    score = 1.3 + DIFFICULTY_LENGTH_WEIGHT * math.log10(1 + n)
     assert difficulty_score(P_DIFFICULTY, n) == pytest.approx(score)
     assert difficulty_from_score(score, DIFFICULTY_CUTS) == expected
     assert expected_difficulty_label(answer(), words(n)) == expected

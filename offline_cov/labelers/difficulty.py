@@ -29,10 +29,15 @@ def difficulty_features(text: str) -> dict[str, int]:
     }
 
 
+def rubric_markers(features: dict[str, int]) -> int:
+    """The rubric's count of explicit demands: constraint words, list items, code blocks (twice)."""
+    return features["constraints"] + features["list_items"] + 2 * features["code_fences"]
+
+
 def difficulty_from_text(text: str) -> str:
     """The shared rubric as a rule: short single asks are easy, long many-constraint ones hard."""
     f = difficulty_features(text)
-    markers = f["constraints"] + f["list_items"] + 2 * f["code_fences"]
+    markers = rubric_markers(f)
     if f["words"] >= HARD_MIN_WORDS or markers >= HARD_MIN_MARKERS:
         return "hard"
     if f["words"] <= EASY_MAX_WORDS and markers <= 1:

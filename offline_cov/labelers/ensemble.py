@@ -41,11 +41,11 @@ from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
 
-ENSEMBLE_VERSION = "ensemble-v3"  # v3: difficulty adds the length term (v2 cut the expected difficulty alone)
+ENSEMBLE_VERSION = "ensemble-v4"  # v4: length weight and cuts chosen on 3x the dev rows; v3 added the length term
 ENSEMBLE_FUSED_WEIGHT = 2.0
 ENSEMBLE_TEMPERATURE = 0.4
-DIFFICULTY_CUTS = (1.6, 1.75)  # a difficulty score below the first: easy; from the second: hard
-DIFFICULTY_LENGTH_WEIGHT = 0.25  # the score adds this times log10(1 + words of the instruction)
+DIFFICULTY_CUTS = (1.7, 2.05)  # a difficulty score below the first: easy; from the second: hard
+DIFFICULTY_LENGTH_WEIGHT = 0.375  # the score adds this times log10(1 + words of the instruction)
 TOP_LOGPROBS = 20
 SURE = 0.98  # an LLM vote without logprobs: its written category's probability
 
@@ -75,7 +75,8 @@ class EnsembleLabeler:
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
         knobs = {"version": ENSEMBLE_VERSION, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": ENSEMBLE_TEMPERATURE,
-                 "difficulty_cuts": list(DIFFICULTY_CUTS), "top_logprobs": TOP_LOGPROBS,
+                 "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
+                 "top_logprobs": TOP_LOGPROBS,
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
 
