@@ -146,12 +146,16 @@ def ranks(values: list[float]) -> np.ndarray:
     return r
 
 
-def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman's rho (Pearson of the tie-averaged ranks); 0 when either side is constant."""
-    rx, ry = ranks(x), ranks(y)
+def rank_correlation(rx: np.ndarray, ry: np.ndarray) -> float:
+    """Pearson of two rank vectors; 0 when either side is constant."""
     if rx.std() == 0 or ry.std() == 0:
         return 0.0
-    return round(float(np.corrcoef(rx, ry)[0, 1]), 3)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rho (Pearson of the tie-averaged ranks); 0 when either side is constant."""
+    return round(rank_correlation(ranks(x), ranks(y)), 3)
 
 
 LENGTH_WEIGHTS = [0.25, 0.5, 1.0]
@@ -214,13 +218,6 @@ def score_parts(payload: dict) -> dict[str, np.ndarray]:
             "truth_ranks": ranks([truth_level(r) for r in rows])}
 
 
-def class_spearman(classes: np.ndarray, truth_ranks: np.ndarray) -> float:
-    rc = ranks(list(classes))
-    if rc.std() == 0 or truth_ranks.std() == 0:
-        return 0.0
-    return float(np.corrcoef(rc, truth_ranks)[0, 1])
-
-
 def choose_difficulty(views: dict[str, dict]) -> dict:
     """The length weight, marker weight and cut points whose written class has the best mean
     Spearman over the difficulty sets, among those that put no more than 80% of any set in one class."""
@@ -236,7 +233,7 @@ def choose_difficulty(views: dict[str, dict]) -> dict:
                         classes = (score >= lo).astype(int) + (score >= hi)
                         if np.bincount(classes, minlength=3).max() > 0.8 * len(classes):
                             break
-                        rhos.append(class_spearman(classes, p["truth_ranks"]))
+                        rhos.append(rank_correlation(ranks(list(classes)), p["truth_ranks"]))
                     else:
                         grid.append({"length_weight": lw, "marker_weight": mw, "cuts": [float(lo), float(hi)],
                                      "mean_class_spearman": round(float(np.mean(rhos)), 4),
@@ -270,7 +267,6 @@ def run(split: str, model: str) -> dict:
         if name in views:
             methods = difficulty_methods(views[name]["rows"][0])
             out["difficulty"][name] = {m: difficulty_scores(views[name], m) for m in methods}
-            out["difficulty"][name]["chosen"] = difficulty_scores(views[name], CHOSEN_DIFFICULTY)
     if split == "dev" and out["difficulty"]:
         out["difficulty_choice"] = choose_difficulty(views)
     return out
