@@ -14,6 +14,7 @@ the three classes (InfoBench: hard vs not hard), and the mix.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -218,26 +219,30 @@ def score_parts(payload: dict) -> dict[str, np.ndarray]:
             "truth_ranks": ranks([truth_level(r) for r in rows])}
 
 
+def written_class_spearmans(parts: list[dict], scores: list[np.ndarray], cuts) -> list[float] | None:
+    """Each set's Spearman of the class its scores get at `cuts`; None when a set has one class over 80%."""
+    rhos = []
+    for p, score in zip(parts, scores):
+        classes = (score >= cuts[0]).astype(int) + (score >= cuts[1])
+        if np.bincount(classes, minlength=3).max() > 0.8 * len(classes):
+            return None
+        rhos.append(rank_correlation(ranks(list(classes)), p["truth_ranks"]))
+    return rhos
+
+
 def choose_difficulty(views: dict[str, dict]) -> dict:
     """The length weight, marker weight and cut points whose written class has the best mean
     Spearman over the difficulty sets, among those that put no more than 80% of any set in one class."""
     parts = [score_parts(views[n]) for n in DIFFICULTY_SETS if n in views]
     grid = []
-    for lw in LENGTH_GRID:
-        for mw in MARKER_GRID:
-            scores = [p["expected"] + lw * p["length"] + mw * p["markers"] for p in parts]
-            for i, lo in enumerate(CUT_GRID):
-                for hi in CUT_GRID[i + 1:]:
-                    rhos = []
-                    for p, score in zip(parts, scores):
-                        classes = (score >= lo).astype(int) + (score >= hi)
-                        if np.bincount(classes, minlength=3).max() > 0.8 * len(classes):
-                            break
-                        rhos.append(rank_correlation(ranks(list(classes)), p["truth_ranks"]))
-                    else:
-                        grid.append({"length_weight": lw, "marker_weight": mw, "cuts": [float(lo), float(hi)],
-                                     "mean_class_spearman": round(float(np.mean(rhos)), 4),
-                                     "class_spearman": [round(r, 3) for r in rhos]})
+    for lw, mw in itertools.product(LENGTH_GRID, MARKER_GRID):
+        scores = [p["expected"] + lw * p["length"] + mw * p["markers"] for p in parts]
+        for cuts in itertools.combinations(CUT_GRID, 2):
+            rhos = written_class_spearmans(parts, scores, cuts)
+            if rhos is not None:
+                grid.append({"length_weight": lw, "marker_weight": mw, "cuts": [float(c) for c in cuts],
+                             "mean_class_spearman": round(float(np.mean(rhos)), 4),
+                             "class_spearman": [round(r, 3) for r in rhos]})
     grid.sort(key=lambda g: -g["mean_class_spearman"])
     return {"best": grid[0], "top": grid[:10], "sets": [n for n in DIFFICULTY_SETS if n in views]}
 

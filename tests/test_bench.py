@@ -261,3 +261,22 @@ def test_parity_counts_the_rows_where_analyze_and_the_bench_differ():
     assert (got["rows"], got["category_agree"], got["difficulty_agree"]) == (2, 2, 1)
     assert got["differs"] == [{"row": 5, "bench": ["code", "easy"], "analyze": ["code", "medium"]}]
     assert got["analyze_difficulty_mix"] == {"hard": 1, "medium": 1}
+
+
+def test_the_difficulty_grid_finds_the_length_weight_that_ranks_a_length_driven_truth():
+    """Truth set by the instruction's length, the LLM's expected difficulty flat: the chosen setting
+    must weigh length, keep every set under 80% in one class and rank the truth perfectly."""
+    from bench.choose import DIFFICULTY_SETS, choose_difficulty
+
+    def row(words: int, level: str) -> dict:
+        return {"difficulty": level, "llm": {"p_difficulty": {"easy": 0.5, "medium": 0.5, "hard": 0.0}},
+                "features": {"words": words, "constraints": 0, "list_items": 0, "code_fences": 0}}
+
+    rows = [row(w, level) for level, lengths in (("easy", (3, 4, 5, 6)), ("medium", (40, 50, 60, 70)),
+                                                  ("hard", (400, 500, 600, 700))) for w in lengths]
+    choice = choose_difficulty({name: {"rows": rows} for name in DIFFICULTY_SETS})
+    best = choice["best"]
+    assert best["length_weight"] > 0
+    assert best["mean_class_spearman"] == pytest.approx(1.0)
+    assert best["class_spearman"] == [pytest.approx(1.0)] * len(DIFFICULTY_SETS)
+    assert choice["sets"] == DIFFICULTY_SETS
