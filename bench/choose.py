@@ -49,6 +49,7 @@ CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "info
                  "infobench-exemplified", "justeval-tasks-exemplified", "justeval-topics-exemplified"]
 DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
+STRENGTHS = [0.0, 0.5, 1.0]  # contextual calibration of the LLM's distribution (0: none, the product)
 
 
 def load(split: str, model: str) -> dict[str, dict]:
@@ -67,26 +68,66 @@ def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     return None if llm["primary"] is None else llm_vote(llm["primary"], llm["p_category"], names)
 
 
-def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
-                temperature: float = ENSEMBLE_TEMPERATURE) -> list[tuple[str | None, float]]:
-    """(category, confidence) per row for one labeler read from the views."""
+def content_free_bias(payload: dict) -> np.ndarray | None:
+    """The LLM's mean distribution over the categories on the set's content-free inputs (bench/views.py
+    CONTENT_FREE), None when the views have none."""
+    free = payload.get("content_free")
+    if not free:
+        return None
     names = payload["taxonomy"]
+    dists = [llm_vote(v["primary"], v["p_category"], names) if v["primary"] else [1 / len(names)] * len(names)
+             for v in free["llm"]]
+    return np.mean(np.asarray(dists), axis=0)
+
+
+def calibrated(p_llm: list[float] | None, bias: np.ndarray | None, strength: float = 1.0) -> list[float] | None:
+    """Contextual calibration (Zhao et al. 2021): the LLM's distribution divided by its content-free
+    one raised to `strength` (0: unchanged), renormalised."""
+    if p_llm is None or bias is None or strength == 0:
+        return p_llm
+    q = np.asarray(p_llm) / np.clip(bias, 1e-6, 1.0) ** strength
+    return list(q / q.sum())
+
+
+def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
+                temperature: float = ENSEMBLE_TEMPERATURE, strength: float = 0.0) -> list[tuple[str | None, float]]:
+    """(category, confidence) per row for one labeler read from the views; `strength` > 0 calibrates
+    the LLM's distribution on the set's content-free answers first (`calibrated`)."""
+    names = payload["taxonomy"]
+    bias = content_free_bias(payload) if strength else None
     out = []
     for row in payload["rows"]:
         if labeler == "embed":
             p = softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE)
         elif labeler == "fused":
             p = fused_probs(row)
-        elif labeler == "llm":
+        elif labeler == "llm" and not strength:
             out.append((row["llm"]["primary"], None))
             continue
+        elif labeler == "llm":
+            p_llm = calibrated(llm_probs(row, names), bias, strength)
+            if p_llm is None:
+                out.append((None, None))
+                continue
+            p = np.asarray(p_llm)
         elif labeler == "ensemble-embed":  # the same product with MiniLM alone as the second expert
             p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE), weight))
         else:  # ensemble
-            p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), weight) * temperature)
+            p = softmax(combined_scores(calibrated(llm_probs(row, names), bias, strength), fused_probs(row), weight) * temperature)
         best = int(np.argmax(p))
         out.append((names[best], float(p[best])))
     return out
+
+
+def contextual_grid(payload: dict) -> dict:
+    """Accuracy of the LLM alone and of the ensemble (weights 1, 2, 4) with the LLM's distribution
+    contextually calibrated at each of STRENGTHS."""
+    acc = {}
+    for strength in STRENGTHS:
+        acc[f"llm cc={strength}"] = category_scores(payload, predictions(payload, "llm", strength=strength))["accuracy"]
+        for w in (1.0, 2.0, 4.0):
+            acc[f"w={w} cc={strength}"] = category_scores(payload, predictions(payload, "ensemble", w, strength=strength))["accuracy"]
+    return acc
 
 
 def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dict | None:
@@ -253,7 +294,7 @@ def choose_difficulty(views: dict[str, dict]) -> dict:
 def run(split: str, model: str) -> dict:
     views = load(split, model)
     out = {"split": split, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
-           "sets": {}, "difficulty": {}, "weights": {}}
+           "sets": {}, "difficulty": {}, "weights": {}, "contextual": {}}
     for name in CATEGORY_SETS:
         if name not in views:
             continue
@@ -266,6 +307,8 @@ def run(split: str, model: str) -> dict:
         if split == "dev":
             out["weights"][name] = {str(w): category_scores(payload, predictions(payload, "ensemble", w))["accuracy"]
                                     for w in WEIGHTS}
+            if content_free_bias(payload) is not None:
+                out["contextual"][name] = contextual_grid(payload)
     if split == "dev":
         out["temperature"] = fit_temperature({n: views[n] for n in out["sets"]})
     for name in DIFFICULTY_SETS:
@@ -302,6 +345,14 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{ws[str(w)]:.3f}" for w in WEIGHTS) + " |")
         means = [np.mean([ws[str(w)] for ws in res["weights"].values()]) for w in WEIGHTS]
         lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    if res.get("contextual"):
+        cols = list(next(iter(res["contextual"].values())))
+        lines += ["", "Contextual calibration (Zhao et al. 2021): the LLM's distribution divided by its mean distribution "
+                      "on content-free inputs (bench/views.py CONTENT_FREE) raised to cc, then the product at weight w:", "",
+                  "| set | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        for name, grid in res["contextual"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{grid[c]:.3f}" for c in cols) + " |")
+        lines.append("| mean | " + " | ".join(f"{np.mean([g[c] for g in res['contextual'].values()]):.3f}" for c in cols) + " |")
     lines += ["", "Spearman of the score ranks samples by the method's number; Spearman of the class by the "
                   "easy/medium/hard it writes (what a labels file holds).", "",
               "| difficulty set | method | rows | Spearman (score) | Spearman (class) | agreement | mix easy/medium/hard | one class > 80% |",

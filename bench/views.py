@@ -6,7 +6,9 @@ For each set and split this reads every row once through the product's own piece
   probability of every category and of every difficulty;
 - the MiniLM cosine of the sample to each category prototype (`embed`) and the SmolLM2 hidden-state
   cosine (`fused`'s second view);
-- the difficulty rule's features.
+- the difficulty rule's features;
+and, per set, the same three views of CONTENT_FREE inputs (what each view leans to when the
+sample says nothing: the bias contextual calibration divides out).
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
 so a choice costs no model time. Each (set, split) is one file under
 bench/results/tmp/views/<model>/<split>/, written when the set is done; a rerun skips sets already
@@ -39,6 +41,7 @@ OUT = HERE / "results" / "tmp" / "views"
 DIFFICULTIES = ["easy", "medium", "hard"]
 DEV_SHARE = 3
 TOP_LOGPROBS = 20
+CONTENT_FREE = ["N/A", "[MASK]", ""]  # inputs that say nothing (Zhao et al. 2021): what each view leans to unprompted
 
 
 @dataclass(frozen=True)
@@ -230,11 +233,14 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     started = time.perf_counter()
     llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
     llm_s = time.perf_counter() - started
+    free = {"texts": CONTENT_FREE, "vectors": vector_views(taxonomy, CONTENT_FREE),
+            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)}
     new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
            for r, vec, lv in zip(todo, vectors, llm)}
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
                "model": engine.model_name, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
                "machine": common.machine_info(), "reused_rows": len(rows) - len(todo),
+               "content_free": free,
                "rows": [new.get(r["row"]) or known[r["row"]] for r in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload), encoding="utf-8")
