@@ -280,3 +280,24 @@ def test_the_difficulty_grid_finds_the_length_weight_that_ranks_a_length_driven_
     assert best["mean_class_spearman"] == pytest.approx(1.0)
     assert best["class_spearman"] == [pytest.approx(1.0)] * len(DIFFICULTY_SETS)
     assert choice["sets"] == DIFFICULTY_SETS
+
+
+def test_contextual_calibration_divides_out_the_content_free_lean():
+    """A model that leans to `a` on content-free inputs: dividing its lean out flips a sample it
+    labels `a` by that lean alone; strength 0, no bias or no answer leave the distribution alone."""
+    import numpy as np
+
+    from bench.choose import calibrated, content_free_bias
+
+    names = ["a", "b"]
+    free = {"llm": [{"primary": "a", "p_category": {"a": 0.8, "b": 0.2}},
+                    {"primary": "a", "p_category": {"a": 0.6, "b": 0.4}},
+                    {"primary": None, "p_category": None}]}  # no answer counts as uniform
+    bias = content_free_bias({"taxonomy": names, "content_free": free})
+    assert bias == pytest.approx([(0.8 + 0.6 + 0.5) / 3, (0.2 + 0.4 + 0.5) / 3])
+    p = [0.6, 0.4]
+    q = calibrated(p, bias, 1.0)
+    assert q == pytest.approx(list(np.array([0.6 / bias[0], 0.4 / bias[1]]) / (0.6 / bias[0] + 0.4 / bias[1])))
+    assert q[1] > q[0]
+    assert calibrated(p, bias, 0.0) == p and calibrated(p, None, 1.0) == p and calibrated(None, bias, 1.0) is None
+    assert content_free_bias({"taxonomy": names}) is None
