@@ -291,6 +291,13 @@ def choose_difficulty(views: dict[str, dict]) -> dict:
 # ---------------------------------------------------------------- the run
 
 
+def llm_rate(payload: dict) -> float | None:
+    """The LLM's samples/s over the rows this collection read; None when every row was reused from
+    another split's file (no LLM time)."""
+    read = len(payload["rows"]) - payload.get("reused_rows", 0)
+    return round(read / payload["llm_s"], 3) if payload["llm_s"] and read else None
+
+
 def run(split: str, model: str) -> dict:
     views = load(split, model)
     out = {"split": split, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
@@ -301,7 +308,7 @@ def run(split: str, model: str) -> dict:
         payload = views[name]
         rows = {lab: category_scores(payload, predictions(payload, lab)) for lab in ("embed", "fused", "llm", "ensemble")}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
-                             "llm_samples_per_s": round(len(payload["rows"]) / payload["llm_s"], 3)}
+                             "llm_samples_per_s": llm_rate(payload)}
         rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
         out["sets"][name]["calibration"] = confidence_fit(payload, predictions(payload, "ensemble"))
         if split == "dev":
@@ -333,7 +340,7 @@ def markdown(res: dict) -> str:
         lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
                      f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | **{lab['ensemble']['accuracy']:.3f}** | "
                      f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {lab['ensemble-embed']['accuracy']:.3f} | "
-                     f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s']} |")
+                     f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s'] or 'reused rows'} |")
     means = {lab: np.mean([s["labelers"][lab]["accuracy"] for s in res["sets"].values()])
              for lab in ("embed", "fused", "llm", "ensemble", "ensemble-embed")}
     lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble")) +

@@ -186,15 +186,15 @@ class EmbedLabeler:
 
     name = "embed"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261201-233652.json", "split": "test",
+    measured = {"bench_run": "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json", "split": "test",
                 "accuracy": {
                     "arena-hard (3 categories, 150 rows)": 0.6,
-                    "arena-hard-names (3 categories, 150 rows)": 0.573,
+                    "arena-hard-names (3 categories, names only, 150 rows)": 0.573,
                     "selfinstruct-domains (6 categories, 150 rows)": 0.633,
-                    "infobench (7 categories, 77 rows)": 0.403,
-                    "justeval-tasks (7 categories, 150 rows)": 0.573,
+                    "infobench (7 categories, 168 rows)": 0.476,
+                    "justeval-tasks (7 categories, 423 rows)": 0.501,
                     "justeval-topics (8 categories, 150 rows)": 0.48,
-                    "justeval-topics-names (8 categories, 150 rows)": 0.393,
+                    "justeval-topics-names (8 categories, names only, 150 rows)": 0.393,
                 }}
     writes_labels = False
     needs_engine = False

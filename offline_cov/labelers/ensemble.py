@@ -55,16 +55,16 @@ class EnsembleLabeler:
 
     name = "ensemble"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261202-035444.json", "split": "test",
+    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json", "split": "test",
                 "accuracy": {
-                    "arena-hard (3 categories, 150 rows)": 0.8,
-                    "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.66,
+                    "arena-hard (3 categories, 150 rows)": 0.807,
+                    "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.667,
                     "selfinstruct-domains (6 categories, 150 rows)": 0.64,
-                    "infobench (7 categories, 77 rows)": 0.558,
-                    "justeval-tasks (7 categories, 150 rows)": 0.647,
+                    "infobench (7 categories, 168 rows)": 0.577,
+                    "justeval-tasks (7 categories, 423 rows)": 0.608,
                     "justeval-topics (8 categories, 150 rows)": 0.707,
                     "justeval-topics-names (8 categories, names only, --no-describe, 150 rows)": 0.453,
-                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.787,
+                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.8,
                     "justeval-topics-described (8 categories, names described by the model, 150 rows)": 0.693,
                 }}
     writes_labels = False  # the prototypes can overrule the LLM

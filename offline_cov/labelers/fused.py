@@ -116,15 +116,15 @@ class FusedLabeler:
 
     name = "fused"
     # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "smollm2-135m", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b-test-20261201-233652.json", "split": "test",
+    measured = {"model": "smollm2-135m", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json", "split": "test",
                 "accuracy": {
                     "arena-hard (3 categories, 150 rows)": 0.687,
-                    "arena-hard-names (3 categories, 150 rows)": 0.533,
+                    "arena-hard-names (3 categories, names only, 150 rows)": 0.533,
                     "selfinstruct-domains (6 categories, 150 rows)": 0.687,
-                    "infobench (7 categories, 77 rows)": 0.416,
-                    "justeval-tasks (7 categories, 150 rows)": 0.573,
+                    "infobench (7 categories, 168 rows)": 0.44,
+                    "justeval-tasks (7 categories, 423 rows)": 0.518,
                     "justeval-topics (8 categories, 150 rows)": 0.533,
-                    "justeval-topics-names (8 categories, 150 rows)": 0.413,
+                    "justeval-topics-names (8 categories, names only, 150 rows)": 0.413,
                 }}
     writes_labels = False
     needs_engine = False
