@@ -314,7 +314,7 @@ def run(split: str, model: str) -> dict:
         if split == "dev":
             out["weights"][name] = {str(w): category_scores(payload, predictions(payload, "ensemble", w))["accuracy"]
                                     for w in WEIGHTS}
-            if content_free_bias(payload) is not None:
+            if payload.get("content_free"):
                 out["contextual"][name] = contextual_grid(payload)
     if split == "dev":
         out["temperature"] = fit_temperature({n: views[n] for n in out["sets"]})

@@ -228,12 +228,13 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
         f"taxonomy {taxonomy.names}")
     texts = [r["text"] for r in todo]
     started = time.perf_counter()
-    vectors = vector_views(taxonomy, texts) if texts else []
+    vectors = vector_views(taxonomy, texts + CONTENT_FREE)  # one load of the two encoders for both
+    vectors, free_vectors = vectors[:len(texts)], vectors[len(texts):]
     vector_s = time.perf_counter() - started
     started = time.perf_counter()
     llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
     llm_s = time.perf_counter() - started
-    free = {"texts": CONTENT_FREE, "vectors": vector_views(taxonomy, CONTENT_FREE),
+    free = {"texts": CONTENT_FREE, "vectors": free_vectors,
             "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)}
     new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
            for r, vec, lv in zip(todo, vectors, llm)}
