@@ -41,6 +41,7 @@ from .embed import (
     prototypes,
     unit_rows,
 )
+from .measured import on_test as measured_on_test
 
 FUSED_LLM_WEIGHT = 0.5  # from the dev splits: 0.25 / 0.5 / 1.0 gave 0.660 / 0.710 / 0.730 (Arena-Hard), 0.671 / 0.671 / 0.633 (self-instruct)
 LLM_MAX_TOKENS = 320  # the LLM reads this many tokens of a sample (MiniLM reads 256)
@@ -115,17 +116,10 @@ class FusedLabeler:
     """MiniLM and LLM-hidden-state prototypes, added."""
 
     name = "fused"
-    # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "smollm2-135m", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json", "split": "test",
-                "accuracy": {
-                    "arena-hard (3 categories, 150 rows)": 0.687,
-                    "arena-hard-names (3 categories, names only, 150 rows)": 0.533,
-                    "selfinstruct-domains (6 categories, 150 rows)": 0.687,
-                    "infobench (7 categories, 168 rows)": 0.44,
-                    "justeval-tasks (7 categories, 423 rows)": 0.518,
-                    "justeval-topics (8 categories, 150 rows)": 0.533,
-                    "justeval-topics-names (8 categories, names only, 150 rows)": 0.413,
-                }}
+    measured = measured_on_test({
+        "arena-hard": 0.687, "arena-hard-names": 0.533, "selfinstruct-domains": 0.687, "infobench": 0.44,
+        "justeval-tasks": 0.518, "justeval-topics": 0.533, "justeval-topics-names": 0.413,
+    }, model="smollm2-135m")  # bench/choose.py, test split (the report's intervals use the lowest)
     writes_labels = False
     needs_engine = False
     reads_llm = True

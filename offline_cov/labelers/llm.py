@@ -13,6 +13,7 @@ from ..prompts import label_messages, label_schema, label_system_prompt
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
+from .measured import on_test as measured_on_test
 
 TEMPLATE_OVERHEAD_TOKENS = 48
 
@@ -21,19 +22,11 @@ class LLMLabeler:
     """Labels samples against one taxonomy with one engine: the LLM writes every label."""
 
     name = "llm"
-    # What bench/choose.py measured on the held-out test split (the report's intervals use its lowest).
-    measured = {"model": "qwen2.5-coder-1.5b", "bench_run": "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json", "split": "test",
-                "accuracy": {
-                    "arena-hard (3 categories, 150 rows)": 0.8,
-                    "arena-hard-names (3 categories, names only, --no-describe, 150 rows)": 0.48,
-                    "selfinstruct-domains (6 categories, 150 rows)": 0.52,
-                    "infobench (7 categories, 168 rows)": 0.405,
-                    "justeval-tasks (7 categories, 423 rows)": 0.444,
-                    "justeval-topics (8 categories, 150 rows)": 0.633,
-                    "justeval-topics-names (8 categories, names only, --no-describe, 150 rows)": 0.473,
-                    "arena-hard-described (3 categories, names described by the model, 150 rows)": 0.747,
-                    "justeval-topics-described (8 categories, names described by the model, 150 rows)": 0.567,
-                }}
+    measured = measured_on_test({
+        "arena-hard": 0.8, "arena-hard-names": 0.48, "selfinstruct-domains": 0.52, "infobench": 0.405,
+        "justeval-tasks": 0.444, "justeval-topics": 0.633, "justeval-topics-names": 0.473,
+        "arena-hard-described": 0.747, "justeval-topics-described": 0.567,
+    }, model="qwen2.5-coder-1.5b")  # bench/choose.py, test split (the report's intervals use the lowest)
     writes_labels = True
     needs_engine = True
     reads_llm = True

@@ -1,0 +1,30 @@
+"""What the bench measured for each labeler: the sets, in one place, and the run they come from.
+
+A labeler class's `measured` (base.py) names the bench run and the accuracy on each public set;
+the report prints it and widens its no-calibration intervals by the lowest number
+(strategies/how_sure.py). The sets' descriptions live here so every labeler says the same thing.
+"""
+
+from __future__ import annotations
+
+CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json"
+NAMES_ONLY = "names only, no descriptions written by the model"
+SETS = {
+    "arena-hard": "3 categories, 150 rows",
+    "arena-hard-names": f"3 categories, {NAMES_ONLY}, 150 rows",
+    "selfinstruct-domains": "6 categories, 150 rows",
+    "infobench": "7 categories, 168 rows",
+    "justeval-tasks": "7 categories, 423 rows",
+    "justeval-topics": "8 categories, 150 rows",
+    "justeval-topics-names": f"8 categories, {NAMES_ONLY}, 150 rows",
+    "arena-hard-described": "3 categories, names described by the model, 150 rows",
+    "justeval-topics-described": "8 categories, names described by the model, 150 rows",
+}
+
+
+def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHOOSE_TEST_RUN) -> dict:
+    """A `measured` dict: accuracy per bench set (keys of SETS) on the test split of `run`, with the
+    model the labeler read (None for a labeler that reads no LLM)."""
+    head = {"model": model} if model else {}
+    return {**head, "bench_run": run, "split": "test",
+            "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}}
