@@ -154,7 +154,25 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
     return mixture, rest[:calibration]
 
 
-METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em"]
+def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], predicted, calibration: int,
+                  rng: random.Random):
+    """The review regime: a mixture with `counts` per category drawn with replacement from the pool
+    (so it can be larger than the pool: i.i.d. samples of each category's rows), and `calibration`
+    of its positions chosen as `offline-cov review` chooses them (stratified on the labeler's
+    labels, review.stratified_sample). Returns the mixture's row ids and the reviewed positions."""
+    from offline_cov.report.tally import SampleLabel
+    from offline_cov.review import stratified_sample
+
+    mixture = [i for name, ids in pool_by_label.items() for i in rng.choices(ids, k=counts.get(name, 0))] if counts else []
+    rng.shuffle(mixture)
+    labels = [SampleLabel(pos, (str(predicted[i]),), "medium") for pos, i in enumerate(mixture)]
+    reviewed = [lab.index for lab in stratified_sample(labels, calibration, rng.randrange(2**31))]
+    return mixture, reviewed
+
+
+METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "stratified", "difference", "reviewed"]
+COVERED = ["hard-em", "bcts-em", "stratified", "reviewed"]  # the estimators the product applies, with 95% intervals
+RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review  # the estimators with 95% intervals
 METHOD_NOTES = {
     "raw": "the labels' own shares",
     "hard-em": "EM on the calibration rows' smoothed confusion matrix, hard labels (report.calibration.correct_shares)",
@@ -163,6 +181,13 @@ METHOD_NOTES = {
     "pcc": "mean of the per-sample probabilities recalibrated on the calibration rows (no prior shift)",
     "bcts-em": "per-sample probabilities recalibrated on the calibration rows (bias-corrected temperature scaling), "
                "then Saerens EM from the rows' shares (report.calibration.correct_shares_soft)",
+    "difference": "the mean of the labeler's probabilities (product temperature) plus, per label, its share times "
+                  "its calibration rows' mean of truth minus probability (stratified difference estimator)",
+    "reviewed": "the difference estimator on the probabilities recalibrated on the calibration rows "
+                "(report.calibration.correct_shares_reviewed: what the product applies to a review of its labels)",
+    "stratified": "sum over labels j of the label's share times the share of its calibration rows truly in each "
+                  "category (correct_shares_reviewed without probabilities; unbiased only when the rows are drawn "
+                  "at random within each label, as `review` draws them)",
 }
 
 
@@ -175,7 +200,9 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
         acc_shares,
         confusion,
         correct_shares,
+        correct_shares_reviewed,
         correct_shares_soft,
+        difference_shares,
         fit_recalibration,
         prior_shift_em,
         recalibrated,
@@ -187,16 +214,21 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     set_prior = np.asarray([(len(pool[n]) + 0.5) / (len(truth) + 0.5 * len(names)) for n in names])  # no zero share
     posteriors = softmax(np.asarray(scores), temperature)
     rows, rng = [], random.Random(seed)
-    size = min(args.mixture_size, len(truth) - args.calibration_size - 20)
+    from_review = args.calibration_from == "review"
+    size = args.review_mixture_size if from_review else min(args.mixture_size, len(truth) - args.calibration_size - 20)
     for mix_name, composition in compositions(names, pool).items():
         counts = mixture_counts(names, composition, size)
-        if any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
+        if not from_review and any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
             counts = _shrink(counts, pool)
+        counts = {n: c if pool[n] else 0 for n, c in counts.items()}  # a category the pool lacks cannot be drawn
         err = {m: [] for m in METHODS}
-        covered = {"hard-em": 0, "bcts-em": 0}
-        cells, trusted = 0, {"hard-em": 0, "bcts-em": 0}
+        covered, trusted, cells = dict.fromkeys(COVERED, 0), dict.fromkeys(COVERED, 0), 0
         for d in range(args.draws):
-            mixture, calib = draw(pool, counts, args.calibration_size, rng)
+            if from_review:
+                mixture, positions = draw_reviewed(pool, counts, predicted, args.calibration_size, rng)
+                calib = [mixture[pos] for pos in positions]
+            else:
+                mixture, calib = draw(pool, counts, args.calibration_size, rng)
             true_share = 100 * np.asarray([counts[n] for n in names]) / len(mixture)
             labeled = {n: int((predicted[mixture] == j).sum()) for j, n in enumerate(names)}
             pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
@@ -207,22 +239,52 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
             estimates = {
                 "raw": [hard.raw[n] for n in names],
                 "hard-em": [hard.corrected[n] for n in names],
-                "acc": 100 * np.asarray(acc_shares([hard.raw[n] / 100 for n in names], confusion(pairs, names))),
+                "acc": _acc_or_none(acc_shares, [hard.raw[n] / 100 for n in names], confusion(pairs, names)),
                 "soft-em": 100 * prior_shift_em(posteriors[mixture], set_prior),
                 "pcc": 100 * recalibrated(logits[mixture], a, b).mean(axis=0),
                 "bcts-em": [soft.corrected[n] for n in names],
             }
+            stratified = correct_shares_reviewed(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
+            reviewed = correct_shares_reviewed(labeled, pairs, names, posteriors[mixture], posteriors[calib],
+                                               seed=seed + d, resamples=args.resamples)
+            estimates["stratified"] = [stratified.corrected[n] for n in names]
+            estimates["reviewed"] = [reviewed.corrected[n] for n in names]
+            estimates["difference"] = 100 * difference_shares(posteriors[mixture].mean(axis=0), posteriors[calib],
+                                                              truth[calib], predicted[calib],
+                                                              [labeled[n] / len(mixture) for n in names])
             for m, values in estimates.items():
+                if values is None:
+                    continue  # acc on a singular confusion matrix (two categories without calibration rows)
                 err[m] += list(np.abs(np.asarray(values, dtype=float) - true_share))
-            for m, result in (("hard-em", hard), ("bcts-em", soft)):
+            for m, result in (("hard-em", hard), ("bcts-em", soft), ("stratified", stratified), ("reviewed", reviewed)):
                 trusted[m] += result.trustworthy
                 covered[m] += sum(result.ci95[n][0] <= t <= result.ci95[n][1] for n, t in zip(names, true_share))
             cells += len(names)
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
-                     "mae": {m: round(float(np.mean(e)), 2) for m, e in err.items()},
+                     "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted})
     return rows
+
+
+def _ratio(value, raw, digits: int = 2) -> float | str:
+    return round(value / raw, digits) if isinstance(value, float) and raw else ""
+
+
+def _mean(values) -> float | str:
+    """The mean of the numbers among `values` (2 decimals), '' where there are none."""
+    numbers = [v for v in values if v is not None]
+    return round(sum(numbers) / len(numbers), 2) if numbers else ""
+
+
+def _acc_or_none(acc_shares, observed, conf):
+    """Adjusted classify-and-count in percent, None where the confusion matrix cannot be inverted."""
+    import numpy as np
+
+    try:
+        return 100 * np.asarray(acc_shares(observed, conf))
+    except np.linalg.LinAlgError:
+        return None
 
 
 def _spare(ids: list[int]) -> int:
@@ -325,18 +387,26 @@ def to_markdown(payload: dict) -> str:
               "Mean absolute error of each category's share (percentage points) over every (category, draw); "
               "coverage: how often the 95% interval holds the true share; trusted: draws the product would apply "
               "the correction on.", ""]
-    corr = []
+    corr, by_labeler = [], {}
     for r in payload["results"]:
         for c in r["correction"]:
-            mae = c["mae"]
-            corr.append([r["set"], r["labeler"], c["mixture"], c["size"], c["draws"]] + [mae[m] for m in METHODS]
-                        + [round(mae["bcts-em"] / mae["raw"], 2) if mae["raw"] else "", c["ci95_coverage"]["hard-em"],
-                           c["ci95_coverage"]["bcts-em"], f"{c['trusted_draws']['hard-em']}/{c['trusted_draws']['bcts-em']}"])
+            mae, cov = c["mae"], c["ci95_coverage"]
+            by_labeler.setdefault(r["labeler"], []).append(c)
+            corr.append([r["set"], r["labeler"], c["mixture"], c["size"], c["draws"]] + [mae.get(m) if mae.get(m) is not None else "" for m in METHODS]
+                        + [_ratio(mae.get(m), mae["raw"]) for m in RATIOS] + [cov.get(m, "") for m in COVERED]
+                        + ["/".join(str(c["trusted_draws"].get(m, "")) for m in COVERED)])
+    for labeler, rows in by_labeler.items():
+        mean = {m: _mean([c["mae"].get(m) for c in rows]) for m in METHODS}
+        cover = [round(sum(c["ci95_coverage"].get(m, 0.0) for c in rows) / len(rows), 3) for m in COVERED]
+        corr.append(["mean", labeler, f"{len(rows)} mixtures", "", ""] + [mean[m] for m in METHODS]
+                    + [_ratio(mean[m], mean["raw"], 3) for m in RATIOS] + cover + [""])
     lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws"] + [f"{m} MAE" for m in METHODS]
-                                 + ["bcts-em / raw", "hard-em coverage", "bcts-em coverage", "trusted (hard/bcts)"], corr))
+                                 + [f"{m} / raw" for m in RATIOS] + [f"{m} coverage" for m in COVERED] + ["trusted (" + "/".join(COVERED) + ")"], corr))
     a = payload["args"]
-    lines += ["", f"Calibration sample: {a['calibration_size']} rows of the same pool, disjoint from the mixture; "
-              f"{a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
+    source = (f"{a['calibration_size']} rows of each mixture, drawn as `offline-cov review` draws them (stratified on the "
+              "labels); the mixture drawn with replacement from the pool"
+              if a.get("calibration_from") == "review" else f"{a['calibration_size']} rows of the same pool, disjoint from the mixture")
+    lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
     return "\n".join(lines)
 
@@ -354,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--views", default="qwen2.5-coder-1.5b@cut512",
                         help="the views folder the ensemble's scores are read from (the CPU default's sample cut)")
     parser.add_argument("--mixture-size", type=int, default=300)
+    parser.add_argument("--calibration-from", choices=["pool", "review"], default="pool",
+                        help="pool: the calibration rows are other rows of the pool (the issue's design); review: they "
+                             "are drawn from the mixture itself as `offline-cov review` draws them")
+    parser.add_argument("--review-mixture-size", type=int, default=2000,
+                        help="with --calibration-from review: samples per mixture, drawn with replacement from the pool")
     parser.add_argument("--calibration-size", type=int, default=200)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=200)

@@ -301,3 +301,19 @@ def test_contextual_calibration_divides_out_the_content_free_lean():
     assert q[1] > q[0]
     assert calibrated(p, bias, 0.0) == p and calibrated(p, None, 1.0) == p and calibrated(None, bias, 1.0) is None
     assert content_free_bias({"taxonomy": names}) is None
+
+
+def test_the_review_regime_draws_the_mixture_with_replacement_and_reviews_within_labels():
+    """bench.calibration --calibration-from review: a mixture larger than the pool, with the counts
+    asked for, and review's own stratified sample of its positions (every label reviewed)."""
+    import random
+
+    from bench.calibration import draw_reviewed
+
+    pool = {"a": [0, 1, 2], "b": [3, 4], "c": []}
+    predicted = {0: 0, 1: 1, 2: 0, 3: 1, 4: 2}  # row -> the labeler's category index
+    mixture, reviewed = draw_reviewed(pool, {"a": 60, "b": 40, "c": 0}, predicted, 20, random.Random(0))
+    assert len(mixture) == 100 and sum(i in pool["a"] for i in mixture) == 60
+    assert len(reviewed) == 20 == len(set(reviewed)) and all(0 <= pos < 100 for pos in reviewed)
+    labels_reviewed = {predicted[mixture[pos]] for pos in reviewed}
+    assert labels_reviewed == {predicted[i] for i in mixture}

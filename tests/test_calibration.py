@@ -214,3 +214,56 @@ def test_a_thin_category_under_the_share_that_matters_is_left_to_its_interval():
     assert result.trustworthy, result.reasons
     assert result.thin == ["c", "d", "e"] and result.to_json()["thin_categories"] == ["c", "d", "e"]
     assert result.condition_number < 20
+
+
+def test_the_difference_estimator_hand_computed():
+    """Labels a, b at 50/50. The reviewed rows labeled a are half truly b; those labeled b are all b.
+    With the labels as probabilities it is the stratified estimator: 0.5 * (1/2, 1/2) + 0.5 * (0, 1)."""
+    from offline_cov.report.calibration import difference_shares
+
+    truth, labeled = [0, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1]
+    one_hot = [[1.0, 0.0] if lab == 0 else [0.0, 1.0] for lab in labeled]
+    assert difference_shares([0.5, 0.5], one_hot, truth, labeled, [0.5, 0.5]) == pytest.approx([0.25, 0.75])
+    # probabilities: mean over every sample (0.6, 0.4); residuals (truth - p) of the rows labeled a
+    # average (0.5 - 0.7, 0.5 - 0.3) = (-0.2, 0.2), of the rows labeled b (0 - 0.2, 1 - 0.8) = (-0.2, 0.2)
+    probs = [[0.7, 0.3]] * 4 + [[0.2, 0.8]] * 2
+    assert difference_shares([0.6, 0.4], probs, truth, labeled, [0.5, 0.5]) == pytest.approx([0.4, 0.6])
+    # a label without reviewed rows adds nothing; a share pushed under 0 is clipped and the rest renormalised
+    assert difference_shares([0.6, 0.4], probs[:4], truth[:4], labeled[:4], [0.5, 0.5]) == pytest.approx([0.5, 0.5])
+    assert difference_shares([0.05, 0.95], [[0.9, 0.1]] * 2, [1, 1], [0, 0], [1.0, 0.0]) == pytest.approx([0.0, 1.0])
+
+
+def test_a_review_undoes_a_labeler_that_calls_half_of_b_a():
+    """600 samples labeled a, 400 labeled b; the review finds a third of the a's truly b (no b is a):
+    the true mix is 40/60, bracketed by the interval, whatever the reviewed rows' own mix."""
+    from offline_cov.report.calibration import REVIEW_METHOD_HARD, correct_shares_reviewed
+
+    pairs = [("a", "a")] * 40 + [("b", "a")] * 20 + [("b", "b")] * 10  # b's under-reviewed: no matter
+    result = correct_shares_reviewed({"a": 600, "b": 400}, pairs, ["a", "b"], seed=1, resamples=200)
+    assert result.corrected == pytest.approx({"a": 40.0, "b": 60.0})
+    assert result.ci95["a"][0] < 40 < result.ci95["a"][1] and result.ci95["a"][1] - result.ci95["a"][0] < 25
+    assert result.trustworthy and result.method == REVIEW_METHOD_HARD and result.condition_number is None
+    assert result.accuracy_on_calibration == pytest.approx(50 / 70, abs=1e-4)
+
+
+def test_a_review_too_thin_for_a_label_that_matters_is_not_trusted():
+    from offline_cov.report.calibration import correct_shares_reviewed
+
+    pairs = [("a", "a")] * 60 + [("b", "b")] * 3 + [("c", "c")] * 2
+    result = correct_shares_reviewed({"a": 800, "b": 190, "c": 10}, pairs, ["a", "b", "c"], resamples=20)
+    assert not result.trustworthy and result.reasons == ["fewer than 5 reviewed rows labeled b"]
+    assert result.thin == ["c"]  # 1% of the samples: left to its interval
+
+
+def test_a_review_with_probabilities_recalibrates_them():
+    """An overconfident labeler whose probabilities say 0.99 for a where a third of its a's are b:
+    recalibrated on the reviewed rows and corrected by their residuals, the shares come back to 40/60."""
+    from offline_cov.report.calibration import REVIEW_METHOD, correct_shares_reviewed
+
+    probabilities = [[0.99, 0.01]] * 600 + [[0.01, 0.99]] * 400
+    pairs = [("a", "a")] * 40 + [("b", "a")] * 20 + [("b", "b")] * 20
+    reviewed = [[0.99, 0.01]] * 60 + [[0.01, 0.99]] * 20
+    result = correct_shares_reviewed({"a": 600, "b": 400}, pairs, ["a", "b"], probabilities, reviewed, resamples=50)
+    assert result.method == REVIEW_METHOD and result.trustworthy
+    assert result.corrected["a"] == pytest.approx(40.0, abs=0.5)
+    assert result.ci95["a"][0] <= result.corrected["a"] <= result.ci95["a"][1]

@@ -223,3 +223,33 @@ def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):
     assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
     assert block["corrected_share_percent"]["writing"] < block["raw_share_percent"]["writing"]
     assert json.loads(moved.with_suffix(".meta.json").read_text())["cache"]["hits"] == 120  # the cache kept them
+
+
+def test_a_review_of_this_runs_labels_gets_the_stratified_correction(tmp_path):
+    """Rows that `review` wrote for these labels (index, and the label it proposed is the one this run
+    gave) are random within each label: the stratified correction runs. Once one row's proposal
+    differs from the run's label (another labeling was reviewed), the EM correction runs instead."""
+    from conftest import EXAMPLE
+
+    from offline_cov.report.calibration import REVIEW_METHOD
+
+    labels_path, out = tmp_path / "l.jsonl", tmp_path / "r.json"
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite"), "-q"]
+    assert CliRunner().invoke(main, common + ["-o", str(out), "--labels", str(labels_path)]).exit_code == 0
+    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
+    rows = [{"index": lab["index"], "proposed": lab["categories"][0],
+             "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]} for lab in labeled[::2]]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    block = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]
+    assert block["method"] == REVIEW_METHOD and block["condition_number"] is None
+    assert block["corrected_share_percent"]["writing"] < 1.0 < 5.0 < block["raw_share_percent"]["writing"]  # all math
+    assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
+    rows[0]["proposed"] = next(n for n in NAMES if n != rows[0]["proposed"])
+    write_calibration(calib, rows)
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    block = json.loads((tmp_path / "e.meta.json").read_text())["calibration"]
+    assert block["method"].startswith("per-sample probabilities recalibrated")

@@ -26,6 +26,7 @@ class CalibrationRow:
     category: str
     index: int | None = None
     text: str | None = None
+    proposed: str | None = None  # the label `review` showed (its rows were drawn at random within each label)
 
 
 def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRow]:
@@ -73,9 +74,15 @@ def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> Calibration
     index, text = record.get("index"), record.get("text")
     if index not in (None, ""):
         try:
-            return CalibrationRow(line, category, index=int(index))
+            return CalibrationRow(line, category, index=int(index), proposed=_proposed(record, taxonomy))
         except (TypeError, ValueError):
             raise InputError(path, f"{index!r} is not a sample index", line=line, field="index") from None
     if isinstance(text, str) and text.strip():
         return CalibrationRow(line, category, text=text)
     raise InputError(path, "give the sample's index (from the labels file) or its text", line=line, field="index")
+
+
+def _proposed(record: dict, taxonomy: Taxonomy) -> str | None:
+    """The label `offline-cov review` proposed for the row (None in a file written some other way)."""
+    given = record.get("proposed")
+    return taxonomy.canonical(given) if isinstance(given, str) else None

@@ -29,6 +29,12 @@ being the mean recalibrated probabilities per true category. bench/calibration.p
 ahead of the hard-label correction for every labeler and set on average, and in 21 of 24
 (labeler, mixture) rows (bench/README.md).
 
+Where the rows are `offline-cov review`'s sample of this run's own labels (drawn at random within each
+label), `correct_shares_reviewed` replaces both: the labels' exact shares are split by what their
+reviewed rows truly are, with the (recalibrated) probabilities as a control variate (the stratified
+difference estimator). It assumes nothing about how the rows' composition relates to the data's;
+bench/calibration.py --calibration-from review measured it ahead of the EM corrections on such rows.
+
 Without calibration rows, `error_interval` widens each share's sampling interval by what the
 labeler's measured accuracy on public labeled sets allows (a symmetric-error model).
 """
@@ -388,3 +394,94 @@ def _shifted(z, a: float, b, yc, classes: int):
 
     source = (np.bincount(yc, minlength=classes) + SMOOTHING) / (len(yc) + SMOOTHING * classes)
     return prior_shift_em(recalibrated(z, a, b), source)
+
+
+# ---------------------------------------------------------------- rows reviewed within each label
+
+REVIEW_METHOD = ("a review of this run's labels (rows drawn at random within each label, as offline-cov review draws "
+                 "them): the difference estimator stratified on the labels, on the probabilities recalibrated on the "
+                 "rows (bias-corrected temperature scaling)")
+REVIEW_METHOD_HARD = ("a review of this run's labels (rows drawn at random within each label, as offline-cov review draws "
+                      "them): each label's share split by what its reviewed rows truly are (stratified estimator)")
+
+
+def difference_shares(mean_probability, reviewed_probabilities, truth, labeled, label_shares):
+    """The shares of the analysed samples from a review stratified on their labels: the mean predicted
+    probability of each category over every sample (`mean_probability`) plus, per label j, its share
+    `label_shares[j]` times the mean over its reviewed rows of (truly i) - P(i). Unbiased whatever the
+    probabilities' calibration when the reviewed rows are random within each label; the closer the
+    probabilities, the smaller its spread. With one-hot probabilities (the labels themselves) it is
+    the stratified estimator sum_j q_j P(truly i | labeled j). A label without reviewed rows adds
+    nothing (its probabilities are taken as they are). Clipped at 0 and renormalised."""
+    import numpy as np
+
+    p = np.asarray(reviewed_probabilities, dtype=float)
+    residual = np.eye(p.shape[1])[np.asarray(truth)] - p
+    labeled = np.asarray(labeled)
+    shares = np.asarray(mean_probability, dtype=float).copy()
+    for j, q in enumerate(label_shares):
+        if q > 0 and (labeled == j).any():
+            shares += q * residual[labeled == j].mean(axis=0)
+    shares = np.clip(shares, 0.0, None)
+    return shares / shares.sum()
+
+
+def correct_shares_reviewed(counts: dict[str, int], pairs: list[tuple[str, str]], names: list[str], probabilities=None,
+                            calibration_probabilities=None, seed: int = 0, resamples: int = BOOTSTRAP) -> Correction:
+    """The corrected shares from rows a person reviewed at random within each label (`offline-cov review`
+    of this run's labels): `difference_shares` on the probabilities recalibrated on the rows
+    (`fit_recalibration`), or on the labels themselves where there are no probabilities. 95% intervals:
+    the reviewed rows resampled within each label (and the recalibration refitted), `resamples` times.
+    It needs no assumption on how the rows' composition relates to the data's (the EM corrections do),
+    only that the rows were drawn at random within each label. Not trusted when a label with
+    THIN_SHARE_PERCENT or more of the samples has fewer than MIN_ROWS_PER_CATEGORY reviewed rows."""
+    import numpy as np
+
+    at = {n: i for i, n in enumerate(names)}
+    truth = np.asarray([at[t] for t, _ in pairs])
+    labeled = np.asarray([at[lab] for _, lab in pairs])
+    total = sum(counts.values())
+    q = np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names])
+    soft = probabilities is not None and calibration_probabilities is not None
+    z = np.log(np.clip(np.asarray(probabilities, dtype=float), LOG_FLOOR, 1.0)) if soft else None
+    zc = np.log(np.clip(np.asarray(calibration_probabilities, dtype=float), LOG_FLOOR, 1.0)) if soft else None
+    point = _reviewed_once(z, zc, truth, labeled, q, len(names))
+    rng = np.random.default_rng(seed)
+    strata = [np.flatnonzero(labeled == j) for j in range(len(names))]
+    draws = []
+    for _ in range(resamples):
+        pick = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata if len(s)])
+        sub = z[rng.integers(0, len(z), min(len(z), BOOTSTRAP_SAMPLES))] if soft else None
+        draws.append(_reviewed_once(sub, zc[pick] if soft else None, truth[pick], labeled[pick], q, len(names)))
+    raw = {n: round(100 * float(v), 2) for n, v in zip(names, q)}
+    corrected = {n: round(100 * float(v), 2) for n, v in zip(names, point)}
+    reasons, thin = _review_distrust(labeled, q, names)
+    return Correction(
+        names=names, raw=raw, corrected=corrected,
+        ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
+        trustworthy=not reasons, reasons=reasons, thin=thin, calibration_rows=len(pairs),
+        accuracy_on_calibration=round(float((truth == labeled).mean()), 4) if pairs else None,
+        condition_number=None, method=REVIEW_METHOD if soft else REVIEW_METHOD_HARD,
+    )
+
+
+def _reviewed_once(z, zc, truth, labeled, q, classes: int):
+    """One estimate: recalibrate on the reviewed rows (when there are probabilities), then difference_shares."""
+    import numpy as np
+
+    if z is None:
+        return difference_shares(q, np.eye(classes)[labeled], truth, labeled, q)
+    a, b = fit_recalibration(zc, truth, classes)
+    return difference_shares(recalibrated(z, a, b).mean(axis=0), recalibrated(zc, a, b), truth, labeled, q)
+
+
+def _review_distrust(labeled, q, names):
+    """(why the review is not enough, the thin labels it was trusted without): a label with fewer than
+    MIN_ROWS_PER_CATEGORY reviewed rows matters when it holds THIN_SHARE_PERCENT of the samples or more."""
+    import numpy as np
+
+    rows = np.bincount(labeled, minlength=len(names)) if len(labeled) else np.zeros(len(names), dtype=int)
+    few = [n for j, n in enumerate(names) if rows[j] < MIN_ROWS_PER_CATEGORY and q[j] > 0]
+    mattering = [n for n in few if 100 * q[names.index(n)] >= THIN_SHARE_PERCENT]
+    reasons = [f"fewer than {MIN_ROWS_PER_CATEGORY} reviewed rows labeled {', '.join(mattering)}"] if mattering else []
+    return reasons, [n for n in few if n not in mattering]

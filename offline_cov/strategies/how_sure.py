@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..labelers.base import LabelRun
-from ..report.calibration import Correction, correct_shares, correct_shares_soft, error_interval
+from ..report.calibration import Correction, correct_shares, correct_shares_reviewed, correct_shares_soft, error_interval
 from ..report.contract import DIFFICULTIES, CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
@@ -33,19 +33,30 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, la
 
 
 def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore,
-                  matched: list[tuple[str, SampleLabel]]) -> Correction:
-    """The soft correction when the labeler gave every sample (and every calibration row) its
-    probabilities, else the hard-label one (bench/calibration.py measured both)."""
-    pairs = [(true, lab.categories[0]) for true, lab in matched]
+                  matched: list[tuple[CalibrationRow, SampleLabel]]) -> Correction:
+    """A review of this run's labels gets the stratified correction (`correct_shares_reviewed`);
+    other rows the soft EM correction when the labeler gave every sample (and every calibration row)
+    its probabilities, else the hard-label one (bench/calibration.py measured all three)."""
+    pairs = [(row.category, lab.categories[0]) for row, lab in matched]
     rows = labels.probability_rows()
     given = [lab.probabilities for _, lab in matched]
-    if rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given):
+    soft = rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given)
+    if is_review_of(matched):
+        return correct_shares_reviewed(tally.primary_counts(), pairs, taxonomy.names, rows if soft else None,
+                                       given if soft else None, seed=run.opts.seed)
+    if soft:
         return correct_shares_soft(tally.primary_counts(), pairs, rows, given, taxonomy.names, seed=run.opts.seed)
     return correct_shares(tally.primary_counts(), pairs, taxonomy.names, seed=run.opts.seed)
 
 
+def is_review_of(matched: list[tuple[CalibrationRow, SampleLabel]]) -> bool:
+    """Whether the rows are `offline-cov review`'s sample of these labels: every row names a sample by
+    index and the label it was shown is the one this run gave (so the rows are random within each label)."""
+    return bool(matched) and all(row.index is not None and row.proposed == lab.categories[0] for row, lab in matched)
+
+
 def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
-    """(true category, the labeler's label) for every row that can be matched, and how many could not."""
+    """(calibration row, the labeler's label) for every row that can be matched, and how many could not."""
     texts = {r.text for r in rows if r.text is not None}
     index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
     wanted = {r.index for r in rows if r.index is not None} | set(index_of.values())
@@ -58,7 +69,7 @@ def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labe
         if label is None:
             unmatched += 1
         else:
-            matched.append((row.category, label))
+            matched.append((row, label))
     return matched, unmatched
 
 
