@@ -284,7 +284,7 @@ def fit_recalibration(logits, truth, classes: int, ridge: float = RIDGE, iterati
     for _ in range(iterations):
         grad = np.einsum("nkp,nk->p", features, p - y)
         cov = np.einsum("nk,kl->nkl", p, np.eye(k)) - np.einsum("nk,nl->nkl", p, p)
-        hess = np.einsum("nkp,nkl,nlq->pq", features, cov, features)
+        hess = np.einsum("nkp,nkl,nlq->pq", features, cov, features, optimize=True)
         grad += 2 * ridge * (theta - prior)
         hess += 2 * ridge * np.eye(k)
         step = np.linalg.solve(hess, grad)
