@@ -3,7 +3,9 @@
 One row per labeled sample, JSONL or CSV, with the true `category` and either the sample's
 `index` in the dataset (as in the labels file) or its `text` (the instruction, matched exactly
 against the dataset's instructions; a text that is not in the dataset is labeled on its own).
-`offline-cov review` writes such a file (rows it marks `"skipped": true` are left out). 100-300
+`offline-cov review` writes such a file (rows it marks `"skipped": true` are left out). Its rows also
+carry the label `review` showed (`proposed`); rows that all match this run's labels are a review of
+them, and get the stratified correction (report/calibration.py). 100-300
 rows is the intended size.
 """
 
