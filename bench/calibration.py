@@ -163,7 +163,7 @@ def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], p
     from offline_cov.report.tally import SampleLabel
     from offline_cov.review import stratified_sample
 
-    mixture = [i for name, ids in pool_by_label.items() for i in rng.choices(ids, k=counts.get(name, 0))] if counts else []
+    mixture = [i for name, ids in pool_by_label.items() for i in rng.choices(ids, k=counts.get(name, 0))]
     rng.shuffle(mixture)
     labels = [SampleLabel(pos, (str(predicted[i]),), "medium") for pos, i in enumerate(mixture)]
     reviewed = [lab.index for lab in stratified_sample(labels, calibration, rng.randrange(2**31))]
@@ -172,7 +172,7 @@ def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], p
 
 METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "stratified", "difference", "reviewed"]
 COVERED = ["hard-em", "bcts-em", "stratified", "reviewed"]  # the estimators the product applies, with 95% intervals
-RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review  # the estimators with 95% intervals
+RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review
 METHOD_NOTES = {
     "raw": "the labels' own shares",
     "hard-em": "EM on the calibration rows' smoothed confusion matrix, hard labels (report.calibration.correct_shares)",

@@ -214,7 +214,8 @@ def _described_part(conf, per: dict[str, int], names):
     return (part / part.sum(axis=1, keepdims=True)).tolist()
 
 
-def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, float], corrected: dict[str, float]):
+def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, float], corrected: dict[str, float],
+              rows_of: str = "calibration rows truly in"):
     """(why the correction is not to be trusted, the thin categories it was trusted without): a
     category with fewer than MIN_ROWS_PER_CATEGORY calibration rows (`per`) makes it untrusted when
     the labels or the correction give it THIN_SHARE_PERCENT or more; one under that everywhere is left
@@ -224,7 +225,7 @@ def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, flo
     few = [n for n in names if per[n] < MIN_ROWS_PER_CATEGORY]
     mattering = [n for n in few if max(raw.get(n, 0.0), corrected.get(n, 0.0)) >= THIN_SHARE_PERCENT]
     if mattering:
-        reasons.append(f"fewer than {MIN_ROWS_PER_CATEGORY} calibration rows truly in {', '.join(mattering)}")
+        reasons.append(f"fewer than {MIN_ROWS_PER_CATEGORY} {rows_of} {', '.join(mattering)}")
     if cond is not None and cond > MAX_CONDITION:
         reasons.append(f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
                        "the labeler confuses some categories too often for the correction to be stable")
@@ -476,12 +477,9 @@ def _reviewed_once(z, zc, truth, labeled, q, classes: int):
 
 
 def _review_distrust(labeled, q, names):
-    """(why the review is not enough, the thin labels it was trusted without): a label with fewer than
-    MIN_ROWS_PER_CATEGORY reviewed rows matters when it holds THIN_SHARE_PERCENT of the samples or more."""
-    import numpy as np
-
-    rows = np.bincount(labeled, minlength=len(names)) if len(labeled) else np.zeros(len(names), dtype=int)
-    few = [n for j, n in enumerate(names) if rows[j] < MIN_ROWS_PER_CATEGORY and q[j] > 0]
-    mattering = [n for n in few if 100 * q[names.index(n)] >= THIN_SHARE_PERCENT]
-    reasons = [f"fewer than {MIN_ROWS_PER_CATEGORY} reviewed rows labeled {', '.join(mattering)}"] if mattering else []
-    return reasons, [n for n in few if n not in mattering]
+    """(why the review is not enough, the thin labels it was trusted without): `_distrust` on the
+    reviewed rows per label (`q`: the labels' shares), over the labels some sample has (a label with fewer than
+    MIN_ROWS_PER_CATEGORY rows matters when it holds THIN_SHARE_PERCENT of the samples or more)."""
+    per = {n: int((labeled == j).sum()) for j, n in enumerate(names)}
+    shares = {n: 100 * float(v) for n, v in zip(names, q)}
+    return _distrust(per, [n for n in names if shares[n] > 0], None, shares, shares, rows_of="reviewed rows labeled")
