@@ -69,7 +69,7 @@ def run(args) -> dict:
         labels, meta = run_analyze([texts_by_row[e["row"]] for e in expected], HERE / "taxonomies" / spec.taxonomy, Path(tmp))
     return {"kind": "parity", "when": common.now_iso(), "machine": common.machine_info(), "views": args.views,
             "views_model": payload["model"], "analyze_model": meta.get("model"), "analyze_labeler": meta["labeler"]["labeler"],
-            "sample_token_budget": meta.get("sample_token_budget"), "model": meta.get("model"), **compare(expected, labels)}
+            "sample_token_budget": meta.get("sample_token_budget"), **compare(expected, labels)}
 
 
 def to_markdown(p: dict) -> str:

@@ -76,9 +76,10 @@ def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> Calibration
     index, text = record.get("index"), record.get("text")
     if index not in (None, ""):
         try:
-            return CalibrationRow(line, category, index=int(index), proposed=_proposed(record, taxonomy))
+            number = int(index)
         except (TypeError, ValueError):
             raise InputError(path, f"{index!r} is not a sample index", line=line, field="index") from None
+        return CalibrationRow(line, category, index=number, proposed=_proposed(record, taxonomy))
     if isinstance(text, str) and text.strip():
         return CalibrationRow(line, category, text=text)
     raise InputError(path, "give the sample's index (from the labels file) or its text", line=line, field="index")
