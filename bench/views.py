@@ -28,9 +28,10 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from offline_cov.prompts import LABEL_PROMPTS, PROMPT_VERSION
 from offline_cov.taxonomy import Taxonomy, load_taxonomy_file, parse_taxonomy_list
 
 from . import common
@@ -152,7 +153,8 @@ def say(message: str) -> None:
     print(f"[views {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int = 1536) -> list[dict]:
+def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int = 1536,
+              prompt: str = PROMPT_VERSION) -> list[dict]:
     """The product's label request for each text, answered with top-k logprobs; what it says."""
     from offline_cov.data.readers import Sample
     from offline_cov.generation import generate_parsed
@@ -160,7 +162,7 @@ def llm_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max
     from offline_cov.labelers.llm import LLMLabeler, choice_distribution
 
     settings = LabelSettings(batch_size=batch_size, max_sample_tokens=max_sample_tokens)
-    labeler = LLMLabeler(engine, taxonomy, settings, top_logprobs=TOP_LOGPROBS)
+    labeler = LLMLabeler(engine, taxonomy, settings, top_logprobs=TOP_LOGPROBS, prompt=prompt)
     out = []
     for at in range(0, len(texts), batch_size):
         chunk = texts[at: at + batch_size]
@@ -196,9 +198,11 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
             for t, e, h in zip(texts, embed, hidden)]
 
 
-def views_folder(model: str, max_sample_tokens: int) -> str:
-    """Where a model's views go: its name, and the sample cut when it is not 1536 tokens (the tables' setting)."""
-    return model if max_sample_tokens == 1536 else f"{model}@cut{max_sample_tokens}"
+def views_folder(model: str, max_sample_tokens: int, prompt: str = PROMPT_VERSION, cap: int | None = None) -> str:
+    """Where a model's views go: its name, the sample cut when it is not 1536 tokens (the tables'
+    setting), the label prompt when it is not the product's, and a row cap when one was given."""
+    return (model + ("" if max_sample_tokens == 1536 else f"@cut{max_sample_tokens}")
+            + ("" if prompt == PROMPT_VERSION else f"+{prompt}") + ("" if cap is None else f"~cap{cap}"))
 
 
 def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
@@ -209,8 +213,9 @@ def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
     return found
 
 
-def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536) -> Path:
-    folder = OUT / views_folder(engine.model_name, max_sample_tokens)
+def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536,
+            prompt: str = PROMPT_VERSION, cap: int | None = None) -> Path:
+    folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap)
     path = folder / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
@@ -221,7 +226,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
 
         taxonomy, described = describe_taxonomy(engine, taxonomy, examples_too=spec.exemplified)
         say(f"{spec.name}: the model described {len(described)} of {len(taxonomy.names)} categories")
-    rows = split_rows(spec, read_rows(spec, data_dir), split)
+    rows = split_rows(spec if cap is None else replace(spec, cap=cap), read_rows(spec, data_dir), split)
     known = collected_rows(folder, spec.name)
     todo = [r for r in rows if r["row"] not in known]
     say(f"{spec.name} {split}: {len(rows)} rows ({len(rows) - len(todo)} already read in another split), "
@@ -232,14 +237,14 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     vectors, free_vectors = vectors[:len(texts)], vectors[len(texts):]
     vector_s = time.perf_counter() - started
     started = time.perf_counter()
-    llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
+    llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens, prompt) if texts else []
     llm_s = time.perf_counter() - started
     free = {"texts": CONTENT_FREE, "vectors": free_vectors,
-            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)}
+            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt)}
     new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
            for r, vec, lv in zip(todo, vectors, llm)}
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
-               "model": engine.model_name, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
+               "model": engine.model_name, "prompt": prompt, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
                "machine": common.machine_info(), "reused_rows": len(rows) - len(todo),
                "content_free": free,
                "rows": [new.get(r["row"]) or known[r["row"]] for r in rows]}
@@ -265,10 +270,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-sample-tokens", type=int, default=1536, help="the sample cut (views go to <model>@cut<N>/)")
+    p.add_argument("--prompt", default=PROMPT_VERSION,
+                   help=f"comma-separated label prompts, from: {', '.join(LABEL_PROMPTS)} (others go to <model>+<prompt>/)")
+    p.add_argument("--cap", type=int, help="at most this many dev rows a set (1.5x test), for every set (folder ~cap<N>)")
     args = p.parse_args(argv)
-    wanted = [SETS[n] for n in args.sets.split(",")]
-    folder = OUT / views_folder(args.model, args.max_sample_tokens) / args.split
-    todo = [s for s in wanted if not (folder / f"{s.name}.json").exists()]
+    wanted, prompts = [SETS[n] for n in args.sets.split(",")], args.prompt.split(",")
+    unknown = [x for x in prompts if x not in LABEL_PROMPTS]
+    if unknown:
+        p.error(f"unknown --prompt {unknown}; choose from {', '.join(LABEL_PROMPTS)}")
+    todo = [(s, x) for x in prompts for s in wanted
+            if not (OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json").exists()]
     if not todo:
         say("every set already collected")
         return
@@ -276,8 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = open_engine(args.model)
     say(f"engine up in {time.perf_counter() - started:.0f} s")
     try:
-        for spec in todo:
-            collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens)
+        for spec, prompt in todo:
+            collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens, prompt, args.cap)
     finally:
         engine.close()
 

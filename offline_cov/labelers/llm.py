@@ -9,7 +9,7 @@ from ..data.readers import Sample
 from ..engines import Engine, GenRequest, GenResult
 from ..errors import GenerationError
 from ..generation import Outcome, generate_parsed, json_object
-from ..prompts import label_messages, label_schema, label_system_prompt
+from ..prompts import LABEL_PROMPTS, PROMPT_VERSION, label_messages, label_schema
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
@@ -39,13 +39,15 @@ class LLMLabeler:
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> LLMLabeler:
         return cls(handle.get(), taxonomy, settings)
 
-    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None, top_logprobs: int = 1):
+    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None, top_logprobs: int = 1,
+                 prompt: str = PROMPT_VERSION):
         """`top_logprobs`: how many of the most likely allowed tokens to get back at each position
-        (1: the chosen token's only, enough for the confidence; more for `choice_distribution`)."""
-        self.engine, self.taxonomy, self.top_logprobs = engine, taxonomy, top_logprobs
+        (1: the chosen token's only, enough for the confidence; more for `choice_distribution`).
+        `prompt`: the system prompt's name in `prompts.LABEL_PROMPTS` (the bench's variants)."""
+        self.engine, self.taxonomy, self.top_logprobs, self.prompt = engine, taxonomy, top_logprobs, prompt
         self.settings = settings or LabelSettings()
         self.schema = label_schema(taxonomy)
-        overhead = engine.count_tokens(label_system_prompt(taxonomy)) + TEMPLATE_OVERHEAD_TOKENS
+        overhead = engine.count_tokens(LABEL_PROMPTS[prompt](taxonomy)) + TEMPLATE_OVERHEAD_TOKENS
         room = engine.max_model_len - overhead - self.settings.max_tokens
         if room < 16:
             raise GenerationError(
@@ -58,7 +60,7 @@ class LLMLabeler:
         """The request for one sample, truncated to the token budget; True when truncated."""
         text, cut_chars = sample_text(sample)
         cut = self.engine.truncate(text, self.sample_budget)
-        messages = label_messages(self.taxonomy, cut)
+        messages = label_messages(self.taxonomy, cut, self.prompt)
         return GenRequest(messages, self.schema, self.settings.max_tokens, logprobs=self.top_logprobs), cut_chars or cut != text
 
     def parse(self, index: int, result: GenResult) -> SampleLabel | None:

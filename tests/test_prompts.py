@@ -1,0 +1,37 @@
+"""The label prompt and the bench's variants of it (deterministic text, no model)."""
+
+from offline_cov.prompts import LABEL_PROMPTS, PROMPT_VERSION, label_messages, label_system_prompt
+from offline_cov.taxonomy import Category, Taxonomy
+
+TAXONOMY = Taxonomy(categories=[
+    Category(name="math", description="numbers and proofs", examples=["Prove that 2 is prime."]),
+    Category(name="code", description="programs", examples=["Write a sort in C."]),
+])
+
+
+def test_the_product_asks_with_its_own_prompt_by_default():
+    messages = label_messages(TAXONOMY, "What is 2 + 2?")
+    assert messages[0]["content"] == label_system_prompt(TAXONOMY) == LABEL_PROMPTS[PROMPT_VERSION](TAXONOMY)
+    assert messages[1]["content"] == "<sample>\nWhat is 2 + 2?\n</sample>"
+
+
+def test_every_variant_names_every_category_and_differs_from_the_product_prompt():
+    product = label_system_prompt(TAXONOMY)
+    for name, build in LABEL_PROMPTS.items():
+        text = build(TAXONOMY)
+        assert "- math: numbers and proofs" in text and "- code: programs" in text, name
+        assert "<sample>" in text and "JSON" in text, name
+        assert (text == product) == (name == PROMPT_VERSION), name
+        assert label_messages(TAXONOMY, "x", name)[0]["content"] == text
+
+
+def test_the_no_examples_variant_drops_only_the_examples():
+    full, bare = label_system_prompt(TAXONOMY), LABEL_PROMPTS["label-no-examples"](TAXONOMY)
+    assert "Prove that 2 is prime." in full and "example:" not in bare
+    assert bare == full.replace('\n    example: "Prove that 2 is prime."', "").replace('\n    example: "Write a sort in C."', "")
+
+
+def test_the_short_variant_is_shorter_and_keeps_the_examples():
+    short = LABEL_PROMPTS["label-short"](TAXONOMY)
+    assert len(short) < len(label_system_prompt(TAXONOMY)) * 0.8
+    assert "Prove that 2 is prime." in short and "rubric" not in short
