@@ -74,11 +74,13 @@ class Run:
             self.warnings += [w for w in self.cache.warnings if w not in self.warnings]
         self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
+        engine = self.handle.info()
+        self.warnings += dtype_warning(engine, self.warnings)
         return {
             "tool": {"name": "offline-cov", "version": __version__},
             "model": self.model_read() if reads_llm else None,
             "labeler": self.labeler_info,
-            "engine": self.handle.info(),
+            "engine": engine,
             "engine_identity": self.identity,
             "prompt_version": PROMPT_VERSION,
             "strategy": self.opts.strategy,
@@ -92,6 +94,17 @@ class Run:
             "cache": cache_facts(self.cache),
             **blocks,
         }
+
+
+def dtype_warning(engine: dict, already: list[str]) -> list[str]:
+    """A warning when the engine ran the model in another dtype than models.yaml's (a CPU without
+    bfloat16 instructions: vllm_engine.cpu_dtype), so a slow run says why."""
+    note = (engine.get("cpu_runtime") or {}).get("dtype")
+    if not note:
+        return []
+    warning = (f"the model ran in {note}: labeling is several times slower than on a CPU with AVX-512 BF16 "
+               "or AMX; --labeler fused needs no LLM and is fast anywhere")
+    return [] if warning in already else [warning]
 
 
 def taxonomy_facts(taxonomy: Taxonomy) -> dict:

@@ -292,6 +292,17 @@ def test_the_engine_decodes_with_the_whitespace_setting_the_bench_chose(qwen_eng
 
 @engine
 @needs_parts
+def test_the_engine_runs_the_dtype_this_cpu_has_instructions_for(qwen_engine):
+    from offline_cov.engines.vllm_engine import cpu_dtype, cpu_flags
+
+    expected = cpu_dtype("bfloat16", cpu_flags())  # models.yaml: bfloat16; float32 without AVX-512 BF16/AMX
+    assert str(qwen_engine.llm.llm_engine.model_config.dtype) == f"torch.{expected}"
+    noted = qwen_engine.info()["cpu_runtime"].get("dtype", "")
+    assert noted.startswith("float32") == (expected == "float32")
+
+
+@engine
+@needs_parts
 def test_top_logprobs_give_a_distribution_over_the_enum(qwen_engine):
     from offline_cov.engines import GenRequest
     from offline_cov.labelers.llm import choice_distribution
