@@ -1,8 +1,8 @@
 """A half-precision model on a CPU without half-precision instructions runs in float32."""
 
 from offline_cov.engines import vllm_engine
-from offline_cov.engines.vllm_engine import cpu_dtype, cpu_flags, for_this_cpu
-from offline_cov.registry import load_registry
+from offline_cov.engines.vllm_engine import for_this_cpu
+from offline_cov.registry import cpu_dtype, cpu_flags, load_registry
 
 X86_AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
 X86_SAPPHIRE = X86_AVX2 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}

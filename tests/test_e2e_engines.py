@@ -95,6 +95,13 @@ def test_transformers_engine_per_sample_and_inferred(transformers_engine):
     assert_contract(inferred)
 
 
+def test_transformers_engine_loads_the_dtype_of_models_yaml(transformers_engine):
+    import torch
+
+    assert transformers_engine.model_name == "smollm2-135m"  # models.yaml: float32, on every CPU
+    assert transformers_engine.model.model.dtype == torch.float32
+
+
 def test_transformers_engine_card_strategy(transformers_engine):
     result = analyze(EXAMPLE, AnalyzeOptions(taxonomy=SMALL, strategy="card", sample=6), engine=transformers_engine)
     assert_contract(result, SMALL)

@@ -293,7 +293,7 @@ def test_the_engine_decodes_with_the_whitespace_setting_the_bench_chose(qwen_eng
 @engine
 @needs_parts
 def test_the_engine_runs_the_dtype_this_cpu_has_instructions_for(qwen_engine):
-    from offline_cov.engines.vllm_engine import cpu_dtype, cpu_flags
+    from offline_cov.registry import cpu_dtype, cpu_flags
 
     expected = cpu_dtype("bfloat16", cpu_flags())  # models.yaml: bfloat16; float32 without AVX-512 BF16/AMX
     assert str(qwen_engine.llm.llm_engine.model_config.dtype) == f"torch.{expected}"

@@ -9,7 +9,7 @@ import sys
 from ..errors import ModelUnavailableError
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, gpu_available, model_identity, resolve_weights
+from ..registry import ModelSpec, cpu_dtype, cpu_flags, gpu_available, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
@@ -167,39 +167,6 @@ def _token_logprobs(completion) -> dict:
 TCMALLOC_GLOBS = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4*", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4*",
                   "/usr/lib64/libtcmalloc_minimal.so.4*", "/usr/lib/libtcmalloc_minimal.so.4*",
                   os.path.join(sys.prefix, "lib", "libtcmalloc_minimal.so*"))
-
-
-HALF_PRECISION_FLAGS = {  # CPU flags (x86 /proc/cpuinfo "flags", aarch64 "Features") that make a dtype native
-    "bfloat16": {"avx512_bf16", "amx_bf16", "bf16"},
-    "float16": {"avx512_fp16", "amx_fp16", "fphp"},
-}
-
-
-def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
-    """The CPU's feature flags, or None where they cannot be read (not Linux)."""
-    try:
-        text = open(path, encoding="utf-8", errors="replace").read()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return None
-
-
-def cpu_dtype(dtype: str, flags: set[str] | None) -> str:
-    """The dtype a model of models.yaml `dtype` runs in on a CPU with `flags`: a half-precision
-    dtype the CPU has no instructions for becomes float32.
-
-    Without them torch emulates bfloat16 matrix products: on a 2-core AVX2 EPYC, 1.2 GFLOPS against
-    64 for float32 on one core, and vLLM's first 4096-token step of Qwen2.5-Coder-1.5B passed its
-    300 s step timeout and killed the engine. float32 doubles the weights' memory (1.5B: ~6 GB).
-    Flags that cannot be read keep `dtype`."""
-    wanted = HALF_PRECISION_FLAGS.get(dtype)
-    if wanted is None or flags is None or flags & wanted:
-        return dtype
-    return "float32"
 
 
 def for_this_cpu(spec: ModelSpec, tuning: dict) -> ModelSpec:
