@@ -122,3 +122,24 @@ def test_an_example_holding_a_chat_turn_is_left_out_and_descriptions_are_kept_as
     assert described.categories[0].description == "Stories and poems. Examples include: 'Write a"  # as written
     assert described.categories[0].examples == ["Write a short poem about rain.", "Draft a wedding toast for my sister."]
     assert described.categories[1].description == "Code. Examples include C"  # the user's words are not edited
+
+
+def test_card_describes_a_names_only_taxonomy_for_the_model_that_writes_the_report(tmp_path, fake_engines):
+    """`--strategy card`: the model that writes the whole report reads the descriptions too, whatever
+    the labeler (card uses none)."""
+    from click.testing import CliRunner
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "math,code,writing", "--strategy", "card",
+            "--labeler", "fused", "--sample", "12", "--describe", "--no-cache", "-q", "-o", str(tmp_path / "k.json")]
+    fake_engines.fake_kwargs["max_model_len"] = 8192  # room for the card's 2,400-token answer
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "k.meta.json").read_text())["taxonomy_described"]
+    assert set(written) == {"math", "code", "writing"}
+    card_prompt = next(r for r in fake_engines[0].requests if "coverage of an instruction-tuning" in r.messages[0]["content"])
+    assert f"- writing: {written['writing']['description']}" in card_prompt.messages[0]["content"]
+    report = json.loads((tmp_path / "k.json").read_text())
+    assert [c["name"] for c in report["categories"]] == ["math", "code", "writing"]

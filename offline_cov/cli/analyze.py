@@ -80,7 +80,7 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
                    "`offline-cov review` writes one): shares are corrected for the labeler's errors, with intervals.")
 @click.option("--describe/--no-describe", default=None,
               help="Let the local model write a description and example requests for each category given by "
-                   "name only, read by every labeler (default: on when the labeler reads an LLM).")
+                   "name only, read by every labeler (default: on when the labeler reads an LLM, and with --strategy card).")
 @quiet_option
 def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, replicas, strategy, distill_size,
             sample_n, seed, out, labels_path, metadata_path, html_path, markdown_path, instruction_field,

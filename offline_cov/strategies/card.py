@@ -83,15 +83,18 @@ def fit_rows(engine, samples, taxonomy, opts) -> list[dict]:
 
 def run_card(run):
     """Run the single-prompt analysis; return an AnalysisResult whose report obeys the contract."""
+    from .describe import described_taxonomy
+
     opts = run.opts
     engine = run.handle.get()
+    given = described_taxonomy(run, opts.taxonomy, reads_llm=True) if opts.taxonomy else None  # the model reads it
     samples = list(run.plan.stream(sharded=False))
-    rows = fit_rows(engine, samples, opts.taxonomy, opts)
+    rows = fit_rows(engine, samples, given, opts)
     if len(rows) < len(samples):
         run.warnings.append(f"card strategy: only {len(rows)} of {len(samples)} samples fit the model's context")
     t = time.perf_counter()
-    request = GenRequest(card_messages(opts.taxonomy, rows, opts.thresholds.gap, opts.thresholds.over),
-                         card_schema(opts.taxonomy, len(rows)), CARD_MAX_TOKENS)
+    request = GenRequest(card_messages(given, rows, opts.thresholds.gap, opts.thresholds.over),
+                         card_schema(given, len(rows)), CARD_MAX_TOKENS)
     outcome = generate_parsed(engine, [request], lambda _, result: json_object(result))[0]
     run.timed("card_s", t)
     if outcome.value is None:
@@ -101,7 +104,7 @@ def run_card(run):
         )
     raw = outcome.value
     shown = [r["instruction"] for r in rows]
-    report, taxonomy, problems = repair_card(raw, opts.taxonomy, len(rows), opts.thresholds, shown)
+    report, taxonomy, problems = repair_card(raw, given, len(rows), opts.thresholds, shown)
     if problems:
         run.warnings.append(f"card strategy: the model's report broke the contract in {len(problems)} way(s); repaired")
     run.labeler_info = {"labeler": None, "note": "card: the model writes the whole report in one answer"}

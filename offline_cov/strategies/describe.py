@@ -78,15 +78,17 @@ def _written(data, description: str | None = None) -> dict | None:
     return {"description": description.strip(), "examples": list(kept.values())}
 
 
-def described_taxonomy(run, taxonomy: Taxonomy) -> Taxonomy:
-    """The run's taxonomy with its bare categories described, when the run's labeler reads an LLM
-    and `--describe` is on (the default); the same names and model reuse what was written before
-    (label cache). What the model wrote goes to the metadata as `taxonomy_described`."""
+def described_taxonomy(run, taxonomy: Taxonomy, reads_llm: bool | None = None) -> Taxonomy:
+    """The run's taxonomy with its bare categories described, when the model reads it (`reads_llm`;
+    by default, when the run's labeler reads an LLM) and `--describe` is on (the default); the same
+    names and model reuse what was written before (label cache). What the model wrote goes to the
+    metadata as `taxonomy_described`."""
     from pydantic import ValidationError
 
     from ..cache import cache_key
 
-    if not run.opts.describe or not run.labeler_cls.needs_engine or not needs_description(taxonomy):
+    reads_llm = run.labeler_cls.needs_engine if reads_llm is None else reads_llm
+    if not run.opts.describe or not reads_llm or not needs_description(taxonomy):
         return taxonomy
     key = cache_key("describe", DESCRIBE_VERSION, run.handle.identity, taxonomy.model_dump())
     written = run.cache.get_many([key]).get(key) if run.cache is not None else None
