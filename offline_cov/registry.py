@@ -187,6 +187,12 @@ def cpu_dtype(dtype: str, flags: set[str] | None) -> str:
     return "float32"
 
 
+def cpu_run_dtype(dtype: str) -> str:
+    """`cpu_dtype` on this machine's CPU, for every engine that runs on it; OFFLINE_COV_CPU_TUNING=0
+    keeps models.yaml's `dtype`."""
+    return dtype if os.environ.get("OFFLINE_COV_CPU_TUNING") == "0" else cpu_dtype(dtype, cpu_flags())
+
+
 def resolve_weights(spec: ModelSpec) -> Path:
     """The local folder of HF-format weights for `spec`, converting a packaged GGUF once if needed."""
     src = spec.source

@@ -98,7 +98,7 @@ class Run:
 
 def dtype_warning(engine: dict, already: list[str]) -> list[str]:
     """A warning when the engine ran the model in another dtype than models.yaml's (a CPU without
-    bfloat16 instructions: vllm_engine.cpu_dtype), so a slow run says why."""
+    bfloat16 instructions: registry.cpu_dtype), so a slow run says why."""
     note = (engine.get("cpu_runtime") or {}).get("dtype")
     if not note:
         return []

@@ -1,6 +1,6 @@
 """A half-precision model on a CPU without half-precision instructions runs in float32."""
 
-from offline_cov.engines import vllm_engine
+from offline_cov import registry
 from offline_cov.engines.vllm_engine import for_this_cpu
 from offline_cov.registry import cpu_dtype, cpu_flags, load_registry
 
@@ -32,12 +32,12 @@ def test_the_run_notes_the_change(monkeypatch):
     spec = load_registry().get("qwen2.5-coder-1.5b")
     assert spec.vllm.dtype == "bfloat16"
     monkeypatch.delenv("OFFLINE_COV_CPU_TUNING", raising=False)
-    monkeypatch.setattr(vllm_engine, "cpu_flags", lambda: X86_AVX2)
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_AVX2)
     tuning = {}
     run = for_this_cpu(spec, tuning)
     assert run.vllm.dtype == "float32" and spec.vllm.dtype == "bfloat16"
     assert "models.yaml says bfloat16" in tuning["dtype"]
-    monkeypatch.setattr(vllm_engine, "cpu_flags", lambda: X86_SAPPHIRE)
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_SAPPHIRE)
     kept = {}
     assert for_this_cpu(spec, kept) is spec and kept == {}
 
@@ -45,9 +45,10 @@ def test_the_run_notes_the_change(monkeypatch):
 def test_cpu_tuning_off_keeps_the_models_yaml_dtype(monkeypatch):
     spec = load_registry().get("qwen2.5-coder-1.5b")
     monkeypatch.setenv("OFFLINE_COV_CPU_TUNING", "0")
-    monkeypatch.setattr(vllm_engine, "cpu_flags", lambda: X86_AVX2)
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_AVX2)
     tuning = {}
     assert for_this_cpu(spec, tuning).vllm.dtype == "bfloat16" and tuning == {}
+    assert registry.cpu_run_dtype("bfloat16") == "bfloat16"  # the transformers engine's dtype too
 
 
 def test_a_dtype_change_becomes_one_run_warning():

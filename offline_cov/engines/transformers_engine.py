@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, cpu_dtype, cpu_flags, model_identity, resolve_weights
+from ..registry import ModelSpec, cpu_run_dtype, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 OUTLINES_BACKEND = "outlines_core"
@@ -26,10 +26,10 @@ class TransformersEngine(TokenBudget):
         self.model_name = spec.name
         self.identity = model_identity(self.name, spec)
         self.max_model_len = spec.vllm.max_model_len
-        path = resolve_weights(spec)  # models.yaml's dtype, float32 where this CPU has no bfloat16 instructions
+        path = resolve_weights(spec)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
-        hf_model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=spec.trust_remote_code,
-                                                        dtype=cpu_dtype(spec.vllm.dtype, cpu_flags()))
+        hf_model = AutoModelForCausalLM.from_pretrained(  # float32 where this CPU has no bfloat16 instructions
+            path, trust_remote_code=spec.trust_remote_code, dtype=cpu_run_dtype(spec.vllm.dtype))
         hf_model.eval()
         self.model = outlines.from_transformers(hf_model, self.tokenizer)
         self._generators: dict[str, object] = {}
@@ -77,4 +77,3 @@ class TransformersEngine(TokenBudget):
     def close(self) -> None:
         self.model = None
         self._generators.clear()
-

@@ -9,7 +9,7 @@ import sys
 from ..errors import ModelUnavailableError
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, cpu_dtype, cpu_flags, gpu_available, model_identity, resolve_weights
+from ..registry import ModelSpec, cpu_run_dtype, gpu_available, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
@@ -170,13 +170,13 @@ TCMALLOC_GLOBS = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4*", "/usr/l
 
 
 def for_this_cpu(spec: ModelSpec, tuning: dict) -> ModelSpec:
-    """`spec` with the dtype this CPU runs fast (`cpu_dtype`); a change is noted in `tuning`, the
-    run metadata's `cpu_runtime`. OFFLINE_COV_CPU_TUNING=0 keeps models.yaml's dtype.
+    """`spec` with the dtype this CPU runs fast (`registry.cpu_run_dtype`); a change is noted in
+    `tuning`, the run metadata's `cpu_runtime`.
 
     The label cache's identity stays models.yaml's: the same model and prompt, computed in
     float32 instead of bfloat16 (on the bundled example the two gave the same 120 categories
     and differed on one difficulty)."""
-    dtype = spec.vllm.dtype if os.environ.get("OFFLINE_COV_CPU_TUNING") == "0" else cpu_dtype(spec.vllm.dtype, cpu_flags())
+    dtype = cpu_run_dtype(spec.vllm.dtype)
     if dtype == spec.vllm.dtype:
         return spec
     tuning["dtype"] = f"{dtype} (models.yaml says {spec.vllm.dtype}; this CPU has no {spec.vllm.dtype} instructions)"
