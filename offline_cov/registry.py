@@ -193,6 +193,14 @@ def cpu_run_dtype(dtype: str) -> str:
     return dtype if os.environ.get("OFFLINE_COV_CPU_TUNING") == "0" else cpu_dtype(dtype, cpu_flags())
 
 
+def dtype_change(yaml_dtype: str, run_dtype: str) -> dict:
+    """The run metadata's note (`cpu_runtime.dtype`) when an engine runs another dtype than
+    models.yaml's; empty when it runs the same."""
+    if run_dtype == yaml_dtype:
+        return {}
+    return {"dtype": f"{run_dtype} (models.yaml says {yaml_dtype}; this CPU has no {yaml_dtype} instructions)"}
+
+
 def resolve_weights(spec: ModelSpec) -> Path:
     """The local folder of HF-format weights for `spec`, converting a packaged GGUF once if needed."""
     src = spec.source

@@ -60,3 +60,11 @@ def test_a_dtype_change_becomes_one_run_warning():
     assert dtype_warning(engine, first) == []
     assert dtype_warning({"engine": "vllm", "cpu_runtime": {"LD_PRELOAD": ""}}, []) == []
     assert dtype_warning({"engine": "vllm", "loaded": False}, []) == []
+
+
+def test_both_engines_note_a_change_the_same_way():
+    from offline_cov.registry import dtype_change
+
+    assert dtype_change("bfloat16", "bfloat16") == {}
+    note = dtype_change("bfloat16", "float32")["dtype"]
+    assert note.startswith("float32 ") and "models.yaml says bfloat16" in note

@@ -100,6 +100,7 @@ def test_transformers_engine_loads_the_dtype_of_models_yaml(transformers_engine)
 
     assert transformers_engine.model_name == "smollm2-135m"  # models.yaml: float32, on every CPU
     assert transformers_engine.model.model.dtype == torch.float32
+    assert "cpu_runtime" not in transformers_engine.info()  # no change to note
 
 
 def test_transformers_engine_card_strategy(transformers_engine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, cpu_run_dtype, model_identity, resolve_weights
+from ..registry import ModelSpec, cpu_run_dtype, dtype_change, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 OUTLINES_BACKEND = "outlines_core"
@@ -28,8 +28,9 @@ class TransformersEngine(TokenBudget):
         self.max_model_len = spec.vllm.max_model_len
         path = resolve_weights(spec)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)
-        hf_model = AutoModelForCausalLM.from_pretrained(  # float32 where this CPU has no bfloat16 instructions
-            path, trust_remote_code=spec.trust_remote_code, dtype=cpu_run_dtype(spec.vllm.dtype))
+        dtype = cpu_run_dtype(spec.vllm.dtype)  # float32 where this CPU has no bfloat16 instructions
+        self.cpu_runtime = dtype_change(spec.vllm.dtype, dtype)
+        hf_model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=spec.trust_remote_code, dtype=dtype)
         hf_model.eval()
         self.model = outlines.from_transformers(hf_model, self.tokenizer)
         self._generators: dict[str, object] = {}
@@ -72,6 +73,7 @@ class TransformersEngine(TokenBudget):
             "outlines_version": md.version("outlines"),
             "structured_output_backend": f"outlines ({OUTLINES_BACKEND})",
             "device": "cpu",
+            **({"cpu_runtime": self.cpu_runtime} if self.cpu_runtime else {}),
         }
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import sys
 from ..errors import ModelUnavailableError
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, cpu_run_dtype, gpu_available, model_identity, resolve_weights
+from ..registry import ModelSpec, cpu_run_dtype, dtype_change, gpu_available, model_identity, resolve_weights
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
@@ -179,7 +179,7 @@ def for_this_cpu(spec: ModelSpec, tuning: dict) -> ModelSpec:
     dtype = cpu_run_dtype(spec.vllm.dtype)
     if dtype == spec.vllm.dtype:
         return spec
-    tuning["dtype"] = f"{dtype} (models.yaml says {spec.vllm.dtype}; this CPU has no {spec.vllm.dtype} instructions)"
+    tuning.update(dtype_change(spec.vllm.dtype, dtype))
     return spec.model_copy(update={"vllm": spec.vllm.model_copy(update={"dtype": dtype})})
 
 
