@@ -412,6 +412,8 @@ def to_markdown(payload: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .views import views_folder
+
     parser = argparse.ArgumentParser(prog="python -m bench.calibration", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
@@ -421,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embed, fused (scored here), ensemble (read from bench/views.py's pool views)")
     parser.add_argument("--from-views", action="store_true",
                         help="embed and fused from the pool views too (the same rows as the ensemble's)")
-    parser.add_argument("--views", default="qwen2.5-coder-1.5b@cut512",
-                        help="the views folder the ensemble's scores are read from (the CPU default's sample cut)")
+    parser.add_argument("--views", default=views_folder("qwen2.5-coder-1.5b", 512),
+                        help="the views folder the ensemble's scores are read from (the CPU default's sample cut and "
+                             "prompt; session 10's runs read qwen2.5-coder-1.5b@cut512, label-v1's)")
     parser.add_argument("--mixture-size", type=int, default=300)
     parser.add_argument("--calibration-from", choices=["pool", "review"], default="pool",
                         help="pool: the calibration rows are other rows of the pool (the issue's design); review: they "

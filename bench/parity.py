@@ -2,13 +2,13 @@
 and its labels file is compared with what `bench.choose` derives from the same views.
 
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.parity \
-      --views bench/results/tmp/views/qwen2.5-coder-1.5b@cut512/pool/justeval-topics.json --rows 100
+      --views bench/results/tmp/views/qwen2.5-coder-1.5b@cut512+label-v2/test/justeval-topics.json --rows 100
 
 Every number in the bench's tables is computed from views (`bench.views`), not from `analyze`'s
 output, so a product that wires a chosen formula differently (session 7 found its ensemble
 difficulty cut without the length term) would ship something the tables never measured. The views
-must be collected at the product's sample cut on this machine (512 tokens on a CPU: the `@cut512`
-folder) with the product's default model and prompt; the run uses no label cache.
+must be collected at the product's sample cut on this machine (512 tokens on a CPU) with the
+product's default model and prompt (`label-v2`: the `@cut512+label-v2` folder); the run uses no label cache.
 """
 
 from __future__ import annotations

@@ -198,11 +198,15 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
             for t, e, h in zip(texts, embed, hidden)]
 
 
+UNNAMED_PROMPT = "label-v1"  # the product's prompt when the first views were collected: their folders name none
+
+
 def views_folder(model: str, max_sample_tokens: int, prompt: str = PROMPT_VERSION, cap: int | None = None) -> str:
     """Where a model's views go: its name, the sample cut when it is not 1536 tokens (the tables'
-    setting), the label prompt when it is not the product's, and a row cap when one was given."""
+    setting), the label prompt when it is not `label-v1` (so a folder's name keeps meaning the
+    prompt it was collected with), and a row cap when one was given."""
     return (model + ("" if max_sample_tokens == 1536 else f"@cut{max_sample_tokens}")
-            + ("" if prompt == PROMPT_VERSION else f"+{prompt}") + ("" if cap is None else f"~cap{cap}"))
+            + ("" if prompt == UNNAMED_PROMPT else f"+{prompt}") + ("" if cap is None else f"~cap{cap}"))
 
 
 def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:

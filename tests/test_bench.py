@@ -322,7 +322,7 @@ def test_the_review_regime_draws_the_mixture_with_replacement_and_reviews_within
 def test_views_of_a_prompt_variant_or_a_row_cap_go_to_their_own_folder():
     from bench.views import views_folder
 
-    assert views_folder("qwen", 1536) == "qwen"
-    assert views_folder("qwen", 512) == "qwen@cut512"
-    assert views_folder("qwen", 512, "label-v1") == "qwen@cut512"
+    assert views_folder("qwen", 1536, "label-v1") == "qwen"
+    assert views_folder("qwen", 512, "label-v1") == "qwen@cut512"  # the folders collected before label-v2
+    assert views_folder("qwen", 512) == "qwen@cut512+label-v2"  # the product's prompt is named
     assert views_folder("qwen", 512, "label-short", 100) == "qwen@cut512+label-short~cap100"

@@ -23,7 +23,7 @@ from offline_cov.labelers.ensemble import (
 from offline_cov.report.tally import SampleLabel
 from offline_cov.taxonomy import parse_taxonomy_list
 
-P_DIFFICULTY = {"easy": 0.1, "medium": 0.5, "hard": 0.4}  # expected difficulty 1.3
+P_DIFFICULTY = {"easy": 0.6, "medium": 0.3, "hard": 0.1}  # expected difficulty 0.5
 
 
 def answer(category: str = "math", p: dict[str, float] = P_DIFFICULTY) -> GenResult:
@@ -41,7 +41,7 @@ def words(n: int) -> str:
 
 @pytest.mark.parametrize("n, expected", [(3, "easy"), (40, "medium"), (200, "hard")])
 def test_the_difficulty_adds_the_instructions_length_to_the_expected_llm_difficulty(n, expected):
-    score = 1.3 + DIFFICULTY_LENGTH_WEIGHT * math.log10(1 + n)
+    score = 0.5 + DIFFICULTY_LENGTH_WEIGHT * math.log10(1 + n)
     assert difficulty_score(P_DIFFICULTY, n) == pytest.approx(score)
     assert difficulty_from_score(score, DIFFICULTY_CUTS) == expected
     assert expected_difficulty_label(answer(), words(n)) == expected

@@ -26,12 +26,21 @@ def test_every_variant_names_every_category_and_differs_from_the_product_prompt(
 
 
 def test_the_no_examples_variant_drops_only_the_examples():
-    full, bare = label_system_prompt(TAXONOMY), LABEL_PROMPTS["label-no-examples"](TAXONOMY)
+    full, bare = LABEL_PROMPTS["label-v1"](TAXONOMY), LABEL_PROMPTS["label-no-examples"](TAXONOMY)
     assert "Prove that 2 is prime." in full and "example:" not in bare
     assert bare == full.replace('\n    example: "Prove that 2 is prime."', "").replace('\n    example: "Write a sort in C."', "")
 
 
 def test_the_short_variant_is_shorter_and_keeps_the_examples():
     short = LABEL_PROMPTS["label-short"](TAXONOMY)
-    assert len(short) < len(label_system_prompt(TAXONOMY)) * 0.8
+    assert len(short) < len(LABEL_PROMPTS["label-v1"](TAXONOMY)) * 0.8
     assert "Prove that 2 is prime." in short and "rubric" not in short
+
+
+def test_the_product_prompt_is_the_short_one_with_how_to_choose():
+    from offline_cov.prompts import DECIDE_HINT
+
+    product, short = label_system_prompt(TAXONOMY), LABEL_PROMPTS["label-short"](TAXONOMY)
+    assert PROMPT_VERSION == "label-v2" and DECIDE_HINT in product and DECIDE_HINT not in short
+    assert product.replace(DECIDE_HINT, "") == short
+    assert LABEL_PROMPTS["label-decide"](TAXONOMY).replace(DECIDE_HINT, "") == LABEL_PROMPTS["label-v1"](TAXONOMY)

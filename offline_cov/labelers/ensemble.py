@@ -15,9 +15,10 @@ role-play and humanities), and the product lets a sure expert overrule an unsure
 
 Difficulty is the LLM's expected difficulty (`P(medium) + 2 P(hard)` from the same answer's
 difficulty value) plus DIFFICULTY_LENGTH_WEIGHT x log10(1 + words of the instruction), cut at
-DIFFICULTY_CUTS (`difficulty_score`, the bench's "chosen" row): the model's written difficulty is
-"hard" for almost every sample, but its probabilities still rank samples. Every constant was chosen on the dev
-splits of bench/choose.py (bench/README.md has the tables).
+DIFFICULTY_CUTS (`difficulty_score`, the bench's "chosen" row): the model's probabilities rank
+samples better than the class it writes (under label-v1 it wrote "hard" for almost every sample).
+Every constant was chosen on the dev splits of bench/choose.py, for the label prompt of
+prompts.PROMPT_VERSION (bench/README.md has the tables).
 
 One label per sample, as `fused` gives: the LLM's "also" list is not used (Qwen 1.5B fills it for
 most samples, so shares summed to ~220% on the bundled example, and the bench never measured it).
@@ -42,10 +43,10 @@ from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
 from .measured import on_test as measured_on_test
 
-ENSEMBLE_VERSION = "ensemble-v4"  # v4: length weight and cuts chosen on 3x the dev rows; v3 added the length term
+ENSEMBLE_VERSION = "ensemble-v5"  # v5: temperature and cuts refitted for label-v2; v4: 3x the dev rows; v3: the length term
 ENSEMBLE_FUSED_WEIGHT = 2.0
-ENSEMBLE_TEMPERATURE = 0.4
-DIFFICULTY_CUTS = (1.7, 2.05)  # a difficulty score below the first: easy; from the second: hard
+ENSEMBLE_TEMPERATURE = 0.45
+DIFFICULTY_CUTS = (1.05, 1.3)  # a difficulty score below the first: easy; from the second: hard
 DIFFICULTY_LENGTH_WEIGHT = 0.375  # the score adds this times log10(1 + words of the instruction)
 TOP_LOGPROBS = 20
 SURE = 0.98  # an LLM vote without logprobs: its written category's probability
