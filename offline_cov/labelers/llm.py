@@ -23,9 +23,9 @@ class LLMLabeler:
 
     name = "llm"
     measured = measured_on_test({
-        "arena-hard": 0.8, "arena-hard-names": 0.48, "selfinstruct-domains": 0.52, "infobench": 0.405,
-        "justeval-tasks": 0.444, "justeval-topics": 0.633, "justeval-topics-names": 0.473,
-        "arena-hard-described": 0.747, "justeval-topics-described": 0.567,
+        "arena-hard": 0.813, "arena-hard-names": 0.56, "selfinstruct-domains": 0.453, "infobench": 0.452,
+        "justeval-tasks": 0.742, "justeval-topics": 0.627, "justeval-topics-names": 0.533,
+        "arena-hard-described": 0.827, "justeval-topics-described": 0.64,
     }, model="qwen2.5-coder-1.5b")  # bench/choose.py, test split (the report's intervals use the lowest)
     writes_labels = True
     needs_engine = True

@@ -7,7 +7,7 @@ the report prints it and widens its no-calibration intervals by the lowest numbe
 
 from __future__ import annotations
 
-CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512-test-20261202-160235.json"
+CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2-test-20261203-153746.json"
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
