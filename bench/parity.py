@@ -68,7 +68,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-parity-") as tmp:
         labels, meta = run_analyze([texts_by_row[e["row"]] for e in expected], HERE / "taxonomies" / spec.taxonomy, Path(tmp))
     return {"kind": "parity", "when": common.now_iso(), "machine": common.machine_info(), "views": args.views,
-            "views_model": payload["model"], "analyze_model": meta.get("model"), "analyze_labeler": meta["labeler"]["labeler"],
+            "views_model": payload["model"], "model": meta.get("model"), "analyze_labeler": meta["labeler"]["labeler"],
             "sample_token_budget": meta.get("sample_token_budget"), **compare(expected, labels)}
 
 
@@ -76,7 +76,7 @@ def to_markdown(p: dict) -> str:
     return "\n".join([
         "# Does analyze write what the bench measured?", "",
         f"- when: {p['when']}; machine: {common.machine_line(p['machine'])}",
-        f"- views: `{p['views']}` ({p['views_model']}); analyze: labeler {p['analyze_labeler']}, model {p['analyze_model']}, "
+        f"- views: `{p['views']}` ({p['views_model']}); analyze: labeler {p['analyze_labeler']}, model {p['model']}, "
         f"sample token budget {p['sample_token_budget']}", "",
         f"- rows: {p['rows']}; same category: {p['category_agree']}; same difficulty: {p['difficulty_agree']}",
         f"- difficulty mix, bench: {p['bench_difficulty_mix']}; analyze: {p['analyze_difficulty_mix']}",
