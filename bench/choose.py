@@ -48,7 +48,7 @@ CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "info
                  "justeval-topics", "justeval-topics-names", "arena-hard-described", "justeval-topics-described",
                  "infobench-exemplified", "justeval-tasks-exemplified", "justeval-topics-exemplified"]
 DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
-WEIGHTS = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]
+WEIGHTS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
 STRENGTHS = [0.0, 0.5, 1.0]  # contextual calibration of the LLM's distribution (0: none, the product)
 
 
@@ -285,7 +285,9 @@ def choose_difficulty(views: dict[str, dict]) -> dict:
                              "mean_class_spearman": round(float(np.mean(rhos)), 4),
                              "class_spearman": [round(r, 3) for r in rhos]})
     grid.sort(key=lambda g: -g["mean_class_spearman"])
-    return {"best": grid[0], "top": grid[:10], "sets": [n for n in DIFFICULTY_SETS if n in views]}
+    product_form = next((g for g in grid if g["marker_weight"] == 0), None)  # what the ensemble computes: no marker term
+    return {"best": grid[0], "best_without_markers": product_form, "top": grid[:10],
+            "sets": [n for n in DIFFICULTY_SETS if n in views]}
 
 
 # ---------------------------------------------------------------- the run
@@ -325,6 +327,15 @@ def run(split: str, model: str) -> dict:
     if split == "dev" and out["difficulty"]:
         out["difficulty_choice"] = choose_difficulty(views)
     return out
+
+
+def without_markers_line(choice: dict) -> str:
+    """The best grid point in the form the ensemble labeler computes (no marker term)."""
+    g = choice.get("best_without_markers")
+    if not g:
+        return "No grid point without the marker term passed."
+    return (f"Without the marker term (b=0, the form the ensemble labeler computes): a={g['length_weight']}, "
+            f"cuts {g['cuts']}, mean {g['mean_class_spearman']:.3f}.")
 
 
 def markdown(res: dict) -> str:
@@ -377,7 +388,7 @@ def markdown(res: dict) -> str:
         lines += ["", "Difficulty score `expected + a log10(1 + words) + b log2(1 + markers)`, cut at two points: "
                       f"the grid's best mean Spearman of the written class over {res['difficulty_choice']['sets']} "
                       f"(no set with one class over 80%): a={best['length_weight']}, b={best['marker_weight']}, "
-                      f"cuts {best['cuts']}. The ten best:", "",
+                      f"cuts {best['cuts']}. {without_markers_line(res['difficulty_choice'])} The ten best:", "",
                   "| a (length) | b (markers) | cuts | mean class Spearman | per set |", "|---|---|---|---|---|"]
         for g in res["difficulty_choice"]["top"]:
             lines.append(f"| {g['length_weight']} | {g['marker_weight']} | {g['cuts']} | {g['mean_class_spearman']:.3f} | "

@@ -280,6 +280,8 @@ def test_the_difficulty_grid_finds_the_length_weight_that_ranks_a_length_driven_
     assert best["mean_class_spearman"] == pytest.approx(1.0)
     assert best["class_spearman"] == [pytest.approx(1.0)] * len(DIFFICULTY_SETS)
     assert choice["sets"] == DIFFICULTY_SETS
+    assert choice["best_without_markers"]["marker_weight"] == 0
+    assert choice["best_without_markers"]["mean_class_spearman"] == pytest.approx(1.0)
 
 
 def test_contextual_calibration_divides_out_the_content_free_lean():
