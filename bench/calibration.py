@@ -170,8 +170,9 @@ def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], p
     return mixture, reviewed
 
 
-METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "stratified", "difference", "reviewed"]
-COVERED = ["hard-em", "bcts-em", "stratified", "reviewed"]  # the estimators the product applies, with 95% intervals
+METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "bcts-shrunk", "bcts-median", "bcts-oracle",
+           "stratified", "difference", "reviewed"]
+COVERED = ["hard-em", "bcts-em", "bcts-shrunk", "bcts-median", "stratified", "reviewed"]  # the estimators with 95% intervals
 RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review
 METHOD_NOTES = {
     "raw": "the labels' own shares",
@@ -181,6 +182,12 @@ METHOD_NOTES = {
     "pcc": "mean of the per-sample probabilities recalibrated on the calibration rows (no prior shift)",
     "bcts-em": "per-sample probabilities recalibrated on the calibration rows (bias-corrected temperature scaling), "
                "then Saerens EM from the rows' shares (report.calibration.correct_shares_soft)",
+    "bcts-shrunk": "bcts-em pulled towards the raw shares by the positive-part James-Stein weight from its bootstrap "
+                   "(shrunk_shares); its interval: bcts-em's, stretched to hold the point",
+    "bcts-median": "the median of bcts-em's bootstrap replicates (bagging); bcts-em's interval",
+    "bcts-oracle": "not available to a user: bcts-em with the recalibration fitted on every row of the pool (the "
+                   "mixture's included) and the pool's shares as EM's start, so the error left is the mixture's own "
+                   "sampling, not the calibration rows'",
     "difference": "the mean of the labeler's probabilities (product temperature) plus, per label, its share times "
                   "its calibration rows' mean of truth minus probability (stratified difference estimator)",
     "reviewed": "the difference estimator on the probabilities recalibrated on the calibration rows "
@@ -197,6 +204,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     import numpy as np
 
     from offline_cov.report.calibration import (
+        LOG_FLOOR,
         acc_shares,
         confusion,
         correct_shares,
@@ -213,6 +221,8 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
     set_prior = np.asarray([(len(pool[n]) + 0.5) / (len(truth) + 0.5 * len(names)) for n in names])  # no zero share
     posteriors = softmax(np.asarray(scores), temperature)
+    pooled = np.log(np.clip(posteriors, LOG_FLOOR, 1.0))
+    oracle = fit_recalibration(pooled, truth, len(names))  # every row of the pool, the mixture's included
     rows, rng = [], random.Random(seed)
     from_review = args.calibration_from == "review"
     size = args.review_mixture_size if from_review else min(args.mixture_size, len(truth) - args.calibration_size - 20)
@@ -243,6 +253,9 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                 "soft-em": 100 * prior_shift_em(posteriors[mixture], set_prior),
                 "pcc": 100 * recalibrated(logits[mixture], a, b).mean(axis=0),
                 "bcts-em": [soft.corrected[n] for n in names],
+                "bcts-shrunk": 100 * shrunk_shares(*soft.replicates)[0],
+                "bcts-median": 100 * np.median(soft.replicates[2], axis=0),
+                "bcts-oracle": 100 * prior_shift_em(recalibrated(pooled[mixture], *oracle), set_prior),
             }
             stratified = correct_shares_reviewed(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
             reviewed = correct_shares_reviewed(labeled, pairs, names, posteriors[mixture], posteriors[calib],
@@ -259,12 +272,36 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
             for m, result in (("hard-em", hard), ("bcts-em", soft), ("stratified", stratified), ("reviewed", reviewed)):
                 trusted[m] += result.trustworthy
                 covered[m] += sum(result.ci95[n][0] <= t <= result.ci95[n][1] for n, t in zip(names, true_share))
+            for m in ("bcts-shrunk", "bcts-median"):
+                trusted[m] += soft.trustworthy
+                covered[m] += sum(min(soft.ci95[n][0], e) <= t <= max(soft.ci95[n][1], e)
+                                  for n, t, e in zip(names, true_share, estimates[m]))
             cells += len(names)
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
                      "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted})
     return rows
+
+
+def shrunk_shares(point, raw, point_draws, raw_draws, per_category: bool = False):
+    """The corrected shares pulled towards the raw ones as far as the bootstrap says the correction is
+    noise (positive-part James-Stein): with d = corrected - raw and V the bootstrap variance of d, the
+    raw shares' squared bias is estimated as max(|d|^2 - tr V, 0) and the estimate is
+    raw + lam d, lam = bias^2 / (bias^2 + tr V), the weight of least mean squared error. Per category
+    (`per_category`) each share gets its own lam, renormalised to sum to 1. Returns (shares, lam)."""
+    import numpy as np
+
+    point, raw = np.asarray(point, dtype=float), np.asarray(raw, dtype=float)
+    d, spread = point - raw, (np.asarray(point_draws) - np.asarray(raw_draws)).var(axis=0)
+    if per_category:
+        bias2 = np.clip(d ** 2 - spread, 0.0, None)
+        lam = np.divide(bias2, bias2 + spread, out=np.ones_like(d), where=bias2 + spread > 0)
+        shares = np.clip(raw + lam * d, 0.0, None)
+        return shares / shares.sum(), lam
+    bias2 = max(float(d @ d) - float(spread.sum()), 0.0)
+    lam = bias2 / (bias2 + float(spread.sum())) if bias2 + spread.sum() > 0 else 1.0
+    return raw + lam * d, lam
 
 
 def _ratio(value, raw, digits: int = 2) -> float | str:

@@ -328,3 +328,26 @@ def test_views_of_a_prompt_variant_or_a_row_cap_go_to_their_own_folder():
     assert views_folder("qwen", 512, "label-v1") == "qwen@cut512"  # the folders collected before label-v2
     assert views_folder("qwen", 512) == "qwen@cut512+label-v2"  # the product's prompt is named
     assert views_folder("qwen", 512, "label-short", 100) == "qwen@cut512+label-short~cap100"
+
+
+def test_shrinking_towards_raw_hand_computed():
+    """corrected (0.6, 0.4), raw (0.5, 0.5): d = (0.1, -0.1), |d|^2 = 0.02. Bootstrap differences
+    d* = d +- e with e^2 = 0.005 give tr V = 0.01, so the raw shares' squared bias is 0.02 - 0.01 =
+    0.01 and lam = 0.01 / (0.01 + 0.01) = 0.5: the estimate is (0.55, 0.45). Twice that spread
+    (tr V = 0.04 >= |d|^2) says the move is noise: lam = 0, the raw shares. No spread: lam = 1."""
+    import numpy as np
+
+    from bench.calibration import shrunk_shares
+
+    e = 0.005 ** 0.5
+    raw_draws = np.full((2, 2), 0.5)
+    shares, lam = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6 + e, 0.4 - e], [0.6 - e, 0.4 + e]], raw_draws)
+    assert lam == pytest.approx(0.5) and shares.tolist() == pytest.approx([0.55, 0.45])
+    wide = [[0.6 + 2 * e, 0.4 - 2 * e], [0.6 - 2 * e, 0.4 + 2 * e]]
+    shares, lam = shrunk_shares([0.6, 0.4], [0.5, 0.5], wide, raw_draws)
+    assert lam == 0.0 and shares.tolist() == pytest.approx([0.5, 0.5])
+    shares, lam = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6, 0.4]] * 2, raw_draws)
+    assert lam == 1.0 and shares.tolist() == pytest.approx([0.6, 0.4])
+    each, lams = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6 + e, 0.4 - e], [0.6 - e, 0.4 + e]], raw_draws,
+                               per_category=True)
+    assert lams.tolist() == pytest.approx([0.5, 0.5]) and each.tolist() == pytest.approx([0.55, 0.45])

@@ -76,6 +76,7 @@ class Correction:
     accuracy_on_calibration: float | None = None
     condition_number: float | None = None
     method: str = HARD_METHOD
+    replicates: tuple | None = field(default=None, repr=False)  # soft correction: (point, raw, point draws, raw draws)
 
     def moved(self) -> dict[str, float]:
         """How far each share moved (percentage points, corrected minus raw)."""
@@ -352,7 +353,11 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     point = _shifted(z, a, b, yc, len(names))
     rng = np.random.default_rng(seed)
     size = min(len(z), BOOTSTRAP_SAMPLES)
-    draws = [_soft_once(z[rng.integers(0, len(z), size)], *_resampled(rng, zc, yc), len(names)) for _ in range(resamples)]
+    draws, raw_draws = [], []
+    for _ in range(resamples):
+        sub = z[rng.integers(0, len(z), size)]
+        draws.append(_soft_once(sub, *_resampled(rng, zc, yc), len(names)))
+        raw_draws.append(np.bincount(sub.argmax(axis=1), minlength=len(names)) / size)
     total = sum(counts.values())
     right = sum(t == lab for t, lab in pairs)
     raw = {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
@@ -366,6 +371,8 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
         trustworthy=not reasons, reasons=reasons, thin=thin, calibration_rows=len(pairs),
         accuracy_on_calibration=round(right / len(pairs), 4) if pairs else None,
         condition_number=round(cond, 2), method=SOFT_METHOD,
+        replicates=(point, np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names]),
+                    np.asarray(draws), np.asarray(raw_draws)),
     )
 
 
