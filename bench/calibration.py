@@ -284,23 +284,19 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     return rows
 
 
-def shrunk_shares(point, raw, point_draws, raw_draws, per_category: bool = False):
+def shrunk_shares(point, raw, point_draws, raw_draws):
     """The corrected shares pulled towards the raw ones as far as the bootstrap says the correction is
     noise (positive-part James-Stein): with d = corrected - raw and V the bootstrap variance of d, the
     raw shares' squared bias is estimated as max(|d|^2 - tr V, 0) and the estimate is
-    raw + lam d, lam = bias^2 / (bias^2 + tr V), the weight of least mean squared error. Per category
-    (`per_category`) each share gets its own lam, renormalised to sum to 1. Returns (shares, lam)."""
+    raw + lam d, lam = bias^2 / (bias^2 + tr V), the weight of least mean squared error. Returns
+    (shares, lam). A candidate for the product's soft correction, measured behind it (bench/README.md)."""
     import numpy as np
 
     point, raw = np.asarray(point, dtype=float), np.asarray(raw, dtype=float)
-    d, spread = point - raw, (np.asarray(point_draws) - np.asarray(raw_draws)).var(axis=0)
-    if per_category:
-        bias2 = np.clip(d ** 2 - spread, 0.0, None)
-        lam = np.divide(bias2, bias2 + spread, out=np.ones_like(d), where=bias2 + spread > 0)
-        shares = np.clip(raw + lam * d, 0.0, None)
-        return shares / shares.sum(), lam
-    bias2 = max(float(d @ d) - float(spread.sum()), 0.0)
-    lam = bias2 / (bias2 + float(spread.sum())) if bias2 + spread.sum() > 0 else 1.0
+    d = point - raw
+    spread = float((np.asarray(point_draws) - np.asarray(raw_draws)).var(axis=0).sum())
+    bias2 = max(float(d @ d) - spread, 0.0)
+    lam = bias2 / (bias2 + spread) if bias2 + spread > 0 else 1.0
     return raw + lam * d, lam
 
 

@@ -348,6 +348,3 @@ def test_shrinking_towards_raw_hand_computed():
     assert lam == 0.0 and shares.tolist() == pytest.approx([0.5, 0.5])
     shares, lam = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6, 0.4]] * 2, raw_draws)
     assert lam == 1.0 and shares.tolist() == pytest.approx([0.6, 0.4])
-    each, lams = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6 + e, 0.4 - e], [0.6 - e, 0.4 + e]], raw_draws,
-                               per_category=True)
-    assert lams.tolist() == pytest.approx([0.5, 0.5]) and each.tolist() == pytest.approx([0.55, 0.45])

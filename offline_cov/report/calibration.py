@@ -76,7 +76,7 @@ class Correction:
     accuracy_on_calibration: float | None = None
     condition_number: float | None = None
     method: str = HARD_METHOD
-    replicates: tuple | None = field(default=None, repr=False)  # soft correction: (point, raw, point draws, raw draws)
+    replicates: tuple | None = field(default=None, repr=False)  # soft only, for bench/calibration.py: point, raw, their bootstrap draws
 
     def moved(self) -> dict[str, float]:
         """How far each share moved (percentage points, corrected minus raw)."""
