@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from offline_cov.labelers.base import CPU_SAMPLE_TOKENS
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
@@ -40,7 +41,7 @@ from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
 
 from . import common
-from .views import OUT
+from .views import OUT, views_folder
 
 HERE = Path(__file__).resolve().parent
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
@@ -399,7 +400,9 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--split", choices=["dev", "test"], required=True)
-    p.add_argument("--model", default="qwen2.5-coder-1.5b", help="whose views (bench/views.py --model)")
+    p.add_argument("--model", default=views_folder("qwen2.5-coder-1.5b", CPU_SAMPLE_TOKENS),
+                   help="whose views: a folder bench/views.py wrote (default: the CPU default's model, sample cut "
+                        "and label prompt; 'qwen2.5-coder-1.5b' is label-v1's at 1536 tokens)")
     args = p.parse_args(argv)
     res = run(args.split, args.model)
     text = markdown(res)

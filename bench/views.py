@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from offline_cov.labelers.base import CPU_SAMPLE_TOKENS
 from offline_cov.prompts import LABEL_PROMPTS, PROMPT_VERSION
 from offline_cov.taxonomy import Taxonomy, load_taxonomy_file, parse_taxonomy_list
 
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-sample-tokens", type=int, default=1536, help="the sample cut (views go to <model>@cut<N>/)")
+    p.add_argument("--max-sample-tokens", type=int, default=CPU_SAMPLE_TOKENS,
+                   help="the sample cut, by default the CPU default's (views go to <model>@cut<N>/ unless N is 1536)")
     p.add_argument("--prompt", default=PROMPT_VERSION,
                    help=f"comma-separated label prompts, from: {', '.join(LABEL_PROMPTS)} (others go to <model>+<prompt>/)")
     p.add_argument("--cap", type=int, help="at most this many dev rows a set (1.5x test), for every set (folder ~cap<N>)")
