@@ -204,8 +204,8 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     import numpy as np
 
     from offline_cov.report.calibration import (
-        LOG_FLOOR,
         acc_shares,
+        as_logits,
         confusion,
         correct_shares,
         correct_shares_reviewed,
@@ -221,7 +221,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     pool = {n: [i for i, t in enumerate(truth) if names[t] == n] for n in names}
     set_prior = np.asarray([(len(pool[n]) + 0.5) / (len(truth) + 0.5 * len(names)) for n in names])  # no zero share
     posteriors = softmax(np.asarray(scores), temperature)
-    pooled = np.log(np.clip(posteriors, LOG_FLOOR, 1.0))
+    pooled = as_logits(posteriors)
     oracle = fit_recalibration(pooled, truth, len(names))  # every row of the pool, the mixture's included
     rows, rng = [], random.Random(seed)
     from_review = args.calibration_from == "review"
@@ -244,7 +244,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
             pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
             hard = correct_shares(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
             soft = correct_shares_soft(labeled, pairs, posteriors[mixture], posteriors[calib], names,
-                                       seed=seed + d, resamples=args.resamples)
+                                       seed=seed + d, resamples=args.resamples, keep_replicates=True)
             a, b = fit_recalibration(logits[calib], truth[calib], len(names))
             estimates = {
                 "raw": [hard.raw[n] for n in names],
@@ -445,7 +445,7 @@ def to_markdown(payload: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .views import views_folder
+    from .views import CPU_DEFAULT_VIEWS
 
     parser = argparse.ArgumentParser(prog="python -m bench.calibration", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embed, fused (scored here), ensemble (read from bench/views.py's pool views)")
     parser.add_argument("--from-views", action="store_true",
                         help="embed and fused from the pool views too (the same rows as the ensemble's)")
-    parser.add_argument("--views", default=views_folder("qwen2.5-coder-1.5b", 512),
+    parser.add_argument("--views", default=CPU_DEFAULT_VIEWS,
                         help="the views folder the ensemble's scores are read from (the CPU default's sample cut and "
                              "prompt; session 10's runs read qwen2.5-coder-1.5b@cut512, label-v1's)")
     parser.add_argument("--mixture-size", type=int, default=300)

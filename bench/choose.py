@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_cov.labelers.base import CPU_SAMPLE_TOKENS
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
@@ -41,7 +40,7 @@ from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
 
 from . import common
-from .views import OUT, views_folder
+from .views import CPU_DEFAULT_VIEWS, OUT
 
 HERE = Path(__file__).resolve().parent
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
@@ -400,7 +399,7 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--split", choices=["dev", "test"], required=True)
-    p.add_argument("--model", default=views_folder("qwen2.5-coder-1.5b", CPU_SAMPLE_TOKENS),
+    p.add_argument("--model", default=CPU_DEFAULT_VIEWS,
                    help="whose views: a folder bench/views.py wrote (default: the CPU default's model, sample cut "
                         "and label prompt; 'qwen2.5-coder-1.5b' is label-v1's at 1536 tokens)")
     args = p.parse_args(argv)

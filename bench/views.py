@@ -210,6 +210,10 @@ def views_folder(model: str, max_sample_tokens: int, prompt: str = PROMPT_VERSIO
             + ("" if prompt == UNNAMED_PROMPT else f"+{prompt}") + ("" if cap is None else f"~cap{cap}"))
 
 
+CPU_DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+CPU_DEFAULT_VIEWS = views_folder(CPU_DEFAULT_MODEL, CPU_SAMPLE_TOKENS)  # the CPU default's model, cut and prompt
+
+
 def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
     """The views of `set_name` already in any split file of `folder` (same model and cut), by row number."""
     found = {}
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="pool: every single-label row, for bench/calibration.py's mixtures")
     p.add_argument("--sets", default=",".join(SETS), help="comma-separated, from: " + ", ".join(SETS))
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    p.add_argument("--model", default=CPU_DEFAULT_MODEL)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-sample-tokens", type=int, default=CPU_SAMPLE_TOKENS,
                    help="the sample cut, by default the CPU default's (views go to <model>@cut<N>/ unless N is 1536)")

@@ -76,7 +76,7 @@ class Correction:
     accuracy_on_calibration: float | None = None
     condition_number: float | None = None
     method: str = HARD_METHOD
-    replicates: tuple | None = field(default=None, repr=False)  # soft only, for bench/calibration.py: point, raw, their bootstrap draws
+    replicates: tuple | None = field(default=None, repr=False)  # correct_shares_soft(keep_replicates=True) only
 
     def moved(self) -> dict[str, float]:
         """How far each share moved (percentage points, corrected minus raw)."""
@@ -306,6 +306,15 @@ def fit_recalibration(logits, truth, classes: int, ridge: float = RIDGE, iterati
     return float(theta[0]), np.concatenate([[0.0], theta[1:]])
 
 
+def as_logits(probabilities):
+    """Probabilities read as logits, `log(max(p, LOG_FLOOR))` (None stays None)."""
+    import numpy as np
+
+    if probabilities is None:
+        return None
+    return np.log(np.clip(np.asarray(probabilities, dtype=float), LOG_FLOOR, 1.0))
+
+
 def recalibrated(logits, a: float, b):
     """Per-sample probabilities `softmax(a * logits + b)`."""
     import numpy as np
@@ -335,18 +344,20 @@ def prior_shift_em(posteriors, source_prior, iterations: int = EM_ITERATIONS):
 
 
 def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], probabilities, calibration_probabilities,
-                        names: list[str], seed: int = 0, resamples: int = BOOTSTRAP) -> Correction:
+                        names: list[str], seed: int = 0, resamples: int = BOOTSTRAP,
+                        keep_replicates: bool = False) -> Correction:
     """The corrected shares from the labeler's probabilities: `probabilities` has a row per analysed
     sample (a column per category, taxonomy order), `calibration_probabilities` a row per calibration
     pair (true category, labeler's category). The rows recalibrate the probabilities
     (`fit_recalibration`), then `prior_shift_em` corrects for the shift between the rows' shares and
     the data's. 95% intervals: the calibration rows and the samples resampled together, `resamples`
     times (over BOOTSTRAP_SAMPLES samples, each replicate resamples that many, which widens the
-    interval a little and never narrows it). `counts` (the labels per category) give the raw shares."""
+    interval a little and never narrows it). `counts` (the labels per category) give the raw shares.
+    `keep_replicates` (bench/calibration.py) keeps the point, the raw shares and both their bootstrap
+    draws on the result, the raw ones from each replicate's argmax labels."""
     import numpy as np
 
-    z = np.log(np.clip(np.asarray(probabilities, dtype=float), LOG_FLOOR, 1.0))
-    zc = np.log(np.clip(np.asarray(calibration_probabilities, dtype=float), LOG_FLOOR, 1.0))
+    z, zc = as_logits(probabilities), as_logits(calibration_probabilities)
     at = {n: i for i, n in enumerate(names)}
     yc = np.asarray([at[t] for t, _ in pairs])
     a, b = fit_recalibration(zc, yc, len(names))
@@ -357,7 +368,8 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     for _ in range(resamples):
         sub = z[rng.integers(0, len(z), size)]
         draws.append(_soft_once(sub, *_resampled(rng, zc, yc), len(names)))
-        raw_draws.append(np.bincount(sub.argmax(axis=1), minlength=len(names)) / size)
+        if keep_replicates:
+            raw_draws.append(np.bincount(sub.argmax(axis=1), minlength=len(names)) / size)
     total = sum(counts.values())
     right = sum(t == lab for t, lab in pairs)
     raw = {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
@@ -372,7 +384,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
         accuracy_on_calibration=round(right / len(pairs), 4) if pairs else None,
         condition_number=round(cond, 2), method=SOFT_METHOD,
         replicates=(point, np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names]),
-                    np.asarray(draws), np.asarray(raw_draws)),
+                    np.asarray(draws), np.asarray(raw_draws)) if keep_replicates else None,
     )
 
 
@@ -451,8 +463,7 @@ def correct_shares_reviewed(counts: dict[str, int], pairs: list[tuple[str, str]]
     total = sum(counts.values())
     q = np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names])
     soft = probabilities is not None and calibration_probabilities is not None
-    z = np.log(np.clip(np.asarray(probabilities, dtype=float), LOG_FLOOR, 1.0)) if soft else None
-    zc = np.log(np.clip(np.asarray(calibration_probabilities, dtype=float), LOG_FLOOR, 1.0)) if soft else None
+    z, zc = (as_logits(probabilities), as_logits(calibration_probabilities)) if soft else (None, None)
     point = _reviewed_once(z, zc, truth, labeled, q, len(names))
     rng = np.random.default_rng(seed)
     strata = [np.flatnonzero(labeled == j) for j in range(len(names))]
