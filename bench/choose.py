@@ -406,7 +406,10 @@ def main(argv: list[str] | None = None) -> None:
     res = run(args.split, args.model)
     text = markdown(res)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in (f"choose-{args.model}-{args.split}-{stamp}", f"choose-{args.split}-latest"):
+    names = [f"choose-{args.model}-{args.split}-{stamp}"]
+    if args.model == CPU_DEFAULT_VIEWS:  # "latest" stays the CPU default's table; other models' runs keep only their stamped files
+        names.append(f"choose-{args.split}-latest")
+    for name in names:
         (HERE / "results" / f"{name}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
         (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)

@@ -98,21 +98,27 @@ def _without_prefix_caching(original):
 
 def bundled_example(tuned: bool) -> dict:
     """`offline-cov analyze` on the bundled example with the machine's defaults, no cache: wall time."""
+    return analyze_bundled([], {} if tuned else {"OFFLINE_COV_CPU_TUNING": "0"}, "tuned" if tuned else "defaults")
+
+
+def analyze_bundled(options: list[str], env_extra: dict, tag: str) -> dict:
+    """`offline-cov analyze` on the bundled example in a fresh process, no label cache, with extra
+    command-line `options` and environment: wall time, engine start, category counts."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "VLLM_CPU_NUM_OF_RESERVED_CPU", "OFFLINE_COV_CPU_TUNING")}
-    if not tuned:
-        env["OFFLINE_COV_CPU_TUNING"] = "0"
+    env.update(env_extra)
     repo = HERE.parent
-    meta = Path("/tmp") / f"offline-cov-bundled-{'tuned' if tuned else 'defaults'}.json"
+    meta, report = Path("/tmp") / f"offline-cov-bundled-{tag}.json", Path("/tmp") / f"offline-cov-bundled-{tag}-report.json"
     cmd = [str(repo / ".venv" / "bin" / "offline-cov"), "analyze", "examples/sft_sample.jsonl", "--taxonomy-file",
-           "examples/taxonomy.yaml", "--no-cache", "-q", "-o", "/tmp/offline-cov-bundled-report.json", "--metadata", str(meta)]
+           "examples/taxonomy.yaml", "--no-cache", "-q", "-o", str(report), "--metadata", str(meta), *options]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode:
         return {"error": proc.stderr[-2000:]}
-    m = json.loads(meta.read_text())
+    m, r = json.loads(meta.read_text()), json.loads(report.read_text())
     return {"wall_s": round(wall, 1), "engine_load_s": m["timings"].get("engine_load_s"), "labeler": m["labeler"]["labeler"],
-            "model": m["model"], "throughput": m.get("throughput"), "load1": os.getloadavg()[0]}
+            "model": m["model"], "throughput": m.get("throughput"), "load1": os.getloadavg()[0],
+            "counts": {c["name"]: c["count"] for c in r["categories"]}, "difficulty_mix": m.get("difficulty_mix")}
 
 
 def main(argv: list[str] | None = None) -> None:

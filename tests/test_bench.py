@@ -348,3 +348,18 @@ def test_shrinking_towards_raw_hand_computed():
     assert lam == 0.0 and shares.tolist() == pytest.approx([0.5, 0.5])
     shares, lam = shrunk_shares([0.6, 0.4], [0.5, 0.5], [[0.6, 0.4]] * 2, raw_draws)
     assert lam == 1.0 and shares.tolist() == pytest.approx([0.6, 0.4])
+
+
+def test_cpu_default_table_marks_which_candidates_fit_the_five_minute_bar():
+    from bench.cpu_default import markdown
+
+    machine = {"cpu": "AMD EPYC", "cores": 2, "cores_usable": 2, "ram_gib": 23.5, "gpu": None,
+               "load_avg_1_5_15": [1.0, 1.0, 1.0], "platform": "Linux", "python": "3.11"}
+    row = {"engine_load_s": 60.0, "throughput": {"samples_per_s": 0.5}, "load1": 1.0,
+           "counts": {"math": 70, "code": 50}, "difficulty_mix": {"easy": 80, "medium": 30, "hard": 10}}
+    payload = {"when": "now", "machine": machine, "bf16_flags": [], "bar_s": 300, "candidates": {
+        "slow": {**row, "wall_s": 300.1}, "fast": {**row, "wall_s": 299.9}, "broken": {"error": "boom"}}}
+    lines = {line.split(" | ")[0].strip("| "): line for line in markdown(payload).splitlines() if line.startswith("| ")}
+    assert "| 300.1 | no |" in lines["slow"] and "| 299.9 | yes |" in lines["fast"]
+    assert "failed" in lines["broken"] and "math 70 / code 50" in lines["fast"]
+    assert "none (the LLMs run in float32)" in markdown(payload)

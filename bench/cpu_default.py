@@ -1,0 +1,83 @@
+"""Which labeler can be the default on this CPU: `analyze` on the bundled example for each candidate, one run.
+
+The rule (issue #13): the default without a GPU is the most accurate labeler that labels the bundled
+120-sample example in at most 5 minutes on the machine at hand, model load included, conversion
+excluded. Accuracy comes from `bench.views` + `bench.choose` (no model time); this times every
+candidate here, one after the other in fresh processes with no label cache, so that the ratios are
+side by side on one machine and load. Run it with nothing else running; the models must be
+converted already (any earlier run of them does it).
+
+  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cpu_default   # ~25 min on a 2-core AVX2 VM
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from offline_cov.registry import cpu_flags
+
+from . import common
+from .speed_cpu import analyze_bundled
+
+HERE = Path(__file__).resolve().parent
+BAR_S = 300
+NO_PREFETCH = {"OFFLINE_COV_PREFETCH": "0"}  # the engine loads first, then the prototypes score (before session 15)
+# name -> (analyze options, environment)
+CANDIDATES = {
+    "ensemble, qwen2.5-coder-1.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"], {}),
+    "ensemble, qwen2.5-coder-1.5b, no prefetch": (["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"], NO_PREFETCH),
+    "ensemble, qwen2.5-coder-0.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"], {}),
+    "ensemble, qwen2.5-coder-0.5b, no prefetch": (["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"], NO_PREFETCH),
+    "fused": (["--labeler", "fused"], {}),
+    "embed": (["--labeler", "embed"], {}),
+}
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", help="candidates separated by ';', from: " + "; ".join(CANDIDATES))
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.only.split(";")] if args.only else list(CANDIDATES)
+    results = {}
+    for name in names:
+        print(f"[cpu_default {time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
+        options, env = CANDIDATES[name]
+        results[name] = analyze_bundled(options, {"VLLM_CPU_KVCACHE_SPACE": "4", **env}, name.replace(", ", "-").replace(" ", "_"))
+        print(f"  {results[name].get('wall_s', 'failed')} s", file=sys.stderr, flush=True)
+    flags = cpu_flags() or set()
+    payload = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
+               "bf16_flags": sorted(f for f in BF16_FLAGS if f in flags), "bar_s": BAR_S, "candidates": results}
+    text = markdown(payload)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (f"cpu-default-{stamp}", "cpu-default-latest"):
+        (HERE / "results" / f"{name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+def markdown(payload: dict) -> str:
+    flags = ", ".join(payload["bf16_flags"]) or "none (the LLMs run in float32)"
+    lines = ["## The bundled example per candidate CPU default (`bench.cpu_default`)", "",
+             f"- when: {payload['when']}; machine: {common.machine_line(payload['machine'])}; bfloat16 instructions: {flags}",
+             "- `offline-cov analyze examples/sft_sample.jsonl --taxonomy-file examples/taxonomy.yaml --no-cache` plus the "
+             "candidate's options, each a fresh process, one after the other", "",
+             f"| candidate | wall s | within {payload['bar_s']} s | engine start s | samples/s labeling | category counts | difficulty e/m/h | load1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in payload["candidates"].items():
+        if "error" in r:
+            lines.append(f"| {name} | failed | | | | | | |")
+            continue
+        t, mix = r.get("throughput") or {}, r.get("difficulty_mix") or {}
+        counts = " / ".join(f"{k} {v}" for k, v in r["counts"].items())
+        lines.append(f"| {name} | {r['wall_s']} | {'yes' if r['wall_s'] <= payload['bar_s'] else 'no'} | {r['engine_load_s']} | "
+                     f"{t.get('samples_per_s')} | {counts} | {mix.get('easy')}/{mix.get('medium')}/{mix.get('hard')} | {r['load1']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
