@@ -77,13 +77,10 @@ class EnsembleLabeler:
 
     @classmethod
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> EnsembleLabeler:
-        """The prototypes are built first (their imports of torch and transformers must finish
-        before vLLM's start in another thread: transformers' lazy imports are not thread-safe), then
-        the model starts loading in the background while they score the first batch
-        (`EngineHandle.prefetch`); the first LLM request waits for it."""
-        labeler = cls(handle.get, taxonomy, settings)
+        """The model starts loading in the background while the prototypes are built and score the
+        first batch (`EngineHandle.prefetch`); the first LLM request waits for it."""
         handle.prefetch()
-        return labeler
+        return cls(handle.get, taxonomy, settings)
 
     def __init__(self, engine: Engine | Callable[[], Engine], taxonomy: Taxonomy, settings: LabelSettings | None = None,
                  fused: FusedLabeler | None = None, weight: float = ENSEMBLE_FUSED_WEIGHT):
