@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import OfflineCovError
 
-PREFETCH_ENV = "OFFLINE_COV_PREFETCH"
 ENGINES = {
     "vllm": "offline_cov.engines.vllm_engine:VllmEngine",
     "transformers": "offline_cov.engines.transformers_engine:TransformersEngine",
@@ -110,7 +108,6 @@ class EngineHandle:
                  engine: Engine | None = None):
         self.name, self.seed, self.options = name, seed, options or {}
         self._engine, self.own, self.load_s = engine, engine is None, 0.0
-        self._loading, self._load_error = None, None
         if engine is not None:
             fallback = f"{engine.name}:{engine.model_name}"  # engines written outside this package
             self.identity, self.model_name = getattr(engine, "identity", fallback), engine.model_name
@@ -124,53 +121,17 @@ class EngineHandle:
     def loaded(self) -> bool:
         return self._engine is not None
 
-    def prefetch(self) -> None:
-        """Start opening the engine in a background thread, so that work that needs no engine (the
-        ensemble's prototype scores) runs while the model loads; `get` waits for it. Loading is
-        mostly process spawning and imports, which leave a core free; OFFLINE_COV_PREFETCH=0 turns
-        it off (bench/cpu_default.py measures both)."""
-        if self._engine is not None or self._loading is not None or os.environ.get(PREFETCH_ENV) == "0":
-            return
-        import threading
-
-        self._loading = threading.Thread(target=self._load_quietly, name="offline-cov-engine-load", daemon=False)
-        self._loading.start()
-
-    def _load_quietly(self) -> None:
-        try:
-            self._load()
-        except BaseException as exc:  # raised again by `get`, in the caller's thread
-            self._load_error = exc
-
-    def _load(self) -> None:
-        started = time.perf_counter()
-        self._engine = open_engine(self.name, self.model_name, self.seed, **self.options)
-        self.load_s = round(time.perf_counter() - started, 3)
-
-    def _join(self) -> None:
-        if self._loading is not None:
-            self._loading.join()
-            self._loading = None
-            error, self._load_error = self._load_error, None
-            if error is not None:
-                raise error
-
     def get(self) -> Engine:
-        self._join()
         if self._engine is None:
-            self._load()
+            started = time.perf_counter()
+            self._engine = open_engine(self.name, self.model_name, self.seed, **self.options)
+            self.load_s = round(time.perf_counter() - started, 3)
         return self._engine
 
     def info(self) -> dict:
         return self._engine.info() if self._engine else {"engine": self.name, "loaded": False}
 
     def close(self) -> None:
-        """Close the engine this handle opened; one still loading is waited for first, so that no
-        engine process outlives the run."""
-        try:
-            self._join()
-        except BaseException:  # the run has already failed or is failing; nothing was opened
-            pass
         if self.own and self._engine is not None:
             self._engine.close()
 

@@ -29,7 +29,6 @@ engine that returns no logprobs (Ray) counts the LLM's written category as a sur
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from ..data.readers import Sample
 from ..engines import Engine
@@ -77,31 +76,16 @@ class EnsembleLabeler:
 
     @classmethod
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> EnsembleLabeler:
-        """The model starts loading in the background while the prototypes are built and score the
-        first batch (`EngineHandle.prefetch`); the first LLM request waits for it."""
-        handle.prefetch()
-        return cls(handle.get, taxonomy, settings)
+        return cls(handle.get(), taxonomy, settings)
 
-    def __init__(self, engine: Engine | Callable[[], Engine], taxonomy: Taxonomy, settings: LabelSettings | None = None,
+    def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None,
                  fused: FusedLabeler | None = None, weight: float = ENSEMBLE_FUSED_WEIGHT):
-        """`engine`: an open engine, or a function that returns one when the LLM is first needed."""
         self.taxonomy, self.weight = taxonomy, weight
         self.settings = settings or LabelSettings()
-        self._engine, self._llm = engine, None
+        self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
         self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
+        self.sample_budget = self.llm.sample_budget
         self.overruled = self.llm_failed = 0
-
-    @property
-    def llm(self) -> LLMLabeler:
-        """The LLM's labeler, built on first use (the engine may still be loading until then)."""
-        if self._llm is None:
-            engine = self._engine() if not hasattr(self._engine, "generate") else self._engine
-            self._llm = LLMLabeler(engine, self.taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
-        return self._llm
-
-    @property
-    def sample_budget(self) -> int:
-        return self.llm.sample_budget
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         texts = [sample_text(s)[0] for s in samples]
