@@ -19,7 +19,6 @@ import json
 import math
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +41,6 @@ from offline_cov.metrics import label_metrics
 from . import common
 from .views import CPU_DEFAULT_VIEWS, OUT
 
-HERE = Path(__file__).resolve().parent
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
 CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "infobench", "justeval-tasks",
                  "justeval-topics", "justeval-topics-names", "arena-hard-described", "justeval-topics-described",
@@ -409,9 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [f"choose-{args.model}-{args.split}-{stamp}"]
     if args.model == CPU_DEFAULT_VIEWS:  # "latest" stays the CPU default's table; other models' runs keep only their stamped files
         names.append(f"choose-{args.split}-latest")
-    for name in names:
-        (HERE / "results" / f"{name}.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
-        (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
+    common.write_named(names, res, text)
     print(text)
 
 

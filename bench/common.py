@@ -92,6 +92,15 @@ def md_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def write_named(names: list[str], payload: dict, markdown: str, out_dir: str | Path | None = None) -> None:
+    """Write `<name>.json` (the payload) and `<name>.md` for each of `names`: a stamped name and,
+    where the run is the one a table cites, a `-latest` copy."""
+    out = Path(out_dir) if out_dir else RESULTS_DIR
+    for name in names:
+        (out / f"{name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+
+
 def write_results(kind: str, payload: dict, markdown: str, out_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Write `<kind>-<model>-<time>.json` and `.md`, and copy them to `<kind>-latest.*`."""
     out = Path(out_dir) if out_dir else RESULTS_DIR

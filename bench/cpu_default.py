@@ -13,26 +13,23 @@ converted already (any earlier run of them does it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
-from offline_cov.registry import cpu_flags
+from offline_cov.registry import HALF_PRECISION_FLAGS, cpu_flags
 
 from . import common
 from .speed_cpu import analyze_bundled
 
-HERE = Path(__file__).resolve().parent
 BAR_S = 300
-# name -> (analyze options, extra environment)
+# name -> the options `analyze` gets on top of the bundled example's
 CANDIDATES = {
-    "ensemble, qwen2.5-coder-1.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"], {}),
-    "ensemble, qwen2.5-coder-0.5b": (["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"], {}),
-    "fused": (["--labeler", "fused"], {}),
-    "embed": (["--labeler", "embed"], {}),
+    "ensemble, qwen2.5-coder-1.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"],
+    "ensemble, qwen2.5-coder-0.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"],
+    "fused": ["--labeler", "fused"],
+    "embed": ["--labeler", "embed"],
 }
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_FLAGS = HALF_PRECISION_FLAGS["bfloat16"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,17 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for name in names:
         print(f"[cpu_default {time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
-        options, env = CANDIDATES[name]
-        results[name] = analyze_bundled(options, {"VLLM_CPU_KVCACHE_SPACE": "4", **env}, name.replace(", ", "-").replace(" ", "_"))
+        results[name] = analyze_bundled(CANDIDATES[name], {"VLLM_CPU_KVCACHE_SPACE": "4"}, name.replace(", ", "-"))
         print(f"  {results[name].get('wall_s', 'failed')} s", file=sys.stderr, flush=True)
     flags = cpu_flags() or set()
     payload = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
-               "bf16_flags": sorted(f for f in BF16_FLAGS if f in flags), "bar_s": BAR_S, "candidates": results}
+               "bf16_flags": sorted(BF16_FLAGS & flags), "bar_s": BAR_S, "candidates": results}
     text = markdown(payload)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in (f"cpu-default-{stamp}", "cpu-default-latest"):
-        (HERE / "results" / f"{name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
+    common.write_named([f"cpu-default-{stamp}", "cpu-default-latest"], payload, text)
     print(text)
 
 

@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                "bundled": bundled}
     text = markdown(payload)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in (f"speed-cpu-{stamp}", "speed-cpu-latest"):
-        (HERE / "results" / f"{name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        (HERE / "results" / f"{name}.md").write_text(text, encoding="utf-8")
+    common.write_named([f"speed-cpu-{stamp}", "speed-cpu-latest"], payload, text)
     print(text)
 
 
