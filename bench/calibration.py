@@ -13,7 +13,11 @@ Two studies on public labeled sets, one command:
    confusion matrix, and six estimators (METHODS) the corrected shares; the two the product can
    apply (`correct_shares`, hard labels; `correct_shares_soft`, per-sample probabilities) give
    95% intervals. Reported per mixture: mean absolute error of each (percentage points) and how
-   often the intervals cover the true share.
+   often the intervals cover the true share. Where the calibration rows come from
+   (`--calibration-from`): `pool` draws them from the rows the mixture leaves, so their mix is the
+   mixture's opposite; `split` draws them at random from the whole pool first and the mixture from
+   the rest (the artificial-prevalence protocol of the quantification literature); `review` draws
+   them from the mixture itself as `offline-cov review` does.
 
 The ensemble (the CPU default) is read from bench/views.py's pool views; `--from-views` reads
 embed and fused from the same rows.
@@ -154,6 +158,36 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
     return mixture, rest[:calibration]
 
 
+def split_counts(counts: dict[str, int], pool: dict[str, list[int]], calibration: int) -> dict[str, int]:
+    """A mixture's counts scaled down until they fit, with room to spare, in the rows a random
+    `calibration`-row sample of the pool leaves: each category's expected leftover minus three
+    standard deviations of the (hypergeometric) number the sample takes from it."""
+    total = sum(len(ids) for ids in pool.values())
+    f = calibration / total
+    room = {n: len(ids) * (1 - f) - 3 * math.sqrt(len(ids) * f * (1 - f) * (total - len(ids)) / max(total - 1, 1))
+            for n, ids in pool.items()}
+    factor = min([max(room[n], 0.0) / c for n, c in counts.items() if c] + [1.0])
+    return {n: int(c * factor) for n, c in counts.items()}
+
+
+def draw_split(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibration: int, rng: random.Random):
+    """The artificial-prevalence protocol of the quantification literature: `calibration` rows drawn
+    at random from the whole pool first (their mix is the pool's, as a labeled sample of the same
+    source is), then a mixture with `counts` per category from the rows left, so the two are
+    disjoint. A calibration sample that leaves a category too few rows is drawn again (split_counts
+    makes that rare). Returns the mixture's row ids and the calibration rows'."""
+    rows = sorted(i for ids in pool_by_label.values() for i in ids)
+    for _ in range(100):
+        calib = rng.sample(rows, calibration)
+        taken = set(calib)
+        left = {n: [i for i in ids if i not in taken] for n, ids in pool_by_label.items()}
+        if all(len(left[n]) >= counts.get(n, 0) for n in left):
+            mixture = [i for n, ids in left.items() for i in rng.sample(ids, counts.get(n, 0))]
+            rng.shuffle(mixture)
+            return mixture, calib
+    raise ValueError("the mixture does not fit in the rows the calibration sample leaves: lower --mixture-size")
+
+
 def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], predicted, calibration: int,
                   rng: random.Random):
     """The review regime: a mixture with `counts` per category drawn with replacement from the pool
@@ -228,7 +262,9 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
     size = args.review_mixture_size if from_review else min(args.mixture_size, len(truth) - args.calibration_size - 20)
     for mix_name, composition in compositions(names, pool).items():
         counts = mixture_counts(names, composition, size)
-        if not from_review and any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
+        if args.calibration_from == "split":
+            counts = split_counts(counts, pool, args.calibration_size)
+        elif not from_review and any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
             counts = _shrink(counts, pool)
         counts = {n: c if pool[n] else 0 for n, c in counts.items()}  # a category the pool lacks cannot be drawn
         err = {m: [] for m in METHODS}
@@ -237,6 +273,8 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
             if from_review:
                 mixture, positions = draw_reviewed(pool, counts, predicted, args.calibration_size, rng)
                 calib = [mixture[pos] for pos in positions]
+            elif args.calibration_from == "split":
+                mixture, calib = draw_split(pool, counts, args.calibration_size, rng)
             else:
                 mixture, calib = draw(pool, counts, args.calibration_size, rng)
             true_share = 100 * np.asarray([counts[n] for n in names]) / len(mixture)
@@ -436,9 +474,13 @@ def to_markdown(payload: dict) -> str:
     lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws"] + [f"{m} MAE" for m in METHODS]
                                  + [f"{m} / raw" for m in RATIOS] + [f"{m} coverage" for m in COVERED] + ["trusted (" + "/".join(COVERED) + ")"], corr))
     a = payload["args"]
-    source = (f"{a['calibration_size']} rows of each mixture, drawn as `offline-cov review` draws them (stratified on the "
-              "labels); the mixture drawn with replacement from the pool"
-              if a.get("calibration_from") == "review" else f"{a['calibration_size']} rows of the same pool, disjoint from the mixture")
+    source = {
+        "review": f"{a['calibration_size']} rows of each mixture, drawn as `offline-cov review` draws them (stratified "
+                  "on the labels); the mixture drawn with replacement from the pool",
+        "split": f"{a['calibration_size']} rows drawn at random from the whole pool first, the mixture then from the "
+                 "rows left (disjoint; the calibration rows' mix is the pool's)",
+    }.get(a.get("calibration_from"), f"{a['calibration_size']} rows of the same pool, disjoint from the mixture "
+                                     "(drawn from the rows the mixture leaves)")
     lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
     return "\n".join(lines)
@@ -460,9 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the views folder the ensemble's scores are read from (the CPU default's sample cut and "
                              "prompt; session 10's runs read qwen2.5-coder-1.5b@cut512, label-v1's)")
     parser.add_argument("--mixture-size", type=int, default=300)
-    parser.add_argument("--calibration-from", choices=["pool", "review"], default="pool",
-                        help="pool: the calibration rows are other rows of the pool (the issue's design); review: they "
-                             "are drawn from the mixture itself as `offline-cov review` draws them")
+    parser.add_argument("--calibration-from", choices=["pool", "split", "review"], default="pool",
+                        help="pool: the calibration rows are drawn from the rows the mixture leaves (their mix is the "
+                             "mixture's opposite); split: drawn at random from the whole pool first, the mixture then "
+                             "from the rest (the quantification literature's protocol); review: drawn from the mixture "
+                             "itself as `offline-cov review` draws them")
     parser.add_argument("--review-mixture-size", type=int, default=2000,
                         help="with --calibration-from review: samples per mixture, drawn with replacement from the pool")
     parser.add_argument("--calibration-size", type=int, default=200)

@@ -363,3 +363,25 @@ def test_cpu_default_table_marks_which_candidates_fit_the_five_minute_bar():
     assert "| 300.1 | no |" in lines["slow"] and "| 299.9 | yes |" in lines["fast"]
     assert "failed" in lines["broken"] and "math 70 / code 50" in lines["fast"]
     assert "none (the LLMs run in float32)" in markdown(payload)
+
+
+def test_the_split_regime_draws_the_calibration_rows_first_and_the_mixture_from_the_rest():
+    """bench.calibration --calibration-from split: 20 calibration rows at random from the whole pool,
+    then a mixture with exactly the counts asked for from the rows left, never one of the same rows;
+    split_counts scales a mixture down to what a 20-row sample leaves of each category."""
+    import random
+
+    from bench.calibration import draw_split, split_counts
+
+    pool = {"a": list(range(0, 40)), "b": list(range(40, 60)), "c": list(range(60, 100))}
+    counts = split_counts({"a": 60, "b": 15, "c": 5}, pool, 20)
+    # 20 of 100 rows: a keeps 32 on average, sd sqrt(40 * .2 * .8 * 60 / 99) = 1.97, so room 26.1 -> factor 0.435
+    assert counts == {"a": 26, "b": 6, "c": 2}
+    assert split_counts({"a": 5, "b": 5, "c": 5}, pool, 20) == {"a": 5, "b": 5, "c": 5}  # fits: left alone
+    rng = random.Random(3)
+    for _ in range(20):
+        mixture, calib = draw_split(pool, counts, 20, rng)
+        assert len(calib) == 20 == len(set(calib)) and not set(calib) & set(mixture)
+        assert [sum(i in pool[n] for i in mixture) for n in "abc"] == [26, 6, 2] and len(set(mixture)) == 34
+    with pytest.raises(ValueError, match="mixture-size"):
+        draw_split(pool, {"a": 40, "b": 0, "c": 0}, 20, rng)  # every a row is needed: no sample leaves them all
