@@ -161,12 +161,15 @@ def draw(pool_by_label: dict[str, list[int]], counts: dict[str, int], calibratio
 def split_counts(counts: dict[str, int], pool: dict[str, list[int]], calibration: int) -> dict[str, int]:
     """A mixture's counts scaled down until they fit, with room to spare, in the rows a random
     `calibration`-row sample of the pool leaves: each category's expected leftover minus three
-    standard deviations of the (hypergeometric) number the sample takes from it."""
+    standard deviations of the (hypergeometric) number the sample takes from it. A category with no
+    such room (under one row: Just-Eval's five medical rows) is left out of the mixture, whose true
+    shares are computed from these counts."""
     total = sum(len(ids) for ids in pool.values())
     f = calibration / total
     room = {n: len(ids) * (1 - f) - 3 * math.sqrt(len(ids) * f * (1 - f) * (total - len(ids)) / max(total - 1, 1))
             for n, ids in pool.items()}
-    factor = min([max(room[n], 0.0) / c for n, c in counts.items() if c] + [1.0])
+    counts = {n: c if room[n] >= 1 else 0 for n, c in counts.items()}
+    factor = min([room[n] / c for n, c in counts.items() if c] + [1.0])
     return {n: int(c * factor) for n, c in counts.items()}
 
 

@@ -378,6 +378,8 @@ def test_the_split_regime_draws_the_calibration_rows_first_and_the_mixture_from_
     # 20 of 100 rows: a keeps 32 on average, sd sqrt(40 * .2 * .8 * 60 / 99) = 1.97, so room 26.1 -> factor 0.435
     assert counts == {"a": 26, "b": 6, "c": 2}
     assert split_counts({"a": 5, "b": 5, "c": 5}, pool, 20) == {"a": 5, "b": 5, "c": 5}  # fits: left alone
+    tiny = {"a": list(range(0, 98)), "b": [98, 99]}  # b keeps 1.6 rows on average, sd 0.57: no room
+    assert split_counts({"a": 50, "b": 2}, tiny, 20) == {"a": 50, "b": 0}
     rng = random.Random(3)
     for _ in range(20):
         mixture, calib = draw_split(pool, counts, 20, rng)
