@@ -7,20 +7,48 @@ from pathlib import Path
 import pytest
 
 from offline_cov.labelers import get_labeler_class
-from offline_cov.labelers.measured import CHOOSE_TEST_RUN, SETS
+from offline_cov.labelers.measured import SETS, for_model, on_test
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", ["embed", "fused", "llm", "ensemble"])
 def test_measured_accuracy_is_the_cited_runs(name):
-    measured = get_labeler_class(name).measured
-    assert measured["bench_run"] == CHOOSE_TEST_RUN and measured["split"] == "test"
-    sets = json.loads((ROOT / CHOOSE_TEST_RUN).read_text())["sets"]
-    assert len(measured["accuracy"]) >= 7
-    for key, value in measured["accuracy"].items():
-        set_name, description = re.fullmatch(r"(\S+) \((.*)\)", key).groups()
-        assert description == SETS[set_name]
-        scored = sets[set_name]["labelers"][name]
-        assert value == scored["accuracy"], key
-        assert description.endswith(f"{scored['n']} rows") and description.startswith(f"{len(sets[set_name]['taxonomy'])} categories")
+    cls = get_labeler_class(name)
+    assert cls.measured
+    for entry in cls.measured:
+        assert entry["split"] == "test"
+        if cls.needs_engine:  # the run's model read the samples: the cited run is that model's
+            assert entry["model"] in entry["bench_run"]
+        sets = json.loads((ROOT / entry["bench_run"]).read_text())["sets"]
+        assert len(entry["accuracy"]) >= 7
+        for key, value in entry["accuracy"].items():
+            set_name, description = re.fullmatch(r"(\S+) \((.*)\)", key).groups()
+            assert description == SETS[set_name]
+            scored = sets[set_name]["labelers"][name]
+            assert value == scored["accuracy"], (entry["model"] if cls.needs_engine else name, key)
+            assert description.endswith(f"{scored['n']} rows") and description.startswith(f"{len(sets[set_name]['taxonomy'])} categories")
+
+
+def test_each_model_gets_its_own_measured_numbers_and_an_unmeasured_one_a_note():
+    big = on_test({"arena-hard": 0.8}, model="big", run="bench/results/choose-big-test.json")
+    small = on_test({"arena-hard": 0.7}, model="small", run="bench/results/choose-small-test.json")
+    assert for_model((big, small), "small", reads_llm=True) is small
+    assert for_model((big, small), "big", reads_llm=True) is big
+    other = for_model((big, small), "other", reads_llm=True)
+    assert "accuracy" not in other and other["note"] == "measured with big, small, not with other"
+    no_llm = on_test({"arena-hard": 0.6})
+    assert for_model((no_llm,), "whatever", reads_llm=False) is no_llm
+    assert for_model((), "big", reads_llm=True) == {}
+
+
+@pytest.mark.parametrize("model", ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"])
+def test_the_report_cites_the_ensemble_run_of_the_model_that_read_the_samples(model):
+    from types import SimpleNamespace
+
+    from offline_cov.strategies.how_sure import measured_accuracy
+
+    run = SimpleNamespace(labeler_cls=get_labeler_class("ensemble"), model_read=lambda: model)
+    cited = measured_accuracy(run)
+    assert cited["labeler"] == "ensemble" and cited["model"] == model and model in cited["bench_run"]
+    assert min(cited["accuracy"].values()) < 0.6

@@ -11,8 +11,9 @@ A labeler class declares, besides labeling:
 - `cache_identity(llm_identity)`: what, beside the prompt version and taxonomy, makes its labels
   differ from another labeler's (part of every cache key);
 - `open(taxonomy, settings, handle)`: build it for a run (`handle` opens the engine on demand);
-- `measured`: its accuracy as the bench measured it on public labeled sets (which sets, which run,
-  which model), which the report's intervals rest on when the user gives no calibration rows.
+- `measured`: its accuracy as the bench measured it on public labeled sets, one entry per model
+  it was measured with (which sets, which run, which model; `measured.on_test`), which the
+  report's intervals rest on when the user gives no calibration rows.
 
 Every label carries a `confidence`, the labeler's probability that the primary category is right
 (None where it has none): for the embedding labelers the softmax of their scores at a temperature

@@ -116,10 +116,10 @@ class FusedLabeler:
     """MiniLM and LLM-hidden-state prototypes, added."""
 
     name = "fused"
-    measured = measured_on_test({
+    measured = (measured_on_test({
         "arena-hard": 0.687, "arena-hard-names": 0.533, "selfinstruct-domains": 0.687, "infobench": 0.44,
         "justeval-tasks": 0.518, "justeval-topics": 0.533, "justeval-topics-names": 0.413,
-    }, model="smollm2-135m")  # bench/choose.py, test split (the report's intervals use the lowest)
+    }, model="smollm2-135m"),)  # bench/choose.py, test split (the report's intervals use the lowest)
     writes_labels = False
     needs_engine = False
     reads_llm = True

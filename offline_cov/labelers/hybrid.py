@@ -32,8 +32,8 @@ class HybridLabeler:
 
     name = "hybrid"
     # What bench/labelers.py measured on the held-out test split (the report's intervals use it).
-    measured = {"model": "smollm2-135m", "bench_run": "bench/results/labelers-smollm2-135m-20261126-004846.json", "split": "test",
-                "accuracy": {"arena-hard (3 categories, 491 rows)": 0.627, "selfinstruct-domains (6 categories, 173 rows)": 0.647}}
+    measured = ({"model": "smollm2-135m", "bench_run": "bench/results/labelers-smollm2-135m-20261126-004846.json", "split": "test",
+                 "accuracy": {"arena-hard (3 categories, 491 rows)": 0.627, "selfinstruct-domains (6 categories, 173 rows)": 0.647}},)
     writes_labels = False  # the embedding decides where it is sure
     needs_engine = True
     reads_llm = True

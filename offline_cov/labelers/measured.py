@@ -1,13 +1,15 @@
 """What the bench measured for each labeler: the sets, in one place, and the run they come from.
 
-A labeler class's `measured` (base.py) names the bench run and the accuracy on each public set;
-the report prints it and widens its no-calibration intervals by the lowest number
+A labeler class's `measured` (base.py) holds one entry per model the bench measured it with, each
+naming the bench run and the accuracy on each public set; the report prints the entry of the run's
+model (`for_model`) and widens its no-calibration intervals by the lowest number
 (strategies/how_sure.py). The sets' descriptions live here so every labeler says the same thing.
 """
 
 from __future__ import annotations
 
 CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2-test-20261203-153746.json"
+CHOOSE_TEST_RUN_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label-v2-test-20261204-232354.json"  # 7 sets, no -described rows
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
@@ -28,3 +30,17 @@ def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHO
     head = {"model": model} if model else {}
     return {**head, "bench_run": run, "split": "test",
             "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}}
+
+
+def for_model(measured: tuple[dict, ...], model: str, reads_llm: bool) -> dict:
+    """The entry of `measured` that applies to a run whose samples `model` read: the one measured
+    with that model (any entry for a labeler that reads no LLM); otherwise a note naming the models
+    it was measured with, and no accuracy."""
+    if not measured:
+        return {}
+    if not reads_llm:
+        return measured[0]
+    match = next((m for m in measured if m.get("model") in (None, model)), None)
+    if match is not None:
+        return match
+    return {"note": f"measured with {', '.join(m['model'] for m in measured)}, not with {model}"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..labelers.base import LabelRun
+from ..labelers.measured import for_model
 from ..report.calibration import Correction, correct_shares, correct_shares_reviewed, correct_shares_soft, error_interval
 from ..report.contract import DIFFICULTIES, CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
@@ -105,11 +106,8 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
 
 def measured_accuracy(run) -> dict:
     """What the bench measured for this labeler (and model): which sets, which numbers, which run."""
-    measured = getattr(run.labeler_cls, "measured", None) or {}
-    model = measured.get("model")
-    if model is not None and model != run.model_read() and run.labeler_cls.reads_llm:
-        return {"labeler": run.labeler_cls.name, "note": f"measured with {model}, not with {run.model_read()}"}
-    return {"labeler": run.labeler_cls.name, **measured}
+    cls = run.labeler_cls
+    return {"labeler": cls.name, **for_model(getattr(cls, "measured", ()), run.model_read(), cls.reads_llm)}
 
 
 ONE_CLASS_SHARE = 0.8  # a difficulty mix with one class above this share is flagged
