@@ -20,8 +20,8 @@ LABELER_ENGINES = ("embed", "fused", "hybrid")  # once --engine names, now --lab
 class AnalyzeOptions:
     """Everything `analyze` can be told, with the CLI's defaults.
 
-    `labeler` is what turns samples into labels (llm, embed, fused, hybrid; None: the
-    machine's default, or `llm` when a model or engine is named); `engine` is the model runtime
+    `labeler` is what turns samples into labels (llm, embed, fused, hybrid, ensemble; None: the
+    machine's default, `llm` where that would not read a named model or engine, `resolved`); `engine` is the model runtime
     the labeler and taxonomy inference use (vllm, transformers, ray; None: vllm). The
     labeler names once given as `engine` (embed, fused, hybrid) are still understood as labelers.
     """
@@ -55,14 +55,17 @@ class AnalyzeOptions:
             self.labeler, self.engine = self.engine, None
 
     def resolved(self, engine_given: bool = False) -> AnalyzeOptions:
-        """These options with the labeler and engine decided: a named model or engine, an engine handed
-        in, or a strategy that needs an LLM's labels means the LLM labels; else the machine decides."""
+        """These options with the labeler and engine decided: an engine handed in, a runtime other than
+        vLLM (the ensemble's measured numbers rest on vLLM's logprobs), or a strategy that needs an
+        LLM's labels means the LLM labels; else the machine decides, and a named model or `--engine
+        vllm` keeps its default only when that default reads the model (`default_labeler`)."""
         from dataclasses import replace
 
         from .labelers import default_labeler
 
-        llm_asked = engine_given or bool(self.model) or self.engine is not None or self.strategy != "per-sample"
-        return replace(self, labeler=self.labeler or default_labeler(llm_asked), engine=self.engine or "vllm")
+        llm_asked = engine_given or self.engine not in (None, "vllm") or self.strategy != "per-sample"
+        named = bool(self.model) or self.engine == "vllm"
+        return replace(self, labeler=self.labeler or default_labeler(llm_asked, named), engine=self.engine or "vllm")
 
 
 @dataclass

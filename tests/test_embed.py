@@ -190,3 +190,20 @@ def test_bench_sets_map_every_row_and_split_dev_from_test():
         assert len(dev) + len(test) == len(rows) and not {r.row for r in dev} & {r.row for r in test}
         assert [r.row for r in split(rows, name, "dev")] == [r.row for r in dev]
         assert 0.25 < len(dev) / len(rows) < 0.42
+
+
+def test_a_named_model_keeps_the_cpu_default_when_it_reads_that_model(monkeypatch):
+    from offline_cov import labelers
+    from offline_cov.options import AnalyzeOptions
+
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
+    assert AnalyzeOptions(model="qwen2.5-coder-0.5b").resolved().labeler == "ensemble"
+    assert AnalyzeOptions(engine="vllm").resolved().labeler == "ensemble"
+    assert AnalyzeOptions().resolved().labeler == "ensemble"
+    assert AnalyzeOptions(model="qwen2.5-coder-0.5b", engine="transformers").resolved().labeler == "llm"
+    assert AnalyzeOptions(model="qwen2.5-coder-0.5b").resolved(engine_given=True).labeler == "llm"
+    assert AnalyzeOptions(model="qwen2.5-coder-0.5b", labeler="fused").resolved().labeler == "fused"
+    monkeypatch.setenv(labelers.LABELER_ENV, "fused")  # reads SmolLM2 whatever the run's model: the LLM labels
+    assert AnalyzeOptions(model="qwen2.5-coder-0.5b").resolved().labeler == "llm"
+    assert AnalyzeOptions().resolved().labeler == "fused"

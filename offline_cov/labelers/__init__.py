@@ -37,9 +37,11 @@ def get_labeler_class(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def default_labeler(llm_asked: bool = False) -> str:
-    """`llm` where a GPU is visible or an LLM was asked for; else $OFFLINE_COV_LABELER when set, else the
-    CPU default the bench chose."""
+def default_labeler(llm_asked: bool = False, model_named: bool = False) -> str:
+    """`llm` where a GPU is visible or an LLM's own labels were asked for; else $OFFLINE_COV_LABELER
+    when set, else the CPU default the bench chose. `model_named` (a `--model` was given): that
+    default when it reads the named model (the ensemble), `llm` when it would ignore it (`fused`,
+    `embed`), so naming a model never leaves it unused."""
     import os
 
     from ..registry import gpu_available
@@ -49,4 +51,6 @@ def default_labeler(llm_asked: bool = False) -> str:
     chosen = os.environ.get(LABELER_ENV) or CPU_DEFAULT_LABELER
     if chosen not in LABELERS:
         raise OfflineCovError(f"${LABELER_ENV}={chosen!r} is not a labeler. Available: {', '.join(LABELERS)}")
+    if model_named and not get_labeler_class(chosen).needs_engine:
+        return "llm"
     return chosen
