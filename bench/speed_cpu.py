@@ -33,6 +33,7 @@ ROWS = {
     "+ batch sorted by length": ({}, {"sort": True}),
     "+ KV cache 1 GiB": ({"VLLM_CPU_KVCACHE_SPACE": "1"}, {}),
     "- prefix caching": ({}, {"prefix_caching": False}),
+    "KV blocks of 128 tokens (vLLM-CPU's default)": ({}, {"block_size": 128}),
 }
 
 
@@ -59,7 +60,9 @@ def one_row(options: dict, limit: int) -> dict:
 
     spec = load_registry().get(MODEL)
     if options.get("prefix_caching") is False:
-        VllmEngine._llm_kwargs = staticmethod(_without_prefix_caching(VllmEngine._llm_kwargs))
+        VllmEngine._llm_kwargs = staticmethod(_with_kwargs(VllmEngine._llm_kwargs, enable_prefix_caching=False))
+    if options.get("block_size"):
+        VllmEngine._llm_kwargs = staticmethod(_with_kwargs(VllmEngine._llm_kwargs, block_size=options["block_size"]))
     started = time.perf_counter()
     engine = VllmEngine(spec)
     load_s = time.perf_counter() - started
@@ -90,9 +93,10 @@ def one_row(options: dict, limit: int) -> dict:
             "predictions": preds, "output_tokens": out_tokens, "usage": usage}
 
 
-def _without_prefix_caching(original):
+def _with_kwargs(original, **changes):
+    """`VllmEngine._llm_kwargs` with `changes` on top (a bench row's vLLM setting)."""
     def kwargs(spec, *args, **kw):
-        return {**original(spec, *args, **kw), "enable_prefix_caching": False}
+        return {**original(spec, *args, **kw), **changes}
     return kwargs
 
 
@@ -124,14 +128,14 @@ def analyze_bundled(options: list[str], env_extra: dict, tag: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=48, help="samples per setting (half arena-hard, half justeval-tasks)")
-    p.add_argument("--only", help="comma-separated row names")
+    p.add_argument("--only", help="row names separated by ';' (some names hold commas), from: " + "; ".join(ROWS))
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--bundled", action="store_true", help="also time `analyze` on the bundled example, vLLM defaults vs tuned")
     args = p.parse_args(argv)
     if args.one:
         print("RESULT " + json.dumps(one_row(json.loads(args.one), args.rows)), flush=True)
         return
-    names = args.only.split(",") if args.only else list(ROWS)
+    names = [n.strip() for n in args.only.split(";")] if args.only else list(ROWS)
     results = {}
     for name in names:
         env_extra, options = ROWS[name]

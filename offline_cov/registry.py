@@ -187,10 +187,19 @@ def cpu_dtype(dtype: str, flags: set[str] | None) -> str:
     return "float32"
 
 
+CPU_TUNING_ENV = "OFFLINE_COV_CPU_TUNING"
+
+
+def cpu_tuning_on() -> bool:
+    """False when $OFFLINE_COV_CPU_TUNING is 0: the engines then keep models.yaml's dtype and vLLM-CPU's
+    own settings (reserved core, preloads, KV block size)."""
+    return os.environ.get(CPU_TUNING_ENV) != "0"
+
+
 def cpu_run_dtype(dtype: str) -> str:
     """`cpu_dtype` on this machine's CPU, for every engine that runs on it; OFFLINE_COV_CPU_TUNING=0
     keeps models.yaml's `dtype`."""
-    return dtype if os.environ.get("OFFLINE_COV_CPU_TUNING") == "0" else cpu_dtype(dtype, cpu_flags())
+    return cpu_dtype(dtype, cpu_flags()) if cpu_tuning_on() else dtype
 
 
 def dtype_change(yaml_dtype: str, run_dtype: str) -> dict:

@@ -49,6 +49,20 @@ def test_trust_remote_code_is_off_unless_an_entry_turns_it_on():
     assert VllmEngine._llm_kwargs(on)["trust_remote_code"] is True
 
 
+def test_on_a_cpu_the_kv_cache_blocks_are_small_enough_for_the_prefix_cache_to_keep_the_prompt(monkeypatch):
+    from offline_cov.engines import vllm_engine
+
+    spec = load_registry().get("qwen2.5-coder-1.5b")
+    monkeypatch.setattr(vllm_engine, "gpu_available", lambda: False)
+    monkeypatch.delenv("OFFLINE_COV_CPU_TUNING", raising=False)
+    assert vllm_engine.VllmEngine._llm_kwargs(spec)["block_size"] == vllm_engine.CPU_BLOCK_SIZE == 32
+    monkeypatch.setenv("OFFLINE_COV_CPU_TUNING", "0")
+    assert "block_size" not in vllm_engine.VllmEngine._llm_kwargs(spec)  # vLLM-CPU's own defaults, all of them
+    monkeypatch.delenv("OFFLINE_COV_CPU_TUNING")
+    monkeypatch.setattr(vllm_engine, "gpu_available", lambda: True)
+    assert "block_size" not in vllm_engine.VllmEngine._llm_kwargs(spec)  # a GPU keeps vLLM's own
+
+
 def test_atomic_write_never_leaves_a_half_written_file(tmp_path, monkeypatch):
     target = tmp_path / "report.json"
     write_json(target, {"good": True})

@@ -292,6 +292,15 @@ def test_the_engine_decodes_with_the_whitespace_setting_the_bench_chose(qwen_eng
 
 @engine
 @needs_parts
+def test_the_prefix_cache_keeps_the_label_prompt_in_32_token_blocks(qwen_engine):
+    from offline_cov.engines.vllm_engine import CPU_BLOCK_SIZE
+
+    assert qwen_engine.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE
+    assert qwen_engine.info()["kv_block_size"] == CPU_BLOCK_SIZE
+
+
+@engine
+@needs_parts
 def test_the_engine_runs_the_dtype_this_cpu_has_instructions_for(qwen_engine):
     from offline_cov.registry import cpu_dtype, cpu_flags
 

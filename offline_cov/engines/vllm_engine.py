@@ -9,11 +9,27 @@ import sys
 from ..errors import ModelUnavailableError
 from ..extras import require
 from ..home import go_offline
-from ..registry import ModelSpec, cpu_run_dtype, dtype_change, gpu_available, model_identity, resolve_weights
+from ..registry import (
+    ModelSpec,
+    cpu_run_dtype,
+    cpu_tuning_on,
+    dtype_change,
+    gpu_available,
+    model_identity,
+    resolve_weights,
+)
 from . import GenRequest, GenResult, TokenBudget, json_schema_type
 
 STRUCTURED_BACKEND = "xgrammar"
 DEFAULT_ALLOW_WHITESPACE = False
+# Tokens per KV-cache block on a CPU. The prefix cache keeps whole blocks only, and vLLM-CPU's default
+# of 128 left 122 of the bundled example's 378 shared label-prompt tokens to be computed again for
+# every sample; 32 (the smallest its attention backend takes) keeps 352 of them. On a 2-core AVX-512
+# BF16 VM those 120 label requests took 135.7 s instead of 210.0 s, 119 of 120 labels the same (one
+# near-tie moved, as a change of batch composition moves one); bench/speed_cpu.py: 0.41-0.42 against
+# 0.34 samples/s on long dev rows (bench/README.md).
+# OFFLINE_COV_CPU_TUNING=0 leaves vLLM's.
+CPU_BLOCK_SIZE = 32
 
 
 class VllmEngine(TokenBudget):
@@ -44,7 +60,9 @@ class VllmEngine(TokenBudget):
         self.path = resolve_weights(spec)  # converted in models.yaml's dtype; vLLM casts it at load
         if self.cpu_tuning is not None:
             spec = for_this_cpu(spec, self.cpu_tuning)
-        self.llm = LLM(model=str(self.path), seed=seed, **self._llm_kwargs(spec, allow_whitespace))
+        kwargs = self._llm_kwargs(spec, allow_whitespace)
+        self.block_size = kwargs.get("block_size")  # None: vLLM's own (on a GPU)
+        self.llm = LLM(model=str(self.path), seed=seed, **kwargs)
         self.outlines_model = outlines.from_vllm_offline(self.llm)
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -65,6 +83,8 @@ class VllmEngine(TokenBudget):
             kwargs["quantization"] = s.quantization
         if gpu_available():
             kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+        elif cpu_tuning_on():
+            kwargs["block_size"] = CPU_BLOCK_SIZE
         return kwargs
 
     def _sampling_params(self, request: GenRequest):
@@ -111,6 +131,7 @@ class VllmEngine(TokenBudget):
             "structured_output_whitespace": "allowed" if self.allow_whitespace else "forbidden",
             "xgrammar_version": _dist_version("xgrammar"),
             "device": "cuda" if gpu_available() else "cpu",
+            "kv_block_size": self.block_size or "vLLM's default",
             **({"cpu_runtime": self.cpu_tuning} if self.cpu_tuning else {}),
             "usage": self.usage(),
         }
@@ -195,7 +216,7 @@ def tune_cpu_runtime() -> dict:
     bench/speed_cpu.py measures each (bench/README.md). OFFLINE_COV_CPU_TUNING=0 leaves vLLM's
     defaults. Returns what was set, for the metadata."""
     env = os.environ
-    if env.get("OFFLINE_COV_CPU_TUNING") == "0":
+    if not cpu_tuning_on():
         return {"tuning": "off (OFFLINE_COV_CPU_TUNING=0)"}
     env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
