@@ -251,6 +251,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
         fit_recalibration,
         prior_shift_em,
         recalibrated,
+        soft_estimate,
     )
 
     truth, logits = np.asarray(truth), np.asarray(scores) * temperature
@@ -270,7 +271,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
         elif not from_review and any(counts[n] > len(pool[n]) - _spare(pool[n]) for n in names):
             counts = _shrink(counts, pool)
         counts = {n: c if pool[n] else 0 for n, c in counts.items()}  # a category the pool lacks cannot be drawn
-        err = {m: [] for m in METHODS}
+        err = {m: [] for m in methods(args)}
         covered, trusted, cells = dict.fromkeys(COVERED, 0), dict.fromkeys(COVERED, 0), 0
         for d in range(args.draws):
             if from_review:
@@ -303,6 +304,9 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                                                seed=seed + d, resamples=args.resamples)
             estimates["stratified"] = [stratified.corrected[n] for n in names]
             estimates["reviewed"] = [reviewed.corrected[n] for n in names]
+            for ridge in _ridges(args):
+                estimates[f"bcts-prior@{ridge:g}"] = 100 * soft_estimate(pooled[mixture], pooled[calib], truth[calib],
+                                                                       len(names), ridge)
             estimates["difference"] = 100 * difference_shares(posteriors[mixture].mean(axis=0), posteriors[calib],
                                                               truth[calib], predicted[calib],
                                                               [labeled[n] / len(mixture) for n in names])
@@ -339,6 +343,16 @@ def shrunk_shares(point, raw, point_draws, raw_draws):
     bias2 = max(float(d @ d) - spread, 0.0)
     lam = bias2 / (bias2 + spread) if bias2 + spread > 0 else 1.0
     return raw + lam * d, lam
+
+
+def _ridges(args) -> list[float]:
+    """The `--prior-ridges` grid (the candidates for report.calibration.PRIOR_RIDGE), as numbers."""
+    return [float(x) for x in (getattr(args, "prior_ridges", "") or "").split(",") if x.strip()]
+
+
+def methods(args) -> list[str]:
+    """METHODS, and a `bcts-prior@RIDGE` column per `--prior-ridges` value."""
+    return METHODS + [f"bcts-prior@{r:g}" for r in _ridges(args)]
 
 
 def _ratio(value, raw, digits: int = 2) -> float | str:
@@ -462,19 +476,21 @@ def to_markdown(payload: dict) -> str:
               "coverage: how often the 95% interval holds the true share; trusted: draws the product would apply "
               "the correction on.", ""]
     corr, by_labeler = [], {}
+    grid = [m for r in payload["results"] for c in r["correction"] for m in c["mae"] if m not in METHODS]
+    shown = METHODS + list(dict.fromkeys(grid))
     for r in payload["results"]:
         for c in r["correction"]:
             mae, cov = c["mae"], c["ci95_coverage"]
             by_labeler.setdefault(r["labeler"], []).append(c)
-            corr.append([r["set"], r["labeler"], c["mixture"], c["size"], c["draws"]] + [mae.get(m) if mae.get(m) is not None else "" for m in METHODS]
+            corr.append([r["set"], r["labeler"], c["mixture"], c["size"], c["draws"]] + [mae.get(m) if mae.get(m) is not None else "" for m in shown]
                         + [_ratio(mae.get(m), mae["raw"]) for m in RATIOS] + [cov.get(m, "") for m in COVERED]
                         + ["/".join(str(c["trusted_draws"].get(m, "")) for m in COVERED)])
     for labeler, rows in by_labeler.items():
-        mean = {m: _mean([c["mae"].get(m) for c in rows]) for m in METHODS}
+        mean = {m: _mean([c["mae"].get(m) for c in rows]) for m in shown}
         cover = [round(sum(c["ci95_coverage"].get(m, 0.0) for c in rows) / len(rows), 3) for m in COVERED]
-        corr.append(["mean", labeler, f"{len(rows)} mixtures", "", ""] + [mean[m] for m in METHODS]
+        corr.append(["mean", labeler, f"{len(rows)} mixtures", "", ""] + [mean[m] for m in shown]
                     + [_ratio(mean[m], mean["raw"], 3) for m in RATIOS] + cover + [""])
-    lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws"] + [f"{m} MAE" for m in METHODS]
+    lines.append(common.md_table(["set", "labeler", "mixture", "samples", "draws"] + [f"{m} MAE" for m in shown]
                                  + [f"{m} / raw" for m in RATIOS] + [f"{m} coverage" for m in COVERED] + ["trusted (" + "/".join(COVERED) + ")"], corr))
     a = payload["args"]
     source = {
@@ -486,6 +502,9 @@ def to_markdown(payload: dict) -> str:
                                      "(drawn from the rows the mixture leaves)")
     lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
+    if grid:
+        lines.append("- bcts-prior@RIDGE: bcts-em's point estimate with the recalibration's biases pulled towards the "
+                     "log of the calibration rows' shares with that ridge (report.calibration.fit_to_rows)")
     return "\n".join(lines)
 
 
@@ -513,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--review-mixture-size", type=int, default=2000,
                         help="with --calibration-from review: samples per mixture, drawn with replacement from the pool")
     parser.add_argument("--calibration-size", type=int, default=200)
+    parser.add_argument("--prior-ridges", default="",
+                        help="comma-separated ridges: a bcts-prior@RIDGE column each, bcts-em's point with the "
+                             "recalibration's biases pulled towards the rows' log shares (report.calibration.PRIOR_RIDGE's candidates)")
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

@@ -387,3 +387,27 @@ def test_the_split_regime_draws_the_calibration_rows_first_and_the_mixture_from_
         assert [sum(i in pool[n] for i in mixture) for n in "abc"] == [26, 6, 2] and len(set(mixture)) == 34
     with pytest.raises(ValueError, match="mixture-size"):
         draw_split(pool, {"a": 40, "b": 0, "c": 0}, 20, rng)  # every a row is needed: no sample leaves them all
+
+
+def test_the_prior_ridge_column_at_the_products_ridge_is_the_products_correction():
+    """bench.calibration --prior-ridges: each ridge adds a bcts-prior@RIDGE column, and the one at
+    report.calibration.PRIOR_RIDGE gives the product's own corrected shares (bcts-em), draw for draw."""
+    import argparse
+
+    import numpy as np
+
+    from bench.calibration import correction_study
+    from offline_cov.report.calibration import PRIOR_RIDGE
+
+    rng = np.random.default_rng(4)
+    truth = np.repeat([0, 1, 2], 150)
+    scores = rng.normal(size=(450, 3))
+    scores[np.arange(450), truth] += 1.2
+    args = argparse.Namespace(calibration_from="pool", review_mixture_size=0, mixture_size=120, calibration_size=80,
+                              draws=3, resamples=5, prior_ridges=f"{PRIOR_RIDGE},10")
+    rows = correction_study(["a", "b", "c"], truth.tolist(), scores, 1.0, args, seed=2)
+    assert len(rows) == 4  # the four three-category mixtures
+    for row in rows:
+        assert {f"bcts-prior@{PRIOR_RIDGE:g}", "bcts-prior@10"} <= set(row["mae"])
+        assert row["mae"][f"bcts-prior@{PRIOR_RIDGE:g}"] == pytest.approx(row["mae"]["bcts-em"], abs=0.01)
+    assert any(row["mae"]["bcts-prior@10"] != row["mae"]["bcts-em"] for row in rows)

@@ -144,6 +144,26 @@ def test_recalibration_recovers_a_known_temperature_and_bias():
     assert b.tolist() == pytest.approx([0.0, 1.0, -1.0], abs=0.15)
 
 
+def test_recalibration_on_skewed_rows_pulls_the_biases_towards_their_log_shares():
+    """`fit_to_rows`: a ridge pulls the biases towards the log of the rows' own (smoothed) shares,
+    where a labeler calibrated under even shares needs them; a vanishing one leaves the plain fit."""
+    import numpy as np
+
+    from offline_cov.report.calibration import fit_recalibration, fit_to_rows, rows_prior
+
+    rng = np.random.default_rng(2)
+    truth = np.repeat([0, 1, 2], [150, 44, 6])  # a mix far from even: 6 rows of the last category
+    z = rng.normal(size=(200, 3))
+    z[np.arange(200), truth] += 1.5
+    centre = np.log(rows_prior(truth, 3))
+    _, held = fit_to_rows(z, truth, 3, ridge=1e6)
+    assert held.tolist() == pytest.approx((centre - centre[0]).tolist(), abs=1e-3)
+    a_free, b_free = fit_recalibration(z, truth, 3, ridge=1e-9)
+    a_near, b_near = fit_to_rows(z, truth, 3, ridge=1e-9)
+    assert a_near == pytest.approx(a_free, abs=1e-4) and b_near.tolist() == pytest.approx(b_free.tolist(), abs=1e-4)
+    assert rows_prior(truth, 3).sum() == pytest.approx(1.0) and rows_prior(truth, 3).min() > 0
+
+
 def test_soft_correction_undoes_an_overconfident_labeler_under_a_prior_shift():
     """Calibration rows 50/50, data 80/20, probabilities too sure (the truth is softmax(z / 2)):
     the soft correction brings 'a' back near 80% and its interval holds 80."""
