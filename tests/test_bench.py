@@ -411,3 +411,21 @@ def test_the_prior_ridge_column_at_the_products_ridge_is_the_products_correction
         assert {f"bcts-prior@{PRIOR_RIDGE:g}", "bcts-prior@10"} <= set(row["mae"])
         assert row["mae"][f"bcts-prior@{PRIOR_RIDGE:g}"] == pytest.approx(row["mae"]["bcts-em"], abs=0.01)
     assert any(row["mae"]["bcts-prior@10"] != row["mae"]["bcts-em"] for row in rows)
+
+
+def test_refined_prototypes_move_towards_their_samples_and_stay_put_without_any():
+    import numpy as np
+
+    from bench.refine_ensemble import refined
+
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    prototypes = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    weights = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # sample 0 wholly in category 0; none in 1
+    moved = refined(vectors, prototypes, weights, beta=1.0, centred=False)
+    assert np.allclose(moved[0], np.array([1.0, 1.0, 0.0]) / np.sqrt(2))  # halfway to sample 0, unit length
+    assert np.allclose(moved[1], prototypes[1])  # no mass: the prototype is its seed
+    centred = refined(vectors, prototypes, weights, beta=1.0, centred=True)
+    # centred: the centroid minus the mean of all rows, (2/3, -1/3, -1/3), before it is made unit
+    direction = np.array([2.0, -1.0, -1.0]) / np.sqrt(6)
+    assert np.allclose(centred[0], (prototypes[0] + direction) / np.linalg.norm(prototypes[0] + direction))
+    assert np.allclose(centred[1], prototypes[1])
