@@ -208,7 +208,7 @@ def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], p
 
 
 METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "bcts-shrunk", "bcts-median", "bcts-oracle",
-           "stratified", "difference", "reviewed"]
+           "oracle-temperature", "oracle-biases", "stratified", "difference", "reviewed"]
 COVERED = ["hard-em", "bcts-em", "bcts-shrunk", "bcts-median", "stratified", "reviewed"]  # the estimators with 95% intervals
 RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review
 METHOD_NOTES = {
@@ -225,6 +225,12 @@ METHOD_NOTES = {
     "bcts-oracle": "not available to a user: bcts-em with the recalibration fitted on every row of the pool (the "
                    "mixture's included) and the pool's shares as EM's start, so the error left is the mixture's own "
                    "sampling, not the calibration rows'",
+    "oracle-temperature": "not available to a user: bcts-em with the temperature of bcts-oracle's fit and the biases "
+                          "fitted on the calibration rows as the product fits them (fit_biases): the error the "
+                          "rows' temperature adds",
+    "oracle-biases": "not available to a user: bcts-em with the temperature fitted on the calibration rows and the "
+                     "biases the log of the rows' shares plus bcts-oracle's own deviation from the log of the pool's "
+                     "shares: the error the rows' biases add",
     "difference": "the mean of the labeler's probabilities (product temperature) plus, per label, its share times "
                   "its calibration rows' mean of truth minus probability (stratified difference estimator)",
     "reviewed": "the difference estimator on the probabilities recalibrated on the calibration rows "
@@ -304,6 +310,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                                                seed=seed + d, resamples=args.resamples)
             estimates["stratified"] = [stratified.corrected[n] for n in names]
             estimates["reviewed"] = [reviewed.corrected[n] for n in names]
+            estimates.update(oracle_parts(pooled, truth, mixture, calib, oracle, set_prior, len(names)))
             for ridge in _ridges(args):
                 estimates[f"bcts-prior@{ridge:g}"] = 100 * soft_estimate(pooled[mixture], pooled[calib], truth[calib],
                                                                        len(names), ridge)
@@ -327,6 +334,41 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted})
     return rows
+
+
+def fit_biases(logits, truth, classes: int, a: float, ridge: float, centre):
+    """The biases b of `softmax(a * logits + b)` for a fixed temperature `a`: least negative
+    log-likelihood of the true categories plus `ridge` times the squared distance to `centre` (Newton)."""
+    import numpy as np
+
+    z, y, b = np.asarray(logits, dtype=float), np.eye(classes)[np.asarray(truth)], np.asarray(centre, dtype=float).copy()
+    for _ in range(60):
+        logit = a * z + b
+        p = np.exp(logit - logit.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        grad = (p - y).sum(axis=0) + 2 * ridge * (b - centre)
+        hess = np.diag(p.sum(axis=0)) - p.T @ p + 2 * ridge * np.eye(classes)
+        step = np.linalg.pinv(hess) @ grad  # without a ridge, b + constant fits as well: the least change
+        b = b - step
+        if np.abs(step).max() < 1e-10:
+            break
+    return b
+
+
+def oracle_parts(pooled, truth, mixture, calib, oracle, set_prior, classes: int) -> dict:
+    """bcts-em with one half of its recalibration taken from bcts-oracle's fit (on every pool row):
+    which half, the temperature or the biases, the calibration rows get wrong (percent shares)."""
+    import numpy as np
+
+    from offline_cov.report.calibration import PRIOR_RIDGE, fit_to_rows, prior_shift_em, recalibrated, rows_prior
+
+    yc = truth[calib]
+    source = rows_prior(yc, classes)
+    a_rows, _ = fit_to_rows(pooled[calib], yc, classes)
+    b_rows = fit_biases(pooled[calib], yc, classes, oracle[0], PRIOR_RIDGE, np.log(source))
+    deviation = np.asarray(oracle[1]) - np.log(set_prior)
+    return {"oracle-temperature": 100 * prior_shift_em(recalibrated(pooled[mixture], oracle[0], b_rows), source),
+            "oracle-biases": 100 * prior_shift_em(recalibrated(pooled[mixture], a_rows, np.log(source) + deviation), source)}
 
 
 def shrunk_shares(point, raw, point_draws, raw_draws):

@@ -429,3 +429,17 @@ def test_refined_prototypes_move_towards_their_samples_and_stay_put_without_any(
     direction = np.array([2.0, -1.0, -1.0]) / np.sqrt(6)
     assert np.allclose(centred[0], (prototypes[0] + direction) / np.linalg.norm(prototypes[0] + direction))
     assert np.allclose(centred[1], prototypes[1])
+
+
+def test_fit_biases_matches_the_rows_shares_and_its_ridge_holds_it_at_the_centre():
+    import numpy as np
+
+    from bench.calibration import fit_biases
+
+    logits = np.zeros((4, 2))  # probabilities that say nothing: the biases alone must give the rows' shares
+    truth = [0, 0, 0, 1]
+    b = fit_biases(logits, truth, 2, a=1.0, ridge=0.0, centre=np.zeros(2))
+    p = np.exp(b) / np.exp(b).sum()
+    assert np.allclose(p, [0.75, 0.25], atol=1e-6)
+    held = fit_biases(logits, truth, 2, a=1.0, ridge=1e9, centre=np.array([0.3, -0.3]))
+    assert np.allclose(held, [0.3, -0.3], atol=1e-6)
