@@ -241,9 +241,10 @@ METHOD_NOTES = {
 }
 
 
-def correction_study(names, truth, scores, temperature: float, args, seed: int) -> list[dict]:
-    """Every method's share error on mixtures of known composition, and the 95% interval coverage of
-    the two the product can apply (hard-em, bcts-em)."""
+def correction_study(names, truth, scores, temperature: float, args, seed: int, lowest: float | None = None) -> list[dict]:
+    """Every method's share error on mixtures of known composition, the 95% interval coverage of the
+    ones the product can apply, and, given the labeler's `lowest` measured accuracy, the coverage and
+    width of the interval the report gives without calibration rows."""
     import numpy as np
 
     from offline_cov.report.calibration import (
@@ -279,6 +280,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
         counts = {n: c if pool[n] else 0 for n, c in counts.items()}  # a category the pool lacks cannot be drawn
         err = {m: [] for m in methods(args)}
         covered, trusted, cells = dict.fromkeys(COVERED, 0), dict.fromkeys(COVERED, 0), 0
+        widened = []  # (holds the true share, width) of the report's interval without calibration rows
         for d in range(args.draws):
             if from_review:
                 mixture, positions = draw_reviewed(pool, counts, predicted, args.calibration_size, rng)
@@ -329,11 +331,43 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int) 
                 covered[m] += sum(min(soft.ci95[n][0], e) <= t <= max(soft.ci95[n][1], e)
                                   for n, t, e in zip(names, true_share, estimates[m]))
             cells += len(names)
+            if lowest is not None:
+                widened += uncalibrated_intervals(labeled, len(mixture), names, true_share, lowest)
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
                      "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
-                     "trusted_draws": trusted})
+                     "trusted_draws": trusted,
+                     **({"uncalibrated": {"lowest_accuracy": lowest,
+                                          "ci95_coverage": round(float(np.mean([h for h, _ in widened])), 3),
+                                          "mean_width_pp": round(float(np.mean([w for _, w in widened])), 1)}}
+                        if widened else {})})
     return rows
+
+
+def uncalibrated_intervals(labeled: dict[str, int], total: int, names, true_share, lowest: float) -> list:
+    """Per category, whether the report's interval without calibration rows (`error_interval` with the
+    labeler's lowest measured accuracy, as `how_sure.widened_intervals` builds it) holds the true
+    share, and its width in points."""
+    from offline_cov.report.calibration import error_interval
+
+    out = []
+    for n, t in zip(names, true_share):
+        low, high = error_interval(labeled[n], total, len(names), (lowest, 1.0))
+        out.append((low <= t <= high, high - low))
+    return out
+
+
+def lowest_measured(labeler: str) -> float | None:
+    """The lowest test accuracy the bench measured for a labeler with the CPU default's model (what the
+    report widens its intervals by), None when it has none."""
+    from offline_cov.labelers import get_labeler_class
+    from offline_cov.labelers.measured import for_model
+
+    from .views import CPU_DEFAULT_MODEL
+
+    cls = get_labeler_class(labeler)
+    found = for_model(getattr(cls, "measured", ()), CPU_DEFAULT_MODEL, cls.reads_llm).get("accuracy")
+    return min(found.values()) if found else None
 
 
 def fit_biases(logits, truth, classes: int, a: float, ridge: float, centre):
@@ -492,7 +526,8 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "dev_nll_at_chosen": round(nll(scores[dev], truth[dev], best_t), 4),
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
-        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed)
+        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed,
+                                       lowest_measured(labeler_name))
         if set_name in args.correction_sets.split(",") else [],
     }
 
@@ -542,6 +577,14 @@ def to_markdown(payload: dict) -> str:
                  "rows left (disjoint; the calibration rows' mix is the pool's)",
     }.get(a.get("calibration_from"), f"{a['calibration_size']} rows of the same pool, disjoint from the mixture "
                                      "(drawn from the rows the mixture leaves)")
+    unc = [[r["set"], r["labeler"], c["mixture"], c["uncalibrated"]["lowest_accuracy"], c["uncalibrated"]["ci95_coverage"],
+            c["uncalibrated"]["mean_width_pp"]] for r in payload["results"] for c in r["correction"] if c.get("uncalibrated")]
+    if unc:
+        lines += ["", "Without calibration rows, the report's interval (the sampling interval widened to what a labeler "
+                  "as accurate as its lowest bench measurement could have done; strategies/how_sure.widened_intervals) "
+                  "on the same draws:", "",
+                  common.md_table(["set", "labeler", "mixture", "lowest measured accuracy", "coverage of the true share",
+                                   "mean width (points)"], unc)]
     lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
     if grid:

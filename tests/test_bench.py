@@ -443,3 +443,14 @@ def test_fit_biases_matches_the_rows_shares_and_its_ridge_holds_it_at_the_centre
     assert np.allclose(p, [0.75, 0.25], atol=1e-6)
     held = fit_biases(logits, truth, 2, a=1.0, ridge=1e9, centre=np.array([0.3, -0.3]))
     assert np.allclose(held, [0.3, -0.3], atol=1e-6)
+
+
+def test_uncalibrated_intervals_undo_the_lowest_accuracy_around_the_wilson_interval():
+    from bench.calibration import uncalibrated_intervals
+
+    # 50 of 100 labeled a: Wilson 95% 40.38-59.62%; a labeler right 75% of the time on 2 categories turns a
+    # true share p into 0.25 + 0.5 p, so the widest reading is 30.77-69.23%
+    (held, width), (held_b, _) = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [31.0, 69.0], 0.75)
+    assert held and held_b and abs(width - 38.46) < 0.05
+    (missed, _), _ = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [30.5, 69.5], 0.75)
+    assert not missed
