@@ -346,15 +346,76 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
 
 def uncalibrated_intervals(labeled: dict[str, int], total: int, names, true_share, lowest: float) -> list:
     """Per category, whether the report's interval without calibration rows (`error_interval` with the
-    labeler's lowest measured accuracy, as `how_sure.widened_intervals` builds it) holds the true
-    share, and its width in points."""
-    from offline_cov.report.calibration import error_interval
+    margin of the labeler's lowest measured accuracy, as `how_sure.widened_intervals` builds it) holds
+    the true share, and its width in points."""
+    from offline_cov.report.calibration import error_interval, error_margin
 
     out = []
     for n, t in zip(names, true_share):
-        low, high = error_interval(labeled[n], total, len(names), (lowest, 1.0))
+        low, high = error_interval(labeled[n], total, error_margin(lowest))
         out.append((low <= t <= high, high - low))
     return out
+
+
+MARGIN_FACTORS = [round(0.05 * i, 2) for i in range(31)]  # 0 .. 1.5: the margin is factor x (1 - lowest accuracy)
+MARGIN_DRAWS = 50
+
+
+def margin_cells(names, truth, predicted, rows, seed: int) -> list[tuple[float, float, float]]:
+    """(Wilson low, Wilson high, true share), in percent, for every category of MARGIN_DRAWS mixtures of
+    each composition drawn from `rows` only (the dev or the test rows of a pool), 150 samples or fewer."""
+    import numpy as np
+
+    from offline_cov.report.tally import wilson_interval
+
+    pool = {n: [i for i in rows if names[truth[i]] == n] for n in names}
+    size, rng, cells = min(150, len(rows)), random.Random(seed), []
+    for composition in compositions(names, pool).values():
+        counts = mixture_counts(names, composition, size)
+        counts = {n: min(c, len(pool[n])) for n, c in counts.items()}
+        for _ in range(MARGIN_DRAWS):
+            mixture = [i for n in names for i in rng.sample(pool[n], counts[n])]
+            labeled = np.bincount(predicted[mixture], minlength=len(names))
+            true = np.bincount(truth[mixture], minlength=len(names)) / len(mixture)
+            cells += [(*wilson_interval(int(c), len(mixture)), 100 * float(t)) for c, t in zip(labeled, true)]
+    return cells
+
+
+def margin_coverage(cells, margin: float) -> tuple[float, float]:
+    """How often the Wilson interval widened by `margin` points each way (clipped to 0-100) holds the
+    true share, and its mean width."""
+    held = [max(0.0, lo - margin) <= t <= min(100.0, hi + margin) for lo, hi, t in cells]
+    widths = [min(100.0, hi + margin) - max(0.0, lo - margin) for lo, hi, _ in cells]
+    return sum(held) / len(cells), sum(widths) / len(cells)
+
+
+def margin_study(names, truth, scores, dev, lowest: float, seed: int) -> dict:
+    """Per MARGIN_FACTORS value, the coverage and width of the no-calibration interval (the Wilson
+    interval widened by factor x (1 - lowest) x 100 points) on mixtures of the dev rows and of the test rows."""
+    import numpy as np
+
+    from offline_cov.report.calibration import error_margin
+
+    truth, predicted = np.asarray(truth), np.asarray(scores).argmax(axis=1)
+    parts = {"dev": np.where(dev)[0].tolist(), "test": np.where(~dev)[0].tolist()}
+    out = {}
+    for part, rows in parts.items():
+        cells = margin_cells(names, truth, predicted, rows, seed)
+        out[part] = {"cells": len(cells), "by_factor": {
+            str(f): [round(x, 4) for x in margin_coverage(cells, error_margin(lowest, f))] for f in MARGIN_FACTORS}}
+    return out
+
+
+def chosen_factor(results: list[dict], target: float = 0.95) -> float | None:
+    """The smallest MARGIN_FACTORS value whose no-calibration intervals hold the true share in at least
+    `target` of the dev cells of every set (the product must hold for any taxonomy, not on average)."""
+    studies = [r["margin"] for r in results if r.get("margin")]
+    if not studies:
+        return None
+    for f in MARGIN_FACTORS:
+        if all(s["dev"]["by_factor"][str(f)][0] >= target for s in studies):
+            return f
+    return None
 
 
 def lowest_measured(labeler: str) -> float | None:
@@ -529,6 +590,8 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed,
                                        lowest_measured(labeler_name))
         if set_name in args.correction_sets.split(",") else [],
+        "margin": margin_study(names, truth, scores, dev, lowest_measured(labeler_name), args.seed)
+        if set_name in args.correction_sets.split(",") and lowest_measured(labeler_name) is not None else None,
     }
 
 
@@ -536,7 +599,8 @@ def run(args) -> dict:
     common.set_bench_env()
     results = [run_set(s, lab, args) for lab in args.labelers.split(",") for s in args.sets.split(",")]
     return {"kind": "calibration", "model": "cpu-labelers", "when": common.now_iso(), "machine": common.machine_info(),
-            "versions": common.versions(), "args": vars(args), "results": results}
+            "versions": common.versions(), "args": vars(args), "results": results,
+            "margin_factor_chosen_on_dev": chosen_factor(results)}
 
 
 def to_markdown(payload: dict) -> str:
@@ -580,11 +644,23 @@ def to_markdown(payload: dict) -> str:
     unc = [[r["set"], r["labeler"], c["mixture"], c["uncalibrated"]["lowest_accuracy"], c["uncalibrated"]["ci95_coverage"],
             c["uncalibrated"]["mean_width_pp"]] for r in payload["results"] for c in r["correction"] if c.get("uncalibrated")]
     if unc:
-        lines += ["", "Without calibration rows, the report's interval (the sampling interval widened to what a labeler "
-                  "as accurate as its lowest bench measurement could have done; strategies/how_sure.widened_intervals) "
-                  "on the same draws:", "",
+        lines += ["", "Without calibration rows, the report's interval (the sampling interval widened by the margin of "
+                  "the labeler's lowest bench accuracy, report.calibration.error_margin, as "
+                  "strategies/how_sure.widened_intervals builds it) on the same draws:", "",
                   common.md_table(["set", "labeler", "mixture", "lowest measured accuracy", "coverage of the true share",
                                    "mean width (points)"], unc)]
+    chosen = payload.get("margin_factor_chosen_on_dev")
+    studies = [r for r in payload["results"] if r.get("margin")]
+    if studies:
+        shown_f = sorted({0.0, 0.1, 0.2, 0.3, 0.5} | ({chosen} if chosen is not None else set()))
+        table = [[r["set"], part, r["margin"][part]["cells"]]
+                 + [" / ".join(f"{x:.3g}" for x in r["margin"][part]["by_factor"][str(f)]) for f in shown_f]
+                 for r in studies for part in ("dev", "test")]
+        lines += ["", f"No-calibration margin (the Wilson interval widened by factor x (1 - lowest measured accuracy) x "
+                  f"100 points): coverage / mean width on {MARGIN_DRAWS} mixtures of each composition drawn from the "
+                  f"dev rows, and from the test rows; chosen on dev (smallest factor holding 95% in every set): "
+                  f"**{chosen}**", "",
+                  common.md_table(["set", "rows", "cells"] + [f"factor {f}" for f in shown_f], table)]
     lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
     if grid:

@@ -445,12 +445,23 @@ def test_fit_biases_matches_the_rows_shares_and_its_ridge_holds_it_at_the_centre
     assert np.allclose(held, [0.3, -0.3], atol=1e-6)
 
 
-def test_uncalibrated_intervals_undo_the_lowest_accuracy_around_the_wilson_interval():
+def test_uncalibrated_intervals_widen_the_wilson_interval_by_the_margin():
     from bench.calibration import uncalibrated_intervals
 
-    # 50 of 100 labeled a: Wilson 95% 40.38-59.62%; a labeler right 75% of the time on 2 categories turns a
-    # true share p into 0.25 + 0.5 p, so the widest reading is 30.77-69.23%
-    (held, width), (held_b, _) = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [31.0, 69.0], 0.75)
-    assert held and held_b and abs(width - 38.46) < 0.05
-    (missed, _), _ = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [30.5, 69.5], 0.75)
+    # 50 of 100 labeled a: Wilson 95% 40.38-59.62%; lowest accuracy 0.75: margin 0.15 x 25 = 3.75 points
+    (held, width), (held_b, _) = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [37.0, 63.0], 0.75)
+    assert held and held_b and abs(width - 26.74) < 0.02
+    (missed, _), _ = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [36.5, 63.5], 0.75)
     assert not missed
+
+
+def test_the_margin_factor_is_the_smallest_holding_the_target_in_every_set():
+    from bench.calibration import MARGIN_FACTORS, chosen_factor, margin_coverage
+
+    cells = [(40.0, 60.0, 50.0), (40.0, 60.0, 62.0)]  # the second true share is 2 points outside
+    assert margin_coverage(cells, 0.0) == (0.5, 20.0)
+    assert margin_coverage(cells, 2.0) == (1.0, 24.0)
+    late = {str(f): [1.0 if f >= 0.3 else 0.5, 0.0] for f in MARGIN_FACTORS}  # the small set: held from 0.3
+    by = {str(f): [1.0 if f >= 0.1 else 0.9, 0.0] for f in MARGIN_FACTORS}  # the large one: from 0.1
+    results = [{"margin": {"dev": {"cells": 10, "by_factor": late}}}, {"margin": {"dev": {"cells": 1000, "by_factor": by}}}]
+    assert chosen_factor(results) == 0.3  # every set must hold it: pooled, 0.1 would hold 99.5% of the cells

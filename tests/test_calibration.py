@@ -11,6 +11,7 @@ from offline_cov.report.calibration import (
     correct_shares,
     em_shares,
     error_interval,
+    error_margin,
 )
 
 
@@ -85,14 +86,13 @@ def test_correct_shares_moves_a_biased_mix_back_and_brackets_it():
     assert again.ci95 == result.ci95  # seeded: the same report for the same input
 
 
-def test_error_interval_widens_with_the_labelers_error():
-    exact = error_interval(30, 100, 3, (1.0, 1.0))
-    loose = error_interval(30, 100, 3, (0.6, 1.0))
-    looser = error_interval(30, 100, 3, (0.4, 1.0))
-    assert loose[0] <= exact[0] and loose[1] >= exact[1]
-    assert (looser[1] - looser[0]) > (loose[1] - loose[0]) > (exact[1] - exact[0])
-    assert 0.0 <= looser[0] and looser[1] <= 100.0
-    assert error_interval(0, 0, 3, (0.5, 1.0)) == (0.0, 100.0)
+def test_error_interval_is_the_wilson_interval_widened_by_the_margin():
+    assert error_interval(50, 100, 0.0) == (40.38, 59.62)  # Wilson 95%, hand-computed
+    assert error_interval(50, 100, 5.0) == (35.38, 64.62)
+    assert error_interval(2, 100, 5.0)[0] == 0.0 and error_interval(98, 100, 5.0)[1] == 100.0  # clipped
+    assert error_interval(0, 0, 5.0) == (0.0, 100.0)
+    assert error_margin(0.6) == 6.0  # 0.15 x (1 - 0.6) x 100
+    assert error_margin(0.9) < error_margin(0.6) and error_margin(None) == 0.0
 
 
 def test_the_llms_confidence_is_the_probability_of_the_tokens_of_its_choice():

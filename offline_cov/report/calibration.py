@@ -35,8 +35,9 @@ reviewed rows truly are, with the (recalibrated) probabilities as a control vari
 difference estimator). It assumes nothing about how the rows' composition relates to the data's;
 bench/calibration.py --calibration-from review measured it ahead of the EM corrections on such rows.
 
-Without calibration rows, `error_interval` widens each share's sampling interval by what the
-labeler's measured accuracy on public labeled sets allows (a symmetric-error model).
+Without calibration rows, `error_interval` widens each share's sampling interval by a margin that
+grows with the labeler's error on public labeled sets (`error_margin`): how far its shares strayed
+from the true ones on mixtures of the bench's sets, not a model of how its errors spread.
 """
 
 from __future__ import annotations
@@ -237,27 +238,22 @@ def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, flo
     return reasons, [n for n in few if n not in mattering]
 
 
-def error_interval(count: int, total: int, categories: int, accuracy: tuple[float, float],
-                   z: float = 1.96) -> tuple[float, float]:
+SHARE_ERROR_FACTOR = 0.15  # bench/calibration.py's margin study: the smallest factor holding 95% of dev cells in every set
+
+
+def error_margin(lowest_accuracy: float | None, factor: float = SHARE_ERROR_FACTOR) -> float:
+    """How far (percentage points) a labeler's share can sit from the true one beyond sampling:
+    `factor` x (1 - its lowest measured accuracy) x 100; 0 when it was never measured."""
+    return 0.0 if lowest_accuracy is None else round(100 * factor * (1 - lowest_accuracy), 2)
+
+
+def error_interval(count: int, total: int, margin: float, z: float = 1.96) -> tuple[float, float]:
     """A share's 95% interval (percent) without calibration rows: the sampling (Wilson) interval of the
-    observed share, widened to every true share a labeler of accuracy within `accuracy` (min, max)
-    could have turned into it, if its errors were spread evenly over the other categories."""
+    observed share widened by `margin` points each way (`error_margin`), clipped to 0-100."""
     if total == 0:
         return (0.0, 100.0)
     low, high = wilson_interval(count, total, z)
-    ends = [_undo_symmetric_noise(edge / 100, a, categories) for a in accuracy for edge in (low, high)]
-    return round(100 * max(0.0, min(ends)), 2), round(100 * min(1.0, max(ends)), 2)
-
-
-def _undo_symmetric_noise(q: float, accuracy: float, k: int) -> float:
-    """The true share p with q = a p + (1 - a)(1 - p)/(k - 1); clipped to [0, 1]."""
-    if k < 2:
-        return q
-    off = (1 - accuracy) / (k - 1)
-    slope = accuracy - off
-    if slope <= 0:
-        return q  # a labeler at or below chance tells nothing; keep the observed share
-    return min(1.0, max(0.0, (q - off) / slope))
+    return round(max(0.0, low - margin), 2), round(min(100.0, high + margin), 2)
 
 
 # ---------------------------------------------------------------- per-sample probabilities

@@ -7,7 +7,15 @@ from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..labelers.base import LabelRun
 from ..labelers.measured import for_model
-from ..report.calibration import Correction, correct_shares, correct_shares_reviewed, correct_shares_soft, error_interval
+from ..report.calibration import (
+    SHARE_ERROR_FACTOR,
+    Correction,
+    correct_shares,
+    correct_shares_reviewed,
+    correct_shares_soft,
+    error_interval,
+    error_margin,
+)
 from ..report.contract import DIFFICULTIES, CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
@@ -92,16 +100,17 @@ def share_intervals(run, report: CoverageReport, calibration: dict) -> dict:
 
 
 def widened_intervals(report: CoverageReport, measured: dict) -> dict:
-    """Each share's sampling interval widened by the lowest accuracy in `measured` (what the bench
-    measured for the run's labeler and model; the sampling interval alone when it has none)."""
-    total, k = report.total_samples_analyzed, len(report.categories)
+    """Each share's sampling interval widened by `error_margin` of the lowest accuracy in `measured`
+    (what the bench measured for the run's labeler and model; the sampling interval alone when it has none)."""
+    total = report.total_samples_analyzed
     low = min(measured["accuracy"].values()) if measured.get("accuracy") else None
-    accuracy = (low, 1.0) if low is not None else (1.0, 1.0)
-    basis = ("sampling interval widened to what a labeler as accurate as measured on the bench's public sets "
-             f"(lowest: {low:.2f}) could have done, errors spread evenly over the other categories"
+    margin = error_margin(low)
+    basis = (f"sampling interval widened by {margin:g} points each way: {SHARE_ERROR_FACTOR:g} x (1 - the labeler's "
+             f"lowest accuracy on the bench's public sets, {low:.2f}), the margin that held 95% of the true shares "
+             "of mixtures of the bench's dev rows (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
-    return {"basis": basis, "labeler_measured": measured,
-            "ci95": {c.name: list(error_interval(c.count, total, k, accuracy)) for c in report.categories}}
+    return {"basis": basis, "labeler_measured": measured, "margin_points": margin,
+            "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
 
 
 def measured_accuracy(run) -> dict:
