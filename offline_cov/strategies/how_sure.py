@@ -107,7 +107,7 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
     margin = error_margin(low)
     basis = (f"sampling interval widened by {margin:g} points each way: {SHARE_ERROR_FACTOR:g} x (1 - the labeler's "
              f"lowest accuracy on the bench's public sets, {low:.2f}), the margin that held 95% of the true shares "
-             "of mixtures of the bench's dev rows (bench/README.md)"
+             "on mixtures of the bench's dev rows and 91-99.8% on its test rows (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
     return {"basis": basis, "labeler_measured": measured, "margin_points": margin,
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
