@@ -280,7 +280,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
         counts = {n: c if pool[n] else 0 for n, c in counts.items()}  # a category the pool lacks cannot be drawn
         err = {m: [] for m in methods(args)}
         covered, trusted, cells = dict.fromkeys(COVERED, 0), dict.fromkeys(COVERED, 0), 0
-        widened = []  # (holds the true share, width) of the report's interval without calibration rows
+        widened = []  # (labeled count, samples, true share) per cell: the report's interval without calibration rows
         for d in range(args.draws):
             if from_review:
                 mixture, positions = draw_reviewed(pool, counts, predicted, args.calibration_size, rng)
@@ -331,42 +331,33 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
                 covered[m] += sum(min(soft.ci95[n][0], e) <= t <= max(soft.ci95[n][1], e)
                                   for n, t, e in zip(names, true_share, estimates[m]))
             cells += len(names)
-            if lowest is not None:
-                widened += uncalibrated_intervals(labeled, len(mixture), names, true_share, lowest)
+            widened += [(labeled[n], len(mixture), t) for n, t in zip(names, true_share)]
         rows.append({"mixture": mix_name, "size": sum(counts.values()), "draws": args.draws,
                      "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted,
-                     **({"uncalibrated": {"lowest_accuracy": lowest,
-                                          "ci95_coverage": round(float(np.mean([h for h, _ in widened])), 3),
-                                          "mean_width_pp": round(float(np.mean([w for _, w in widened])), 1)}}
-                        if widened else {})})
+                     **({"uncalibrated": uncalibrated(widened, lowest)} if lowest is not None else {})})
     return rows
 
 
-def uncalibrated_intervals(labeled: dict[str, int], total: int, names, true_share, lowest: float) -> list:
-    """Per category, whether the report's interval without calibration rows (`error_interval` with the
-    margin of the labeler's lowest measured accuracy, as `how_sure.widened_intervals` builds it) holds
-    the true share, and its width in points."""
-    from offline_cov.report.calibration import error_interval, error_margin
+def uncalibrated(cells, lowest: float) -> dict:
+    """Coverage and mean width of the report's interval without calibration rows over `cells`
+    (`margin_coverage` at the margin of the labeler's lowest measured accuracy, as
+    `how_sure.widened_intervals` builds it)."""
+    from offline_cov.report.calibration import error_margin
 
-    out = []
-    for n, t in zip(names, true_share):
-        low, high = error_interval(labeled[n], total, error_margin(lowest))
-        out.append((low <= t <= high, high - low))
-    return out
+    coverage, width = margin_coverage(cells, error_margin(lowest))
+    return {"lowest_accuracy": lowest, "ci95_coverage": round(coverage, 3), "mean_width_pp": round(width, 1)}
 
 
 MARGIN_FACTORS = [round(0.05 * i, 2) for i in range(31)]  # 0 .. 1.5: the margin is factor x (1 - lowest accuracy)
 MARGIN_DRAWS = 50
 
 
-def margin_cells(names, truth, predicted, rows, seed: int) -> list[tuple[float, float, float]]:
-    """(Wilson low, Wilson high, true share), in percent, for every category of MARGIN_DRAWS mixtures of
+def margin_cells(names, truth, predicted, rows, seed: int) -> list[tuple[int, int, float]]:
+    """(labeled count, samples, true share in percent) for every category of MARGIN_DRAWS mixtures of
     each composition drawn from `rows` only (the dev or the test rows of a pool), 150 samples or fewer."""
     import numpy as np
-
-    from offline_cov.report.tally import wilson_interval
 
     pool = {n: [i for i in rows if names[truth[i]] == n] for n in names}
     size, rng, cells = min(150, len(rows)), random.Random(seed), []
@@ -377,16 +368,18 @@ def margin_cells(names, truth, predicted, rows, seed: int) -> list[tuple[float, 
             mixture = [i for n in names for i in rng.sample(pool[n], counts[n])]
             labeled = np.bincount(predicted[mixture], minlength=len(names))
             true = np.bincount(truth[mixture], minlength=len(names)) / len(mixture)
-            cells += [(*wilson_interval(int(c), len(mixture)), 100 * float(t)) for c, t in zip(labeled, true)]
+            cells += [(int(c), len(mixture), 100 * float(t)) for c, t in zip(labeled, true)]
     return cells
 
 
 def margin_coverage(cells, margin: float) -> tuple[float, float]:
-    """How often the Wilson interval widened by `margin` points each way (clipped to 0-100) holds the
-    true share, and its mean width."""
-    held = [max(0.0, lo - margin) <= t <= min(100.0, hi + margin) for lo, hi, t in cells]
-    widths = [min(100.0, hi + margin) - max(0.0, lo - margin) for lo, hi, _ in cells]
-    return sum(held) / len(cells), sum(widths) / len(cells)
+    """How often the report's no-calibration interval (`error_interval`: the Wilson interval widened by
+    `margin` points each way) holds the true share over `cells`, and its mean width."""
+    from offline_cov.report.calibration import error_interval
+
+    intervals = [(error_interval(count, total, margin), t) for count, total, t in cells]
+    return (sum(lo <= t <= hi for (lo, hi), t in intervals) / len(cells),
+            sum(hi - lo for (lo, hi), _ in intervals) / len(cells))
 
 
 def margin_study(names, truth, scores, dev, lowest: float, seed: int) -> dict:
@@ -580,6 +573,7 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         names, truth, scores, dev, seconds = labeler_scores(set_name, labeler_name, args)
     best_t = min(TEMPERATURES, key=lambda temp: nll(scores[dev], truth[dev], temp))
     product_t = get_labeler_class(labeler_name).temperature
+    corrected, lowest = set_name in args.correction_sets.split(","), lowest_measured(labeler_name)
     return {
         "set": set_name, "labeler": labeler_name, "rows": len(truth), "dev_rows": int(dev.sum()),
         "test_rows": int((~dev).sum()), "score_s": round(seconds, 1),
@@ -587,11 +581,9 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "dev_nll_at_chosen": round(nll(scores[dev], truth[dev], best_t), 4),
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
-        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed,
-                                       lowest_measured(labeler_name))
-        if set_name in args.correction_sets.split(",") else [],
-        "margin": margin_study(names, truth, scores, dev, lowest_measured(labeler_name), args.seed)
-        if set_name in args.correction_sets.split(",") and lowest_measured(labeler_name) is not None else None,
+        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed, lowest)
+        if corrected else [],
+        "margin": margin_study(names, truth, scores, dev, lowest, args.seed) if corrected and lowest is not None else None,
     }
 
 

@@ -446,21 +446,25 @@ def test_fit_biases_matches_the_rows_shares_and_its_ridge_holds_it_at_the_centre
 
 
 def test_uncalibrated_intervals_widen_the_wilson_interval_by_the_margin():
-    from bench.calibration import uncalibrated_intervals
+    from bench.calibration import margin_coverage, uncalibrated
+    from offline_cov.report.calibration import error_margin
 
     # 50 of 100 labeled a: Wilson 95% 40.38-59.62%; lowest accuracy 0.75: margin 0.15 x 25 = 3.75 points
-    (held, width), (held_b, _) = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [37.0, 63.0], 0.75)
-    assert held and held_b and abs(width - 26.74) < 0.02
-    (missed, _), _ = uncalibrated_intervals({"a": 50, "b": 50}, 100, ["a", "b"], [36.5, 63.5], 0.75)
-    assert not missed
+    cells = [(50, 100, 37.0), (50, 100, 63.0)]
+    coverage, width = margin_coverage(cells, error_margin(0.75))
+    assert coverage == 1.0 and abs(width - 26.74) < 0.02
+    held = uncalibrated(cells, 0.75)
+    assert held == {"lowest_accuracy": 0.75, "ci95_coverage": 1.0, "mean_width_pp": 26.7}
+    missed = uncalibrated([(50, 100, 36.5), (50, 100, 63.5)], 0.75)
+    assert missed["ci95_coverage"] == 0.0
 
 
 def test_the_margin_factor_is_the_smallest_holding_the_target_in_every_set():
     from bench.calibration import MARGIN_FACTORS, chosen_factor, margin_coverage
 
-    cells = [(40.0, 60.0, 50.0), (40.0, 60.0, 62.0)]  # the second true share is 2 points outside
-    assert margin_coverage(cells, 0.0) == (0.5, 20.0)
-    assert margin_coverage(cells, 2.0) == (1.0, 24.0)
+    cells = [(50, 100, 50.0), (50, 100, 61.0)]  # Wilson 40.38-59.62: the second true share is 1.38 points outside
+    assert margin_coverage(cells, 0.0) == pytest.approx((0.5, 19.24))
+    assert margin_coverage(cells, 2.0) == pytest.approx((1.0, 23.24))
     late = {str(f): [1.0 if f >= 0.3 else 0.5, 0.0] for f in MARGIN_FACTORS}  # the small set: held from 0.3
     by = {str(f): [1.0 if f >= 0.1 else 0.9, 0.0] for f in MARGIN_FACTORS}  # the large one: from 0.1
     results = [{"margin": {"dev": {"cells": 10, "by_factor": late}}}, {"margin": {"dev": {"cells": 1000, "by_factor": by}}}]
