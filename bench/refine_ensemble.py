@@ -49,9 +49,9 @@ def vectors_path(folder: Path, set_name: str) -> Path:
 
 def views_taxonomy(spec, payload: dict):
     """The taxonomy the views were collected with: the set's, with what the model wrote where it described it."""
-    taxonomy, written = taxonomy_for(spec), payload.get("described") or {}
-    return taxonomy.model_copy(update={"categories": [c.model_copy(update=written[c.name]) if c.name in written else c
-                                                      for c in taxonomy.categories]})
+    from offline_cov.strategies.describe import with_written
+
+    return with_written(taxonomy_for(spec), payload.get("described") or {})
 
 
 def collect_vectors(folder: Path, set_name: str, data_dir: Path, encoders) -> Path:

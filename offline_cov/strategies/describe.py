@@ -44,8 +44,13 @@ def describe_taxonomy(engine: Engine, taxonomy: Taxonomy, examples_too: bool = F
     requests = [_request(c, [o for o in taxonomy.names if o != c.name]) for c in wanted]
     outcomes = generate_parsed(engine, requests, lambda i, result: _written(json_object(result), wanted[i].description))
     written = {c.name: o.value for c, o in zip(wanted, outcomes) if o.value is not None}
+    return with_written(taxonomy, written), written
+
+
+def with_written(taxonomy: Taxonomy, written: dict[str, dict]) -> Taxonomy:
+    """The taxonomy with what the model wrote (`describe_taxonomy`'s second value) in its categories."""
     categories = [c.model_copy(update=written[c.name]) if c.name in written else c for c in taxonomy.categories]
-    return taxonomy.model_copy(update={"categories": categories}), written
+    return taxonomy.model_copy(update={"categories": categories})
 
 
 def _request(category, others: list[str]) -> GenRequest:
