@@ -136,7 +136,7 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
             raise TaxonomyError(f"{path}: unknown top-level key {extra[0]!r}; a taxonomy file holds only 'categories'")
         data = data["categories"]
     if isinstance(data, dict):
-        data = [{"name": k, **(v or {})} if isinstance(v, dict) else {"name": k} for k, v in data.items()]
+        data = [_mapped_category(path, k, v) for k, v in data.items()]
     if not isinstance(data, list):
         raise TaxonomyError(f"{path}: expected a list of categories or a mapping with 'categories'")
     items = [{"name": item} if isinstance(item, str) else item for item in data]
@@ -146,6 +146,19 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
         problems = validation_problems(exc, known=Category.model_fields)
         raise TaxonomyError(f"{path}: {'; '.join(problems)}") from None
     return validate_taxonomy(taxonomy, str(path))
+
+
+def _mapped_category(path: Path, name, value) -> dict:
+    """One `name: {description, target_share, examples}` entry (or `name:` alone) as a category mapping;
+    any other value (`math: 30`, `math: numbers`) is an error rather than silently dropped."""
+    if value is None:
+        return {"name": name}
+    if isinstance(value, dict):
+        return {"name": name, **value}
+    raise TaxonomyError(
+        f"{path}: category {name!r} maps to {value!r}; write its settings as a mapping, "
+        f"for example {name}: {{target_share: 30, description: ...}}, or leave it empty"
+    )
 
 
 def _parse_yaml_or_json(path: Path, text: str):

@@ -68,3 +68,13 @@ def test_example_taxonomy_loads():
 
     tax = load_taxonomy_file(EXAMPLE_TAXONOMY)
     assert len(tax.names) == 5 and sum(tax.targets().values()) == pytest.approx(100)
+
+
+@pytest.mark.parametrize("text", ["math: 30\ncode: 70\n", "math: numbers\ncode: programs\n",
+                                  "categories:\n  math: 30\n  code: 70\n"])
+def test_mapping_to_a_bare_value_is_an_error_not_dropped(tmp_path, text):
+    """`math: 30` once loaded as `math` with no target (uniform shares), the 30 silently lost."""
+    f = tmp_path / "t.yaml"
+    f.write_text(text)
+    with pytest.raises(TaxonomyError, match="t.yaml: category 'math' maps to"):
+        load_taxonomy_file(f)
