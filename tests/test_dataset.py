@@ -289,6 +289,16 @@ def test_unterminated_quote_runs_to_the_end_of_the_file(tmp_path):
     assert len(read_samples(f, skip_bad_lines=True).samples) == 9
 
 
+@pytest.mark.parametrize("last", ['"p9,r9', 'p9,"r9'])
+def test_unterminated_quote_on_the_last_line_is_a_bad_record(tmp_path, last):
+    """A quote opened on the file's last line was read leniently, as if closed: a cut-off row kept as a sample."""
+    f = rows_csv(tmp_path, [f"p{i},r{i}" for i in range(9)] + [last])
+    with pytest.raises(InputError, match=r"line 11: a quoted field opened on this line is never closed \(the file ends "
+                                         r"inside it\)"):
+        read_samples(f)
+    assert len(read_samples(f, skip_bad_lines=True).samples) == 9
+
+
 def test_quote_open_too_many_lines_is_given_up_on(tmp_path, monkeypatch):
     import offline_cov.data.readers as readers
 

@@ -316,6 +316,11 @@ def _iter_csv(path: Path, encoding: str):
             lines = source.row
             if not lines:
                 return
+            if len(lines) == 1 and "unexpected end of data" in str(exc):
+                yield "line", lines[0][0], InputError(
+                    path, "a quoted field opened on this line is never closed (the file ends inside it): a stray quote? "
+                    '(a quote inside a quoted field is written ""), or a file cut off?', line=lines[0][0])
+                continue
             if len(lines) == 1:
                 row = _lenient_row(lines[0][1])
                 if isinstance(row, str):
