@@ -79,6 +79,29 @@ def test_saved_hugging_face_dataset(tmp_path):
     assert len(read_samples(tmp_path / "dd").samples) == 3
 
 
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: (d / "state.json").write_text("{"), "state.json: not a saved-dataset file (JSONDecodeError"),
+    (lambda d: (d / "state.json").write_text('{"_data_files": 3}'), "state.json: '_data_files' is not a list"),
+    (lambda d: [f.unlink() for f in d.glob("*.arrow")], ".arrow: cannot read the Arrow file"),
+    (lambda d: [f.write_text("garbage") for f in d.glob("*.arrow")], ".arrow: cannot read the Arrow file"),
+])
+def test_a_broken_saved_dataset_folder_names_the_file(tmp_path, damage, words):
+    """A damaged save_to_disk folder once ended in a JSONDecodeError or pyarrow traceback."""
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"instruction": ["one", "two"]}).save_to_disk(str(tmp_path / "saved"))
+    damage(tmp_path / "saved")
+    with pytest.raises(InputError, match="save the dataset again") as err:
+        read_samples(tmp_path / "saved")
+    assert words in str(err.value)
+
+
+def test_a_broken_dataset_dict_json_names_the_file(tmp_path):
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "dataset_dict.json").write_text("nope")
+    with pytest.raises(InputError, match=r"dataset_dict.json: not a saved-dataset file"):
+        read_samples(tmp_path / "dd")
+
+
 def test_malformed_lines_name_file_and_line(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text('{"prompt": "ok"}\n{"prompt": oops}\n{"prompt": "fine"}\n{broken\n', encoding="utf-8")

@@ -387,23 +387,52 @@ def _iter_parquet(path: Path):
         raise InputError(path, f"cannot read Parquet ({exc})") from None
 
 
-def _iter_hf_saved(path: Path):
-    import pyarrow as pa
+HF_SAVED_HINT = "save the dataset again with save_to_disk, or export it to JSONL or Parquet"
 
+
+def _iter_hf_saved(path: Path):
     if (path / "dataset_dict.json").exists():
-        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        splits = _hf_json(path / "dataset_dict.json", "splits")
+        if not isinstance(splits, list) or not splits:
+            raise InputError(path / "dataset_dict.json", f"'splits' lists no split; {HF_SAVED_HINT}")
         split = "train" if "train" in splits else splits[0]
-        path = path / split
+        path = path / str(split)
     state_file = path / "state.json"
     if not state_file.exists():
         raise InputError(path, "a folder must be a dataset saved with Dataset.save_to_disk (no state.json found)")
+    files = _hf_json(state_file, "_data_files")
+    if not isinstance(files, list):
+        raise InputError(state_file, f"'_data_files' is not a list of files; {HF_SAVED_HINT}")
     n = 0
-    for item in json.loads(state_file.read_text())["_data_files"]:
-        with pa.memory_map(str(path / item["filename"])) as source:
+    for item in files:
+        name = item.get("filename") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise InputError(state_file, f"an entry of '_data_files' names no file; {HF_SAVED_HINT}")
+        for record in _iter_arrow_stream(path / name):
+            n += 1
+            yield "record", n, record
+
+
+def _hf_json(path: Path, key: str):
+    """`key` of a saved dataset's JSON file, or an InputError naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))[key]
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON, bad UTF-8, no such key, not an object
+        raise InputError(path, f"not a saved-dataset file ({type(exc).__name__}: {exc}); {HF_SAVED_HINT}") from None
+
+
+def _iter_arrow_stream(path: Path):
+    """The records of one Arrow stream file of a saved dataset; a missing or broken one is an InputError."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as source:
             for batch in pa.ipc.open_stream(source):
-                for record in batch.to_pylist():
-                    n += 1
-                    yield "record", n, record
+                yield from batch.to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(path, f"cannot read the Arrow file ({exc}); {HF_SAVED_HINT}") from None
 
 
 # ---------------------------------------------------------------- shapes
