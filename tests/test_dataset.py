@@ -102,6 +102,18 @@ def test_a_broken_dataset_dict_json_names_the_file(tmp_path):
         read_samples(tmp_path / "dd")
 
 
+def test_a_turn_whose_text_is_not_text_names_the_turn(tmp_path):
+    """The error once named the field 'content' alone, not which turn (the role's error says messages[1].role)."""
+    f = write_jsonl(tmp_path / "t.jsonl", [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]},
+                                           {"conversations": [{"from": "human", "value": ["x"]}]}])
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    assert "line 1, field 'messages[1].content': expected text, found int" in str(err.value)
+    f = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": ["x"]}]}])
+    with pytest.raises(InputError, match=r"line 1, field 'conversations\[0\].value': expected text, found list"):
+        read_samples(f)
+
+
 def test_malformed_lines_name_file_and_line(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text('{"prompt": "ok"}\n{"prompt": oops}\n{"prompt": "fine"}\n{broken\n', encoding="utf-8")

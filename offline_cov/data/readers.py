@@ -511,19 +511,21 @@ def _with_response(user: str, record: dict, response_key: str | None, place: dic
     return (("user", user), ("assistant", response)) if response else (("user", user),)
 
 
-def _text(record: dict, key: str, place: dict, required: bool = True) -> str:
+def _text(record: dict, key: str, place: dict, required: bool = True, name: str | None = None) -> str:
+    """The text of `record[key]`; errors name the field as `name` (default: `key`)."""
+    name = name or key
     if key not in record or record[key] is None:
         if required:
-            raise InputError(message="the field is missing", field=key, **place)
+            raise InputError(message="the field is missing", field=name, **place)
         return ""
     value = record[key]
     if isinstance(value, list) and all(isinstance(p, dict) for p in value):
         value = "".join(str(p.get("text", "")) for p in value)
     if not isinstance(value, str):
-        raise InputError(message=f"expected text, found {type(value).__name__}", field=key, **place)
+        raise InputError(message=f"expected text, found {type(value).__name__}", field=name, **place)
     value = value.strip()
     if required and not value:
-        raise InputError(message="the instruction is empty", field=key, **place)
+        raise InputError(message="the instruction is empty", field=name, **place)
     return value
 
 
@@ -536,7 +538,7 @@ def _chat_turns(messages: list, role_key: str, text_key: str, field_name: str, p
         role = ROLE_ALIASES.get(str(msg.get(role_key, "")).lower())
         if role is None:
             raise InputError(message=f"unknown role {_short(repr(msg.get(role_key)))}", field=f"{where}.{role_key}", **place)
-        text = _text(msg, text_key, {**place}, required=False)
+        text = _text(msg, text_key, place, required=False, name=f"{where}.{text_key}")
         if text:
             turns.append((role, text))
     if not any(role == "user" for role, _ in turns):
