@@ -32,16 +32,34 @@ class Answer:
 
 def load_labels(path: str | Path) -> list[SampleLabel]:
     """The labels file `analyze --labels` wrote."""
-    path, labels = Path(path), []
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                labels.append(SampleLabel.from_json(json.loads(text)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise InputError(path, f"not a labels line written by `analyze --labels` ({exc})", line=line) from None
+    labels = []
+    for line, text in _lines(Path(path)):
+        try:
+            labels.append(_label(json.loads(text)))
+        except (ValueError, KeyError, TypeError) as exc:  # bad JSON, a missing key, a value of the wrong type
+            raise InputError(path, f"not a labels line written by `analyze --labels` ({exc})", line=line) from None
     return labels
+
+
+def _label(row) -> SampleLabel:
+    """One labels line, its index an integer and its categories a non-empty list of names."""
+    label = SampleLabel.from_json(row)
+    if not isinstance(label.index, int) or isinstance(label.index, bool):
+        raise TypeError(f"index {label.index!r} is not an integer")
+    if not isinstance(row["categories"], list) or not label.categories or not all(isinstance(c, str) for c in label.categories):
+        raise TypeError(f"categories {row['categories']!r} is not a non-empty list of names")
+    return label
+
+
+def _lines(path: Path):
+    """(line number, text) of each non-blank line of a UTF-8 file; undecodable bytes are an InputError."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line, text in enumerate(handle, start=1):
+                if text.strip():
+                    yield line, text
+    except UnicodeDecodeError:
+        raise InputError(path, "not a UTF-8 text file: is it the file `offline-cov` wrote?") from None
 
 
 def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[SampleLabel]:
@@ -72,13 +90,11 @@ def done_indices(path: str | Path) -> set[int]:
     path, done = Path(path), set()
     if not path.exists():
         return done
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    done.add(int(json.loads(text)["index"]))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
+    for line, text in _lines(path):
+        try:
+            done.add(int(json.loads(text)["index"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
     return done
 
 

@@ -73,6 +73,30 @@ def test_review_refuses_to_write_over_its_inputs(tmp_path, fake_engines):
     assert labels.read_bytes() == before
 
 
+@pytest.mark.parametrize("labels, words", [
+    (b"\xff\xfe\x00garbage\n", "labels.jsonl: not a UTF-8 text file"),
+    (b'{"index": 0, "categories": [], "difficulty": "easy"}\n', "line 1: not a labels line"),
+    (b'{"index": 0, "categories": "math", "difficulty": "easy"}\n', "categories 'math' is not a non-empty list"),
+    (b'{"index": "abc", "categories": ["math"], "difficulty": "easy"}\n', "index 'abc' is not an integer"),
+])
+def test_a_bad_labels_file_is_an_error_naming_file_and_line(tmp_path, labels, words):
+    """These once gave a traceback (bytes, no category) or were read wrong ("math" as the categories m, a, t, h)."""
+    (tmp_path / "labels.jsonl").write_bytes(labels)
+    (tmp_path / "d.jsonl").write_text('{"instruction": "x"}\n')
+    result = CliRunner().invoke(main, ["review", str(tmp_path / "d.jsonl"), "--labels", str(tmp_path / "labels.jsonl"),
+                                       "--taxonomy", "math,code", "-o", str(tmp_path / "c.jsonl")], input="q\n")
+    assert result.exit_code == 1 and words in result.output and result.exception is not None
+    assert not isinstance(result.exception, (IndexError, UnicodeDecodeError))
+
+
+def test_a_binary_calibration_file_to_resume_is_an_error(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    (tmp_path / "c.jsonl").write_bytes(b"\xff\xfe\n")
+    result = CliRunner().invoke(main, ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES),
+                                       "-o", str(tmp_path / "c.jsonl")], input="q\n")
+    assert result.exit_code == 1 and "c.jsonl: not a UTF-8 text file" in result.output
+
+
 def write_calibration(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
