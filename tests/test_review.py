@@ -149,6 +149,8 @@ def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
     ({"index": 1, "category": "cooking"}, "'cooking' is not a category of the taxonomy"),
     ({"category": "math"}, "give the sample's index (from the labels file) or its text"),
     ({"index": "x", "category": "math"}, "field 'index': 'x' is not a sample index"),
+    ({"index": True, "category": "math"}, "field 'index': True is not a sample index"),  # was read as index 1
+    ({"index": 1.7, "category": "math"}, "field 'index': 1.7 is not a sample index"),  # was read as index 1
 ])
 def test_bad_calibration_rows_name_the_line_and_field(tmp_path, row, words):
     from offline_cov.data.calibration import load_calibration

@@ -76,6 +76,8 @@ def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> Calibration
     index, text = record.get("index"), record.get("text")
     if index not in (None, ""):
         try:
+            if isinstance(index, bool) or (isinstance(index, float) and not index.is_integer()):
+                raise TypeError(index)
             number = int(index)
         except (TypeError, ValueError):
             raise InputError(path, f"{index!r} is not a sample index", line=line, field="index") from None
