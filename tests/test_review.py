@@ -161,6 +161,17 @@ def test_bad_calibration_rows_name_the_line_and_field(tmp_path, row, words):
         load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
 
 
+def test_a_csv_skipped_column_of_false_keeps_the_row(tmp_path):
+    """Every CSV value is text, and "false" or "0" once counted as skipped: the rows were dropped."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "c.csv"
+    path.write_text("index,category,skipped\n0,math,false\n1,code,0\n2,code,\n3,math,true\n4,math,1\n")
+    rows = load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
+    assert [(r.index, r.category) for r in rows] == [(0, "math"), (1, "code"), (2, "code")]
+
+
 @pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
 def test_review_in_a_real_terminal(tmp_path, fake_engines):
     """The review command in tmux, typed into as a person would: accept, correct, stop."""

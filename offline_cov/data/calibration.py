@@ -40,7 +40,7 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
         raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
-    rows = [_row(path, line, record, taxonomy) for line, record in raw if not record.get("skipped")]
+    rows = [_row(path, line, record, taxonomy) for line, record in raw if not _skipped(record.get("skipped"))]
     if not rows:
         raise InputError(path, "the calibration file has no rows; label some samples with `offline-cov review`")
     return rows
@@ -63,6 +63,13 @@ def _records(path: Path):
             if not isinstance(record, dict):
                 raise InputError(path, "each line must be a JSON object with category and index or text", line=line)
             yield line, record
+
+
+def _skipped(value) -> bool:
+    """A row marked skipped: JSON true, or in a CSV the text true/yes/1 (a CSV's "false" or "0" is not)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    return value is True
 
 
 def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> CalibrationRow:
