@@ -172,6 +172,17 @@ def test_a_csv_skipped_column_of_false_keeps_the_row(tmp_path):
     assert [(r.index, r.category) for r in rows] == [(0, "math"), (1, "code"), (2, "code")]
 
 
+def test_a_csv_calibration_row_with_a_long_text_is_read(tmp_path):
+    """A text over csv's default 131072-character field limit was a traceback (_csv.Error)."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "c.csv"
+    path.write_text('text,category\n"' + "x" * 200_000 + '",math\n')
+    rows = load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
+    assert len(rows) == 1 and len(rows[0].text) == 200_000
+
+
 @pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
 def test_review_in_a_real_terminal(tmp_path, fake_engines):
     """The review command in tmux, typed into as a person would: accept, correct, stop."""

@@ -48,9 +48,7 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
 
 def _records(path: Path):
     if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            for line, record in enumerate(csv.DictReader(handle), start=2):
-                yield line, record
+        yield from _csv_records(path)
         return
     with path.open(encoding="utf-8") as handle:
         for line, text in enumerate(handle, start=1):
@@ -70,6 +68,19 @@ def _skipped(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1")
     return value is True
+
+
+def _csv_records(path: Path):
+    """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError."""
+    from .readers import _raise_csv_field_limit
+
+    _raise_csv_field_limit()
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        try:
+            yield from enumerate(reader, start=2)
+        except csv.Error as exc:
+            raise InputError(path, f"not valid CSV ({exc})", line=reader.line_num) from None
 
 
 def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> CalibrationRow:
