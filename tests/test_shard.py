@@ -70,3 +70,24 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
     assert missing.exit_code == 1 and "shards 0..2 once each" in missing.output
     mixed = runner.invoke(main, ["merge", *outs])
     assert mixed.exit_code == 1 and "differs from the first shard" in mixed.output
+
+
+def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_engine):
+    """Rows cut from the dataset after labeling once merged into a report of fewer samples, the other
+    shards' labels silently dropped."""
+    from conftest import EXAMPLE
+
+    data = tmp_path / "d.jsonl"
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    data.write_text("".join(lines), encoding="utf-8")
+    runner, outs = CliRunner(), []
+    for i in range(2):
+        out = tmp_path / f"s{i}.json"
+        result = runner.invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", "a,b", "--shard", f"{i}/2",
+                                      "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        outs.append(str(out.with_suffix(".meta.json")))
+    data.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    merged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
+    assert merged.exit_code == 1 and "the dataset changed; run the shards again" in merged.output
+    assert not (tmp_path / "m.json").exists()

@@ -90,6 +90,11 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
     opts = AnalyzeOptions(fields=FieldSpec(*facts.get("fields", (None, None))), encoding=facts.get("encoding", "utf-8"),
                           skip_bad_lines=bool(facts["skipped_records"]), sample=facts["sample_size"], seed=facts["seed"])
     plan = DatasetPlan.of(facts["dataset"], opts)
+    if plan.scan.count != facts["samples_in_file"]:
+        raise OfflineCovError(
+            f"{facts['dataset']} holds {plan.scan.count} samples now but {facts['samples_in_file']} when the shards "
+            "were labeled: the dataset changed; run the shards again on it"
+        )
     taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
     labels = LabelStore(heapq.merge(*(m["shard"]["labels"] for m in manifests), key=lambda lab: lab.index))
     tally, pending = Tally(taxonomy), iter(labels)
