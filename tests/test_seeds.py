@@ -240,6 +240,18 @@ def test_cli_seeds_help_and_required_out():
     assert result.exit_code == 2
 
 
+def test_cli_seeds_without_out_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """With Click 8.5 `-o` was not enforced: the model ran, then writing to None was a TypeError traceback."""
+    from offline_cov.engines import ENGINES
+
+    def opened(*args, **kwargs):
+        raise AssertionError("the engine was opened")
+
+    monkeypatch.setitem(ENGINES, "vllm", opened)
+    result = CliRunner().invoke(seeds, [str(_write_report(tmp_path, one_gap()))])
+    assert result.exit_code == 2 and "Missing option '-o' / '--out'" in result.output
+
+
 @pytest.mark.engine
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM not installed")
 def test_real_engine_writes_seeds_for_every_gap(tmp_path, vllm_engine):

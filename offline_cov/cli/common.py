@@ -49,9 +49,11 @@ def model_option(fn):
 
 
 def out_option(default: str | None, what: str, required: bool = False):
-    """`-o/--out PATH`, where `-` means standard output."""
-    return click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), default=default,
-                        required=required, show_default=default is not None, help=f"Where to write {what} (- for stdout).")
+    """`-o/--out PATH`, where `-` means standard output. No default is passed when there is none: Click
+    (8.3+) takes an explicit `default=None` for a value and then no longer enforces `required`."""
+    defaults = {} if default is None else {"default": default, "show_default": True}
+    return click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), required=required,
+                        help=f"Where to write {what} (- for stdout).", **defaults)
 
 
 def json_flag(fn):
