@@ -52,6 +52,8 @@ USAGE_CASES = [
     ("nan gap", ["--gap-threshold", "nan"], 2, "need 0 < gap < over <= 100"),
     ("gap above over", ["--gap-threshold", "40", "--over-threshold", "30"], 2, "need 0 < gap < over <= 100"),
     ("nan target inline", ["--taxonomy", "math=nan,code=100"], 1, "target 'nan' for 'math' is not a number"),
+    # an empty --taxonomy "$UNSET" once meant no taxonomy: the model inferred one, minutes of work unasked for
+    ("empty taxonomy", ["--taxonomy", ""], 1, "--taxonomy '': a category name is empty"),
 ]
 
 

@@ -20,7 +20,7 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
         raise click.UsageError("give --taxonomy or --taxonomy-file, not both")
     if taxonomy_file:
         return load_taxonomy_file(taxonomy_file)
-    return parse_taxonomy_list(taxonomy) if taxonomy else None
+    return parse_taxonomy_list(taxonomy) if taxonomy is not None else None
 
 
 def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | None, str | None]:
