@@ -58,6 +58,13 @@ def test_field_overrides(tmp_path):
     assert sample.turns == (("user", "Translate this"), ("assistant", "Done"))
 
 
+def test_a_response_field_no_record_has_is_an_error(tmp_path):
+    f = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "Translate this", "reply": "Done"}, {"prompt": "Sum 2 and 2"}])
+    with pytest.raises(InputError, match="no record has a response in the field 'nope'"):
+        scan_dataset(f, FieldSpec("prompt", "nope"))
+    assert scan_dataset(f, FieldSpec("prompt", "reply")).count == 2  # one record without it is fine
+
+
 def test_csv_and_parquet(tmp_path):
     csv_file = tmp_path / "d.csv"
     csv_file.write_text('question,answer\n"What is 2+2?",4\n"Name a color",blue\n', encoding="utf-8")

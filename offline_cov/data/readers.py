@@ -611,8 +611,10 @@ def scan_dataset(
 
     # 8-byte digests as ints in a set: about 70 bytes a sample (an int of 40 bytes plus its set slot)
     seen: set[int] = set()
+    responses = 0
     for sample in iter_samples(path, fields, encoding=encoding, on_bad=note, state=scan):
         scan.count += 1
+        responses += any(role == "assistant" for role, _ in sample.turns)
         digest = sample.digest64()
         if digest in seen:
             scan.duplicates += 1
@@ -629,6 +631,9 @@ def scan_dataset(
         )
     if not scan.count:
         raise InputError(scan.path, "the dataset holds no samples" if not errors else "no readable samples")
+    if fields.response and not responses:
+        raise InputError(scan.path, f"no record has a response in the field '{fields.response}' that --response-field "
+                                    "names: check its spelling, or leave the option out")
     return scan
 
 
