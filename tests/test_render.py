@@ -277,3 +277,20 @@ def test_the_run_table_names_the_labeler_and_an_engine_that_never_opened():
                                 "model": "smollm2-135m"}, None)
     assert "<tr><th>labeler</th><td>fused</td></tr>" in page
     assert "<tr><th>engine</th><td>vllm (not opened)</td></tr>" in page
+
+
+def test_the_findings_give_each_call_s_interval_and_the_categories_that_may_be_gaps():
+    report = worked_example()
+    meta = how_sure_metadata(report)
+    meta["share_intervals"]["calls"] = {"gaps": {"clear": [], "crossing": ["math"], "possible": ["reasoning"]},
+                                        "over_represented": {"clear": ["factual_qa"], "crossing": [], "possible": ["writing"]}}
+    page = render_html(report, meta, None)
+    assert "<b>gap: math</b> 3.0% vs target 20.0% (95% interval 0.0-12.0%, crosses the line)" in page
+    assert "<b>over-represented: factual_qa</b> 52.0% (95% interval 46.0-61.0%, wholly past the line)" in page
+    assert "<b>possible gap: reasoning</b> labeled 5.0%, but its 95% interval (0.0-14.0%) reaches under the line" in page
+    assert "<b>possibly over-represented: writing</b>" in page and "(<b>2</b> more possible, see below)" in page
+    text = render_markdown(report, meta)
+    assert "**Gaps:** math (3.0% vs 20.0%, interval crosses the line)" in text
+    assert "**Possible gaps** (the 95% interval crosses the line): reasoning (0.0-14.0%)" in text
+    assert "**Possibly over-represented** (the 95% interval crosses the line): writing (22.0-37.0%)" in text
+    assert 'class="possible"' not in render_html(report, how_sure_metadata(report), None)  # older metadata: no calls

@@ -129,6 +129,7 @@ def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
     data, report, labels = labeled_run(tmp_path, fake_engines)
     labeled = [json.loads(line) for line in labels.read_text().splitlines()]
     rows = [{"index": lab["index"], "category": lab["categories"][0]} for lab in labeled]
+    rows.append({"index": 9999, "category": NAMES[0]})  # a sample this run did not label: left out, its line named
     calib = write_calibration(tmp_path / "calib.jsonl", rows)  # the labeler is always right
     out = tmp_path / "c.json"
     result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
@@ -137,6 +138,9 @@ def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     block = meta["calibration"]
     assert block["trustworthy"] is True and block["accuracy_on_calibration"] == 1.0
+    assert f"1 calibration row(s) name a sample this run did not label ({calib}, line 121)" in " ".join(meta["warnings"])
+    calls = meta["share_intervals"]["calls"]
+    assert set(calls) == {"gaps", "over_represented"} and set(calls["gaps"]) == {"clear", "crossing", "possible"}
     from offline_cov.report.contract import CoverageReport
 
     parsed = CoverageReport.model_validate_json(out.read_text())

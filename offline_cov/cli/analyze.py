@@ -202,6 +202,17 @@ def _write_outputs(result, out: str, metadata_path, labels_path, html_path, mark
         write_text_out(out, report)
 
 
+def _print_possible(metadata: dict) -> None:
+    """The categories whose 95% share interval crosses the gap or over-representation line although the
+    report does not call them (`report/decisions.py`), and how to narrow the intervals."""
+    calls = (metadata.get("share_intervals") or {}).get("calls") or {}
+    maybe_gaps = ", ".join(calls.get("gaps", {}).get("possible", []))
+    maybe_over = ", ".join(calls.get("over_represented", {}).get("possible", []))
+    if maybe_gaps or maybe_over:
+        echo_err(f"possible gaps: {maybe_gaps or 'none'} | possibly over-represented: {maybe_over or 'none'} "
+                 "(the 95% interval crosses the line; `offline-cov review` then --calibration narrows it)")
+
+
 def _print_summary(result, out) -> None:
     report = result.report
     for warning in result.metadata.get("warnings", []):
@@ -212,6 +223,7 @@ def _print_summary(result, out) -> None:
     gaps = ", ".join(g.category for g in report.gaps) or "none"
     over = ", ".join(o.category for o in report.over_represented) or "none"
     echo_err(f"gaps: {gaps} | over-represented: {over} | balance {report.balance_score:.2f}")
+    _print_possible(result.metadata)
     echo_err(f"report written to {'stdout' if out == STDOUT else out}")
 
 

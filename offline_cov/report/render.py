@@ -62,7 +62,7 @@ def render_html(report: CoverageReport, metadata: dict | None = None, targets: d
         _section("Share of samples against target", _share_chart(report, goal, status, intervals)),
         _section("How sure", _how_sure_html(report, metadata, intervals)),
         _section("Difficulty mix per category", _difficulty_chart(report)),
-        _section("Gaps and over-represented categories", _findings_html(report)),
+        _section("Gaps and over-represented categories", _findings_html(report, metadata)),
         _section("Categories", _categories_table(report, goal, status)),
         _section("Samples per category, most and least confident", _examples_html(report, metadata)),
         _section("Run", _run_html(report, metadata)),
@@ -85,11 +85,13 @@ def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
     css_class = reading.replace(" ", "-")
     model = metadata.get("model")
     model_line = f"<li>model <b>{_e(model)}</b></li>" if model else ""
+    maybe = len(possible_calls(share_calls(metadata)))
+    possible = f" (<b>{maybe}</b> more possible, see below)" if maybe else ""
     return (
         '<ul class="summary">'
         f"<li><b>{report.total_samples_analyzed}</b> samples analyzed</li>"
         f'<li id="balance" class="{css_class}">balance <b>{report.balance_score:.2f}</b> ({_e(reading)})</li>'
-        f"<li><b>{len(report.gaps)}</b> gap(s), <b>{len(report.over_represented)}</b> over-represented</li>"
+        f"<li><b>{len(report.gaps)}</b> gap(s), <b>{len(report.over_represented)}</b> over-represented{possible}</li>"
         f"{model_line}</ul>\n"
         f'<p class="basis">{_e(report.decision_basis)}</p>'
     )
@@ -253,19 +255,56 @@ def _difficulty_chart(report: CoverageReport) -> str:
     )
 
 
-def _findings_html(report: CoverageReport) -> str:
-    if not report.gaps and not report.over_represented:
+def _findings_html(report: CoverageReport, metadata: dict | None = None) -> str:
+    """The gaps and over-represented categories with their 95% intervals, then the categories the report does
+    not call whose interval crosses the line (`report/decisions.py`)."""
+    calls, intervals = share_calls(metadata), share_intervals(metadata)
+    if not report.gaps and not report.over_represented and not possible_calls(calls):
         return "<p>No gaps and no over-represented categories.</p>"
     items = [
         f'<li class="gap"><b>gap: {_e(g.category)}</b> {g.current_share:.1f}% vs target {g.target_share:.1f}%'
-        f" &mdash; {_e(g.fill_suggestion)}</li>"
+        f"{_sureness(calls, 'gaps', g.category, intervals)} &mdash; {_e(g.fill_suggestion)}</li>"
         for g in report.gaps
     ]
     items += [
-        f'<li class="over"><b>over-represented: {_e(o.category)}</b> {o.current_share:.1f}% &mdash; {_e(o.concern)}</li>'
+        f'<li class="over"><b>over-represented: {_e(o.category)}</b> {o.current_share:.1f}%'
+        f"{_sureness(calls, 'over_represented', o.category, intervals)} &mdash; {_e(o.concern)}</li>"
         for o in report.over_represented
     ]
-    return '<ul class="findings">' + "".join(items) + "</ul>"
+    shares = {c.name: c.share_percent for c in report.categories}
+    for kind, label, side in (("gaps", "possible gap", "under"), ("over_represented", "possibly over-represented", "over")):
+        items += [
+            f'<li class="possible" data-call="{kind}"><b>{label}: {_e(name)}</b> labeled {shares[name]:.1f}%, '
+            f"but its 95% interval ({_span(intervals, name)}) reaches {side} the line</li>"
+            for name in calls.get(kind, {}).get("possible", [])
+        ]
+    hint = ('<p class="muted">Possible: the report does not call it, but the 95% interval of its share crosses '
+            "the line. A review of about 200 labels (<code>offline-cov review</code>, then "
+            "<code>analyze --calibration</code>) narrows the intervals.</p>" if possible_calls(calls) else "")
+    return '<ul class="findings">' + "".join(items) + "</ul>" + hint
+
+
+def share_calls(metadata: dict | None) -> dict:
+    """How sure each gap and over-representation call is over its interval (`report/decisions.py`), where
+    the run metadata has it."""
+    return ((metadata or {}).get("share_intervals") or {}).get("calls") or {}
+
+
+def possible_calls(calls: dict) -> list[str]:
+    return [name for kind in calls.values() for name in kind.get("possible", [])]
+
+
+def _span(intervals: dict[str, tuple[float, float]], name: str) -> str:
+    return f"{intervals[name][0]:.1f}-{intervals[name][1]:.1f}%" if name in intervals else "?"
+
+
+def _sureness(calls: dict, kind: str, name: str, intervals: dict[str, tuple[float, float]]) -> str:
+    kinds = calls.get(kind) or {}
+    if name in kinds.get("clear", []):
+        return f" (95% interval {_span(intervals, name)}, wholly past the line)"
+    if name in kinds.get("crossing", []):
+        return f" (95% interval {_span(intervals, name)}, crosses the line)"
+    return ""
 
 
 def _categories_table(report: CoverageReport, goal: dict[str, float], status: dict[str, str]) -> str:
@@ -328,7 +367,7 @@ svg text{font-size:12px;fill:#222}svg .value{fill:#555}
 rect.bar.ok{fill:#4a7ab8}rect.bar.gap{fill:#c8553d}rect.bar.over{fill:#e8a33d}
 line.target{stroke:#111;stroke-width:2;stroke-dasharray:3 2}
 rect.easy{fill:#a8d5c8}rect.medium{fill:#4a9e96}rect.hard{fill:#1f4e5a}
-.findings li.gap{color:#9b2f1d}.findings li.over{color:#8a5a00}
+.findings li.gap{color:#9b2f1d}.findings li.over{color:#8a5a00}.findings li.possible{color:#555}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 td.n{text-align:right;white-space:nowrap}td.example{font-family:ui-monospace,monospace;font-size:12px;word-break:break-word}
@@ -373,12 +412,22 @@ def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str
             f"{mark[status[cat.name]]} |"
         )
     lines.append("")
+    calls = share_calls(metadata)
+    crossing = {kind: set(calls.get(kind, {}).get("crossing", [])) for kind in ("gaps", "over_represented")}
     gaps = "; ".join(
-        f"{md_cell(g.category)} ({g.current_share:.1f}% vs {g.target_share:.1f}%)" for g in report.gaps
+        f"{md_cell(g.category)} ({g.current_share:.1f}% vs {g.target_share:.1f}%"
+        f"{', interval crosses the line' if g.category in crossing['gaps'] else ''})" for g in report.gaps
     )
-    over = "; ".join(f"{md_cell(o.category)} ({o.current_share:.1f}%)" for o in report.over_represented)
+    over = "; ".join(f"{md_cell(o.category)} ({o.current_share:.1f}%"
+                     f"{', interval crosses the line' if o.category in crossing['over_represented'] else ''})"
+                     for o in report.over_represented)
     lines.append(f"**Gaps:** {gaps or 'none'}  ")
-    lines.append(f"**Over-represented:** {over or 'none'}")
+    lines.append(f"**Over-represented:** {over or 'none'}  ")
+    for kind, label in (("gaps", "Possible gaps"), ("over_represented", "Possibly over-represented")):
+        names = calls.get(kind, {}).get("possible", [])
+        if names:
+            spans = "; ".join(f"{md_cell(n)} ({_span(intervals, n)})" for n in names)
+            lines.append(f"**{label}** (the 95% interval crosses the line): {spans}  ")
     if metadata.get("model"):
         lines += ["", f"Model: {md_cell(metadata['model'])}"]
     warnings = metadata.get("warnings") or []

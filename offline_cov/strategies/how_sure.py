@@ -17,6 +17,7 @@ from ..report.calibration import (
     error_margin,
 )
 from ..report.contract import DIFFICULTIES, CoverageReport
+from ..report.decisions import call_decisions
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
 
@@ -28,7 +29,9 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, la
     rows = load_calibration(run.opts.calibration, taxonomy)
     matched, unmatched = calibration_labels(run, taxonomy, rows, labels, labeler)
     if unmatched:
-        run.warnings.append(f"{unmatched} calibration row(s) name a sample index this run did not label; left out")
+        lines = ", ".join(str(row.line) for row in unmatched[:10]) + (", ..." if len(unmatched) > 10 else "")
+        run.warnings.append(f"{len(unmatched)} calibration row(s) name a sample this run did not label "
+                            f"({run.opts.calibration}, line {lines}); left out")
     if not matched:
         run.warnings.append("no calibration row could be matched to a label; shares are not corrected")
         return None, {"calibration": {"file": str(run.opts.calibration), "rows": len(rows), "matched": 0}}
@@ -64,19 +67,19 @@ def is_review_of(matched: list[tuple[CalibrationRow, SampleLabel]]) -> bool:
     return bool(matched) and all(row.index is not None and row.proposed == lab.categories[0] for row, lab in matched)
 
 
-def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, int]:
-    """(calibration row, the labeler's label) for every row that can be matched, and how many could not."""
+def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, list]:
+    """(calibration row, the labeler's label) for every row that can be matched, and the rows that could not."""
     texts = {r.text for r in rows if r.text is not None}
     index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
     wanted = {r.index for r in rows if r.index is not None} | set(index_of.values())
     known = {lab.index: lab for lab in labels if lab.index in wanted}
     missing = [t for t in texts if t not in index_of]
     own = _label_texts(missing, labeler or run.open_labeler(taxonomy)) if missing else {}
-    matched, unmatched = [], 0
+    matched, unmatched = [], []
     for row in rows:
         label = known.get(row.index) if row.index is not None else known.get(index_of.get(row.text), own.get(row.text))
         if label is None:
-            unmatched += 1
+            unmatched.append(row)
         else:
             matched.append((row, label))
     return matched, unmatched
@@ -89,14 +92,29 @@ def _label_texts(texts: list[str], labeler) -> dict[str, SampleLabel]:
     return {t: found[s.index] for t, s in zip(texts, samples) if s.index in found}
 
 
-def share_intervals(run, report: CoverageReport, calibration: dict) -> dict:
-    """Each share's 95% interval and what it rests on: the calibration's bootstrap, else the sampling
-    interval widened by the labeler's accuracy as measured on the bench's public labeled sets."""
+def share_intervals(run, report: CoverageReport, calibration: dict, taxonomy: Taxonomy) -> dict:
+    """Each share's 95% interval and what it rests on (the calibration's bootstrap, else the sampling
+    interval widened by the labeler's accuracy as measured on the bench's public labeled sets), and
+    how sure the report's gap and over-representation calls are over those intervals (`with_calls`)."""
     block = calibration.get("calibration", {})
     if block.get("corrected_ci95"):
-        return {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
-                "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
-    return widened_intervals(report, measured_accuracy(run))
+        block = {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
+                 "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
+    else:
+        block = widened_intervals(report, measured_accuracy(run))
+    return with_calls(block, report, taxonomy, run.opts.thresholds)
+
+
+def with_calls(block: dict, report: CoverageReport, taxonomy: Taxonomy, thresholds) -> dict:
+    """`block` with `calls`: the report's gaps and over-represented categories split into those whose whole
+    95% interval is past the line (clear) and those whose interval crosses it (crossing), and the categories
+    it does not call whose interval crosses the line (possible); `report/decisions.py` says what each means."""
+    shares = {c.name: c.share_percent for c in report.categories}
+    targets = {name: round(t, 2) for name, t in taxonomy.targets().items()}
+    calls = call_decisions(shares, block.get("ci95") or {}, targets, thresholds.gap, thresholds.over,
+                           gaps_by_share=not taxonomy.inferred, called_gaps={g.category for g in report.gaps},
+                           called_over={o.category for o in report.over_represented})
+    return {**block, "calls": calls}
 
 
 def widened_intervals(report: CoverageReport, measured: dict) -> dict:

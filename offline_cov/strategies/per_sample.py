@@ -57,7 +57,7 @@ def run_per_sample(run: Run) -> AnalysisResult:
         "difficulty_mix": difficulty_mix(run, labeled.labels),
         "sample_token_budget": labeled.budget,
         **calibration,
-        "share_intervals": share_intervals(run, report, calibration),
+        "share_intervals": share_intervals(run, report, calibration, taxonomy),
         "examples": example_block(examples, texts),
     }
     blocks.update(sampling_intervals(plan, report))

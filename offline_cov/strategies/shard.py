@@ -120,11 +120,13 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
     """The whole run's difficulty mix, share intervals and per-category examples, as a single run's
     metadata has them (a shard's own are of its samples alone). The intervals are widened by the
     bench's measured accuracy of the shards' labeler, which every shard's metadata names."""
-    from .how_sure import example_block, mix_of, widened_intervals
+    from .how_sure import example_block, mix_of, widened_intervals, with_calls
 
     mix, warning = mix_of(labels)
     measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
-    blocks = {"difficulty_mix": mix, "share_intervals": widened_intervals(report, measured),
+    taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
+    intervals = with_calls(widened_intervals(report, measured), report, taxonomy, Thresholds(**first["thresholds"]))
+    blocks = {"difficulty_mix": mix, "share_intervals": intervals,
               "examples": example_block(examples, texts)}
     return {**blocks, "warnings": [warning] if warning else []}
 
