@@ -354,18 +354,22 @@ MARGIN_FACTORS = [round(0.05 * i, 2) for i in range(31)]  # 0 .. 1.5: the margin
 MARGIN_DRAWS = 50
 
 
-def margin_cells(names, truth, predicted, rows, seed: int) -> list[tuple[int, int, float]]:
+def margin_cells(names, truth, predicted, rows, seed: int, mixes=None, size: int | None = None,
+                 replace: bool = False) -> list[tuple[int, int, float]]:
     """(labeled count, samples, true share in percent) for every category of MARGIN_DRAWS mixtures of
-    each composition drawn from `rows` only (the dev or the test rows of a pool), 150 samples or fewer."""
+    each composition drawn from `rows` only (the dev or the test rows of a pool), 150 samples or fewer.
+    `mixes` gives the compositions (default `compositions`); `size` and `replace` draw mixtures of that
+    many samples with replacement instead (a category's rows reused, as in a larger dataset)."""
     import numpy as np
 
     pool = {n: [i for i in rows if names[truth[i]] == n] for n in names}
-    size, rng, cells = min(150, len(rows)), random.Random(seed), []
-    for composition in compositions(names, pool).values():
+    size, rng, cells = size or min(150, len(rows)), random.Random(seed), []
+    for composition in (mixes or compositions)(names, pool).values():
         counts = mixture_counts(names, composition, size)
-        counts = {n: min(c, len(pool[n])) for n, c in counts.items()}
+        counts = {n: c if pool[n] and replace else min(c, len(pool[n])) for n, c in counts.items()}
         for _ in range(MARGIN_DRAWS):
-            mixture = [i for n in names for i in rng.sample(pool[n], counts[n])]
+            mixture = [i for n in names for i in (rng.choices(pool[n], k=counts[n]) if replace
+                                                  else rng.sample(pool[n], counts[n]))]
             labeled = np.bincount(predicted[mixture], minlength=len(names))
             true = np.bincount(truth[mixture], minlength=len(names)) / len(mixture)
             cells += [(int(c), len(mixture), 100 * float(t)) for c, t in zip(labeled, true)]
@@ -412,15 +416,16 @@ def chosen_factor(results: list[dict], target: float = 0.95) -> float | None:
 
 
 def lowest_measured(labeler: str) -> float | None:
-    """The lowest test accuracy the bench measured for a labeler with the CPU default's model (what the
-    report widens its intervals by), None when it has none."""
+    """The lowest test accuracy the bench measured for a labeler with the model that reads the samples in a
+    CPU-default run (what the report widens its intervals by), None when it has none."""
     from offline_cov.labelers import get_labeler_class
     from offline_cov.labelers.measured import for_model
 
     from .views import CPU_DEFAULT_MODEL
 
     cls = get_labeler_class(labeler)
-    found = for_model(getattr(cls, "measured", ()), CPU_DEFAULT_MODEL, cls.reads_llm).get("accuracy")
+    read = getattr(cls, "reading_model", None) or CPU_DEFAULT_MODEL  # fused reads its own model (Run.model_read)
+    found = for_model(getattr(cls, "measured", ()), read, cls.reads_llm).get("accuracy")
     return min(found.values()) if found else None
 
 

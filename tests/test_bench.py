@@ -469,3 +469,46 @@ def test_the_margin_factor_is_the_smallest_holding_the_target_in_every_set():
     by = {str(f): [1.0 if f >= 0.1 else 0.9, 0.0] for f in MARGIN_FACTORS}  # the large one: from 0.1
     results = [{"margin": {"dev": {"cells": 10, "by_factor": late}}}, {"margin": {"dev": {"cells": 1000, "by_factor": by}}}]
     assert chosen_factor(results) == 0.3  # every set must hold it: pooled, 0.1 would hold 99.5% of the cells
+
+
+def test_the_decision_bench_scores_each_call_against_the_true_share():
+    from bench.decisions import score_calls
+
+    # (share called on, interval low, high, true share); k = 3: gap line 5, over line 35
+    cells = [(3.0, 0.0, 4.0, 2.0),     # gap named, interval wholly under 5: clear, truly a gap
+             (4.0, 0.0, 11.0, 6.0),    # gap named, interval crosses: crossing, not truly a gap
+             (8.0, 1.0, 15.0, 0.0),    # not named, interval reaches under 5: possible, truly a gap
+             (20.0, 13.0, 27.0, 3.0),  # not named, out of reach, but truly a gap: missed
+             (50.0, 40.0, 60.0, 45.0)]  # over-represented, clear, truly over
+    scored = score_calls(cells, 3)
+    gaps = scored["gaps"]
+    assert gaps["line"] == 5.0 and gaps["true"] == 3
+    assert gaps["by_sureness"]["clear"] == {"cells": 1, "truly": 1, "precision": 1.0}
+    assert gaps["by_sureness"]["crossing"] == {"cells": 1, "truly": 0, "precision": 0.0}
+    assert gaps["by_sureness"]["possible"] == {"cells": 1, "truly": 1, "precision": 1.0}
+    assert gaps["recall_named"] == round(1 / 3, 3) and gaps["recall_named_or_possible"] == round(2 / 3, 3)
+    over = scored["over_represented"]
+    assert over["true"] == 1 and over["by_sureness"]["clear"]["cells"] == 1 and over["recall_named"] == 1.0
+
+
+def test_the_decision_bench_leaves_each_category_out_in_turn():
+    from bench.decisions import leave_one_out
+
+    pool = {"a": [0, 1, 2, 3], "b": [4, 5], "c": [6, 7], "d": []}
+    mixes = leave_one_out(["a", "b", "c", "d"], pool)
+    assert mixes["pool shares without a"] == [0.0, 0.5, 0.5, 0.0]
+    assert mixes["pool shares without b"] == [4 / 6, 0.0, 2 / 6, 0.0]
+    assert "pool shares without d" not in mixes  # a category without rows is absent already
+    assert "pool shares" in mixes  # bench/calibration's compositions come first
+
+
+def test_margin_cells_can_draw_larger_mixtures_with_replacement():
+    import numpy as np
+
+    from bench.calibration import MARGIN_DRAWS, margin_cells
+
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    cells = margin_cells(["a", "b", "c"], truth, truth, list(range(6)), seed=1, size=300, replace=True)
+    assert len(cells) == 3 * MARGIN_DRAWS * 4  # three categories, MARGIN_DRAWS draws of four compositions
+    assert all(total == 300 for _, total, _ in cells)
+    assert all(abs(100 * count / total - true) < 1e-9 for count, total, true in cells)  # a perfect labeler
