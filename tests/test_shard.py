@@ -1,5 +1,7 @@
 """Sharded runs merged equal a single run, byte for byte."""
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -90,4 +92,32 @@ def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_en
     data.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
     merged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
     assert merged.exit_code == 1 and "the dataset changed; run the shards again" in merged.output
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_merge_refuses_a_dataset_edited_in_place_with_the_same_count(tmp_path, fake_engine):
+    """A sample rewritten after labeling (the count unchanged) would have merged labels of other texts."""
+    import json
+
+    from conftest import EXAMPLE
+
+    data = tmp_path / "d.jsonl"
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    data.write_text("".join(lines), encoding="utf-8")
+    runner, outs = CliRunner(), []
+    for i in range(2):
+        out = tmp_path / f"s{i}.json"
+        result = runner.invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", "a,b", "--shard", f"{i}/2",
+                                      "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        outs.append(str(out.with_suffix(".meta.json")))
+    assert len(json.loads(Path(outs[0]).read_text())["input"]["content_digest"]) == 64
+    unchanged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "ok.json")])
+    assert unchanged.exit_code == 0, unchanged.output
+    record = json.loads(lines[3])
+    record[next(iter(record))] = "A different instruction written after the shards were labeled"
+    lines[3] = json.dumps(record) + "\n"
+    data.write_text("".join(lines), encoding="utf-8")
+    merged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
+    assert merged.exit_code == 1 and "same count, other content" in merged.output
     assert not (tmp_path / "m.json").exists()

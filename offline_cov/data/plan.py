@@ -89,6 +89,7 @@ class DatasetPlan:
             "encoding": self.opts.encoding,
             "encoding_read": self.scan.encoding or None,
             "duplicate_samples": self.scan.duplicates,
+            "content_digest": self.scan.content_digest,
         }
 
 

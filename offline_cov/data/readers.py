@@ -561,6 +561,7 @@ class DatasetScan:
     shape: str = ""
     skipped: list[str] = field(default_factory=list)
     duplicates: int = 0  # samples whose content (Sample.content_hash) an earlier sample already had
+    content_digest: str = ""  # sha256 over every sample's digest64 in file order: the dataset's content, for merge
     encoding: str = ""  # the codec the file was read with (detected from a byte-order mark, say)
 
 
@@ -611,16 +612,18 @@ def scan_dataset(
 
     # 8-byte digests as ints in a set: about 70 bytes a sample (an int of 40 bytes plus its set slot)
     seen: set[int] = set()
-    responses = 0
+    responses, whole = 0, hashlib.sha256()
     for sample in iter_samples(path, fields, encoding=encoding, on_bad=note, state=scan):
         scan.count += 1
         responses += any(role == "assistant" for role, _ in sample.turns)
         digest = sample.digest64()
+        whole.update(digest.to_bytes(8, "big"))
         if digest in seen:
             scan.duplicates += 1
         else:
             seen.add(digest)
     del seen
+    scan.content_digest = whole.hexdigest()
     if scan.path.is_file() and scan.path.suffix.lower() in TEXT_SUFFIXES:
         scan.encoding = detect_codec(scan.path, encoding)
     if errors and not skip_bad_lines:

@@ -95,6 +95,9 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
             f"{facts['dataset']} holds {plan.scan.count} samples now but {facts['samples_in_file']} when the shards "
             "were labeled: the dataset changed; run the shards again on it"
         )
+    if facts.get("content_digest") and plan.scan.content_digest != facts["content_digest"]:
+        raise OfflineCovError(f"{facts['dataset']}: its samples are not the ones the shards labeled (same count, other "
+                              "content): the dataset changed; run the shards again on it")
     taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
     labels = LabelStore(heapq.merge(*(m["shard"]["labels"] for m in manifests), key=lambda lab: lab.index))
     tally, pending = Tally(taxonomy), iter(labels)
