@@ -50,6 +50,8 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     blocks = ["difficulty_mix", "share_intervals", "examples"] + (["share_ci95"] if extra else [])
     for block in blocks:  # the whole run's, not shard 0's
         assert merged_meta[block] == single_meta[block], block
+    assert single_meta["share_intervals"]["caveat"].startswith("Without a review of these labels")
+    assert set(single_meta["share_intervals"]["calls"]) == {"gaps", "over_represented"}
     assert ("share_ci95" in merged_meta) == bool(extra)
     assert [s["shard"] for s in merged_meta["merge"]["per_shard"]] == [0, 1, 2]
     assert sum(s["samples"]["labeled"] for s in merged_meta["merge"]["per_shard"]) == single_meta["samples"]["labeled"]

@@ -167,6 +167,8 @@ def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> s
         return '<p class="muted">This run gives no share intervals.</p>'
     measured = block.get("labeler_measured") or {}
     lines = [f'<p class="basis">{_e(block.get("basis", ""))}</p>']
+    if block.get("caveat"):
+        lines.append(f'<p class="caveat">{_e(block["caveat"])}</p>')
     if measured.get("accuracy"):
         sets = "; ".join(f"{_e(k)}: {v:.2f}" for k, v in measured["accuracy"].items())
         lines.append(f'<p id="measured">labeler <b>{_e(measured.get("labeler"))}</b>, accuracy measured on public '
@@ -362,7 +364,7 @@ h1{font-size:24px;margin:8px 0 12px}h2{font-size:17px;margin:28px 0 8px;border-b
 .summary{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:8px}
 .summary li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px 12px}
 #balance.balanced{border-color:#4c8c4a}#balance.mild-skew{border-color:#d9a036}#balance.severe-skew{border-color:#c8553d}
-.basis{color:#555}
+.basis{color:#555}.caveat{color:#8a5a00}
 svg text{font-size:12px;fill:#222}svg .value{fill:#555}
 rect.bar.ok{fill:#4a7ab8}rect.bar.gap{fill:#c8553d}rect.bar.over{fill:#e8a33d}
 line.target{stroke:#111;stroke-width:2;stroke-dasharray:3 2}
@@ -430,6 +432,9 @@ def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str
             lines.append(f"**{label}** (the 95% interval crosses the line): {spans}  ")
     if metadata.get("model"):
         lines += ["", f"Model: {md_cell(metadata['model'])}"]
+    caveat = (metadata.get("share_intervals") or {}).get("caveat")
+    if caveat:
+        lines += ["", f"_{md_cell(caveat)}_"]
     warnings = metadata.get("warnings") or []
     if warnings:
         lines += ["", "Warnings:"] + [f"- {md_cell(w)}" for w in warnings]

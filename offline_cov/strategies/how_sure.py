@@ -127,8 +127,16 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
              f"lowest accuracy on the bench's public sets, {low:.2f}), the margin that held 95% of the true shares "
              "on mixtures of the bench's dev rows and 91-99.8% on its test rows (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
-    return {"basis": basis, "labeler_measured": measured, "margin_points": margin,
+    return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": UNCALIBRATED_CAVEAT,
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
+
+
+UNCALIBRATED_CAVEAT = (
+    "Without a review of these labels, a category the data lacks can still get a share: on the bench's public "
+    "sets the CPU default (ensemble, Qwen2.5-Coder-1.5B) gave an absent category up to 16-24% of the labels, and the report named only 40-89% "
+    "of the real gaps (after a 200-label review, 99-100%; bench/README.md, bench.decisions). Before acting on "
+    "the gaps, run `offline-cov review` and `analyze --calibration`."
+)
 
 
 def measured_accuracy(run) -> dict:
