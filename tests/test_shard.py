@@ -76,23 +76,30 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
     assert mixed.exit_code == 1 and "differs from the first shard" in mixed.output
 
 
-def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_engine):
-    """Rows cut from the dataset after labeling once merged into a report of fewer samples, the other
-    shards' labels silently dropped."""
+def two_shards(tmp_path) -> tuple[Path, list[str], list[str]]:
+    """The bundled example copied to `tmp_path`, labeled as shards 0/2 and 1/2: (its path, its lines, the
+    two manifests)."""
     from conftest import EXAMPLE
 
     data = tmp_path / "d.jsonl"
     lines = EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
     data.write_text("".join(lines), encoding="utf-8")
-    runner, outs = CliRunner(), []
+    outs = []
     for i in range(2):
         out = tmp_path / f"s{i}.json"
-        result = runner.invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", "a,b", "--shard", f"{i}/2",
-                                      "--out", str(out), "-q"])
+        result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", "a,b",
+                                           "--shard", f"{i}/2", "--out", str(out), "-q"])
         assert result.exit_code == 0, result.output
         outs.append(str(out.with_suffix(".meta.json")))
+    return data, lines, outs
+
+
+def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_engine):
+    """Rows cut from the dataset after labeling once merged into a report of fewer samples, the other
+    shards' labels silently dropped."""
+    data, lines, outs = two_shards(tmp_path)
     data.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
-    merged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
+    merged = CliRunner().invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
     assert merged.exit_code == 1 and "the dataset changed; run the shards again" in merged.output
     assert not (tmp_path / "m.json").exists()
 
@@ -101,25 +108,14 @@ def test_merge_refuses_a_dataset_edited_in_place_with_the_same_count(tmp_path, f
     """A sample rewritten after labeling (the count unchanged) would have merged labels of other texts."""
     import json
 
-    from conftest import EXAMPLE
-
-    data = tmp_path / "d.jsonl"
-    lines = EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    data.write_text("".join(lines), encoding="utf-8")
-    runner, outs = CliRunner(), []
-    for i in range(2):
-        out = tmp_path / f"s{i}.json"
-        result = runner.invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", "a,b", "--shard", f"{i}/2",
-                                      "--out", str(out), "-q"])
-        assert result.exit_code == 0, result.output
-        outs.append(str(out.with_suffix(".meta.json")))
+    data, lines, outs = two_shards(tmp_path)
     assert len(json.loads(Path(outs[0]).read_text())["input"]["content_digest"]) == 64
-    unchanged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "ok.json")])
+    unchanged = CliRunner().invoke(main, ["merge", *outs, "--out", str(tmp_path / "ok.json")])
     assert unchanged.exit_code == 0, unchanged.output
     record = json.loads(lines[3])
     record[next(iter(record))] = "A different instruction written after the shards were labeled"
     lines[3] = json.dumps(record) + "\n"
     data.write_text("".join(lines), encoding="utf-8")
-    merged = runner.invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
+    merged = CliRunner().invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
     assert merged.exit_code == 1 and "same count, other content" in merged.output
     assert not (tmp_path / "m.json").exists()
