@@ -21,6 +21,13 @@ from ..report.decisions import call_decisions
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
 
+UNCALIBRATED_CAVEAT = (
+    "Without a review of these labels, a category the data lacks can still get a share: on the bench's public "
+    "sets the CPU default (ensemble, Qwen2.5-Coder-1.5B) gave an absent category up to 16-24% of the labels, "
+    "and the report named only 40-89% of the real gaps (after a 200-label review, 99-100%; bench/README.md, "
+    "bench.decisions). Before acting on the gaps, run `offline-cov review` and `analyze --calibration`."
+)
+
 
 def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, labeler) -> tuple[dict[str, float] | None, dict]:
     """(shares to decide gaps on, or None for the raw ones; the metadata block that says how sure)."""
@@ -95,7 +102,7 @@ def _label_texts(texts: list[str], labeler) -> dict[str, SampleLabel]:
 def share_intervals(run, report: CoverageReport, calibration: dict, taxonomy: Taxonomy) -> dict:
     """Each share's 95% interval and what it rests on (the calibration's bootstrap, else the sampling
     interval widened by the labeler's accuracy as measured on the bench's public labeled sets), and
-    how sure the report's gap and over-representation calls are over those intervals (`with_calls`)."""
+    where the report's gap and over-representation calls stand against them (`with_calls`)."""
     block = calibration.get("calibration", {})
     if block.get("corrected_ci95"):
         block = {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
@@ -129,14 +136,6 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
     return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": UNCALIBRATED_CAVEAT,
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
-
-
-UNCALIBRATED_CAVEAT = (
-    "Without a review of these labels, a category the data lacks can still get a share: on the bench's public "
-    "sets the CPU default (ensemble, Qwen2.5-Coder-1.5B) gave an absent category up to 16-24% of the labels, and the report named only 40-89% "
-    "of the real gaps (after a 200-label review, 99-100%; bench/README.md, bench.decisions). Before acting on "
-    "the gaps, run `offline-cov review` and `analyze --calibration`."
-)
 
 
 def measured_accuracy(run) -> dict:
