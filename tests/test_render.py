@@ -171,6 +171,19 @@ def test_cli_render_writes_both_beside_the_report_and_reads_its_metadata(tmp_pat
     assert "| math | 3 | 3.0 | 40.0 | gap |" in (tmp_path / "report.md").read_text()
 
 
+def test_cli_render_does_not_write_its_default_outputs_over_the_user_s_own_files(tmp_path):
+    path = _report_files(tmp_path)
+    assert CliRunner().invoke(render, [str(path)]).exit_code == 0
+    again = CliRunner().invoke(render, [str(path)])  # its own earlier outputs are written again
+    assert again.exit_code == 0, again.output
+    (tmp_path / "report.md").write_text("my notes on this dataset\n")
+    refused = CliRunner().invoke(render, [str(path)])
+    assert refused.exit_code == 2 and "report.md exists and was not written by `offline-cov render`" in refused.output
+    assert (tmp_path / "report.md").read_text() == "my notes on this dataset\n"
+    named = CliRunner().invoke(render, [str(path), "--markdown", str(tmp_path / "report.md")])  # named: the user's call
+    assert named.exit_code == 0 and (tmp_path / "report.md").read_text().startswith("## Coverage: ")
+
+
 def test_cli_render_only_what_is_asked(tmp_path):
     path = _report_files(tmp_path)
     result = CliRunner().invoke(render, [str(path), "--html", str(tmp_path / "out" / "page.html")])
