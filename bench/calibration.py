@@ -139,9 +139,12 @@ def compositions(names: list[str], pool: dict[str, list[int]]) -> dict[str, list
 
 
 def mixture_counts(names: list[str], composition: list[float] | None, size: int) -> dict[str, int]:
+    """Samples per category of a mixture of `size` with these shares (None: even); the samples the
+    floors leave go one each to the first categories with a share, never to an absent one."""
     shares = composition or [1 / len(names)] * len(names)
     counts = {n: int(math.floor(s * size)) for n, s in zip(names, shares)}
-    for n in names[: size - sum(counts.values())]:
+    present = [n for n, s in zip(names, shares) if s > 0]
+    for n in present[: size - sum(counts.values())]:
         counts[n] += 1
     return counts
 

@@ -512,3 +512,10 @@ def test_margin_cells_can_draw_larger_mixtures_with_replacement():
     assert len(cells) == 3 * MARGIN_DRAWS * 4  # three categories, MARGIN_DRAWS draws of four compositions
     assert all(total == 300 for _, total, _ in cells)
     assert all(abs(100 * count / total - true) < 1e-9 for count, total, true in cells)  # a perfect labeler
+
+
+def test_a_mixture_s_leftover_samples_never_go_to_an_absent_category():
+    from bench.calibration import mixture_counts as composition_counts
+
+    assert composition_counts(["a", "b", "c"], [0.0, 0.5, 0.5], 7) == {"a": 0, "b": 4, "c": 3}
+    assert composition_counts(["a", "b", "c"], None, 10) == {"a": 4, "b": 3, "c": 3}
