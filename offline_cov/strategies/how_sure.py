@@ -24,7 +24,7 @@ from ..taxonomy import Taxonomy
 UNCALIBRATED_CAVEAT = (
     "Without a review of these labels, a category the data lacks can still get a share: on the bench's public "
     "sets the CPU default (ensemble, Qwen2.5-Coder-1.5B) gave an absent category up to 16-24% of the labels, "
-    "and the report named only 40-89% of the real gaps (after a 200-label review, 99-100%; bench/README.md, "
+    "and the report named only 40-91% of the real gaps (after a 200-label review, 99-100%; bench/README.md, "
     "bench.decisions). Before acting on the gaps, run `offline-cov review` and `analyze --calibration`."
 )
 
