@@ -18,6 +18,7 @@ from .contract import (
     Gap,
     OverRepresented,
 )
+from .decisions import gap_line, over_line
 
 SNIPPET_CHARS = 160
 
@@ -306,7 +307,7 @@ def find_gaps(categories, targets, thresholds: Thresholds, total: int, *, inferr
     gaps = []
     for cat in categories:
         target = round(targets[cat.name], 2)
-        is_gap = cat.count < 2 if inferred else (cat.share_percent < thresholds.gap and cat.share_percent < target)
+        is_gap = cat.count < 2 if inferred else cat.share_percent < gap_line(target, thresholds.gap)
         if is_gap and target > 0:
             desc = taxonomy.categories[taxonomy.names.index(cat.name)].description if taxonomy else ""
             gaps.append(
@@ -340,7 +341,7 @@ def find_over(categories, targets, thresholds: Thresholds) -> list[OverRepresent
     over = []
     for cat in categories:
         target = round(targets[cat.name], 2)
-        if cat.share_percent > thresholds.over and cat.share_percent > target:
+        if cat.share_percent > over_line(target, thresholds.over):
             concern = (
                 f"{cat.name} holds {cat.share_percent:g}% of samples (target {target:g}%, ceiling "
                 f"{thresholds.over:g}%): it may dominate fine-tuning and crowd out other skills."

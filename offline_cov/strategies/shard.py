@@ -108,10 +108,12 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
         if label is not None and label.index == sample.index:
             tally.add(label, len(sample.instruction))
     examples, texts = example_texts(plan, tally)
-    report = plan.report(tally, Thresholds(**first["thresholds"]), texts=texts)
+    thresholds = Thresholds(**first["thresholds"])
+    report = plan.report(tally, thresholds, texts=texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
-    how_sure = {**how_sure_blocks(first, report, labels, examples, texts), **sampling_intervals(plan, report)}
+    how_sure = {**how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds),
+                **sampling_intervals(plan, report)}
     return report, labels, summary, how_sure
 
 
@@ -119,7 +121,8 @@ PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals"
              "difficulty_mix", "throughput", "output_tokens", "warnings")
 
 
-def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str]) -> dict:
+def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str],
+                    taxonomy: Taxonomy, thresholds: Thresholds) -> dict:
     """The whole run's difficulty mix, share intervals and per-category examples, as a single run's
     metadata has them (a shard's own are of its samples alone). The intervals are widened by the
     bench's measured accuracy of the shards' labeler, which every shard's metadata names."""
@@ -127,8 +130,7 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
 
     mix, warning = mix_of(labels)
     measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
-    taxonomy = Taxonomy.model_validate(first["shard"]["taxonomy"])
-    intervals = with_calls(widened_intervals(report, measured), report, taxonomy, Thresholds(**first["thresholds"]))
+    intervals = with_calls(widened_intervals(report, measured), report, taxonomy, thresholds)
     blocks = {"difficulty_mix": mix, "share_intervals": intervals,
               "examples": example_block(examples, texts)}
     return {**blocks, "warnings": [warning] if warning else []}
