@@ -52,3 +52,38 @@ def test_the_report_cites_the_ensemble_run_of_the_model_that_read_the_samples(mo
     cited = measured_accuracy(run)
     assert cited["labeler"] == "ensemble" and cited["model"] == model and model in cited["bench_run"]
     assert min(cited["accuracy"].values()) < 0.6
+
+
+@pytest.mark.parametrize("name", ["embed", "fused", "ensemble"])
+def test_gaps_named_without_review_are_the_decision_runs(name):
+    """The caveat's figures: the range over bench.decisions' sets and mixture sizes of the recall of named gaps."""
+    entry = get_labeler_class(name).measured[0]
+    gaps = entry["gaps_without_review"]
+    results = json.loads((ROOT / gaps["bench_run"]).read_text())["results"]
+    mine = [r for r in results if r["labeler"] == name]
+    assert {r["set"] for r in mine} == {"arena-hard", "justeval-topics"}
+
+    def span(reviewed: bool) -> list[int]:
+        recalls = [scored["gaps"]["recall_named"] for r in mine for size, scored in r["by_size"].items()
+                   if ("reviewed" in size) == reviewed]
+        return [round(100 * min(recalls)), round(100 * max(recalls))]
+
+    assert gaps["real_gaps_named_percent"] == span(False)
+    assert gaps["after_200_label_review_percent"] == span(True)
+
+
+def test_the_caveat_names_the_labelers_own_figures_or_says_they_were_not_measured():
+    from offline_cov.strategies.how_sure import uncalibrated_caveat
+
+    def caveat(name: str, model: str) -> str:
+        cls = get_labeler_class(name)
+        return uncalibrated_caveat({"labeler": name, **for_model(cls.measured, model, cls.reads_llm)})
+
+    default = caveat("ensemble", "qwen2.5-coder-1.5b")
+    assert "with ensemble (qwen2.5-coder-1.5b), an absent category still got up to 16-24%" in default
+    assert "named only 40-91% of the real gaps (after a 200-label review, 99-100%" in default
+    assert "with embed, the report named only 0-6% of the real gaps" in caveat("embed", "any")
+    other = caveat("ensemble", "qwen2.5-7b-instruct")
+    assert "was not measured for ensemble with this model" in other and "%" in other
+    for text in (default, other):
+        assert text.endswith("run `offline-cov review` and `analyze --calibration`.")

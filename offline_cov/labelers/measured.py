@@ -10,6 +10,7 @@ from __future__ import annotations
 
 CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2-test-20261203-153746.json"
 CHOOSE_TEST_RUN_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label-v2-test-20261204-232354.json"  # 7 sets, no -described rows
+DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
@@ -24,12 +25,24 @@ SETS = {
 }
 
 
-def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHOOSE_TEST_RUN) -> dict:
+def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHOOSE_TEST_RUN,
+            gaps: dict | None = None) -> dict:
     """A `measured` dict: accuracy per bench set (keys of SETS) on the test split of `run`, with the
-    model the labeler read (None for a labeler that reads no LLM)."""
+    model the labeler read (None for a labeler that reads no LLM) and, where bench.decisions measured
+    them, how many of the real gaps the report names (`gaps_named`)."""
     head = {"model": model} if model else {}
+    tail = {"gaps_without_review": gaps} if gaps else {}
     return {**head, "bench_run": run, "split": "test",
-            "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}}
+            "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}, **tail}
+
+
+def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_share: tuple[int, int] | None = None) -> dict:
+    """bench.decisions on the pools' test rows (Arena-Hard, Just-Eval topics): the range over its sets and
+    mixture sizes of the real gaps (true share under 5%) the report named without calibration rows and
+    after a 200-label review, in percent, and the share a category absent from the data still got."""
+    out = {"bench_run": DECISIONS_RUN, "real_gaps_named_percent": list(named),
+           "after_200_label_review_percent": list(after_review)}
+    return {**out, "absent_category_share_percent": list(absent_share)} if absent_share else out
 
 
 def for_model(measured: tuple[dict, ...], model: str, reads_llm: bool) -> dict:

@@ -21,12 +21,26 @@ from ..report.decisions import call_decisions
 from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
 from ..taxonomy import Taxonomy
 
-UNCALIBRATED_CAVEAT = (
-    "Without a review of these labels, a category the data lacks can still get a share: on the bench's public "
-    "sets the CPU default (ensemble, Qwen2.5-Coder-1.5B) gave an absent category up to 16-24% of the labels, "
-    "and the report named only 40-91% of the real gaps (after a 200-label review, 99-100%; bench/README.md, "
-    "bench.decisions). Before acting on the gaps, run `offline-cov review` and `analyze --calibration`."
-)
+REVIEW_NEXT = "Before acting on the gaps, run `offline-cov review` and `analyze --calibration`."
+
+
+def uncalibrated_caveat(measured: dict) -> str:
+    """What the bench measured of the report's gap calls for this labeler and model without a review
+    (`gaps_without_review` of its `measured` entry), or that it measured nothing for them."""
+    gaps = measured.get("gaps_without_review")
+    if not gaps:
+        return ("Without a review of these labels, a category the data lacks can still get a share, and how many "
+                f"real gaps the report names was not measured for {measured.get('labeler', 'this labeler')} with "
+                "this model (the CPU default named 40-91% of them on the bench's public sets; bench/README.md, "
+                f"bench.decisions). {REVIEW_NEXT}")
+    low, high = gaps["real_gaps_named_percent"]
+    after = "-".join(str(v) for v in gaps["after_200_label_review_percent"])
+    absent = gaps.get("absent_category_share_percent")
+    who = measured.get("labeler", "this labeler") + (f" ({measured['model']})" if measured.get("model") else "")
+    spill = f"an absent category still got up to {absent[0]}-{absent[1]}% of the labels, and " if absent else ""
+    return (f"Without a review of these labels, a category the data lacks can still get a share: on the bench's "
+            f"public sets, with {who}, {spill}the report named only {low}-{high}% of the real gaps (after a "
+            f"200-label review, {after}%; bench/README.md, {gaps['bench_run']}). {REVIEW_NEXT}")
 
 
 def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, labeler) -> tuple[dict[str, float] | None, dict]:
@@ -134,7 +148,7 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
              f"lowest accuracy on the bench's public sets, {low:.2f}), the margin that held 95% of the true shares "
              "on mixtures of the bench's dev rows and 91-99.8% on its test rows (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
-    return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": UNCALIBRATED_CAVEAT,
+    return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": uncalibrated_caveat(measured),
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
 
 
