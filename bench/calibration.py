@@ -244,6 +244,13 @@ METHOD_NOTES = {
 }
 
 
+def labels_and_pairs(names, truth, predicted, mixture, calib) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """What the product is handed for one draw: the labels per category over the mixture, and the
+    (true, labeled) category pair of every calibration row."""
+    labeled = {n: int((predicted[mixture] == j).sum()) for j, n in enumerate(names)}
+    return labeled, [(names[truth[i]], names[predicted[i]]) for i in calib]
+
+
 def correction_study(names, truth, scores, temperature: float, args, seed: int, lowest: float | None = None) -> list[dict]:
     """Every method's share error on mixtures of known composition, the 95% interval coverage of the
     ones the product can apply, and, given the labeler's `lowest` measured accuracy, the coverage and
@@ -293,8 +300,7 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
             else:
                 mixture, calib = draw(pool, counts, args.calibration_size, rng)
             true_share = 100 * np.asarray([counts[n] for n in names]) / len(mixture)
-            labeled = {n: int((predicted[mixture] == j).sum()) for j, n in enumerate(names)}
-            pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
+            labeled, pairs = labels_and_pairs(names, truth, predicted, mixture, calib)
             hard = correct_shares(labeled, pairs, names, seed=seed + d, resamples=args.resamples)
             soft = correct_shares_soft(labeled, pairs, posteriors[mixture], posteriors[calib], names,
                                        seed=seed + d, resamples=args.resamples, keep_replicates=True)

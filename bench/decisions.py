@@ -60,7 +60,7 @@ def reviewed(names, truth, scores, temperature: float, rows, seed: int, draws: i
 
     from offline_cov.report.calibration import correct_shares_reviewed
 
-    from .calibration import draw_reviewed, mixture_counts, softmax
+    from .calibration import draw_reviewed, labels_and_pairs, mixture_counts, softmax
 
     posteriors, predicted = softmax(np.asarray(scores), temperature), np.asarray(scores).argmax(axis=1)
     pool = {n: [i for i in rows if names[truth[i]] == n] for n in names}
@@ -70,8 +70,7 @@ def reviewed(names, truth, scores, temperature: float, rows, seed: int, draws: i
         for d in range(draws):
             mixture, positions = draw_reviewed(pool, counts, predicted, REVIEW_ROWS, rng)
             calib = [mixture[pos] for pos in positions]
-            labeled = {n: int((predicted[mixture] == j).sum()) for j, n in enumerate(names)}
-            pairs = [(names[truth[i]], names[predicted[i]]) for i in calib]
+            labeled, pairs = labels_and_pairs(names, truth, predicted, mixture, calib)
             fix = correct_shares_reviewed(labeled, pairs, names, posteriors[mixture], posteriors[calib],
                                           seed=seed + d, resamples=REVIEW_RESAMPLES)
             decided = fix.corrected if fix.trustworthy else fix.raw
