@@ -305,3 +305,51 @@ def test_a_review_of_this_runs_labels_gets_the_stratified_correction(tmp_path):
     assert result.exit_code == 0, result.output
     block = json.loads((tmp_path / "e.meta.json").read_text())["calibration"]
     assert block["method"].startswith("per-sample probabilities recalibrated")
+
+
+def test_analyze_prints_review_commands_that_work_when_pasted(tmp_path, monkeypatch):
+    """An uncalibrated run ends with the `review` command for its own files; pasted as printed (a user
+    pressing Enter on every sample), then rerun with --calibration, the shares get the review's correction."""
+    import shlex
+
+    from conftest import EXAMPLE
+
+    from offline_cov.report.calibration import REVIEW_METHOD
+
+    monkeypatch.chdir(tmp_path)
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES), "--cache", "c.sqlite"]
+    first = CliRunner().invoke(main, common + ["-o", "r.json", "--labels", "l.jsonl"])
+    assert first.exit_code == 0, first.output
+    hint = next(line for line in first.output.splitlines() if line.startswith("to check the labels by hand: "))
+    pasted = hint.split("to check the labels by hand: ", 1)[1].split(" (Enter accepts", 1)[0]
+    assert pasted == (f"offline-cov review {shlex.quote(str(EXAMPLE))} --labels l.jsonl --metadata r.meta.json "
+                      "-o calibration.jsonl")
+    assert hint.endswith("then rerun this command with --calibration calibration.jsonl")
+    reviewed = CliRunner().invoke(main, shlex.split(pasted)[1:], input="\n" * 200)
+    assert reviewed.exit_code == 0, reviewed.output
+    assert "120 answer(s) saved to calibration.jsonl" in reviewed.output
+    again = CliRunner().invoke(main, common + ["-o", "c.json", "--calibration", "calibration.jsonl"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(Path("c.meta.json").read_text())["calibration"]["method"] == REVIEW_METHOD
+    assert "to check the labels by hand" not in again.output  # calibrated: nothing to suggest
+
+
+def test_the_review_hint_asks_for_labels_and_keeps_the_field_options():
+    from types import SimpleNamespace
+
+    from offline_cov.cli.analyze import review_hint
+    from offline_cov.data.readers import FieldSpec
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    opts = SimpleNamespace(calibration=None, strategy="per-sample", shard=None, use_cache=True,
+                           taxonomy=parse_taxonomy_list("math,code"), fields=FieldSpec("question", None))
+    hint = review_hint("my data.jsonl", opts, None, None)
+    assert hint.startswith("to check the labels by hand: rerun this command with --labels labels.jsonl (the labels "
+                           "come from the cache), then offline-cov review 'my data.jsonl' --labels labels.jsonl "
+                           "--taxonomy math,code --instruction-field question -o calibration.jsonl")
+    assert review_hint("d.jsonl", SimpleNamespace(**{**vars(opts), "use_cache": False}), "m.json", "l.jsonl").startswith(
+        "to check the labels by hand: offline-cov review d.jsonl --labels l.jsonl --metadata m.json")
+    inferred = parse_taxonomy_list("a,b").model_copy(update={"inferred": True})
+    assert review_hint("d.jsonl", SimpleNamespace(**{**vars(opts), "taxonomy": inferred}), None, None) is None
+    for change in ({"calibration": "c.jsonl"}, {"strategy": "distill"}, {"shard": (1, 2)}):
+        assert review_hint("d.jsonl", SimpleNamespace(**{**vars(opts), **change}), "m.json", "l.jsonl") is None

@@ -121,6 +121,9 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
         _write_outputs(result, out, metadata_path, labels_path, html_path, markdown_path)
     if not quiet:
         _print_summary(result, out)
+        hint = review_hint(data, opts, metadata_path, labels_path)
+        if hint:
+            echo_err(hint)
 
 
 def _thresholds(gap: float, over: float):
@@ -210,7 +213,31 @@ def _print_possible(metadata: dict) -> None:
     maybe_over = ", ".join(calls.get("over_represented", {}).get("possible", []))
     if maybe_gaps or maybe_over:
         echo_err(f"possible gaps: {maybe_gaps or 'none'} | possibly over-represented: {maybe_over or 'none'} "
-                 "(the 95% interval crosses the line; `offline-cov review` then --calibration narrows it)")
+                 "(the 95% interval crosses the line; a review of the labels narrows it)")
+
+
+def review_hint(data: str, opts, metadata_path: str | None, labels_path: str | None) -> str | None:
+    """The commands that check this run's labels (`review`) and correct its shares with the answers
+    (`--calibration`), ready to paste; None when the run was calibrated, cannot take a calibration, or
+    names no file `review` could read its categories from."""
+    import shlex
+
+    if opts.calibration is not None or opts.strategy != "per-sample" or opts.shard is not None:
+        return None
+    if metadata_path:
+        taxonomy = [("--metadata", metadata_path)]
+    elif opts.taxonomy is not None and not opts.taxonomy.inferred:
+        taxonomy = [("--taxonomy", ",".join(opts.taxonomy.names))]
+    else:
+        return None
+    fields = [(flag, value) for flag, value in (("--instruction-field", opts.fields.instruction),
+                                                ("--response-field", opts.fields.response)) if value]
+    args = [("--labels", labels_path or "labels.jsonl"), *taxonomy, *fields, ("-o", "calibration.jsonl")]
+    command = " ".join(["offline-cov review", shlex.quote(data), *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
+    cached = " (the labels come from the cache)" if opts.use_cache else ""
+    first = "" if labels_path else f"rerun this command with --labels labels.jsonl{cached}, then "
+    return (f"to check the labels by hand: {first}{command} (Enter accepts a label; -n sets how many, 200 by default), "
+            "then rerun this command with --calibration calibration.jsonl")
 
 
 def _print_summary(result, out) -> None:
