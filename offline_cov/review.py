@@ -19,6 +19,8 @@ from .errors import InputError
 from .report.tally import SampleLabel
 
 MIN_PER_CATEGORY = 5
+EXPORT_COLUMNS = ("index", "proposed", "confidence", "category", "sample")
+EXPORT_CHARS = 32000  # a sample's text in the exported CSV (spreadsheets hold 32,767 characters a cell)
 
 
 @dataclass
@@ -121,3 +123,22 @@ def append_answer(path: str | Path, label: SampleLabel, answer: Answer) -> None:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, str]) -> None:
+    """The sample to review as a CSV for a spreadsheet: the proposed label and an empty `category` a
+    person fills in (left empty: not reviewed, and `--calibration` leaves the row out). Never written
+    over an existing file, which may hold answers."""
+    import csv
+
+    path = Path(path)
+    if path.exists():
+        raise InputError(path, "exists and may hold answers: choose another name, or delete it to export afresh")
+    with path.open("x", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EXPORT_COLUMNS)
+        for label in todo:
+            text = texts.get(label.index, "(not in the dataset)")
+            text = text if len(text) <= EXPORT_CHARS else text[:EXPORT_CHARS] + " [...]"
+            confidence = "" if label.confidence is None else f"{label.confidence:.2f}"
+            writer.writerow([label.index, label.categories[0], confidence, "", text])

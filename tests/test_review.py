@@ -353,3 +353,66 @@ def test_the_review_hint_asks_for_labels_and_keeps_the_field_options():
     assert review_hint("d.jsonl", SimpleNamespace(**{**vars(opts), "taxonomy": inferred}), None, None) is None
     for change in ({"calibration": "c.jsonl"}, {"strategy": "distill"}, {"shard": (1, 2)}):
         assert review_hint("d.jsonl", SimpleNamespace(**{**vars(opts), **change}), "m.json", "l.jsonl") is None
+
+
+def test_review_export_writes_a_csv_whose_filled_rows_are_a_review(tmp_path):
+    """`review --export` writes the stratified sample as a CSV; the rows a person fills in (here every
+    other one, writing corrected to math) are a review of the run's labels, the empty ones are left out,
+    and a second export never writes over the file."""
+    import csv
+
+    from conftest import EXAMPLE
+
+    from offline_cov.report.calibration import REVIEW_METHOD
+    from offline_cov.review import EXPORT_COLUMNS
+
+    labels_path, out, export = tmp_path / "l.jsonl", tmp_path / "r.json", tmp_path / "review.csv"
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite"), "-q"]
+    assert CliRunner().invoke(main, common + ["-o", str(out), "--labels", str(labels_path)]).exit_code == 0
+    args = ["review", str(EXAMPLE), "--labels", str(labels_path), "--taxonomy", ",".join(NAMES), "-n", "60"]
+    result = CliRunner().invoke(main, args + ["--export", str(export)])
+    assert result.exit_code == 0, result.output
+    assert f"60 samples written to {export}: fill its category column (one of math, code, writing" in result.output
+    with export.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == EXPORT_COLUMNS and len(rows) == 60 and not any(r["category"] for r in rows)
+    labeled = {json.loads(line)["index"]: json.loads(line) for line in labels_path.read_text().splitlines()}
+    assert all(labeled[int(r["index"])]["categories"][0] == r["proposed"] and r["sample"] for r in rows)
+    for r in rows[::2]:
+        r["category"] = "math" if r["proposed"] == "writing" else r["proposed"]
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    before = export.read_text(encoding="utf-8")
+    again = CliRunner().invoke(main, args + ["--export", str(export)])
+    assert again.exit_code == 1 and "exists and may hold answers" in again.output
+    assert export.read_text(encoding="utf-8") == before
+    result = CliRunner().invoke(main, common + ["--calibration", str(export), "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    block = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]
+    assert block["method"] == REVIEW_METHOD and block["rows"] == block["matched"] == 30
+    assert block["corrected_share_percent"]["writing"] < 1.0 < block["raw_share_percent"]["writing"]
+
+
+def test_review_takes_out_or_export_not_both(tmp_path):
+    from conftest import EXAMPLE
+
+    base = ["review", str(EXAMPLE), "--labels", str(EXAMPLE), "--taxonomy", "a,b"]
+    for extra in ([], ["-o", str(tmp_path / "c.jsonl"), "--export", str(tmp_path / "r.csv")]):
+        result = CliRunner().invoke(main, base + extra)
+        assert result.exit_code == 2 and "give -o/--out (review here) or --export" in result.output
+
+
+def test_an_exported_csv_nobody_filled_in_is_an_error_saying_what_to_do(tmp_path):
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "review.csv"
+    path.write_text("index,proposed,confidence,category,sample\n0,math,0.9,,What is 2+2?\n", encoding="utf-8")
+    with pytest.raises(InputError, match="fill the category column"):
+        load_calibration(path, parse_taxonomy_list("math,code"))
+    path.write_text("index,category,sample\n0,,What is 2+2?\n", encoding="utf-8")  # not an export: still an error
+    with pytest.raises(InputError, match="missing the true category"):
+        load_calibration(path, parse_taxonomy_list("math,code"))

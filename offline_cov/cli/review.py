@@ -14,8 +14,11 @@ TEXT_CHARS = 1500
 @click.argument("data", type=click.Path(exists=True, dir_okay=True))
 @click.option("--labels", "labels_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="The labels file of `analyze --labels`.")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--out", type=click.Path(dir_okay=False),
               help="Calibration file to write (JSONL); an existing one is resumed, never overwritten.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False),
+              help="Instead of asking here, write the sample as a CSV to fill in a spreadsheet (the category "
+                   "column; a row left empty is not reviewed); give the filled file to analyze --calibration.")
 @click.option("-n", "--size", type=click.IntRange(min=1), default=200, show_default=True, help="Samples to review.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample (keep it to resume).")
 @click.option("--taxonomy", help="Comma-separated categories (as given to analyze).")
@@ -24,7 +27,8 @@ TEXT_CHARS = 1500
               help="The run's *.meta.json, for its taxonomy (instead of --taxonomy/--taxonomy-file).")
 @click.option("--instruction-field", help="Field holding the instruction (as given to analyze).")
 @click.option("--response-field", help="Field holding the response.")
-def review(data, labels_path, out, size, seed, taxonomy, taxonomy_file, metadata_path, instruction_field, response_field):
+def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_file, metadata_path, instruction_field,
+           response_field):
     """Check a sample of the labels by hand and write the calibration file.
 
     Each sample is shown with its proposed category: Enter accepts it, a number picks
@@ -35,15 +39,23 @@ def review(data, labels_path, out, size, seed, taxonomy, taxonomy_file, metadata
     from .. import review as rv
     from ..data.readers import FieldSpec, iter_samples
 
+    if (out is None) == (export_path is None):
+        raise click.UsageError("give -o/--out (review here) or --export (a CSV to fill in a spreadsheet)")
     check_paths({"DATA": data, "--labels": labels_path, "--metadata": metadata_path, "--taxonomy-file": taxonomy_file},
-                {"--out": out})
+                {"--out": out, "--export": export_path})
     with user_errors():
         names = _category_names(taxonomy, taxonomy_file, metadata_path)
-        done = rv.done_indices(out)
+        done = rv.done_indices(out) if out else set()
         todo = [lab for lab in rv.stratified_sample(rv.load_labels(labels_path), size, seed) if lab.index not in done]
         wanted = {lab.index for lab in todo}
         texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field))
                  if s.index in wanted}
+    if export_path:
+        with user_errors(writing=export_path):
+            rv.export_sample(export_path, todo, texts)
+        echo_err(f"{len(todo)} samples written to {export_path}: fill its category column (one of {', '.join(names)}; "
+                 f"a row left empty is not reviewed), then give it to analyze --calibration {export_path}")
+        return
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
     reviewed = 0
     for position, label in enumerate(todo, start=1):

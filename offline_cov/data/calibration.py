@@ -3,7 +3,8 @@
 One row per labeled sample, JSONL or CSV, with the true `category` and either the sample's
 `index` in the dataset (as in the labels file) or its `text` (the instruction, matched exactly
 against the dataset's instructions; a text that is not in the dataset is labeled on its own).
-`offline-cov review` writes such a file (rows it marks `"skipped": true` are left out). Its rows also
+`offline-cov review` writes such a file (rows it marks `"skipped": true` are left out), or with `--export`
+a CSV a person fills in (rows whose category is left empty are left out). Its rows also
 carry the label `review` showed (`proposed`); rows that all match this run's labels are a review of
 them, and get the stratified correction (report/calibration.py). 100-300
 rows is the intended size.
@@ -40,9 +41,11 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
         raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
-    rows = [_row(path, line, record, taxonomy) for line, record in raw if not _skipped(record.get("skipped"))]
+    rows = [_row(path, line, record, taxonomy) for line, record in raw
+            if not _skipped(record.get("skipped")) and not _unreviewed(record)]
     if not rows:
-        raise InputError(path, "the calibration file has no rows; label some samples with `offline-cov review`")
+        raise InputError(path, "the calibration file has no answered rows; label some samples with `offline-cov "
+                               "review` (or fill the category column of the CSV `review --export` wrote)")
     return rows
 
 
@@ -68,6 +71,12 @@ def _skipped(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "1")
     return value is True
+
+
+def _unreviewed(record: dict) -> bool:
+    """A row `review --export` wrote whose category nobody filled in yet (it has the proposed label, no answer)."""
+    category = record.get("category")
+    return "proposed" in record and (category is None or (isinstance(category, str) and not category.strip()))
 
 
 def _csv_records(path: Path):
