@@ -416,3 +416,18 @@ def test_an_exported_csv_nobody_filled_in_is_an_error_saying_what_to_do(tmp_path
     path.write_text("index,category,sample\n0,,What is 2+2?\n", encoding="utf-8")  # not an export: still an error
     with pytest.raises(InputError, match="missing the true category"):
         load_calibration(path, parse_taxonomy_list("math,code"))
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".csv", "index,proposed,confidence,category,sample\r\n0,math,0.90,code,What is 2+2?\r\n"),
+    (".jsonl", '{"index": 0, "category": "code"}\n'),
+])
+def test_a_calibration_file_saved_with_a_byte_order_mark_is_read(tmp_path, suffix, text):
+    """Spreadsheets save "CSV UTF-8" with a byte order mark (and CRLF); the first column is still `index`."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / f"review{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    (row,) = load_calibration(path, parse_taxonomy_list("math,code"))
+    assert row.index == 0 and row.category == "code"

@@ -53,7 +53,7 @@ def _records(path: Path):
     if path.suffix.lower() == ".csv":
         yield from _csv_records(path)
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -84,7 +84,7 @@ def _csv_records(path: Path):
     from .readers import _raise_csv_field_limit
 
     _raise_csv_field_limit()
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             yield from enumerate(reader, start=2)
