@@ -431,3 +431,15 @@ def test_a_calibration_file_saved_with_a_byte_order_mark_is_read(tmp_path, suffi
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     (row,) = load_calibration(path, parse_taxonomy_list("math,code"))
     assert row.index == 0 and row.category == "code"
+
+
+def test_a_semicolon_separated_calibration_csv_is_read(tmp_path):
+    """A spreadsheet in a locale with a decimal comma saves the export with semicolons."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "review.csv"
+    path.write_text('index;proposed;confidence;category;sample\n3;math;0,90;code;"Add 2, then 3; print it"\n4;math;0,5;;x\n',
+                    encoding="utf-8")
+    (row,) = load_calibration(path, parse_taxonomy_list("math,code"))
+    assert (row.index, row.category, row.proposed) == (3, "code", "math")

@@ -80,12 +80,16 @@ def _unreviewed(record: dict) -> bool:
 
 
 def _csv_records(path: Path):
-    """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError."""
+    """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError.
+    A header with more semicolons than commas is read as semicolon-separated (spreadsheets in locales
+    whose decimal mark is a comma save CSV that way)."""
     from .readers import _raise_csv_field_limit
 
     _raise_csv_field_limit()
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
+        header = handle.readline()
+        handle.seek(0)
+        reader = csv.DictReader(handle, delimiter=";" if header.count(";") > header.count(",") else ",")
         try:
             yield from enumerate(reader, start=2)
         except csv.Error as exc:
