@@ -119,3 +119,45 @@ def test_merge_refuses_a_dataset_edited_in_place_with_the_same_count(tmp_path, f
     merged = CliRunner().invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
     assert merged.exit_code == 1 and "same count, other content" in merged.output
     assert not (tmp_path / "m.json").exists()
+
+
+def test_merge_with_calibration_equals_a_single_calibrated_run(tmp_path):
+    """Review rows of the merged labels given to `merge --calibration` correct the shares exactly as
+    `analyze --calibration` corrects a single run's: the same report, byte for byte, and the same
+    calibration and interval blocks. `analyze --shard` with --calibration points at merge."""
+    import json
+
+    from conftest import EXAMPLE
+
+    from offline_cov.report.calibration import REVIEW_METHOD
+
+    runner = CliRunner()
+    base = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing", "-q"]
+    first = runner.invoke(main, base + ["-o", str(tmp_path / "raw.json"), "--labels", str(tmp_path / "l.jsonl"),
+                                        "--cache", str(tmp_path / "single.sqlite")])
+    assert first.exit_code == 0, first.output
+    labeled = [json.loads(line) for line in (tmp_path / "l.jsonl").read_text().splitlines()]
+    calib = tmp_path / "calib.jsonl"
+    calib.write_text("".join(json.dumps({"index": lab["index"], "proposed": lab["categories"][0],
+                                         "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]})
+                             + "\n" for lab in labeled[::2]), encoding="utf-8")
+    single = runner.invoke(main, base + ["-o", str(tmp_path / "single.json"), "--calibration", str(calib),
+                                         "--cache", str(tmp_path / "single.sqlite")])
+    assert single.exit_code == 0, single.output
+    refused = runner.invoke(main, base + ["--shard", "0/2", "--calibration", str(calib), "-o", str(tmp_path / "x.json")])
+    assert refused.exit_code == 2 and "give it to `offline-cov merge`" in refused.output
+    manifests = []
+    for i in range(2):
+        out = tmp_path / f"shard{i}.json"
+        result = runner.invoke(main, base + ["--shard", f"{i}/2", "-o", str(out), "--cache", str(tmp_path / f"s{i}.sqlite")])
+        assert result.exit_code == 0, result.output
+        manifests.append(str(out.with_suffix(".meta.json")))
+    merged = runner.invoke(main, ["merge", *manifests, "-o", str(tmp_path / "merged.json"), "--calibration", str(calib)])
+    assert merged.exit_code == 0, merged.output
+    assert (tmp_path / "merged.json").read_bytes() == (tmp_path / "single.json").read_bytes()
+    assert (tmp_path / "merged.json").read_bytes() != (tmp_path / "raw.json").read_bytes()  # the correction moved it
+    single_meta = json.loads((tmp_path / "single.meta.json").read_text())
+    merged_meta = json.loads((tmp_path / "merged.meta.json").read_text())
+    assert merged_meta["calibration"]["method"] == REVIEW_METHOD
+    for block in ("calibration", "share_intervals"):
+        assert merged_meta[block] == single_meta[block], block

@@ -101,7 +101,8 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     engine_options = _engine_options(engine, ray_address, replicas)
     thresholds = _thresholds(gap_threshold, over_threshold)
     if calibration_path and (strategy != "per-sample" or shard):
-        raise click.UsageError("--calibration goes with --strategy per-sample and no --shard")
+        raise click.UsageError("--calibration goes with --strategy per-sample and no --shard "
+                               "(for a sharded run, give it to `offline-cov merge`)")
     metadata_path = metadata_path or (None if out == STDOUT else str(Path(out).with_suffix(".meta.json")))
     check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path, "--calibration": calibration_path},
                  {"--out": out, "--metadata": metadata_path, "--labels": labels_path, "--html": html_path,
@@ -287,7 +288,10 @@ def models(as_json):
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @out_option("report.json", "the merged report")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), help="Write all shards' labels (JSONL).")
-def merge(manifests, out, labels_path):
+@click.option("--calibration", "calibration_path", type=click.Path(exists=True, dir_okay=False),
+              help="Rows of the dataset with their true category (`offline-cov review` of the merged labels writes "
+                   "one): the shares are corrected as `analyze --calibration` corrects a single run's.")
+def merge(manifests, out, labels_path, calibration_path):
     """Build one report from the shard manifests of `analyze --shard I/N` runs.
 
     Example: offline-cov merge shards/*.meta.json -o report.json
@@ -297,10 +301,11 @@ def merge(manifests, out, labels_path):
     from .common import write_text_out
 
     meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
-    check_paths({f"manifest {m}": m for m in manifests}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
+    check_paths({**{f"manifest {m}": m for m in manifests}, "--calibration": calibration_path},
+                {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
-        report, labels, summary, how_sure = merge_shards(loaded)
+        report, labels, summary, how_sure = merge_shards(loaded, calibration_path)
     meta = merged_metadata(loaded, list(manifests), summary, how_sure)
     with user_errors(writing=out), OutputSet() as outputs:
         if meta_path:

@@ -48,25 +48,34 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, la
     if run.opts.calibration is None:
         return None, {}
     rows = load_calibration(run.opts.calibration, taxonomy)
-    matched, unmatched = calibration_labels(run, taxonomy, rows, labels, labeler)
+    matched, unmatched = calibration_labels(
+        rows, run.plan.stream(), labels, lambda texts: _label_texts(texts, labeler or run.open_labeler(taxonomy)))
+    return calibrated(run.opts.calibration, rows, matched, unmatched, tally, labels, taxonomy.names, run.opts.seed,
+                      run.warnings)
+
+
+def calibrated(path, rows: list[CalibrationRow], matched: list, unmatched: list, tally: Tally, labels: LabelStore,
+               names: list[str], seed: int, warnings: list[str]) -> tuple[dict[str, float] | None, dict]:
+    """`decided_shares` once the rows are matched to labels: the corrected shares when the correction can be
+    trusted, and the `calibration` block; what went wrong goes to `warnings`."""
     if unmatched:
         lines = ", ".join(str(row.line) for row in unmatched[:10]) + (", ..." if len(unmatched) > 10 else "")
-        run.warnings.append(f"{len(unmatched)} calibration row(s) name a sample this run did not label "
-                            f"({run.opts.calibration}, line {lines}); left out")
+        warnings.append(f"{len(unmatched)} calibration row(s) name a sample this run did not label "
+                        f"({path}, line {lines}); left out")
     if not matched:
-        run.warnings.append("no calibration row could be matched to a label; shares are not corrected")
-        return None, {"calibration": {"file": str(run.opts.calibration), "rows": len(rows), "matched": 0}}
-    correction = correction_of(run, taxonomy, tally, labels, matched)
-    block = {"file": str(run.opts.calibration), "rows": len(rows), "matched": len(matched), **correction.to_json()}
+        warnings.append("no calibration row could be matched to a label; shares are not corrected")
+        return None, {"calibration": {"file": str(path), "rows": len(rows), "matched": 0}}
+    correction = correction_of(tally, labels, matched, names, seed)
+    block = {"file": str(path), "rows": len(rows), "matched": len(matched), **correction.to_json()}
     if not correction.trustworthy:
-        run.warnings.append("the calibration-corrected shares are not trustworthy ("
-                            + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares")
+        warnings.append("the calibration-corrected shares are not trustworthy ("
+                        + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares")
         return None, {"calibration": block}
     return correction.corrected, {"calibration": block}
 
 
-def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore,
-                  matched: list[tuple[CalibrationRow, SampleLabel]]) -> Correction:
+def correction_of(tally: Tally, labels: LabelStore, matched: list[tuple[CalibrationRow, SampleLabel]],
+                  names: list[str], seed: int) -> Correction:
     """A review of this run's labels gets the stratified correction (`correct_shares_reviewed`);
     other rows the soft EM correction when the labeler gave every sample (and every calibration row)
     its probabilities, else the hard-label one (bench/calibration.py measured all three)."""
@@ -75,11 +84,11 @@ def correction_of(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore,
     given = [lab.probabilities for _, lab in matched]
     soft = rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given)
     if is_review_of(matched):
-        return correct_shares_reviewed(tally.primary_counts(), pairs, taxonomy.names, rows if soft else None,
-                                       given if soft else None, seed=run.opts.seed)
+        return correct_shares_reviewed(tally.primary_counts(), pairs, names, rows if soft else None,
+                                       given if soft else None, seed=seed)
     if soft:
-        return correct_shares_soft(tally.primary_counts(), pairs, rows, given, taxonomy.names, seed=run.opts.seed)
-    return correct_shares(tally.primary_counts(), pairs, taxonomy.names, seed=run.opts.seed)
+        return correct_shares_soft(tally.primary_counts(), pairs, rows, given, names, seed=seed)
+    return correct_shares(tally.primary_counts(), pairs, names, seed=seed)
 
 
 def is_review_of(matched: list[tuple[CalibrationRow, SampleLabel]]) -> bool:
@@ -88,14 +97,16 @@ def is_review_of(matched: list[tuple[CalibrationRow, SampleLabel]]) -> bool:
     return bool(matched) and all(row.index is not None and row.proposed == lab.categories[0] for row, lab in matched)
 
 
-def calibration_labels(run, taxonomy: Taxonomy, rows: list[CalibrationRow], labels, labeler) -> tuple[list, list]:
-    """(calibration row, the labeler's label) for every row that can be matched, and the rows that could not."""
+def calibration_labels(rows: list[CalibrationRow], samples, labels, label_texts=None) -> tuple[list, list]:
+    """(calibration row, the labeler's label) for every row that can be matched, and the rows that could not.
+    A row names its sample by index, or by text matched against `samples`' instructions; `label_texts`
+    labels the texts that are not among them (None: they stay unmatched)."""
     texts = {r.text for r in rows if r.text is not None}
-    index_of = {s.instruction: s.index for s in run.plan.stream() if s.instruction in texts} if texts else {}
+    index_of = {s.instruction: s.index for s in samples if s.instruction in texts} if texts else {}
     wanted = {r.index for r in rows if r.index is not None} | set(index_of.values())
     known = {lab.index: lab for lab in labels if lab.index in wanted}
     missing = [t for t in texts if t not in index_of]
-    own = _label_texts(missing, labeler or run.open_labeler(taxonomy)) if missing else {}
+    own = label_texts(missing) if missing and label_texts is not None else {}
     matched, unmatched = [], []
     for row in rows:
         label = known.get(row.index) if row.index is not None else known.get(index_of.get(row.text), own.get(row.text))
@@ -114,6 +125,11 @@ def _label_texts(texts: list[str], labeler) -> dict[str, SampleLabel]:
 
 
 def share_intervals(run, report: CoverageReport, calibration: dict, taxonomy: Taxonomy) -> dict:
+    """Each share's 95% interval and what it rests on (`intervals_of`), for this run's labeler."""
+    return intervals_of(report, calibration, taxonomy, run.opts.thresholds, measured_accuracy(run))
+
+
+def intervals_of(report: CoverageReport, calibration: dict, taxonomy: Taxonomy, thresholds, measured: dict) -> dict:
     """Each share's 95% interval and what it rests on (the calibration's bootstrap, else the sampling
     interval widened by the labeler's accuracy as measured on the bench's public labeled sets), and
     where the report's gap and over-representation calls stand against them (`with_calls`)."""
@@ -122,8 +138,8 @@ def share_intervals(run, report: CoverageReport, calibration: dict, taxonomy: Ta
         block = {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
                  "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
     else:
-        block = widened_intervals(report, measured_accuracy(run))
-    return with_calls(block, report, taxonomy, run.opts.thresholds)
+        block = widened_intervals(report, measured)
+    return with_calls(block, report, taxonomy, thresholds)
 
 
 def with_calls(block: dict, report: CoverageReport, taxonomy: Taxonomy, thresholds) -> dict:

@@ -77,9 +77,12 @@ def _run_input(meta: dict) -> dict:
     return {k: v for k, v in meta["input"].items() if k != "skipped_records"}
 
 
-def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dict, dict]:
+def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -> tuple[CoverageReport, LabelStore, dict, dict]:
     """The report of the whole run, from its shards' labels and the dataset they came from
-    (streamed); its labels; the merge's summary; the whole run's how-sure blocks (`how_sure_blocks`)."""
+    (streamed); its labels; the merge's summary; the whole run's how-sure blocks (`how_sure_blocks`).
+    `calibration` (rows of the dataset with their true category, as `analyze --calibration` takes)
+    corrects the shares as a single run's would; rows naming a text that is not in the dataset are
+    left out, since merge runs no labeler."""
     from ..data.plan import DatasetPlan
     from ..options import AnalyzeOptions
     from ..report.tally import Tally
@@ -107,14 +110,28 @@ def merge_shards(manifests: list[dict]) -> tuple[CoverageReport, LabelStore, dic
             label = next(pending, None)
         if label is not None and label.index == sample.index:
             tally.add(label, len(sample.instruction))
+    warnings: list[str] = []
+    decided, corrected = merged_calibration(calibration, plan, taxonomy, tally, labels, facts["seed"], warnings)
     examples, texts = example_texts(plan, tally)
     thresholds = Thresholds(**first["thresholds"])
-    report = plan.report(tally, thresholds, texts=texts)
+    report = plan.report(tally, thresholds, decided, texts=texts)
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
-    how_sure = {**how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds),
-                **sampling_intervals(plan, report)}
+    blocks = how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds, corrected)
+    how_sure = {**corrected, **blocks, "warnings": warnings + blocks["warnings"], **sampling_intervals(plan, report)}
     return report, labels, summary, how_sure
+
+
+def merged_calibration(path, plan, taxonomy: Taxonomy, tally, labels: LabelStore, seed: int, warnings: list[str]):
+    """(the shares to decide gaps on, or None; the `calibration` block), as `how_sure.decided_shares` gives a single run."""
+    from ..data.calibration import load_calibration
+    from .how_sure import calibrated, calibration_labels
+
+    if path is None:
+        return None, {}
+    rows = load_calibration(path, taxonomy)
+    matched, unmatched = calibration_labels(rows, plan.stream(), labels)
+    return calibrated(path, rows, matched, unmatched, tally, labels, taxonomy.names, seed, warnings)
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
@@ -122,15 +139,16 @@ PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals"
 
 
 def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str],
-                    taxonomy: Taxonomy, thresholds: Thresholds) -> dict:
+                    taxonomy: Taxonomy, thresholds: Thresholds, calibration: dict | None = None) -> dict:
     """The whole run's difficulty mix, share intervals and per-category examples, as a single run's
-    metadata has them (a shard's own are of its samples alone). The intervals are widened by the
-    bench's measured accuracy of the shards' labeler, which every shard's metadata names."""
-    from .how_sure import example_block, mix_of, widened_intervals, with_calls
+    metadata has them (a shard's own are of its samples alone). The intervals are the calibration's
+    when one was given, else widened by the bench's measured accuracy of the shards' labeler, which
+    every shard's metadata names."""
+    from .how_sure import example_block, intervals_of, mix_of
 
     mix, warning = mix_of(labels)
     measured = (first.get("share_intervals") or {}).get("labeler_measured") or {}
-    intervals = with_calls(widened_intervals(report, measured), report, taxonomy, thresholds)
+    intervals = intervals_of(report, calibration or {}, taxonomy, thresholds, measured)
     blocks = {"difficulty_mix": mix, "share_intervals": intervals,
               "examples": example_block(examples, texts)}
     return {**blocks, "warnings": [warning] if warning else []}
@@ -139,7 +157,8 @@ def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, exa
 def merged_metadata(manifests: list[dict], paths: list[str], summary: dict, how_sure: dict) -> dict:
     """The merged run's metadata: what every shard shares, the whole run's how-sure blocks, and each
     shard's own facts (samples, throughput, warnings) under `merge.per_shard` (`analyze` refuses
-    `--calibration` with `--shard`, so no shard carries a correction)."""
+    `--calibration` with `--shard`, so no shard carries a correction; `merge --calibration` adds the
+    whole run's `calibration` block)."""
     how_sure = dict(how_sure)
     warnings = list(dict.fromkeys([w for m in manifests for w in m.get("warnings", [])] + how_sure.pop("warnings")))
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
