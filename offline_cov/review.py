@@ -64,6 +64,26 @@ def _lines(path: Path):
         raise InputError(path, "not a UTF-8 text file: is it the file `offline-cov` wrote?") from None
 
 
+def check_categories(labels: list[SampleLabel], names: list[str], path: str | Path) -> None:
+    """Every category the labels name is one of the taxonomy's, or an InputError: the taxonomy is not the run's."""
+    known = {n.casefold() for n in names}
+    for lab in labels:
+        unknown = [c for c in lab.categories if c.casefold() not in known]
+        if unknown:
+            raise InputError(path, f"sample {lab.index} is labeled {unknown[0]!r}, which is not a category of the "
+                                   f"taxonomy given ({', '.join(names)}); give the run's taxonomy, e.g. --metadata "
+                                   "with its *.meta.json")
+
+
+def check_found(wanted: set[int], texts: dict[int, str], data: str | Path, path: str | Path) -> None:
+    """Every sample to review is in the dataset, or an InputError: the labels are another dataset's."""
+    missing = sorted(wanted - texts.keys())
+    if missing:
+        raise InputError(data, f"no sample {missing[0]} ({len(missing)} of the samples drawn from {path} are "
+                               "missing): is this the dataset analyze labeled, read with the same --instruction-field, "
+                               "--response-field and --encoding?")
+
+
 def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[SampleLabel]:
     """`size` labels drawn per primary category (in proportion, a floor each), shuffled by the seed."""
     rng = random.Random(seed)

@@ -342,7 +342,7 @@ def test_the_review_hint_asks_for_labels_and_keeps_the_field_options():
     from offline_cov.taxonomy import parse_taxonomy_list
 
     opts = SimpleNamespace(calibration=None, strategy="per-sample", shard=None, use_cache=True,
-                           taxonomy=parse_taxonomy_list("math,code"), fields=FieldSpec("question", None))
+                           taxonomy=parse_taxonomy_list("math,code"), fields=FieldSpec("question", None), encoding="utf-8")
     hint = review_hint("my data.jsonl", opts, None, None)
     assert hint.startswith("to check the labels by hand: rerun this command with --labels labels.jsonl (the labels "
                            "come from the cache), then offline-cov review 'my data.jsonl' --labels labels.jsonl "

@@ -232,7 +232,8 @@ def review_hint(data: str, opts, metadata_path: str | None, labels_path: str | N
     else:
         return None
     fields = [(flag, value) for flag, value in (("--instruction-field", opts.fields.instruction),
-                                                ("--response-field", opts.fields.response)) if value]
+                                                ("--response-field", opts.fields.response),
+                                                ("--encoding", None if opts.encoding == "utf-8" else opts.encoding)) if value]
     args = [("--labels", labels_path or "labels.jsonl"), *taxonomy, *fields, ("-o", "calibration.jsonl")]
     command = " ".join(["offline-cov review", shlex.quote(data), *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
     cached = " (the labels come from the cache)" if opts.use_cache else ""

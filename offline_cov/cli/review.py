@@ -27,8 +27,9 @@ TEXT_CHARS = 1500
               help="The run's *.meta.json, for its taxonomy (instead of --taxonomy/--taxonomy-file).")
 @click.option("--instruction-field", help="Field holding the instruction (as given to analyze).")
 @click.option("--response-field", help="Field holding the response.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the dataset file (as given to analyze).")
 def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_file, metadata_path, instruction_field,
-           response_field):
+           response_field, encoding):
     """Check a sample of the labels by hand and write the calibration file.
 
     Each sample is shown with its proposed category: Enter accepts it, a number picks
@@ -46,10 +47,13 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
     with user_errors():
         names = _category_names(taxonomy, taxonomy_file, metadata_path)
         done = rv.done_indices(out) if out else set()
-        todo = [lab for lab in rv.stratified_sample(rv.load_labels(labels_path), size, seed) if lab.index not in done]
+        labels = rv.load_labels(labels_path)
+        rv.check_categories(labels, names, labels_path)
+        todo = [lab for lab in rv.stratified_sample(labels, size, seed) if lab.index not in done]
         wanted = {lab.index for lab in todo}
-        texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field))
-                 if s.index in wanted}
+        texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
+                                                           encoding=encoding, on_bad=_skip) if s.index in wanted}
+        rv.check_found(wanted, texts, data, labels_path)
     if export_path:
         with user_errors(writing=export_path):
             rv.export_sample(export_path, todo, texts)
@@ -58,15 +62,21 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         return
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
     reviewed = 0
-    for position, label in enumerate(todo, start=1):
-        answer = _ask(label, texts.get(label.index, "(not in the dataset)"), position, len(todo), names, menu, rv)
-        if answer.stop:
-            break
-        with user_errors(writing=out):
-            rv.append_answer(out, label, answer)
-        reviewed += 1
-    left = len(todo) - reviewed
-    echo_err(f"{reviewed} answer(s) saved to {out}" + (f"; {left} left: run the same command to resume" if left else ""))
+    try:
+        for position, label in enumerate(todo, start=1):
+            answer = _ask(label, texts[label.index], position, len(todo), names, menu, rv)
+            if answer.stop:
+                break
+            with user_errors(writing=out):
+                rv.append_answer(out, label, answer)
+            reviewed += 1
+    finally:  # q, Ctrl-C or the end of piped input: the answers given are on disk
+        left = len(todo) - reviewed
+        echo_err(f"{reviewed} answer(s) saved to {out}" + (f"; {left} left: run the same command to resume" if left else ""))
+
+
+def _skip(_error) -> None:
+    """A bad record is skipped, as `analyze --skip-bad-lines` skipped it: the samples keep the indices it gave them."""
 
 
 def _ask(label, text: str, position: int, total: int, names: list[str], menu: str, rv):
