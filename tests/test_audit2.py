@@ -81,3 +81,17 @@ def test_review_cut_short_says_what_was_saved(tmp_path):
     assert result.exit_code == 1
     assert "1 answer(s) saved" in result.output and "run the same command to resume" in result.output
     assert len((tmp_path / "cal.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_alpaca_record_with_its_request_in_input_only_is_read(tmp_path):
+    """An empty instruction with a non-empty input was refused as 'the instruction is empty'."""
+    from offline_cov.data.readers import iter_samples
+
+    data = tmp_path / "a.jsonl"
+    data.write_text('{"instruction": "", "input": "Translate: good morning", "output": "Bonjour"}\n'
+                    '{"instruction": "Summarize", "input": "", "output": "ok"}\n')
+    samples = list(iter_samples(data))
+    assert samples[0].turns == (("user", "Translate: good morning"), ("assistant", "Bonjour"))
+    data.write_text('{"instruction": " ", "input": "", "output": "x"}\n')
+    with pytest.raises(Exception, match="line 1, field 'instruction': the instruction is empty"):
+        list(iter_samples(data))

@@ -469,10 +469,10 @@ def record_to_turns(record: dict, shape: str, fields: FieldSpec, place: dict) ->
         return _chat_turns(record[key], role_key, text_key, key, place)
     if shape == "alpaca" and "instruction" not in record:
         raise _other_shape(record, shape, fields, "instruction", place)
-    if shape == "alpaca":
-        text = _text(record, "instruction", place)
+    if shape == "alpaca":  # the request may sit in `input` alone, with an empty instruction
         extra = _text(record, "input", place, required=False)
-        user = f"{text}\n\n{extra}" if extra else text
+        text = _text(record, "instruction", place, required=not extra)
+        user = f"{text}\n\n{extra}".strip()
         return _with_response(user, record, fields.response or "output", place)
     if shape == "custom":
         return _with_response(_text(record, fields.instruction, place), record, fields.response, place)
