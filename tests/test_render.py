@@ -310,3 +310,36 @@ def test_the_findings_give_each_call_s_interval_and_the_categories_that_may_be_g
     assert "**Possible gaps** (the 95% interval crosses the line): reasoning (0.0-14.0%)" in text
     assert "**Possibly over-represented** (the 95% interval crosses the line): writing (22.0-37.0%)" in text
     assert 'class="possible"' not in render_html(report, how_sure_metadata(report), None)  # older metadata: no calls
+
+
+def calibrated_metadata(report, trusted: bool = True) -> dict:
+    """how_sure_metadata after `analyze --calibration`: the corrected shares, the calls decided on them."""
+    meta = how_sure_metadata(report)
+    corrected = {c.name: round(c.share_percent * 0.5 + 10, 2) for c in report.categories}
+    meta["calibration"] = {"matched": 150, "trustworthy": trusted, "corrected_share_percent": corrected,
+                           "accuracy_on_calibration": 0.8, "method": "a review of this run's labels"}
+    meta["share_intervals"]["calls"] = {"gaps": {"clear": [], "crossing": [], "possible": ["reasoning"]},
+                                        "over_represented": {"clear": [], "crossing": [], "possible": []}}
+    return meta
+
+
+def test_a_trusted_calibration_marks_the_corrected_share_the_calls_were_decided_on():
+    report = worked_example()
+    meta = calibrated_metadata(report)
+    corrected = meta["calibration"]["corrected_share_percent"]
+    page = render_html(report, meta, None)
+    parser = Elements()
+    parser.feed(page)
+    marks = {a["data-category"]: float(a["data-share"]) for tag, a, svg in parser.found
+             if tag == "path" and svg == "share-chart" and "data-share" in a}
+    assert marks == corrected
+    assert f"52.0% \u2192 {corrected['factual_qa']:.1f}%" in page and "corrected share (calibration)" in page
+    assert (f"<b>possible gap: reasoning</b> labeled 5.0%, corrected {corrected['reasoning']:.1f}%, but its 95% "
+            "interval (0.0-14.0%) reaches under the line") in page
+    assert "More calibration rows narrow the intervals." in page and "A review of about 200 labels" not in page
+    text = render_markdown(report, meta)
+    assert "| category | count | share % | corrected % | 95% interval | target % | |" in text
+    assert f"| factual_qa | 52 | 52.0 | {corrected['factual_qa']:.1f} | 46.0-61.0 | 20.0 | over |" in text
+    untrusted = render_html(report, calibrated_metadata(report, trusted=False), None)
+    assert "data-share=" not in untrusted and "\u2192" not in untrusted and ", corrected" not in untrusted.split("Gaps and")[1]
+    assert "corrected %" not in render_markdown(report, calibrated_metadata(report, trusted=False))

@@ -59,7 +59,8 @@ def render_html(report: CoverageReport, metadata: dict | None = None, targets: d
     intervals = share_intervals(metadata)
     sections = [
         _summary_html(report, reading, metadata),
-        _section("Share of samples against target", _share_chart(report, goal, status, intervals)),
+        _section("Share of samples against target", _share_chart(report, goal, status, intervals,
+                                                                 corrected_shares(metadata))),
         _section("How sure", _how_sure_html(report, metadata, intervals)),
         _section("Difficulty mix per category", _difficulty_chart(report)),
         _section("Gaps and over-represented categories", _findings_html(report, metadata)),
@@ -97,6 +98,12 @@ def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
     )
 
 
+def corrected_shares(metadata: dict | None) -> dict[str, float]:
+    """The calibration-corrected shares the report's calls were decided on (a trusted correction), else none."""
+    calibration = (metadata or {}).get("calibration") or {}
+    return dict(calibration.get("corrected_share_percent") or {}) if calibration.get("trustworthy") else {}
+
+
 def share_intervals(metadata: dict | None) -> dict[str, tuple[float, float]]:
     """Each category's 95% share interval (percent) from the run metadata, where it has them."""
     block = ((metadata or {}).get("share_intervals") or {}).get("ci95") or {}
@@ -104,14 +111,16 @@ def share_intervals(metadata: dict | None) -> dict[str, tuple[float, float]]:
 
 
 def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[str, str],
-                 intervals: dict[str, tuple[float, float]] | None = None) -> str:
+                 intervals: dict[str, tuple[float, float]] | None = None, corrected: dict[str, float] | None = None) -> str:
+    """A bar per category (its labeled share), the target line, the 95% interval and, after a trusted
+    calibration, a diamond at the corrected share the calls were decided on."""
     if not report.categories:
         return "<p>No categories in this report.</p>"
-    intervals = intervals or {}
+    intervals, corrected = intervals or {}, corrected or {}
     label_w, bar_w, row_h = 200, 440, 26
     highs = [hi for _, hi in intervals.values()]
-    scale = max([c.share_percent for c in report.categories] + list(goal.values()) + highs + [1.0])
-    height = row_h * len(report.categories) + 30
+    scale = max([c.share_percent for c in report.categories] + list(goal.values()) + highs + list(corrected.values()) + [1.0])
+    height = row_h * len(report.categories) + 30 + (16 if corrected else 0)
     rows = []
     for i, cat in enumerate(report.categories):
         y = 10 + i * row_h
@@ -126,27 +135,44 @@ def _share_chart(report: CoverageReport, goal: dict[str, float], status: dict[st
             f'width="{width:.1f}" height="{row_h - 8}"></rect>'
             f'<line class="target" x1="{target_x:.1f}" x2="{target_x:.1f}" y1="{y - 2}" y2="{y + row_h - 6}"></line>'
             + _interval_mark(intervals.get(cat.name), label_w, bar_w, scale, y + (row_h - 8) / 2, name)
+            + _corrected_mark(corrected.get(cat.name), label_w, bar_w, scale, y + (row_h - 8) / 2, name)
             + f'<text class="value" x="{label_w + max(width, _hi_x(intervals.get(cat.name), bar_w, scale)) + 6:.1f}" '
-            f'y="{y + 15}">{cat.share_percent:.1f}%</text>'
+            f'y="{y + 15}">{cat.share_percent:.1f}%{_arrow(corrected.get(cat.name))}</text>'
             "</g>"
         )
     legend = (
-        f'<g class="legend" transform="translate({label_w},{height - 8})">'
+        f'<g class="legend" transform="translate({label_w},{row_h * len(report.categories) + 22})">'
         '<rect class="bar ok" width="10" height="10" y="-9"></rect><text x="14">share</text>'
         '<rect class="bar gap" x="70" width="10" height="10" y="-9"></rect><text x="84">gap</text>'
         '<rect class="bar over" x="124" width="10" height="10" y="-9"></rect><text x="138">over-represented</text>'
         '<line class="target" x1="262" x2="262" y1="-11" y2="2"></line><text x="268">target</text>'
         + ('<line class="ci" x1="318" x2="338" y1="-4" y2="-4"></line><text x="342">95% interval</text>' if intervals else "")
+        + ('<path class="corrected" d="M5,7 l5,5 l-5,5 l-5,-5 z"></path><text x="14" y="16">corrected share '
+           "(calibration): gaps and over-representation are decided on it</text>" if corrected else "")
         + "</g>"
     )
     return (
         f'<svg id="share-chart" role="img" aria-label="share of samples per category against target" '
-        f'viewBox="0 0 {label_w + bar_w + 70} {height}" width="100%">' + "".join(rows) + legend + "</svg>"
+        f'viewBox="0 0 {label_w + bar_w + (130 if corrected else 70)} {height}" width="100%">' + "".join(rows) + legend
+        + "</svg>"
     )
 
 
 def _hi_x(interval, bar_w: int, scale: float) -> float:
     return bar_w * interval[1] / scale if interval else 0.0
+
+
+def _corrected_mark(share: float | None, label_w: int, bar_w: int, scale: float, y: float, name: str) -> str:
+    """A diamond at the calibration-corrected share."""
+    if share is None:
+        return ""
+    x = label_w + bar_w * share / scale
+    return (f'<path class="corrected" data-category="{name}" data-share="{share:g}" '
+            f'd="M{x:.1f},{y - 6:.1f} l6,6 l-6,6 l-6,-6 z"><title>{name}: corrected {share:.1f}%</title></path>')
+
+
+def _arrow(share: float | None) -> str:
+    return f" \u2192 {share:.1f}%" if share is not None else ""
 
 
 def _interval_mark(interval, label_w: int, bar_w: int, scale: float, y: float, name: str) -> str:
@@ -273,16 +299,19 @@ def _findings_html(report: CoverageReport, metadata: dict | None = None) -> str:
         f"{_sureness(calls, 'over_represented', o.category, intervals)} &mdash; {_e(o.concern)}</li>"
         for o in report.over_represented
     ]
-    shares = {c.name: c.share_percent for c in report.categories}
+    shares, corrected = {c.name: c.share_percent for c in report.categories}, corrected_shares(metadata)
     for kind, label, side in (("gaps", "possible gap", "under"), ("over_represented", "possibly over-represented", "over")):
         items += [
-            f'<li class="possible" data-call="{kind}"><b>{label}: {_e(name)}</b> labeled {shares[name]:.1f}%, '
-            f"but its 95% interval ({_span(intervals, name)}) reaches {side} the line</li>"
+            f'<li class="possible" data-call="{kind}"><b>{label}: {_e(name)}</b> labeled {shares[name]:.1f}%'
+            + (f", corrected {corrected[name]:.1f}%" if name in corrected else "")
+            + f", but its 95% interval ({_span(intervals, name)}) reaches {side} the line</li>"
             for name in calls.get(kind, {}).get("possible", [])
         ]
+    narrow = ("More calibration rows narrow the intervals." if (metadata or {}).get("calibration") else
+              "A review of about 200 labels (<code>offline-cov review</code>, then <code>analyze --calibration</code>) "
+              "narrows the intervals.")
     hint = ('<p class="muted">Possible: the report does not call it, but the 95% interval of its share crosses '
-            "the line. A review of about 200 labels (<code>offline-cov review</code>, then "
-            "<code>analyze --calibration</code>) narrows the intervals.</p>" if possible_calls(calls) else "")
+            f"the line. {narrow}</p>" if possible_calls(calls) else "")
     return '<ul class="findings">' + "".join(items) + "</ul>" + hint
 
 
@@ -364,7 +393,7 @@ h1{font-size:24px;margin:8px 0 12px}h2{font-size:17px;margin:28px 0 8px;border-b
 .summary{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:8px}
 .summary li{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px 12px}
 #balance.balanced{border-color:#4c8c4a}#balance.mild-skew{border-color:#d9a036}#balance.severe-skew{border-color:#c8553d}
-.basis{color:#555}.caveat{color:#8a5a00}
+.basis{color:#555}.caveat{color:#8a5a00}.corrected{fill:#222}
 svg text{font-size:12px;fill:#222}svg .value{fill:#555}
 rect.bar.ok{fill:#4a7ab8}rect.bar.gap{fill:#c8553d}rect.bar.over{fill:#e8a33d}
 line.target{stroke:#111;stroke-width:2;stroke-dasharray:3 2}
@@ -396,21 +425,23 @@ def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str
     goal = category_targets(report, metadata)
     status = _status(report)
     mark = {"gap": "gap", "over": "over", "ok": ""}
-    intervals = share_intervals(metadata)
+    intervals, corrected = share_intervals(metadata), corrected_shares(metadata)
     lines = [
         f"## Coverage: {report.total_samples_analyzed} samples, balance {report.balance_score:.2f} "
         f"({balance_reading(report.balance_score)})",
         "",
-        "| category | count | share % |" + (" 95% interval |" if intervals else "") + " target % | |",
-        "|---|---:|---:|" + ("---:|" if intervals else "") + "---:|---|",
+        "| category | count | share % |" + (" corrected % |" if corrected else "") + (" 95% interval |" if intervals else "")
+        + " target % | |",
+        "|---|---:|---:|" + ("---:|" if corrected else "") + ("---:|" if intervals else "") + "---:|---|",
     ]
     for cat in report.categories:
         interval = ""
         if intervals:
             lo, hi = intervals.get(cat.name, ("", ""))
             interval = f" {lo:.1f}-{hi:.1f} |" if cat.name in intervals else " |"
+        fixed = (f" {corrected[cat.name]:.1f} |" if cat.name in corrected else " |") if corrected else ""
         lines.append(
-            f"| {md_cell(cat.name)} | {cat.count} | {cat.share_percent:.1f} |{interval} {goal[cat.name]:.1f} | "
+            f"| {md_cell(cat.name)} | {cat.count} | {cat.share_percent:.1f} |{fixed}{interval} {goal[cat.name]:.1f} | "
             f"{mark[status[cat.name]]} |"
         )
     lines.append("")
