@@ -95,3 +95,56 @@ def test_an_alpaca_record_with_its_request_in_input_only_is_read(tmp_path):
     data.write_text('{"instruction": " ", "input": "", "output": "x"}\n')
     with pytest.raises(Exception, match="line 1, field 'instruction': the instruction is empty"):
         list(iter_samples(data))
+
+
+def test_analyze_default_out_keeps_a_report_json_it_did_not_write(tmp_path, monkeypatch, fake_engines):
+    """With no -o, analyze wrote report.json over a file of the user's own, without a word."""
+    from conftest import EXAMPLE
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.json").write_text('{"mine": true}\n')
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", NAMES, "-q"])
+    assert result.exit_code == 2 and "report.json exists and was not written by offline-cov" in result.output
+    assert (tmp_path / "report.json").read_text() == '{"mine": true}\n'
+
+
+def test_analyze_keeps_a_metadata_path_it_did_not_write(tmp_path, fake_engines):
+    """-o results.json also writes results.meta.json, which the user never named: a file of theirs there was lost."""
+    from conftest import EXAMPLE
+
+    theirs = tmp_path / "results.meta.json"
+    theirs.write_text("notes\n")
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", NAMES,
+                                       "-o", str(tmp_path / "results.json"), "-q"])
+    assert result.exit_code == 2 and "results.meta.json exists and was not written by offline-cov" in result.output
+    assert theirs.read_text() == "notes\n" and not (tmp_path / "results.json").exists()
+
+
+def test_analyze_still_rewrites_its_own_outputs(tmp_path, monkeypatch, fake_engines):
+    from conftest import EXAMPLE
+
+    monkeypatch.chdir(tmp_path)
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", NAMES, "-q"]
+    first = CliRunner().invoke(main, args)
+    again = CliRunner().invoke(main, args)
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    (tmp_path / "report.meta.json").write_text("")  # an empty file holds nothing to lose
+    assert CliRunner().invoke(main, args).exit_code == 0
+
+
+def test_merge_default_out_keeps_a_report_json_it_did_not_write(tmp_path, monkeypatch, fake_engines):
+    from conftest import EXAMPLE
+
+    shards = []
+    for i in range(2):
+        out = tmp_path / f"r{i}.json"
+        result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", NAMES,
+                                           "--shard", f"{i}/2", "-o", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        shards.append(str(out.with_suffix(".meta.json")))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.json").write_text("mine\n")
+    result = CliRunner().invoke(main, ["merge", *shards])
+    assert result.exit_code == 2 and "report.json exists and was not written by offline-cov" in result.output
+    assert (tmp_path / "report.json").read_text() == "mine\n"
+    assert CliRunner().invoke(main, ["merge", *shards, "-o", "merged.json"]).exit_code == 0

@@ -10,7 +10,22 @@ import click
 
 from ..labelers import LABELERS
 from ..options import ENGINES, LABELER_ENGINES
-from .common import CONTEXT, STDOUT, check_paths, echo_err, json_flag, model_option, out_option, quiet_option, silence_libraries, user_errors
+from .common import (
+    CONTEXT,
+    METADATA_START,
+    REPORT_START,
+    STDOUT,
+    check_paths,
+    echo_err,
+    json_flag,
+    model_option,
+    out_defaulted,
+    out_option,
+    quiet_option,
+    refuse_others_file,
+    silence_libraries,
+    user_errors,
+)
 
 
 def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
@@ -103,7 +118,11 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     if calibration_path and (strategy != "per-sample" or shard):
         raise click.UsageError("--calibration goes with --strategy per-sample and no --shard "
                                "(for a sharded run, give it to `offline-cov merge`)")
-    metadata_path = metadata_path or (None if out == STDOUT else str(Path(out).with_suffix(".meta.json")))
+    if out_defaulted():
+        refuse_others_file(out, REPORT_START, "name the report with -o")
+    if not metadata_path and out != STDOUT:
+        metadata_path = str(Path(out).with_suffix(".meta.json"))
+        refuse_others_file(metadata_path, METADATA_START, "name the metadata file with --metadata")
     check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path, "--calibration": calibration_path},
                  {"--out": out, "--metadata": metadata_path, "--labels": labels_path, "--html": html_path,
                   "--markdown": markdown_path})
@@ -302,6 +321,10 @@ def merge(manifests, out, labels_path, calibration_path):
     from .common import write_text_out
 
     meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
+    if out_defaulted():
+        refuse_others_file(out, REPORT_START, "name the merged report with -o")
+    if meta_path:
+        refuse_others_file(meta_path, METADATA_START, "choose another -o")
     check_paths({**{f"manifest {m}": m for m in manifests}, "--calibration": calibration_path},
                 {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():

@@ -43,6 +43,31 @@ def check_paths(inputs: dict, outputs: dict) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+REPORT_START = '{\n  "categories": '
+METADATA_START = '{\n  "tool": {\n    "name": "offline-cov"'
+
+
+def out_defaulted() -> bool:
+    """Whether the command's -o/--out was left out, so its default path is used."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source("out") is ParameterSource.DEFAULT
+
+
+def refuse_others_file(path, start: str, how: str) -> None:
+    """Refuse (exit 2) to write over a file the user did not name (a default or a derived path) unless an
+    offline-cov run wrote it (it begins with `start`) or it is empty: a file of theirs there must not be lost."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        head = handle.read(len(start.encode())).decode("utf-8", errors="replace")
+    if head != start:
+        raise click.UsageError(f"{path} exists and was not written by offline-cov; {how}, or move it away")
+
+
 def model_option(fn):
     return click.option("-m", "--model", "model",
                         help="A name from models.yaml (see `offline-cov models`). Default: one this machine can run.")(fn)
