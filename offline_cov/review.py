@@ -114,7 +114,10 @@ def done_indices(path: str | Path) -> set[int]:
         return done
     for line, text in _lines(path):
         try:
-            done.add(int(json.loads(text)["index"]))
+            row = json.loads(text)
+            if "category" not in row:  # a labels file (categories, plural) or another JSONL: not ours to append to
+                raise KeyError("category")
+            done.add(int(row["index"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
     return done

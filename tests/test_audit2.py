@@ -148,3 +148,15 @@ def test_merge_default_out_keeps_a_report_json_it_did_not_write(tmp_path, monkey
     assert result.exit_code == 2 and "report.json exists and was not written by offline-cov" in result.output
     assert (tmp_path / "report.json").read_text() == "mine\n"
     assert CliRunner().invoke(main, ["merge", *shards, "-o", "merged.json"]).exit_code == 0
+
+
+def test_review_will_not_append_to_a_labels_file_given_as_out(tmp_path):
+    """-o naming a labels file (it has an index on every line) was taken for a calibration file to resume:
+    its samples counted as reviewed, and new answers were appended to it."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"q {i}"}) + "\n" for i in range(3)))
+    other = labels_file(tmp_path / "cal.jsonl", [0])
+    before = other.read_text()
+    result = review(tmp_path, data, labels_file(tmp_path / "l.jsonl", range(3)))
+    assert result.exit_code == 1 and "line 1: not a calibration line" in result.output
+    assert other.read_text() == before
