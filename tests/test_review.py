@@ -443,3 +443,26 @@ def test_a_semicolon_separated_calibration_csv_is_read(tmp_path):
                     encoding="utf-8")
     (row,) = load_calibration(path, parse_taxonomy_list("math,code"))
     assert (row.index, row.category, row.proposed) == (3, "code", "math")
+
+
+def test_the_summary_of_a_calibrated_run_shows_the_corrected_shares_its_calls_were_decided_on(tmp_path):
+    from conftest import EXAMPLE
+
+    labels_path = tmp_path / "l.jsonl"
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite")]
+    assert CliRunner().invoke(main, common + ["-q", "-o", str(tmp_path / "r.json"), "--labels", str(labels_path)]).exit_code == 0
+    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
+    rows = [{"index": lab["index"], "proposed": lab["categories"][0],
+             "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]} for lab in labeled[::2]]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    corrected = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]["corrected_share_percent"]
+    lines = result.output.splitlines()
+    assert any(line.split() == ["category", "count", "share", "%", "corrected", "%"] for line in lines)
+    row = next(line.split() for line in lines if line.startswith("writing "))
+    assert float(row[3]) == round(corrected["writing"], 1) and float(row[2]) > 5.0 > float(row[3])
+    assert any("(decided on the corrected shares)" in line for line in lines)
+    plain = CliRunner().invoke(main, common + ["-o", str(tmp_path / "p.json")])
+    assert "corrected" not in plain.output.split("report written")[0]

@@ -262,15 +262,21 @@ def review_hint(data: str, opts, metadata_path: str | None, labels_path: str | N
 
 
 def _print_summary(result, out) -> None:
+    """The shares (and, after a trusted calibration, the corrected ones the calls were decided on), the calls."""
+    from ..report.render import corrected_shares
+
     report = result.report
     for warning in result.metadata.get("warnings", []):
         echo_err(f"Warning: {warning}")
-    echo_err(f"{'category':<28}{'count':>7}{'share %':>9}")
+    corrected = corrected_shares(result.metadata)
+    echo_err(f"{'category':<28}{'count':>7}{'share %':>9}" + (f"{'corrected %':>13}" if corrected else ""))
     for cat in report.categories:
-        echo_err(f"{cat.name:<28}{cat.count:>7}{cat.share_percent:>9.1f}")
+        fixed = f"{corrected[cat.name]:>13.1f}" if cat.name in corrected else ""
+        echo_err(f"{cat.name:<28}{cat.count:>7}{cat.share_percent:>9.1f}{fixed}")
     gaps = ", ".join(g.category for g in report.gaps) or "none"
     over = ", ".join(o.category for o in report.over_represented) or "none"
-    echo_err(f"gaps: {gaps} | over-represented: {over} | balance {report.balance_score:.2f}")
+    on = " (decided on the corrected shares)" if corrected else ""
+    echo_err(f"gaps: {gaps} | over-represented: {over}{on} | balance {report.balance_score:.2f}")
     _print_possible(result.metadata)
     echo_err(f"report written to {'stdout' if out == STDOUT else out}")
 
