@@ -103,3 +103,41 @@ def test_cli_compare_names_the_bad_file(tmp_path, before):
 def test_cli_compare_help():
     result = CliRunner().invoke(compare, ["--help"])
     assert result.exit_code == 0 and "Example: offline-cov compare" in result.output
+
+
+def test_corrected_shares_give_the_shares_the_calls_were_decided_on(before, after):
+    diff = compare_reports(before, after, None, {"a": 25.0, "b": 45.0, "c": 20.0, "e": 4.0, "d": 6.0})
+    assert diff["decided_on"] == {"before": "labeled", "after": "corrected"}
+    rows = {r["name"]: r for r in diff["decided"]}
+    assert rows["a"] == {"name": "a", "decided_before": 50.0, "decided_after": 25.0, "decided_delta": -25.0}
+    assert rows["d"]["decided_before"] is None and rows["d"]["decided_delta"] == 6.0
+    text = compare_markdown(diff)
+    assert "decided on the labeled shares before and the corrected shares after" in text
+    assert "| a | 50.0 | 25.0 | -25.0 |" in text
+    assert "decided" not in compare_reports(before, after) and "decided" not in compare_markdown(compare_reports(before, after))
+
+
+def test_cli_compare_of_an_uncalibrated_and_a_calibrated_run_shows_why_a_gap_opened(tmp_path):
+    """The labeled shares of the two runs are the same; the calibrated run's gap comes from its corrected
+    shares, which compare reads from the *.meta.json beside that report."""
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing", "-q",
+              "--cache", str(tmp_path / "c.sqlite")]
+    labels = tmp_path / "l.jsonl"
+    assert CliRunner().invoke(main, common + ["-o", str(tmp_path / "raw.json"), "--labels", str(labels)]).exit_code == 0
+    rows = [json.loads(line) for line in labels.read_text().splitlines()][::2]
+    answers = [{"index": r["index"], "proposed": r["categories"][0],
+                "category": "math" if r["categories"][0] == "writing" else r["categories"][0]} for r in rows]
+    (tmp_path / "calib.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
+    done = CliRunner().invoke(main, common + ["-o", str(tmp_path / "cal.json"), "--calibration", str(tmp_path / "calib.jsonl")])
+    assert done.exit_code == 0, done.output
+    result = CliRunner().invoke(compare, [str(tmp_path / "raw.json"), str(tmp_path / "cal.json")])
+    assert result.exit_code == 0, result.output
+    assert "- Gaps opened: writing" in result.output
+    corrected = json.loads((tmp_path / "cal.meta.json").read_text())["calibration"]["corrected_share_percent"]
+    writing = next(line for line in result.output.splitlines() if line.startswith("| writing |") and "decided" not in line
+                   and line.count("|") == 5 and f"{corrected['writing']:.1f}" in line)
+    assert float(writing.split("|")[3]) < 5.0 < float(writing.split("|")[2])

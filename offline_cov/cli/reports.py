@@ -86,17 +86,31 @@ def compare(before, after, as_json, out):
     """Compare two reports: shares, gaps, balance.
 
     Prints the change as Markdown (or JSON with --json): share per category, gaps closed,
-    opened and still open, over-representation and balance.
+    opened and still open, over-representation and balance. A report calibrated with
+    --calibration (its *.meta.json beside it says so) also shows the corrected shares its
+    gaps were decided on.
 
     Example: offline-cov compare report-v1.json report-v2.json --json -o diff.json
     """
     from ..report.compare import compare_markdown, compare_reports
 
     check_paths({"BEFORE": before, "AFTER": after}, {"--out": out})
-    diff = compare_reports(_load_report(before), _load_report(after))
+    diff = compare_reports(_load_report(before), _load_report(after), _corrected_beside(before), _corrected_beside(after))
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
         write_text_out(out, text)
+
+
+def _corrected_beside(report: str) -> dict[str, float] | None:
+    """The corrected shares of a calibrated run, from the *.meta.json beside its report (None: not calibrated)."""
+    from ..report.load import default_metadata_path, load_metadata
+    from ..report.render import corrected_shares
+
+    path = default_metadata_path(report)
+    if path is None:
+        return None
+    with user_errors():
+        return corrected_shares(load_metadata(path)) or None
 
 
 @click.command(context_settings=CONTEXT)

@@ -10,15 +10,27 @@ def _delta(before: float | None, after: float | None) -> float:
     return round((after or 0.0) - (before or 0.0), 4)
 
 
-def compare_reports(before: CoverageReport, after: CoverageReport) -> dict:
+def compare_reports(before: CoverageReport, after: CoverageReport, corrected_before: dict[str, float] | None = None,
+                    corrected_after: dict[str, float] | None = None) -> dict:
     """Per-category share change, gaps closed/opened, over-representation resolved/new, balance change.
 
     A share is None in a report that lacks the category; its delta counts it as 0.
     A gap counts as closed only when the category is still reported and no longer a gap.
+    `corrected_*`: a calibrated run's corrected shares (its metadata's), on which its gaps and
+    over-representation were decided; given for either side, every category also gets the shares
+    the calls were decided on (`decided_before`, `decided_after`, `decided_delta`).
     """
     old = {c.name: c.share_percent for c in before.categories}
     new = {c.name: c.share_percent for c in after.categories}
     names = list(old) + [n for n in new if n not in old]
+    decided = {}
+    if corrected_before or corrected_after:
+        was = {n: (corrected_before or old).get(n) for n in names}
+        now = {n: (corrected_after or new).get(n) for n in names}
+        decided = {"decided_on": {"before": "corrected" if corrected_before else "labeled",
+                                  "after": "corrected" if corrected_after else "labeled"},
+                   "decided": [{"name": n, "decided_before": was[n], "decided_after": now[n],
+                                "decided_delta": _delta(was[n], now[n])} for n in names]}
     old_gaps = [g.category for g in before.gaps]
     new_gaps = [g.category for g in after.gaps]
     old_over = [o.category for o in before.over_represented]
@@ -46,6 +58,7 @@ def compare_reports(before: CoverageReport, after: CoverageReport) -> dict:
             "after": after.balance_score,
             "delta": _delta(before.balance_score, after.balance_score),
         },
+        **decided,
     }
 
 
@@ -70,6 +83,7 @@ def compare_markdown(diff: dict) -> str:
         lines.append(
             f"| {md_cell(row['name'])} | {_share(row['before'])} | {_share(row['after'])} | {row['delta']:+.1f} |"
         )
+    lines += _decided_lines(diff)
     gaps, over = diff["gaps"], diff["over_represented"]
     lines += [
         "",
@@ -87,3 +101,17 @@ def compare_markdown(diff: dict) -> str:
             f"- Categories added: {_names(diff['categories_added'])}; removed: {_names(diff['categories_removed'])}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _decided_lines(diff: dict) -> list[str]:
+    """Where a side was calibrated: the shares its gaps and over-representation were decided on."""
+    if not diff.get("decided"):
+        return []
+    sides = diff["decided_on"]
+    lines = ["", f"Gaps and over-representation were decided on the {sides['before']} shares before and the "
+                 f"{sides['after']} shares after (calibration):", "",
+             "| category | decided before % | decided after % | change |", "|---|---:|---:|---:|"]
+    for row in diff["decided"]:
+        lines.append(f"| {md_cell(row['name'])} | {_share(row['decided_before'])} | {_share(row['decided_after'])} | "
+                     f"{row['decided_delta']:+.1f} |")
+    return lines
