@@ -170,3 +170,13 @@ def test_without_confidences_the_representative_is_the_median_length_one():
     for i, length in enumerate([5, 50, 20]):
         tally.add(SampleLabel(i, ("a",), "easy"), length)
     assert tally.representatives() == {"a": 2} and tally.examples() == {}
+
+
+def test_a_long_category_description_is_cut_cleanly_in_the_fill_suggestion():
+    from offline_cov.report.tally import brief, fill_suggestion
+
+    description = "writing, explaining or fixing code and queries (Python, Java, SQL, shell scripts) across languages"
+    text = fill_suggestion("code", 1, 100, 20.0, description)
+    assert text == "Add about 24 code instructions (writing, explaining or fixing code and queries\u2026) across easy, medium and hard to reach 20%."
+    assert brief("short one") == "short one" and brief("a" * 80) == "a" * 59 + "\u2026"
+    assert len(brief("word " * 30)) <= 60 and brief("word " * 30).endswith("word\u2026")

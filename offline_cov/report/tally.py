@@ -332,8 +332,21 @@ def samples_to_target(count: int, total: int, target_percent: float) -> int:
 def fill_suggestion(name: str, count: int, total: int, target: float, description: str = "") -> str:
     """A short, computed suggestion of how much of a category to add."""
     needed = samples_to_target(count, total, target)
-    about = f" ({description[:60]})" if description else ""
+    about = f" ({brief(description)})" if description else ""
     return f"Add about {needed} {name} instructions{about} across easy, medium and hard to reach {target:g}%."
+
+
+def brief(text: str, limit: int = 60) -> str:
+    """`text` in at most `limit` characters: cut at a word boundary with an ellipsis, and a parenthesis
+    the cut would leave open dropped with what follows it."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    cut = cut[: cut.rfind(" ")] if " " in cut else cut
+    if cut.count("(") > cut.count(")"):
+        cut = cut[: cut.rfind("(")]
+    return cut.rstrip(" ,;:-(") + "\u2026"
 
 
 def find_over(categories, targets, thresholds: Thresholds) -> list[OverRepresented]:
