@@ -107,9 +107,10 @@ def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[S
     return picked[:size]
 
 
-def done_indices(path: str | Path) -> set[int]:
-    """Indices the calibration file already holds (answered or skipped): a resumed review skips them."""
-    path, done = Path(path), set()
+def done_answers(path: str | Path) -> dict[int, str | None]:
+    """The samples the calibration file already holds (answered or skipped), each with the label it was
+    shown (None where the file does not say): a resumed review skips them."""
+    path, done = Path(path), {}
     if not path.exists():
         return done
     for line, text in _lines(path):
@@ -117,10 +118,21 @@ def done_indices(path: str | Path) -> set[int]:
             row = json.loads(text)
             if "category" not in row:  # a labels file (categories, plural) or another JSONL: not ours to append to
                 raise KeyError("category")
-            done.add(int(row["index"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            done[int(row["index"])] = row.get("proposed") if isinstance(row.get("proposed"), str) else None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
     return done
+
+
+def check_same_labels(done: dict[int, str | None], labels: list[SampleLabel], path, labels_path) -> None:
+    """Refuse to resume a calibration file begun on other labels: its answers and the new ones would not
+    be one review of one run (`analyze --calibration` would then fall back from the review's correction)."""
+    given = {lab.index: lab.categories[0] for lab in labels}
+    for index, shown in done.items():
+        if shown is not None and given.get(index) != shown:
+            now = f"labels it {given[index]}" if index in given else "does not hold it"
+            raise InputError(path, f"holds answers to another run's labels (sample {index} was shown as {shown}; "
+                                   f"{labels_path} {now}): give a new -o file, or resume with the labels it began with")
 
 
 def parse_answer(text: str, proposed: str, names: list[str]) -> Answer | None:

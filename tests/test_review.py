@@ -466,3 +466,24 @@ def test_the_summary_of_a_calibrated_run_shows_the_corrected_shares_its_calls_we
     assert any("(decided on the corrected shares)" in line for line in lines)
     plain = CliRunner().invoke(main, common + ["-o", str(tmp_path / "p.json")])
     assert "corrected" not in plain.output.split("report written")[0]
+
+
+def test_review_refuses_to_resume_a_file_begun_on_other_labels(tmp_path, fake_engines):
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calibration.jsonl"
+    args = ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES), "-o", str(calib), "-n", "4"]
+    assert CliRunner().invoke(main, args, input="\n\nq\n").exit_code == 0
+    first = json.loads(calib.read_text().splitlines()[0])
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    for row in rows:  # the same samples labeled by another run: the first answered one got another label
+        if row["index"] == first["index"]:
+            row["categories"] = [next(n for n in NAMES if n != first["proposed"])]
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    before = calib.read_text()
+    result = CliRunner().invoke(main, [*args[:3], str(other), *args[4:]], input="\n\n")
+    assert result.exit_code == 1 and "holds answers to another run's labels" in result.output
+    assert f"sample {first['index']} was shown as {first['proposed']}" in result.output
+    assert calib.read_text() == before
+    again = CliRunner().invoke(main, args, input="\n\n")  # the labels it began with: resumes
+    assert again.exit_code == 0 and "2 answer(s) saved" in again.output

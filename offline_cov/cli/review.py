@@ -46,9 +46,10 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
                 {"--out": out, "--export": export_path})
     with user_errors():
         names = _category_names(taxonomy, taxonomy_file, metadata_path)
-        done = rv.done_indices(out) if out else set()
+        done = rv.done_answers(out) if out else {}
         labels = rv.load_labels(labels_path)
         rv.check_categories(labels, names, labels_path)
+        rv.check_same_labels(done, labels, out, labels_path)
         todo = [lab for lab in rv.stratified_sample(labels, size, seed) if lab.index not in done]
         wanted = {lab.index for lab in todo}
         texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
