@@ -161,3 +161,50 @@ def test_merge_with_calibration_equals_a_single_calibrated_run(tmp_path):
     assert merged_meta["calibration"]["method"] == REVIEW_METHOD
     for block in ("calibration", "share_intervals"):
         assert merged_meta[block] == single_meta[block], block
+
+
+def test_merge_prints_the_review_commands_for_the_merged_run_and_they_work(tmp_path, monkeypatch):
+    import json
+    import shlex
+
+    from conftest import EXAMPLE
+
+    from offline_cov.report.calibration import REVIEW_METHOD
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    base = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing", "-q"]
+    for i in range(2):
+        assert runner.invoke(main, base + ["--shard", f"{i}/2", "-o", f"s{i}.json", "--cache", f"s{i}.sqlite"]).exit_code == 0
+    merged = runner.invoke(main, ["merge", "s0.meta.json", "s1.meta.json", "-o", "m.json", "--labels", "m.jsonl"])
+    assert merged.exit_code == 0, merged.output
+    hint = next(line for line in merged.output.splitlines() if line.startswith("to check the labels by hand: "))
+    pasted = hint.split(": ", 1)[1].split(" (Enter accepts", 1)[0]
+    assert pasted == f"offline-cov review {shlex.quote(str(EXAMPLE))} --labels m.jsonl --metadata m.meta.json -o calibration.jsonl"
+    assert hint.endswith("then rerun this merge with --calibration calibration.jsonl")
+    assert runner.invoke(main, shlex.split(pasted)[1:], input="\n" * 200).exit_code == 0
+    again = runner.invoke(main, ["merge", "s0.meta.json", "s1.meta.json", "-o", "c.json", "--calibration", "calibration.jsonl"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(Path("c.meta.json").read_text())["calibration"]["method"] == REVIEW_METHOD
+    assert "to check the labels by hand" not in again.output
+
+
+def test_merge_says_when_the_calibration_is_not_applied(tmp_path):
+    """A calibration merge cannot use (no row names a sample of the run) is a warning on the terminal."""
+    import json
+
+    from conftest import EXAMPLE
+
+    runner = CliRunner()
+    base = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing", "-q"]
+    manifests = []
+    for i in range(2):
+        out = tmp_path / f"s{i}.json"
+        assert runner.invoke(main, base + ["--shard", f"{i}/2", "-o", str(out), "--cache", str(tmp_path / f"c{i}.sqlite")]).exit_code == 0
+        manifests.append(str(out.with_suffix(".meta.json")))
+    calib = tmp_path / "calib.jsonl"
+    calib.write_text(json.dumps({"text": "a request that is not in the data", "category": "math"}) + "\n", encoding="utf-8")
+    result = runner.invoke(main, ["merge", *manifests, "-o", str(tmp_path / "m.json"), "--calibration", str(calib)])
+    assert result.exit_code == 0, result.output
+    assert "Warning: no calibration row could be matched to a label; shares are not corrected" in result.output
+    assert "Warning: 1 calibration row(s) name a sample this run did not label" in result.output

@@ -345,4 +345,25 @@ def merge(manifests, out, labels_path, calibration_path):
             outputs.add(labels_path, jsonl_lines(lab.to_json() for lab in labels))
     if out == STDOUT:
         write_text_out(out, json_text(report.model_dump()))
+    for warning in meta.get("warnings", []):
+        echo_err(f"Warning: {warning}")
     echo_err(f"merged {len(loaded)} shards ({summary['labeled']} labels) into {'stdout' if out == STDOUT else out}")
+    hint = None if calibration_path or not meta_path else merge_review_hint(meta, str(meta_path), labels_path)
+    if hint:
+        echo_err(hint)
+
+
+def merge_review_hint(meta: dict, metadata_path: str, labels_path: str | None) -> str:
+    """`review_hint` for a merged run: review the merged labels, then merge again with --calibration."""
+    import shlex
+
+    facts = meta.get("input") or {}
+    instruction, response = (facts.get("fields") or (None, None))[:2]
+    extra = [(flag, value) for flag, value in (("--instruction-field", instruction), ("--response-field", response),
+                                               ("--encoding", facts.get("encoding"))) if value and value != "utf-8"]
+    args = [("--labels", labels_path or "labels.jsonl"), ("--metadata", metadata_path), *extra, ("-o", "calibration.jsonl")]
+    command = " ".join(["offline-cov review", shlex.quote(str(facts.get("dataset", "DATA"))),
+                        *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
+    first = "" if labels_path else "rerun this merge with --labels labels.jsonl, then "
+    return (f"to check the labels by hand: {first}{command} (Enter accepts a label; -n sets how many, 200 by default), "
+            "then rerun this merge with --calibration calibration.jsonl")
