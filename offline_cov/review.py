@@ -85,7 +85,8 @@ def check_found(wanted: set[int], texts: dict[int, str], data: str | Path, path:
 
 
 def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[SampleLabel]:
-    """`size` labels drawn per primary category (in proportion, a floor each), shuffled by the seed."""
+    """`size` labels drawn per primary category (in proportion, a floor each), shuffled by the seed; each
+    category's draw is the first of its seeded order, so a larger `size` keeps the smaller one's picks."""
     rng = random.Random(seed)
     by_cat: dict[str, list[SampleLabel]] = {}
     for lab in sorted(labels, key=lambda lab: lab.index):
@@ -102,9 +103,17 @@ def stratified_sample(labels: list[SampleLabel], size: int, seed: int) -> list[S
         for c in order:
             if sum(take.values()) < size and take[c] < len(by_cat[c]):
                 take[c] += 1
-    picked = [lab for c, v in sorted(by_cat.items()) for lab in rng.sample(v, take[c])]
+    picked = [lab for c, v in sorted(by_cat.items()) for lab in _in_seeded_order(v, seed, c)[:take[c]]]
     rng.shuffle(picked)
     return picked[:size]
+
+
+def _in_seeded_order(labels: list[SampleLabel], seed: int, category: str) -> list[SampleLabel]:
+    """A category's labels in an order fixed by the seed and the category alone, so that a larger sample
+    takes the same first ones: rerunning `review` with a larger -n extends the review already on disk."""
+    order = list(labels)
+    random.Random(f"{seed}:{category}").shuffle(order)
+    return order
 
 
 def done_answers(path: str | Path) -> dict[int, str | None]:

@@ -393,7 +393,7 @@ def test_review_export_writes_a_csv_whose_filled_rows_are_a_review(tmp_path):
     assert result.exit_code == 0, result.output
     block = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]
     assert block["method"] == REVIEW_METHOD and block["rows"] == block["matched"] == 30
-    assert block["corrected_share_percent"]["writing"] < 1.0 < block["raw_share_percent"]["writing"]
+    assert block["corrected_share_percent"]["writing"] < 5.0 < block["raw_share_percent"]["writing"]  # reviewed as math
 
 
 def test_review_takes_out_or_export_not_both(tmp_path):
@@ -487,3 +487,12 @@ def test_review_refuses_to_resume_a_file_begun_on_other_labels(tmp_path, fake_en
     assert calib.read_text() == before
     again = CliRunner().invoke(main, args, input="\n\n")  # the labels it began with: resumes
     assert again.exit_code == 0 and "2 answer(s) saved" in again.output
+
+
+def test_a_larger_sample_keeps_the_smaller_one_so_a_review_can_be_extended():
+    labels = ([SampleLabel(i, ("math",), "easy") for i in range(300)] + [SampleLabel(300 + i, ("code",), "easy") for i in range(60)]
+              + [SampleLabel(360 + i, ("writing",), "easy") for i in range(12)])
+    for small, large in ((20, 40), (40, 200), (7, 8)):
+        first = {lab.index for lab in stratified_sample(labels, small, seed=5)}
+        assert first <= {lab.index for lab in stratified_sample(labels, large, seed=5)}, (small, large)
+    assert {lab.index for lab in stratified_sample(labels, 40, seed=5)} != {lab.index for lab in stratified_sample(labels, 40, seed=6)}
