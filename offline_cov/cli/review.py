@@ -19,7 +19,8 @@ TEXT_CHARS = 1500
 @click.option("--export", "export_path", type=click.Path(dir_okay=False),
               help="Instead of asking here, write the sample as a CSV to fill in a spreadsheet (the category "
                    "column; a row left empty is not reviewed); give the filled file to analyze --calibration.")
-@click.option("-n", "--size", type=click.IntRange(min=1), default=200, show_default=True, help="Samples to review (rerun with a larger number to extend a review).")
+@click.option("-n", "--size", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Samples to review (rerun with a larger number to extend a review).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample (keep it to resume).")
 @click.option("--taxonomy", help="Comma-separated categories (as given to analyze).")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False), help="The taxonomy file given to analyze.")
