@@ -211,9 +211,10 @@ def draw_reviewed(pool_by_label: dict[str, list[int]], counts: dict[str, int], p
 
 
 METHODS = ["raw", "hard-em", "acc", "soft-em", "pcc", "bcts-em", "bcts-shrunk", "bcts-median", "bcts-oracle",
-           "oracle-temperature", "oracle-biases", "stratified", "difference", "reviewed"]
+           "oracle-temperature", "oracle-biases", "stratified", "difference", "reviewed", "bcts-em applied",
+           "reviewed applied"]
 COVERED = ["hard-em", "bcts-em", "bcts-shrunk", "bcts-median", "stratified", "reviewed"]  # the estimators with 95% intervals
-RATIOS = ["bcts-em", "reviewed"]  # the product's soft corrections: rows from elsewhere, rows from a review
+RATIOS = ["bcts-em", "reviewed", "bcts-em applied", "reviewed applied"]  # the product's soft corrections, and what it applies
 METHOD_NOTES = {
     "raw": "the labels' own shares",
     "hard-em": "EM on the calibration rows' smoothed confusion matrix, hard labels (report.calibration.correct_shares)",
@@ -238,6 +239,9 @@ METHOD_NOTES = {
                   "its calibration rows' mean of truth minus probability (stratified difference estimator)",
     "reviewed": "the difference estimator on the probabilities recalibrated on the calibration rows "
                 "(report.calibration.correct_shares_reviewed: what the product applies to a review of its labels)",
+    "bcts-em applied": "what the product decides gaps on with such rows: bcts-em where it trusts the correction, the raw "
+                       "shares where it does not (report.calibration's distrust rules; the trusted column counts the draws)",
+    "reviewed applied": "the same for a review: reviewed where trusted, else the raw shares",
     "stratified": "sum over labels j of the label's share times the share of its calibration rows truly in each "
                   "category (correct_shares_reviewed without probabilities; unbiased only when the rows are drawn "
                   "at random within each label, as `review` draws them)",
@@ -321,6 +325,8 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
                                                seed=seed + d, resamples=args.resamples)
             estimates["stratified"] = [stratified.corrected[n] for n in names]
             estimates["reviewed"] = [reviewed.corrected[n] for n in names]
+            estimates["bcts-em applied"] = estimates["bcts-em"] if soft.trustworthy else estimates["raw"]
+            estimates["reviewed applied"] = estimates["reviewed"] if reviewed.trustworthy else estimates["raw"]
             estimates.update(oracle_parts(pooled, truth, mixture, calib, oracle, set_prior, len(names)))
             for ridge in _ridges(args):
                 estimates[f"bcts-prior@{ridge:g}"] = 100 * soft_estimate(pooled[mixture], pooled[calib], truth[calib],
