@@ -277,6 +277,19 @@ def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):
     assert json.loads(moved.with_suffix(".meta.json").read_text())["cache"]["hits"] == 120  # the cache kept them
 
 
+def review_writing_as_math(tmp_path, analyze: list[str]) -> tuple[list[dict], Path]:
+    """Runs `analyze` (arguments without -o) writing its labels, then a review of every other label
+    that accepts each proposal except writing, which it corrects to math: (the rows, the calibration
+    file)."""
+    labels_path = tmp_path / "l.jsonl"
+    result = CliRunner().invoke(main, analyze + ["-o", str(tmp_path / "r.json"), "--labels", str(labels_path)])
+    assert result.exit_code == 0, result.output
+    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
+    rows = [{"index": lab["index"], "proposed": lab["categories"][0],
+             "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]} for lab in labeled[::2]]
+    return rows, write_calibration(tmp_path / "calib.jsonl", rows)
+
+
 def test_a_review_of_this_runs_labels_gets_the_stratified_correction(tmp_path):
     """Rows that `review` wrote for these labels (index, and the label it proposed is the one this run
     gave) are random within each label: the stratified correction runs. Once one row's proposal
@@ -285,14 +298,9 @@ def test_a_review_of_this_runs_labels_gets_the_stratified_correction(tmp_path):
 
     from offline_cov.report.calibration import REVIEW_METHOD
 
-    labels_path, out = tmp_path / "l.jsonl", tmp_path / "r.json"
     common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
               "--cache", str(tmp_path / "c.sqlite"), "-q"]
-    assert CliRunner().invoke(main, common + ["-o", str(out), "--labels", str(labels_path)]).exit_code == 0
-    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
-    rows = [{"index": lab["index"], "proposed": lab["categories"][0],
-             "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]} for lab in labeled[::2]]
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    rows, calib = review_writing_as_math(tmp_path, common)
     result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
     block = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]
@@ -448,14 +456,9 @@ def test_a_semicolon_separated_calibration_csv_is_read(tmp_path):
 def test_the_summary_of_a_calibrated_run_shows_the_corrected_shares_its_calls_were_decided_on(tmp_path):
     from conftest import EXAMPLE
 
-    labels_path = tmp_path / "l.jsonl"
     common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
               "--cache", str(tmp_path / "c.sqlite")]
-    assert CliRunner().invoke(main, common + ["-q", "-o", str(tmp_path / "r.json"), "--labels", str(labels_path)]).exit_code == 0
-    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
-    rows = [{"index": lab["index"], "proposed": lab["categories"][0],
-             "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]} for lab in labeled[::2]]
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    _, calib = review_writing_as_math(tmp_path, common + ["-q"])
     result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
     assert result.exit_code == 0, result.output
     corrected = json.loads((tmp_path / "m.meta.json").read_text())["calibration"]["corrected_share_percent"]

@@ -16,6 +16,19 @@ def fake_engine(fake_engines):
     return fake_engines
 
 
+def shard_manifests(analyze: list[str], n: int, tmp_path) -> list[str]:
+    """Runs `analyze` (arguments without -o) as shards 0/n .. n-1/n, each with its own report and
+    label cache under `tmp_path`: the manifests' paths, in shard order."""
+    manifests = []
+    for i in range(n):
+        out = tmp_path / f"shard{i}.json"
+        result = CliRunner().invoke(main, analyze + ["--shard", f"{i}/{n}", "-o", str(out),
+                                                     "--cache", str(tmp_path / f"s{i}.sqlite")])
+        assert result.exit_code == 0, result.output
+        manifests.append(str(out.with_suffix(".meta.json")))
+    return manifests
+
+
 def test_parse_shard():
     assert parse_shard("2/8") == (2, 8)
     for bad in ("8/8", "-1/3", "x/3", "3"):
@@ -32,12 +45,7 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     single = runner.invoke(main, base + ["--out", str(tmp_path / "single.json"), "--labels", str(tmp_path / "single.jsonl"),
                                          "--cache", str(tmp_path / "single.sqlite")])
     assert single.exit_code == 0, single.output
-    manifests = []
-    for i in range(3):
-        out = tmp_path / f"shard{i}.json"
-        result = runner.invoke(main, base + ["--shard", f"{i}/3", "--out", str(out), "--cache", str(tmp_path / f"s{i}.sqlite")])
-        assert result.exit_code == 0, result.output
-        manifests.append(str(out.with_suffix(".meta.json")))
+    manifests = shard_manifests(base, 3, tmp_path)
     merged = runner.invoke(main, ["merge", *reversed(manifests), "--out", str(tmp_path / "merged.json"),
                                   "--labels", str(tmp_path / "merged.jsonl")])
     assert merged.exit_code == 0, merged.output
@@ -146,12 +154,7 @@ def test_merge_with_calibration_equals_a_single_calibrated_run(tmp_path):
     assert single.exit_code == 0, single.output
     refused = runner.invoke(main, base + ["--shard", "0/2", "--calibration", str(calib), "-o", str(tmp_path / "x.json")])
     assert refused.exit_code == 2 and "give it to `offline-cov merge`" in refused.output
-    manifests = []
-    for i in range(2):
-        out = tmp_path / f"shard{i}.json"
-        result = runner.invoke(main, base + ["--shard", f"{i}/2", "-o", str(out), "--cache", str(tmp_path / f"s{i}.sqlite")])
-        assert result.exit_code == 0, result.output
-        manifests.append(str(out.with_suffix(".meta.json")))
+    manifests = shard_manifests(base, 2, tmp_path)
     merged = runner.invoke(main, ["merge", *manifests, "-o", str(tmp_path / "merged.json"), "--calibration", str(calib)])
     assert merged.exit_code == 0, merged.output
     assert (tmp_path / "merged.json").read_bytes() == (tmp_path / "single.json").read_bytes()
@@ -197,11 +200,7 @@ def test_merge_says_when_the_calibration_is_not_applied(tmp_path):
 
     runner = CliRunner()
     base = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing", "-q"]
-    manifests = []
-    for i in range(2):
-        out = tmp_path / f"s{i}.json"
-        assert runner.invoke(main, base + ["--shard", f"{i}/2", "-o", str(out), "--cache", str(tmp_path / f"c{i}.sqlite")]).exit_code == 0
-        manifests.append(str(out.with_suffix(".meta.json")))
+    manifests = shard_manifests(base, 2, tmp_path)
     calib = tmp_path / "calib.jsonl"
     calib.write_text(json.dumps({"text": "a request that is not in the data", "category": "math"}) + "\n", encoding="utf-8")
     result = runner.invoke(main, ["merge", *manifests, "-o", str(tmp_path / "m.json"), "--calibration", str(calib)])
