@@ -219,3 +219,22 @@ def test_models_json_lists_every_model_and_the_default():
     names = [m["name"] for m in listed["models"]]
     assert "smollm2-135m" in names and "qwen2.5-7b-instruct" in names
     assert sum(m["default"] for m in listed["models"]) == 1
+
+
+def test_the_summary_table_lines_up_with_wide_and_long_category_names(tmp_path):
+    """Category names in CJK (two terminal columns a character) or longer than the default column
+    keep the count and share columns aligned: every row's count ends at the header's column."""
+    from conftest import EXAMPLE
+
+    from offline_cov.cli.common import display_width
+
+    names = ["数学问题", "code", "writing_and_communication_of_all_kinds"]
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(names),
+                                       "-o", str(tmp_path / "r.json"), "--cache", str(tmp_path / "c.sqlite")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("category "))
+    table = lines[header:header + 1 + len(names)]
+    assert {line.split()[0] for line in table[1:]} == set(names)
+    ends = {display_width(line[:line.index(" " + line.split()[1]) + 1 + len(line.split()[1])]) for line in table}
+    assert len(ends) == 1, table

@@ -16,11 +16,13 @@ from .common import (
     REPORT_START,
     STDOUT,
     check_paths,
+    display_width,
     echo_err,
     json_flag,
     model_option,
     out_defaulted,
     out_option,
+    pad,
     quiet_option,
     refuse_others_file,
     silence_libraries,
@@ -269,10 +271,11 @@ def _print_summary(result, out) -> None:
     for warning in result.metadata.get("warnings", []):
         echo_err(f"Warning: {warning}")
     corrected = corrected_shares(result.metadata)
-    echo_err(f"{'category':<28}{'count':>7}{'share %':>9}" + (f"{'corrected %':>13}" if corrected else ""))
+    width = max([28] + [display_width(cat.name) + 2 for cat in report.categories])
+    echo_err(f"{pad('category', width)}{'count':>7}{'share %':>9}" + (f"{'corrected %':>13}" if corrected else ""))
     for cat in report.categories:
         fixed = f"{corrected[cat.name]:>13.1f}" if cat.name in corrected else ""
-        echo_err(f"{cat.name:<28}{cat.count:>7}{cat.share_percent:>9.1f}{fixed}")
+        echo_err(f"{pad(cat.name, width)}{cat.count:>7}{cat.share_percent:>9.1f}{fixed}")
     gaps = ", ".join(g.category for g in report.gaps) or "none"
     over = ", ".join(o.category for o in report.over_represented) or "none"
     on = " (decided on the corrected shares)" if corrected else ""

@@ -99,6 +99,20 @@ def silence_libraries() -> None:
         os.environ.setdefault(name, value)
 
 
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: two for East Asian wide and full-width characters, none for
+    combining marks, one otherwise."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def pad(text: str, width: int) -> str:
+    """`text` followed by spaces up to `width` terminal columns (`display_width`)."""
+    return text + " " * max(0, width - display_width(text))
+
+
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
 
