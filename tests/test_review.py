@@ -60,8 +60,12 @@ def test_review_walks_saves_and_resumes(tmp_path, fake_engines):
     assert rows[1]["category"] == "code" and rows[2]["skipped"] is True
     again = CliRunner().invoke(main, args, input="1\n1\n1\n")
     assert again.exit_code == 0 and "3 answer(s) saved" in again.output and "to resume" not in again.output
+    assert f"--calibration {calib}" in again.output  # finished: the next step is named
     rows = [json.loads(line) for line in calib.read_text().splitlines()]
     assert len(rows) == 6 and len({r["index"] for r in rows}) == 6  # resumed: nothing asked twice
+    done = CliRunner().invoke(main, args, input="")
+    assert done.exit_code == 0 and "0 answer(s)" not in done.output and "proposed:" not in done.output
+    assert "all 6 sampled labels are already in" in done.output and "a larger -n" in done.output
 
 
 def test_review_refuses_to_write_over_its_inputs(tmp_path, fake_engines):

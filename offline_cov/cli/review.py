@@ -51,7 +51,8 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         labels = rv.load_labels(labels_path)
         rv.check_categories(labels, names, labels_path)
         rv.check_same_labels(done, labels, out, labels_path)
-        todo = [lab for lab in rv.stratified_sample(labels, size, seed) if lab.index not in done]
+        sample = rv.stratified_sample(labels, size, seed)
+        todo = [lab for lab in sample if lab.index not in done]
         wanted = {lab.index for lab in todo}
         texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
                                                            encoding=encoding, on_bad=_skip) if s.index in wanted}
@@ -61,6 +62,10 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
             rv.export_sample(export_path, todo, texts)
         echo_err(f"{len(todo)} samples written to {export_path}: fill its category column (one of {', '.join(names)}; "
                  f"a row left empty is not reviewed), then give it to analyze --calibration {export_path}")
+        return
+    if not todo:
+        echo_err(f"all {len(sample)} sampled labels are already in {out}: rerun analyze (or merge, for sharded "
+                 f"labels) with --calibration {out} (a larger -n extends the review)")
         return
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
     reviewed = 0
@@ -74,7 +79,9 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
             reviewed += 1
     finally:  # q, Ctrl-C or the end of piped input: the answers given are on disk
         left = len(todo) - reviewed
-        echo_err(f"{reviewed} answer(s) saved to {out}" + (f"; {left} left: run the same command to resume" if left else ""))
+        then = (f"; {left} left: run the same command to resume" if left
+                else f"; the review is complete: rerun analyze (or merge, for sharded labels) with --calibration {out}")
+        echo_err(f"{reviewed} answer(s) saved to {out}{then}")
 
 
 def _skip(_error) -> None:
