@@ -503,3 +503,24 @@ def test_a_larger_sample_keeps_the_smaller_one_so_a_review_can_be_extended():
         first = {lab.index for lab in stratified_sample(labels, small, seed=5)}
         assert first <= {lab.index for lab in stratified_sample(labels, large, seed=5)}, (small, large)
     assert {lab.index for lab in stratified_sample(labels, 40, seed=5)} != {lab.index for lab in stratified_sample(labels, 40, seed=6)}
+
+
+def test_an_untrusted_calibration_says_what_would_make_it_apply(tmp_path):
+    """Too few reviewed rows for a label: the warning names a larger -n for `review` (which extends the
+    review). Rows that are not a review of this run (a proposal differs): it names `offline-cov review`."""
+    from conftest import EXAMPLE
+
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite")]
+    rows, calib = review_writing_as_math(tmp_path, common + ["-q"])
+    few = [row for row in rows if row["proposed"] == "writing"][:3] + [row for row in rows if row["proposed"] != "writing"]
+    write_calibration(calib, few)
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    assert "not trustworthy (fewer than 5 reviewed rows labeled writing)" in result.output
+    assert "rerun offline-cov review with a larger -n" in result.output
+    other = [dict(row, proposed=next(n for n in NAMES if n != row["proposed"])) for row in few[:4]]
+    write_calibration(calib, other)
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert "not trustworthy (" in result.output and "review this run's labels with offline-cov review" in result.output

@@ -8,6 +8,9 @@ from ..data.readers import Sample
 from ..labelers.base import LabelRun
 from ..labelers.measured import for_model
 from ..report.calibration import (
+    MIN_ROWS_PER_CATEGORY,
+    REVIEW_METHOD,
+    REVIEW_METHOD_HARD,
     SHARE_ERROR_FACTOR,
     Correction,
     correct_shares,
@@ -69,9 +72,19 @@ def calibrated(path, rows: list[CalibrationRow], matched: list, unmatched: list,
     block = {"file": str(path), "rows": len(rows), "matched": len(matched), **correction.to_json()}
     if not correction.trustworthy:
         warnings.append("the calibration-corrected shares are not trustworthy ("
-                        + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares")
+                        + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares; "
+                        + _to_apply_it(correction))
         return None, {"calibration": block}
     return correction.corrected, {"calibration": block}
+
+
+def _to_apply_it(correction: Correction) -> str:
+    """The next step for a correction that was not applied: more rows of the same review, or a review."""
+    if correction.method in (REVIEW_METHOD, REVIEW_METHOD_HARD):
+        return (f"to apply it, rerun offline-cov review with a larger -n (it extends the review) until each label "
+                f"has {MIN_ROWS_PER_CATEGORY} reviewed rows or more")
+    return ("to apply a correction, review this run's labels with offline-cov review (rows drawn within each label; "
+            "its correction needs no confusion matrix)")
 
 
 def correction_of(tally: Tally, labels: LabelStore, matched: list[tuple[CalibrationRow, SampleLabel]],
