@@ -91,9 +91,17 @@ def _csv_records(path: Path):
         handle.seek(0)
         reader = csv.DictReader(handle, delimiter=";" if header.count(";") > header.count(",") else ",")
         try:
+            _normalize_header(reader)
             yield from enumerate(reader, start=2)
         except csv.Error as exc:
             raise InputError(path, f"not valid CSV ({exc})", line=reader.line_num) from None
+
+
+def _normalize_header(reader: csv.DictReader) -> None:
+    """Column names as the file means them: a header cell retyped in a spreadsheet ('Category', 'category ')
+    still names the category column."""
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip().casefold() for name in reader.fieldnames]
 
 
 def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> CalibrationRow:

@@ -1,0 +1,26 @@
+"""Calibration workflow audit (spreadsheet-filled exports, duplicate rows, reviews of other labels): each test
+failed before its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from offline_cov.data.calibration import load_calibration
+from offline_cov.taxonomy import parse_taxonomy_list
+
+TAXONOMY = parse_taxonomy_list("math,code,writing")
+
+
+def csv_file(tmp_path, text: str, name="review.csv", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("header", ["index,proposed,Category,sample", "index,proposed,category ,sample",
+                                    "Index, Proposed, CATEGORY ,sample"])
+def test_a_csv_header_retyped_in_a_spreadsheet_is_read(tmp_path, header):
+    """A header cell typed 'Category' (or 'category ') made every filled row look unreviewed: 'no answered rows'."""
+    path = csv_file(tmp_path, f"{header}\r\n3,math,code,What is 2+2?\r\n")
+    (row,) = load_calibration(path, TAXONOMY)
+    assert (row.index, row.category, row.proposed) == (3, "code", "math")
