@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from offline_cov.data.calibration import load_calibration
+from offline_cov.errors import InputError
 from offline_cov.taxonomy import parse_taxonomy_list
 
 TAXONOMY = parse_taxonomy_list("math,code,writing")
@@ -24,3 +25,13 @@ def test_a_csv_header_retyped_in_a_spreadsheet_is_read(tmp_path, header):
     path = csv_file(tmp_path, f"{header}\r\n3,math,code,What is 2+2?\r\n")
     (row,) = load_calibration(path, TAXONOMY)
     assert (row.index, row.category, row.proposed) == (3, "code", "math")
+
+
+def test_a_csv_index_a_spreadsheet_shows_as_12_0_is_read(tmp_path):
+    """An index column formatted as a number with decimals ('12.0') was refused: "'12.0' is not a sample index"."""
+    path = csv_file(tmp_path, "index,proposed,category\r\n12.0,math,code\r\n 7 ,math,math\r\n")
+    assert [row.index for row in load_calibration(path, TAXONOMY)] == [12, 7]
+    path = csv_file(tmp_path, "index,proposed,category\r\n12.5,math,code\r\n")
+    with pytest.raises(InputError, match="line 2, field 'index': '12.5' is not a sample index"):
+        load_calibration(path, TAXONOMY)
+

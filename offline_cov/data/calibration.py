@@ -114,16 +114,26 @@ def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> Calibration
                          line=line, field="category")
     index, text = record.get("index"), record.get("text")
     if index not in (None, ""):
-        try:
-            if isinstance(index, bool) or (isinstance(index, float) and not index.is_integer()):
-                raise TypeError(index)
-            number = int(index)
-        except (TypeError, ValueError):
-            raise InputError(path, f"{index!r} is not a sample index", line=line, field="index") from None
+        number = _sample_index(index)
+        if number is None:
+            raise InputError(path, f"{index!r} is not a sample index; give the whole number the labels file has "
+                                   "for the sample", line=line, field="index")
         return CalibrationRow(line, category, index=number, proposed=_proposed(record, taxonomy))
     if isinstance(text, str) and text.strip():
         return CalibrationRow(line, category, text=text)
     raise InputError(path, "give the sample's index (from the labels file) or its text", line=line, field="index")
+
+
+def _sample_index(value) -> int | None:
+    """The whole number `value` stands for (12, 12.0, or the text "12" or "12.0" a spreadsheet wrote), else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if "." in value else int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _proposed(record: dict, taxonomy: Taxonomy) -> str | None:
