@@ -35,3 +35,11 @@ def test_a_csv_index_a_spreadsheet_shows_as_12_0_is_read(tmp_path):
     with pytest.raises(InputError, match="line 2, field 'index': '12.5' is not a sample index"):
         load_calibration(path, TAXONOMY)
 
+
+
+@pytest.mark.parametrize("again, first", [("11,,math,code", 2), ("11,,math,writing", 2), (",What is 2+2?,,code", 3)])
+def test_a_sample_named_twice_is_refused_with_both_lines(tmp_path, again, first):
+    """A row pasted twice counted twice in the correction, and two answers for one sample were both used, silently."""
+    path = csv_file(tmp_path, f"index,text,proposed,category\r\n11,,math,code\r\n,What is 2+2?,,math\r\n{again}\r\n")
+    with pytest.raises(InputError, match=f"line 4: names the same sample as line {first}; keep one row"):
+        load_calibration(path, TAXONOMY)

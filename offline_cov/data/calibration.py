@@ -43,10 +43,23 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
         raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
     rows = [_row(path, line, record, taxonomy) for line, record in raw
             if not _skipped(record.get("skipped")) and not _unreviewed(record)]
+    _check_each_sample_once(path, rows)
     if not rows:
         raise InputError(path, "the calibration file has no answered rows; label some samples with `offline-cov "
                                "review` (or fill the category column of the CSV `review --export` wrote)")
     return rows
+
+
+def _check_each_sample_once(path: Path, rows: list[CalibrationRow]) -> None:
+    """Refuse a second row for a sample (by index, or by text): a pasted copy would count twice in the
+    correction, and two answers for one sample cannot both be right."""
+    seen: dict[object, int] = {}
+    for row in rows:
+        key = ("index", row.index) if row.index is not None else ("text", row.text)
+        if key in seen:
+            raise InputError(path, f"names the same sample as line {seen[key]}; keep one row per sample "
+                                   "(delete one of the two, or the wrong answer)", line=row.line)
+        seen[key] = row.line
 
 
 def _records(path: Path):
