@@ -43,3 +43,10 @@ def test_a_sample_named_twice_is_refused_with_both_lines(tmp_path, again, first)
     path = csv_file(tmp_path, f"index,text,proposed,category\r\n11,,math,code\r\n,What is 2+2?,,math\r\n{again}\r\n")
     with pytest.raises(InputError, match=f"line 4: names the same sample as line {first}; keep one row"):
         load_calibration(path, TAXONOMY)
+
+
+def test_a_csv_saved_in_a_windows_encoding_says_how_to_save_it(tmp_path):
+    """Excel's plain 'CSV (Comma delimited)' is cp1252: the error said only 'not UTF-8 text (invalid start byte)'."""
+    path = csv_file(tmp_path, "index,proposed,category,sample\r\n3,math,code,caf\u00e9 menu\r\n", encoding="cp1252")
+    with pytest.raises(InputError, match="not UTF-8 text .*save it as CSV UTF-8"):
+        load_calibration(path, TAXONOMY)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
     except OSError as exc:
         raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason})") from None
+        raise InputError(path, f"not UTF-8 text ({exc.reason}); save it as CSV UTF-8 from the spreadsheet (or "
+                               f"convert it: iconv -f cp1252 -t utf-8 {shlex.quote(str(path))} > fixed{path.suffix})") from None
     rows = [_row(path, line, record, taxonomy) for line, record in raw
             if not _skipped(record.get("skipped")) and not _unreviewed(record)]
     _check_each_sample_once(path, rows)
