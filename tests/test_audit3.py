@@ -3,8 +3,12 @@ failed before its fix."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from click.testing import CliRunner
+
+from offline_cov.cli import main
 from offline_cov.data.calibration import load_calibration
 from offline_cov.errors import InputError
 from offline_cov.taxonomy import parse_taxonomy_list
@@ -50,3 +54,24 @@ def test_a_csv_saved_in_a_windows_encoding_says_how_to_save_it(tmp_path):
     path = csv_file(tmp_path, "index,proposed,category,sample\r\n3,math,code,caf\u00e9 menu\r\n", encoding="cp1252")
     with pytest.raises(InputError, match="not UTF-8 text .*save it as CSV UTF-8"):
         load_calibration(path, TAXONOMY)
+
+
+def test_a_review_of_other_labels_says_why_it_did_not_get_the_reviews_correction(tmp_path):
+    """Reviewed rows whose shown label is not this run's (labels of an earlier run) silently got the EM
+    correction instead of the review's: only the metadata's method said so."""
+    from conftest import EXAMPLE
+
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math,code,writing",
+              "--cache", str(tmp_path / "c.sqlite"), "-q"]
+    labels = tmp_path / "l.jsonl"
+    assert CliRunner().invoke(main, common + ["-o", str(tmp_path / "r.json"), "--labels", str(labels)]).exit_code == 0
+    rows = [{"index": lab["index"], "proposed": lab["categories"][0], "category": lab["categories"][0]}
+            for lab in map(json.loads, labels.read_text().splitlines()[:30])]
+    rows[1]["proposed"] = next(n for n in ("math", "code") if n != rows[1]["proposed"])
+    calib = tmp_path / "cal.jsonl"
+    calib.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    warnings = " ".join(json.loads((tmp_path / "m.meta.json").read_text())["warnings"])
+    assert f"1 calibration row(s) ({calib}, line 2) were shown a label this run did not give" in warnings
+    assert "offline-cov review" in warnings

@@ -68,6 +68,7 @@ def calibrated(path, rows: list[CalibrationRow], matched: list, unmatched: list,
     if not matched:
         warnings.append("no calibration row could be matched to a label; shares are not corrected")
         return None, {"calibration": {"file": str(path), "rows": len(rows), "matched": 0}}
+    warnings.extend(_shown_other_labels(path, matched))
     correction = correction_of(tally, labels, matched, names, seed)
     block = {"file": str(path), "rows": len(rows), "matched": len(matched), **correction.to_json()}
     if not correction.trustworthy:
@@ -76,6 +77,19 @@ def calibrated(path, rows: list[CalibrationRow], matched: list, unmatched: list,
                         + _to_apply_it(correction))
         return None, {"calibration": block}
     return correction.corrected, {"calibration": block}
+
+
+def _shown_other_labels(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> list[str]:
+    """A warning when reviewed rows were shown a label this run did not give (a review of another run's
+    labels): they are not a review of this run, so they get the EM correction, not the review's."""
+    other = [row for row, lab in matched if row.proposed is not None and row.proposed != lab.categories[0]]
+    if not other:
+        return []
+    lines = ", ".join(str(row.line) for row in other[:10]) + (", ..." if len(other) > 10 else "")
+    return [f"{len(other)} calibration row(s) ({path}, line {lines}) were shown a label this run did not give "
+            "(a review of another run's labels): the rows are not a review of this run, so they got the EM "
+            "correction instead of the review's; for the review's, run offline-cov review on this run's "
+            "--labels file with a new -o"]
 
 
 def _to_apply_it(correction: Correction) -> str:
