@@ -75,3 +75,11 @@ def test_a_review_of_other_labels_says_why_it_did_not_get_the_reviews_correction
     warnings = " ".join(json.loads((tmp_path / "m.meta.json").read_text())["warnings"])
     assert f"1 calibration row(s) ({calib}, line 2) were shown a label this run did not give" in warnings
     assert "offline-cov review" in warnings
+
+
+@pytest.mark.parametrize("name", ["review.csv", "review.tsv"])
+def test_a_tab_separated_calibration_file_is_read(tmp_path, name):
+    """A spreadsheet's tab-separated save: a .csv one said 'missing the true category', a .tsv one 'invalid JSON'."""
+    path = csv_file(tmp_path, "index\tproposed\tcategory\tsample\r\n3\tmath\tcode\t\"Add 2, then 3\"\r\n", name=name)
+    (row,) = load_calibration(path, TAXONOMY)
+    assert (row.index, row.category, row.proposed) == (3, "code", "math")

@@ -65,7 +65,7 @@ def _check_each_sample_once(path: Path, rows: list[CalibrationRow]) -> None:
 
 
 def _records(path: Path):
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() in (".csv", ".tsv"):
         yield from _csv_records(path)
         return
     with path.open(encoding="utf-8-sig") as handle:
@@ -96,15 +96,15 @@ def _unreviewed(record: dict) -> bool:
 
 def _csv_records(path: Path):
     """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError.
-    A header with more semicolons than commas is read as semicolon-separated (spreadsheets in locales
-    whose decimal mark is a comma save CSV that way)."""
+    The header's most frequent separator of comma, semicolon and tab is the file's (spreadsheets in locales
+    whose decimal mark is a comma save CSV with semicolons; a tab-separated save may be .csv or .tsv)."""
     from .readers import _raise_csv_field_limit
 
     _raise_csv_field_limit()
     with path.open(encoding="utf-8-sig", newline="") as handle:
         header = handle.readline()
         handle.seek(0)
-        reader = csv.DictReader(handle, delimiter=";" if header.count(";") > header.count(",") else ",")
+        reader = csv.DictReader(handle, delimiter=max(",;\t", key=header.count))
         try:
             _normalize_header(reader)
             yield from enumerate(reader, start=2)
