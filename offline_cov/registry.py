@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ModelConfigError, ModelUnavailableError, UnknownModelError, validation_problems
 from .home import tool_home
+
+log = logging.getLogger(__name__)
 
 MODEL_ENV = "OFFLINE_COV_MODEL"  # the model used when none is named (a models.yaml name)
 MODELS_ENV = "OFFLINE_COV_MODELS"
@@ -323,6 +326,7 @@ def _converted_gguf(spec: ModelSpec) -> Path:
     out = tool_home() / "models" / spec.name
     if is_converted(out):
         return out
+    log.info("preparing %s once: converting its packaged GGUF into %s (later runs reuse it)", spec.name, out)
     return _convert(_packaged_gguf(spec), out, spec)
 
 
@@ -333,6 +337,8 @@ def _converted_gguf_parts(spec: ModelSpec) -> Path:
     if is_converted(out):
         return out
     parts = packaged_gguf_parts(spec)
+    log.info("preparing %s once: joining its %d packaged parts and converting them into %s (later runs reuse it)",
+             spec.name, len(parts), out)
     joined = tool_home() / "tmp" / f"{spec.name}.gguf"
     try:
         join_parts(parts, joined)

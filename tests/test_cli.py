@@ -148,18 +148,30 @@ def test_out_dash_prints_the_report_to_stdout_and_writes_no_metadata(tmp_path, f
     assert [p.name for p in tmp_path.iterdir()] == ["labels.sqlite"]  # the test's label cache, no report or metadata
 
 
-def test_quiet_asks_the_libraries_for_quiet_too(tmp_path, fake_engine, monkeypatch):
-    from conftest import EXAMPLE
-
-    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "VLLM_LOGGING_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
-    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b",
-                                       "-o", str(tmp_path / "r.json"), "-q"])
-    assert result.exit_code == 0 and result.output == ""
+@pytest.mark.parametrize("flags", [["-q"], []])
+def test_the_libraries_are_asked_for_errors_only_unless_verbose(tmp_path, fake_engine, monkeypatch, flags):
+    """With or without -q, the libraries print errors only (vLLM keeps its own logging on, so that its
+    level applies: off, Python printed its warnings bare); -v leaves them as they are."""
     import os
 
+    from conftest import EXAMPLE
+
+    from offline_cov.cli.common import QUIET_LIBRARIES
+
+    def unset():
+        for name in [*QUIET_LIBRARIES, "VLLM_CONFIGURE_LOGGING"]:
+            monkeypatch.delenv(name, raising=False)
+
+    unset()
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "-o", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(main, args + flags)
+    assert result.exit_code == 0 and (result.output == "") == (flags == ["-q"])
     assert os.environ["TQDM_DISABLE"] == "1" and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
-    assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR"
+    assert os.environ["VLLM_LOGGING_LEVEL"] == "ERROR" and os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"
+    assert os.environ["PYTHONWARNINGS"] == "ignore" and "VLLM_CONFIGURE_LOGGING" not in os.environ
+    unset()
+    result = CliRunner().invoke(main, args + ["-v"] + flags)
+    assert result.exit_code == 0 and all(os.environ.get(name) != value for name, value in QUIET_LIBRARIES.items())
 
 
 def test_the_labeler_and_the_engine_are_named_apart_in_the_metadata(tmp_path, fake_engine):

@@ -18,13 +18,21 @@ from offline_cov.taxonomy import parse_taxonomy_list
 
 pytestmark = pytest.mark.engine
 TAXONOMY = "math,code,writing,reasoning,factual_qa"
-CLI = [sys.executable, "-m", "offline_cov.cli"]
+CLI = [str(Path(sys.executable).with_name("offline-cov"))]  # the console script, as users run it
 KILL_RUN_SAMPLES = 48
 
 
 def cli_args(out: Path, cache: Path, *extra) -> list[str]:
     return CLI + ["analyze", str(EXAMPLE), "--taxonomy", TAXONOMY, "--model", "smollm2-135m", "--batch-size", "8",
                   "--out", str(out), "--cache", str(cache), "-q", *extra]
+
+
+def shell_env() -> dict:
+    """This environment without what the in-process engine and commands set for the libraries'
+    output (go_offline's VLLM_LOGGING_LEVEL, silence_libraries'): the command sees a user's shell."""
+    from offline_cov.cli.common import QUIET_LIBRARIES
+
+    return {k: v for k, v in os.environ.items() if k not in QUIET_LIBRARIES}
 
 
 def cached_rows(cache: Path) -> int:
@@ -40,8 +48,9 @@ def cached_rows(cache: Path) -> int:
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
     cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
     args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
-    proc = subprocess.Popen(args, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err:
+        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err, env=shell_env())
     deadline = time.time() + 400
     while cached_rows(cache) < 16 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -50,8 +59,12 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_e
     proc.wait()
     done_before = cached_rows(cache)
     assert 16 <= done_before < KILL_RUN_SAMPLES and not out.exists()
+    assert errors.read_text() == ""  # -q: vLLM started and labeled, and nothing of it reached the terminal
 
-    subprocess.run(args, check=True, capture_output=True)
+    loud = subprocess.run([a for a in args if a != "-q"], check=True, capture_output=True, text=True, env=shell_env())
+    for chatter in ("Triton", "WARNING", "FutureWarning", "utils.cpp", "Loading safetensors", "EngineCore"):
+        assert chatter not in loud.stderr, loud.stderr  # the libraries' logs only with --verbose
+    assert "starting vLLM" in loud.stderr and "report written to" in loud.stderr
     resumed = json.loads(out.read_text())
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["cache"]["hits"] >= done_before and meta["samples"]["labeled"] == KILL_RUN_SAMPLES
@@ -61,8 +74,9 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_e
     uninterrupted = analyze(EXAMPLE, opts, engine=vllm_engine)
     assert resumed == uninterrupted.report.model_dump()
 
-    # a third run labels nothing, loads no model, and writes the same report
-    subprocess.run(args, check=True, capture_output=True)
+    # a third run labels nothing, loads no model, and writes the same report; -q prints nothing
+    quiet = subprocess.run(args, check=True, capture_output=True, text=True, env=shell_env())
+    assert quiet.stdout == quiet.stderr == "", quiet.stderr
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["cache"]["misses"] == 0 and meta["engine"] == {"engine": "vllm", "loaded": False}
     assert json.loads(out.read_text()) == resumed

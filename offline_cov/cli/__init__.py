@@ -11,7 +11,9 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
-from .common import CONTEXT
+from .common import CONTEXT, quiet_vllm_imports
+
+quiet_vllm_imports()
 
 
 @click.group(context_settings=CONTEXT)

@@ -26,7 +26,9 @@ from .common import (
     quiet_option,
     refuse_others_file,
     silence_libraries,
+    status_lines,
     user_errors,
+    verbose_option,
 )
 
 
@@ -99,10 +101,11 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
               help="Let the local model write a description and example requests for each category given by "
                    "name only, read by every labeler (default: on when the labeler reads an LLM, and with --strategy card).")
 @quiet_option
+@verbose_option
 def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, replicas, strategy, distill_size,
             sample_n, seed, out, labels_path, metadata_path, html_path, markdown_path, instruction_field,
             response_field, encoding, skip_bad_lines, gap_threshold, over_threshold, cache_path, no_cache, shard,
-            batch_size, calibration_path, describe, quiet):
+            batch_size, calibration_path, describe, quiet, verbose):
     """Label a dataset with a local model and write its coverage report.
 
     Example: offline-cov analyze data.jsonl --taxonomy math,code,writing -o report.json
@@ -112,7 +115,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     from ..options import AnalyzeOptions
     from ..strategies.shard import parse_shard
 
-    if quiet:
+    if not verbose:
         silence_libraries()
     labeler, engine = _labeler_and_engine(labeler, engine)
     engine_options = _engine_options(engine, ray_address, replicas)
@@ -138,7 +141,8 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             engine_options=engine_options, calibration=calibration_path,
             **({} if describe is None else {"describe": describe}),
         )
-        result = _run_analyze(data, opts, quiet)
+        with status_lines(not quiet):
+            result = _run_analyze(data, opts, quiet)
     with user_errors(writing=out):
         _write_outputs(result, out, metadata_path, labels_path, html_path, markdown_path)
     if not quiet:

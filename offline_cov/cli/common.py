@@ -87,16 +87,67 @@ def json_flag(fn):
 
 def quiet_option(fn):
     return click.option("-q", "--quiet", "quiet", is_flag=True,
-                        help="No progress bar or summary, ours or the libraries' (vLLM, transformers).")(fn)
+                        help="No progress bar, summary or status line; the libraries stay quiet too.")(fn)
+
+
+def verbose_option(fn):
+    return click.option("-v", "--verbose", "verbose", is_flag=True,
+                        help="Show the libraries' own logs, warnings and progress bars (vLLM, transformers, "
+                             "torch); without it they print errors only.")(fn)
+
+
+QUIET_LIBRARIES = {
+    "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR",
+    "PYTHONWARNINGS": "ignore",
+}
 
 
 def silence_libraries() -> None:
-    """Ask the libraries a run loads (tqdm bars, transformers, vLLM and its workers) to stay quiet.
-    Set before they are imported; vLLM's spawned workers inherit the environment."""
-    for name, value in {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-                        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "VLLM_LOGGING_LEVEL": "ERROR",
-                        "VLLM_CONFIGURE_LOGGING": "0"}.items():
+    """Ask the libraries a run loads to print errors only: tqdm bars, transformers, vLLM (its own
+    logging, kept on so that its level applies; off, Python printed every warning bare), torch's C++
+    warnings and Python warnings. Set before they are imported; vLLM's spawned workers inherit the
+    environment. A variable the user set is left as it is."""
+    import warnings
+
+    for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
+    if os.environ["PYTHONWARNINGS"] == "ignore":
+        warnings.simplefilter("ignore")
+    quiet_vllm_imports()
+
+
+def quiet_vllm_imports() -> None:
+    """vLLM 0.32 logs some warnings while it is imported, before it configures its logging, so Python
+    prints them bare whatever VLLM_LOGGING_LEVEL says; at ERROR, its logger is set to ERROR first.
+    The package runs this on import too: vLLM's spawned workers import the `offline-cov` script (and
+    so this package) before vLLM. Under `python -m offline_cov.cli` they do not (multiprocessing skips
+    a `__main__` module), and the workers' import-time lines still show."""
+    import logging
+
+    if os.environ.get("VLLM_LOGGING_LEVEL", "").upper() == "ERROR":
+        logging.getLogger("vllm").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def status_lines(shown: bool) -> Iterator[None]:
+    """While a command runs, the library's status lines (the `offline_cov` logger at INFO: a model
+    converted once, an engine starting) go to stderr through click, so CliRunner sees them too."""
+    import logging
+
+    class _Echo(logging.Handler):
+        def emit(self, record):
+            click.echo(self.format(record), err=True)
+
+    logger = logging.getLogger("offline_cov")
+    handler = _Echo()
+    if shown:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def display_width(text: str) -> int:

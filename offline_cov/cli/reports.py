@@ -8,7 +8,21 @@ from pathlib import Path
 import click
 
 from ..errors import OfflineCovError
-from .common import CONTEXT, STDOUT, CliError, check_paths, echo_err, json_flag, model_option, out_option, user_errors, write_text_out
+from .common import (
+    CONTEXT,
+    STDOUT,
+    CliError,
+    check_paths,
+    echo_err,
+    json_flag,
+    model_option,
+    out_option,
+    silence_libraries,
+    status_lines,
+    user_errors,
+    verbose_option,
+    write_text_out,
+)
 
 
 def _load_report(path):
@@ -124,7 +138,8 @@ def _corrected_beside(report: str) -> dict[str, float] | None:
               help="Run metadata with category descriptions. Default: REPORT's *.meta.json, if there is one.")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False),
               help="Taxonomy file whose category descriptions go into the prompts.")
-def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
+@verbose_option
+def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, verbose):
     """Write seed tasks that fill a report's gaps.
 
     Asks the local model for self-instruct seed tasks, --per-gap for each gap,
@@ -135,6 +150,8 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
     from ..engines import open_engine
     from ..seeds import category_descriptions, generate_seeds
 
+    if not verbose:
+        silence_libraries()
     check_paths({"REPORT": report, "--metadata": metadata_path, "--taxonomy-file": taxonomy_file}, {"--out": out})
     parsed = _load_report(report)
     descriptions = category_descriptions(_load_metadata(report, metadata_path))
@@ -147,7 +164,8 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file):
             _write_seeds(out, [])
             echo_err(f"{report} has no gaps: wrote an empty {out}")
             return
-        eng = open_engine(engine, model)
+        with status_lines(True):
+            eng = open_engine(engine, model)
         try:
             run = generate_seeds(eng, parsed, per_gap, descriptions)
         finally:

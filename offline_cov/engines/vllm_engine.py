@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import sys
 
@@ -30,6 +31,7 @@ DEFAULT_ALLOW_WHITESPACE = False
 # 0.34 samples/s on long dev rows (bench/README.md).
 # OFFLINE_COV_CPU_TUNING=0 leaves vLLM's.
 CPU_BLOCK_SIZE = 32
+log = logging.getLogger(__name__)
 
 
 class VllmEngine(TokenBudget):
@@ -62,6 +64,7 @@ class VllmEngine(TokenBudget):
             spec = for_this_cpu(spec, self.cpu_tuning)
         kwargs = self._llm_kwargs(spec, allow_whitespace)
         self.block_size = kwargs.get("block_size")  # None: vLLM's own (on a GPU)
+        log.info("starting vLLM with %s on the %s", self.model_name, "CPU" if self.cpu_tuning is not None else "GPU")
         self.llm = LLM(model=str(self.path), seed=seed, **kwargs)
         self.outlines_model = outlines.from_vllm_offline(self.llm)
         self.tokenizer = self.llm.get_tokenizer()
@@ -77,6 +80,7 @@ class VllmEngine(TokenBudget):
             "trust_remote_code": spec.trust_remote_code,
             "enable_prefix_caching": True,
             "disable_log_stats": False,  # keeps the token and prefix-cache counters `usage` reads
+            "use_tqdm_on_load": os.environ.get("TQDM_DISABLE", "") in ("", "0"),  # vLLM's bar ignores TQDM_DISABLE
             "structured_outputs_config": {"backend": STRUCTURED_BACKEND, "disable_any_whitespace": not allow_whitespace},
         }
         if s.quantization:
