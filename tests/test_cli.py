@@ -250,3 +250,14 @@ def test_the_summary_table_lines_up_with_wide_and_long_category_names(tmp_path):
     assert {line.split()[0] for line in table[1:]} == set(names)
     ends = {display_width(line[:line.index(" " + line.split()[1]) + 1 + len(line.split()[1])]) for line in table}
     assert len(ends) == 1, table
+
+
+def test_the_possible_calls_line_asks_for_a_review_or_after_one_for_more_rows(capsys):
+    from offline_cov.cli.analyze import _print_possible
+
+    calls = {"share_intervals": {"calls": {"gaps": {"possible": ["math"]}, "over_represented": {"possible": []}}}}
+    _print_possible(calls)
+    assert "possible gaps: math" in capsys.readouterr().err.replace("\n", " ")
+    _print_possible(calls | {"calibration": {"trustworthy": True, "corrected_share_percent": {"math": 4.0}}})
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "more reviewed rows narrow it" in err and "a review of the labels" not in err
