@@ -79,7 +79,10 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
         runner.invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", tax, "--shard", f"{i}/3", "--out", str(out), "-q"])
         outs.append(str(out.with_suffix(".meta.json")))
     missing = runner.invoke(main, ["merge", outs[0], outs[1]])
-    assert missing.exit_code == 1 and "shards 0..2 once each" in missing.output
+    assert missing.exit_code == 1 and "shard 2/3 is missing" in missing.output
+    assert "analyze --shard 2/3" in missing.output
+    twice = runner.invoke(main, ["merge", outs[0], outs[1], outs[1]])
+    assert twice.exit_code == 1 and "shard 1/3 is given twice" in twice.output and outs[1] in twice.output
     mixed = runner.invoke(main, ["merge", *outs])
     assert mixed.exit_code == 1 and "differs from the first shard" in mixed.output
 

@@ -59,10 +59,24 @@ def load_manifests(paths: list[str | Path]) -> list[dict]:
 
 
 def _check_complete(paths, manifests: list[dict]) -> None:
+    """Every shard 0..N-1 once, and all from one run: else an error naming the shard or the file."""
     count = manifests[0]["shard"]["count"]
-    seen = sorted(m["shard"]["index"] for m in manifests)
-    if seen != list(range(count)):
-        raise OfflineCovError(f"merge needs shards 0..{count - 1} once each; got {seen}")
+    given: dict[int, list[str]] = {}
+    for path, meta in zip(paths, manifests):
+        if meta["shard"]["count"] != count:
+            raise OfflineCovError(f"{path}: a shard of {meta['shard']['count']}, the first is of {count}; "
+                                  "shards must come from one run")
+        given.setdefault(meta["shard"]["index"], []).append(str(path))
+    for index, files in sorted(given.items()):
+        if len(files) > 1:
+            raise OfflineCovError(f"shard {index}/{count} is given twice ({', '.join(files)}): give each shard's "
+                                  "manifest once")
+    missing = [f"{i}/{count}" for i in range(count) if i not in given]
+    if missing:
+        one = len(missing) == 1
+        raise OfflineCovError(f"shard {', '.join(missing)} {'is' if one else 'are'} missing: give "
+                              f"{'its manifest' if one else 'their manifests'}, written by `analyze --shard "
+                              f"{missing[0]}`{'' if one else ' and so on'} (run it first if it has not run)")
     first = manifests[0]
     for path, meta in zip(paths, manifests):
         for key in ("taxonomy", "thresholds", "engine_identity", "prompt_version"):
