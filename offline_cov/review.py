@@ -145,7 +145,8 @@ def check_same_labels(done: dict[int, str | None], labels: list[SampleLabel], pa
 
 
 def parse_answer(text: str, proposed: str, names: list[str]) -> Answer | None:
-    """Enter: the proposed label is right; a number: that category; s: skip; q: stop. None: not understood."""
+    """Enter: the proposed label is right; a number or a category's name (any case): that category;
+    s: skip; q: stop. None: not understood."""
     text = text.strip().lower()
     if text == "":
         return Answer(category=proposed)
@@ -155,7 +156,7 @@ def parse_answer(text: str, proposed: str, names: list[str]) -> Answer | None:
         return Answer(stop=True)
     if text.isdigit() and 1 <= int(text) <= len(names):
         return Answer(category=names[int(text) - 1])
-    return None
+    return next((Answer(category=name) for name in names if name.lower() == text), None)
 
 
 def append_answer(path: str | Path, label: SampleLabel, answer: Answer) -> None:

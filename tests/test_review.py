@@ -33,6 +33,7 @@ def test_parse_answer():
     assert parse_answer(" 3 ", "code", NAMES).category == "writing"
     assert parse_answer("s", "code", NAMES).skipped and parse_answer("Q", "code", NAMES).stop
     assert parse_answer("4", "code", NAMES) is None and parse_answer("maths", "code", NAMES) is None
+    assert parse_answer(" Writing ", "code", NAMES).category == "writing"  # a category typed by name
 
 
 def test_the_sample_is_stratified_seeded_and_floors_rare_categories():
@@ -53,7 +54,7 @@ def test_review_walks_saves_and_resumes(tmp_path, fake_engines):
     assert first.exit_code == 0, first.output
     assert "proposed:" in first.output and "1=math  2=code  3=writing" in first.output
     assert "not understood: 'what'" in first.output
-    assert "3 answer(s) saved" in first.output and "3 left: run the same command to resume" in first.output
+    assert "3 answer(s) saved (1 skipped)" in first.output and "3 left: run the same command to resume" in first.output
     rows = [json.loads(line) for line in calib.read_text().splitlines()]
     assert len(rows) == 3
     assert rows[0]["category"] == rows[0]["proposed"]  # Enter accepted the proposal

@@ -68,7 +68,7 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
                  f"labels) with --calibration {out} (a larger -n extends the review)")
         return
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
-    reviewed = 0
+    reviewed = skipped = 0
     try:
         for position, label in enumerate(todo, start=1):
             answer = _ask(label, texts[label.index], position, len(todo), names, menu, rv)
@@ -76,12 +76,12 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
                 break
             with user_errors(writing=out):
                 rv.append_answer(out, label, answer)
-            reviewed += 1
+            reviewed, skipped = reviewed + 1, skipped + answer.skipped
     finally:  # q, Ctrl-C or the end of piped input: the answers given are on disk
         left = len(todo) - reviewed
         then = (f"; {left} left: run the same command to resume" if left
                 else f"; the review is complete: rerun analyze (or merge, for sharded labels) with --calibration {out}")
-        echo_err(f"{reviewed} answer(s) saved to {out}{then}")
+        echo_err(f"{reviewed} answer(s) saved{f' ({skipped} skipped)' if skipped else ''} to {out}{then}")
 
 
 def _skip(_error) -> None:
@@ -94,7 +94,7 @@ def _ask(label, text: str, position: int, total: int, names: list[str], menu: st
     confidence = f" (confidence {label.confidence:.2f})" if label.confidence is not None else ""
     click.echo(f"proposed: {label.categories[0]}{confidence}\n{menu}")
     while True:
-        reply = click.prompt("Enter=accept, number=correct, s=skip, q=stop", default="", show_default=False)
+        reply = click.prompt("Enter=accept, number or name=correct, s=skip, q=stop", default="", show_default=False)
         answer = rv.parse_answer(reply, label.categories[0], names)
         if answer is not None:
             return answer
