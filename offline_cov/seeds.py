@@ -74,6 +74,14 @@ class SeedAnswer(BaseModel):
             raise ValueError("is blank")
         return value
 
+    @field_validator("instruction", "input", "output")
+    @classmethod
+    def _not_the_prompt(cls, value: str) -> str:
+        """Qwen2.5-Coder-1.5B, asked for a task on an input text, gave its own <gap> block as the input."""
+        if "<gap" in value.lower() or "</gap" in value.lower():
+            raise ValueError("copies the prompt's <gap> block")
+        return value
+
 
 @dataclass
 class SeedSlot:
