@@ -297,10 +297,10 @@ def test_the_findings_give_each_call_s_interval_and_the_categories_that_may_be_g
     meta = how_sure_metadata(report)
     meta["share_intervals"]["calls"] = {"gaps": {"clear": [], "crossing": ["math"], "possible": ["reasoning"]},
                                         "over_represented": {"clear": ["factual_qa"], "crossing": [], "possible": ["writing"]}}
-    meta["share_intervals"]["caveat"] = "Review <these> labels first."
+    meta["share_intervals"]["caveat"] = "Review <these> labels first: run `offline-cov review`."
     page = render_html(report, meta, None)
-    assert '<p class="caveat">Review &lt;these&gt; labels first.</p>' in page
-    assert "_Review \\<these\\> labels first._" in render_markdown(report, meta)
+    assert '<p class="caveat">Review &lt;these&gt; labels first: run <code>offline-cov review</code>.</p>' in page
+    assert "_Review \\<these\\> labels first: run \\`offline-cov review\\`._" in render_markdown(report, meta)
     assert "<b>gap: math</b> 3.0% vs target 20.0% (95% interval 0.0-12.0%, crosses the line)" in page
     assert "<b>over-represented: factual_qa</b> 52.0% (95% interval 46.0-61.0%, wholly past the line)" in page
     assert "<b>possible gap: reasoning</b> labeled 5.0%, but its 95% interval (0.0-14.0%) reaches under the line" in page

@@ -43,6 +43,13 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def _e_code(text) -> str:
+    """`_e`, with each `quoted` span (a command, in Markdown's way) set as <code>."""
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+
+
 def _short(name: str) -> str:
     return name if len(name) <= LABEL_CHARS else name[: LABEL_CHARS - 1] + "\u2026"
 
@@ -194,7 +201,7 @@ def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> s
     measured = block.get("labeler_measured") or {}
     lines = [f'<p class="basis">{_e(block.get("basis", ""))}</p>']
     if block.get("caveat"):
-        lines.append(f'<p class="caveat">{_e(block["caveat"])}</p>')
+        lines.append(f'<p class="caveat">{_e_code(block["caveat"])}</p>')
     if measured.get("accuracy"):
         sets = "; ".join(f"{_e(k)}: {v:.2f}" for k, v in measured["accuracy"].items())
         lines.append(f'<p id="measured">labeler <b>{_e(measured.get("labeler"))}</b>, accuracy measured on public '
