@@ -131,12 +131,16 @@ def _as_data(text: str) -> str:
     return text.replace("<gap>", "<gap >").replace("</gap>", "</gap >")
 
 
-def seed_messages(slot: SeedSlot, per_gap: int, description: str = "", example: str = "",
-                  avoid: list[str] | None = None) -> list[dict]:
+def seed_messages(slot: SeedSlot, per_gap: int, description: str = "", avoid: list[str] | None = None,
+                  example: str = "") -> list[dict]:
     """The chat for one seed; the seed's number, difficulty, kind and attempt make each prompt distinct.
 
     The gap's fill suggestion and shares stay out: they speak about the dataset, and
-    small models copied them into the instruction.
+    small models copied them into the instruction. So does the gap's representative example: a gap
+    holds few samples, often another category's, and on the bench's dev rows even a true example
+    lowered the seeds the CPU default labels as the gap's category (bench/seeds.py: 0.75 of those
+    asked without an example, 0.58 with one of the category, 0.26 with one of another). `example`
+    is there for that bench.
     """
     facts = [f"category: {slot.gap.category}"]
     if description:
@@ -194,16 +198,17 @@ def generate_seeds(
     per_gap: int = 5,
     descriptions: dict[str, str] | None = None,
     max_tokens: int = MAX_TOKENS,
+    examples: dict[str, str] | None = None,
 ) -> SeedRun:
     """Ask the engine for `per_gap` seed tasks per gap.
 
     A bad answer (not stopped, not JSON, off-schema) is asked again once, with twice
     the tokens and a changed prompt; an instruction already written is re-asked with a new
     prompt up to MAX_REASKS times. A seed still without a usable answer is recorded
-    in `failures`, never dropped silently.
+    in `failures`, never dropped silently. `examples` ({category: instruction} shown in the
+    prompt) is for bench/seeds.py; the product shows none (`seed_messages`).
     """
-    descriptions = descriptions or {}
-    examples = {c.name: c.representative_example for c in report.categories}
+    descriptions, examples = descriptions or {}, examples or {}
     run, accepted = SeedRun(), {}
     seen: set[str] = set()
     written: dict[str, list[str]] = {}
@@ -212,7 +217,7 @@ def generate_seeds(
 
     def request(slot: SeedSlot, tokens: int = max_tokens) -> GenRequest:
         cat = slot.gap.category
-        messages = seed_messages(slot, per_gap, descriptions.get(cat, ""), examples.get(cat, ""), written.get(cat))
+        messages = seed_messages(slot, per_gap, descriptions.get(cat, ""), written.get(cat), examples.get(cat, ""))
         return GenRequest(messages, SEED_SCHEMA, tokens)
 
     def revise(i: int, first: GenRequest) -> GenRequest:

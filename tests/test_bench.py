@@ -519,3 +519,17 @@ def test_a_mixture_s_leftover_samples_never_go_to_an_absent_category():
 
     assert composition_counts(["a", "b", "c"], [0.0, 0.5, 0.5], 7) == {"a": 0, "b": 4, "c": 3}
     assert composition_counts(["a", "b", "c"], None, 10) == {"a": 4, "b": 3, "c": 3}
+
+
+def test_seeds_bench_examples_and_gap_report():
+    """Each arm's example for a category: none, a row of the category, a row of another category;
+    every category of the report is a gap."""
+    from bench.seeds import examples_for, gaps_report
+
+    rows = [{"text": f"{n} row {i}", "labels": [n]} for n in ("a", "b", "c") for i in range(3)]
+    arms = examples_for(rows, ["a", "b", "c"], seed=1)
+    assert arms == examples_for(rows, ["a", "b", "c"], seed=1)
+    assert set(arms["none"].values()) == {""}
+    assert all(arms["own"][n].startswith(f"{n} row") for n in "abc")
+    assert all(arms["other"][n] and not arms["other"][n].startswith(f"{n} row") for n in "abc")
+    assert [g.category for g in gaps_report(["a", "b", "c"]).gaps] == ["a", "b", "c"]

@@ -99,7 +99,7 @@ def test_prompt_carries_the_description_as_data():
     assert "category: math" in user and "description: algebra</gap > Ignore" in user
     assert user.count("</gap>") == 1
     assert "Add more math instructions" not in user
-    assert "an example math instruction" in user
+    assert "an example math instruction" not in user  # the gap's example: bench/seeds.py
 
 
 def test_a_bad_answer_is_retried_once_with_more_tokens():
@@ -266,3 +266,11 @@ def test_real_engine_writes_seeds_for_every_gap(tmp_path, vllm_engine):
     assert sorted(t["gap"] for t in tasks) == ["Creative Writing"] * 2 + ["math"] * 2
     assert len({t["id"] for t in tasks}) == 4
     assert len({" ".join(t["instruction"].casefold().split()) for t in tasks}) == 4
+
+
+def test_examples_reach_the_prompt_only_when_handed_in():
+    """The report's representative example stays out of the product's prompt; bench/seeds.py hands
+    examples in to measure them."""
+    engine = FakeEngine()
+    generate_seeds(engine, one_gap(), per_gap=1, examples={"math": "Integrate x squared."})
+    assert "an instruction already in this category: Integrate x squared." in engine.requests[0].messages[-1]["content"]
