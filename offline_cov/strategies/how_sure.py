@@ -50,21 +50,21 @@ def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, la
     """(shares to decide gaps on, or None for the raw ones; the metadata block that says how sure)."""
     if run.opts.calibration is None:
         return None, {}
-    rows = load_calibration(run.opts.calibration, taxonomy)
-    matched, unmatched = calibration_labels(
-        rows, run.plan.stream(), labels, lambda texts: _label_texts(texts, labeler or run.open_labeler(taxonomy)))
-    return calibrated(run.opts.calibration, rows, matched, unmatched, tally, labels, taxonomy.names, run.opts.seed,
-                      run.warnings)
+    return calibrated(run.opts.calibration, taxonomy, run.plan.stream(), tally, labels, run.opts.seed, run.warnings,
+                      lambda texts: _label_texts(texts, labeler or run.open_labeler(taxonomy)))
 
 
-def calibrated(path, rows: list[CalibrationRow], matched: list, unmatched: list, tally: Tally, labels: LabelStore,
-               names: list[str], seed: int, warnings: list[str]) -> tuple[dict[str, float] | None, dict]:
-    """`decided_shares` once the rows are matched to labels: the corrected shares when the correction can be
-    trusted, and the `calibration` block; what went wrong goes to `warnings`."""
+def calibrated(path, taxonomy: Taxonomy, samples, tally: Tally, labels: LabelStore, seed: int, warnings: list[str],
+               label_texts=None) -> tuple[dict[str, float] | None, dict]:
+    """The calibration file at `path` read and its rows matched to `labels` (`calibration_labels`, over
+    `samples`): the corrected shares when the correction can be trusted, and the `calibration` block;
+    what went wrong goes to `warnings`. `analyze` (`decided_shares`) and `merge` both call it."""
+    rows = load_calibration(path, taxonomy)
+    matched, unmatched = calibration_labels(rows, samples, labels, label_texts)
+    names = taxonomy.names
     if unmatched:
-        lines = ", ".join(str(row.line) for row in unmatched[:10]) + (", ..." if len(unmatched) > 10 else "")
         warnings.append(f"{len(unmatched)} calibration row(s) name a sample this run did not label "
-                        f"({path}, line {lines}); left out")
+                        f"({path}, line {_line_list(unmatched)}); left out")
     if not matched:
         warnings.append("no calibration row could be matched to a label; shares are not corrected")
         return None, {"calibration": {"file": str(path), "rows": len(rows), "matched": 0}}
@@ -85,11 +85,15 @@ def _shown_other_labels(path, matched: list[tuple[CalibrationRow, SampleLabel]])
     other = [row for row, lab in matched if row.proposed is not None and row.proposed != lab.categories[0]]
     if not other:
         return []
-    lines = ", ".join(str(row.line) for row in other[:10]) + (", ..." if len(other) > 10 else "")
-    return [f"{len(other)} calibration row(s) ({path}, line {lines}) were shown a label this run did not give "
+    return [f"{len(other)} calibration row(s) ({path}, line {_line_list(other)}) were shown a label this run did not give "
             "(a review of another run's labels): the rows are not a review of this run, so they got the EM "
             "correction instead of the review's; for the review's, run offline-cov review on this run's "
             "--labels file with a new -o"]
+
+
+def _line_list(rows: list[CalibrationRow], shown: int = 10) -> str:
+    """The rows' line numbers for a warning: the first `shown`, then an ellipsis."""
+    return ", ".join(str(row.line) for row in rows[:shown]) + (", ..." if len(rows) > shown else "")
 
 
 def _to_apply_it(correction: Correction) -> str:

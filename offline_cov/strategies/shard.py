@@ -100,7 +100,7 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     from ..data.plan import DatasetPlan
     from ..options import AnalyzeOptions
     from ..report.tally import Tally
-    from .how_sure import example_texts, sampling_intervals
+    from .how_sure import calibrated, example_texts, sampling_intervals
 
     first = manifests[0]
     facts = first["input"]
@@ -125,7 +125,9 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
         if label is not None and label.index == sample.index:
             tally.add(label, len(sample.instruction))
     warnings: list[str] = []
-    decided, corrected = merged_calibration(calibration, plan, taxonomy, tally, labels, facts["seed"], warnings)
+    decided, corrected = None, {}
+    if calibration is not None:  # no labeler here: rows naming a text not in the dataset stay unmatched
+        decided, corrected = calibrated(calibration, taxonomy, plan.stream(), tally, labels, facts["seed"], warnings)
     examples, texts = example_texts(plan, tally)
     thresholds = Thresholds(**first["thresholds"])
     report = plan.report(tally, thresholds, decided, texts=texts)
@@ -134,18 +136,6 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     blocks = how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds, corrected)
     how_sure = {**corrected, **blocks, "warnings": warnings + blocks["warnings"], **sampling_intervals(plan, report)}
     return report, labels, summary, how_sure
-
-
-def merged_calibration(path, plan, taxonomy: Taxonomy, tally, labels: LabelStore, seed: int, warnings: list[str]):
-    """(the shares to decide gaps on, or None; the `calibration` block), as `how_sure.decided_shares` gives a single run."""
-    from ..data.calibration import load_calibration
-    from .how_sure import calibrated, calibration_labels
-
-    if path is None:
-        return None, {}
-    rows = load_calibration(path, taxonomy)
-    matched, unmatched = calibration_labels(rows, plan.stream(), labels)
-    return calibrated(path, rows, matched, unmatched, tally, labels, taxonomy.names, seed, warnings)
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
