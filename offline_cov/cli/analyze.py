@@ -249,25 +249,32 @@ def review_hint(data: str, opts, metadata_path: str | None, labels_path: str | N
     """The commands that check this run's labels (`review`) and correct its shares with the answers
     (`--calibration`), ready to paste; None when the run was calibrated, cannot take a calibration, or
     names no file `review` could read its categories from."""
-    import shlex
-
     if opts.calibration is not None or opts.strategy != "per-sample" or opts.shard is not None:
         return None
     if metadata_path:
-        taxonomy = [("--metadata", metadata_path)]
+        taxonomy = ("--metadata", metadata_path)
     elif opts.taxonomy is not None and not opts.taxonomy.inferred:
-        taxonomy = [("--taxonomy", ",".join(opts.taxonomy.names))]
+        taxonomy = ("--taxonomy", ",".join(opts.taxonomy.names))
     else:
         return None
-    fields = [(flag, value) for flag, value in (("--instruction-field", opts.fields.instruction),
-                                                ("--response-field", opts.fields.response),
-                                                ("--encoding", None if opts.encoding == "utf-8" else opts.encoding)) if value]
-    args = [("--labels", labels_path or "labels.jsonl"), *taxonomy, *fields, ("-o", "calibration.jsonl")]
-    command = " ".join(["offline-cov review", shlex.quote(data), *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
     cached = " (the labels come from the cache)" if opts.use_cache else ""
-    first = "" if labels_path else f"rerun this command with --labels labels.jsonl{cached}, then "
+    return _review_commands(data, labels_path, taxonomy, (opts.fields.instruction, opts.fields.response, opts.encoding),
+                            "this command", cached)
+
+
+def _review_commands(data: str, labels_path: str | None, taxonomy: tuple[str, str], reading: tuple, rerun: str,
+                     cached: str = "") -> str:
+    """The `review` command for a run's labels (its taxonomy option, and the instruction field, response
+    field and encoding the dataset was `reading` with), then the `rerun` with --calibration."""
+    import shlex
+
+    flags = ("--instruction-field", "--response-field", "--encoding")
+    fields = [(flag, value) for flag, value in zip(flags, reading) if value and value != "utf-8"]
+    args = [("--labels", labels_path or "labels.jsonl"), taxonomy, *fields, ("-o", "calibration.jsonl")]
+    command = " ".join(["offline-cov review", shlex.quote(data), *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
+    first = "" if labels_path else f"rerun {rerun} with --labels labels.jsonl{cached}, then "
     return (f"to check the labels by hand: {first}{command} (Enter accepts a label; -n sets how many, 200 by default), "
-            "then rerun this command with --calibration calibration.jsonl")
+            f"then rerun {rerun} with --calibration calibration.jsonl")
 
 
 def _print_summary(result, out) -> None:
@@ -365,15 +372,7 @@ def merge(manifests, out, labels_path, calibration_path):
 
 def merge_review_hint(meta: dict, metadata_path: str, labels_path: str | None) -> str:
     """`review_hint` for a merged run: review the merged labels, then merge again with --calibration."""
-    import shlex
-
     facts = meta.get("input") or {}
     instruction, response = (facts.get("fields") or (None, None))[:2]
-    extra = [(flag, value) for flag, value in (("--instruction-field", instruction), ("--response-field", response),
-                                               ("--encoding", facts.get("encoding"))) if value and value != "utf-8"]
-    args = [("--labels", labels_path or "labels.jsonl"), ("--metadata", metadata_path), *extra, ("-o", "calibration.jsonl")]
-    command = " ".join(["offline-cov review", shlex.quote(str(facts.get("dataset", "DATA"))),
-                        *(f"{f} {shlex.quote(str(v))}" for f, v in args)])
-    first = "" if labels_path else "rerun this merge with --labels labels.jsonl, then "
-    return (f"to check the labels by hand: {first}{command} (Enter accepts a label; -n sets how many, 200 by default), "
-            "then rerun this merge with --calibration calibration.jsonl")
+    return _review_commands(str(facts.get("dataset", "DATA")), labels_path, ("--metadata", metadata_path),
+                            (instruction, response, facts.get("encoding")), "this merge")
