@@ -257,7 +257,11 @@ def test_the_possible_calls_line_asks_for_a_review_or_after_one_for_more_rows(ca
 
     calls = {"share_intervals": {"calls": {"gaps": {"possible": ["math"]}, "over_represented": {"possible": []}}}}
     _print_possible(calls)
-    assert "possible gaps: math" in capsys.readouterr().err.replace("\n", " ")
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "possible gaps: math" in err and "a review of about 200 labels (offline-cov review, then" in err
     _print_possible(calls | {"calibration": {"trustworthy": True, "corrected_share_percent": {"math": 4.0}}})
     err = capsys.readouterr().err.replace("\n", " ")
-    assert "more reviewed rows narrow it" in err and "a review of the labels" not in err
+    assert "more reviewed rows narrow it" in err and "a review of about 200 labels" not in err
+    _print_possible(calls | {"calibration": {"trustworthy": False, "corrected_share_percent": {"math": 4.0}}})
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "the calibration was not applied: a larger review (offline-cov review with a larger -n)" in err

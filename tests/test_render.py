@@ -336,10 +336,12 @@ def test_a_trusted_calibration_marks_the_corrected_share_the_calls_were_decided_
     assert f"52.0% \u2192 {corrected['factual_qa']:.1f}%" in page and "corrected share (calibration)" in page
     assert (f"<b>possible gap: reasoning</b> labeled 5.0%, corrected {corrected['reasoning']:.1f}%, but its 95% "
             "interval (0.0-14.0%) reaches under the line") in page
-    assert "More calibration rows narrow the intervals." in page and "A review of about 200 labels" not in page
+    assert "the line; more reviewed rows narrow it." in page and "a review of about 200 labels" not in page
     text = render_markdown(report, meta)
     assert "| category | count | share % | corrected % | 95% interval | target % | |" in text
     assert f"| factual_qa | 52 | 52.0 | {corrected['factual_qa']:.1f} | 46.0-61.0 | 20.0 | over |" in text
     untrusted = render_html(report, calibrated_metadata(report, trusted=False), None)
+    assert ("the calibration was not applied: a larger review (<code>offline-cov review</code> with a larger -n) "
+            "applies it") in untrusted and "more reviewed rows" not in untrusted
     assert "data-share=" not in untrusted and "\u2192" not in untrusted and ", corrected" not in untrusted.split("Gaps and")[1]
     assert "corrected %" not in render_markdown(report, calibrated_metadata(report, trusted=False))

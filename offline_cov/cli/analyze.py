@@ -234,12 +234,12 @@ def _write_outputs(result, out: str, metadata_path, labels_path, html_path, mark
 def _print_possible(metadata: dict) -> None:
     """The categories whose 95% share interval crosses the gap or over-representation line although the
     report does not call them (`report/decisions.py`), and how to narrow the intervals."""
-    from ..report.render import corrected_shares
+    from ..report.render import narrowing_step
 
     calls = (metadata.get("share_intervals") or {}).get("calls") or {}
     maybe_gaps = ", ".join(calls.get("gaps", {}).get("possible", []))
     maybe_over = ", ".join(calls.get("over_represented", {}).get("possible", []))
-    narrow = "more reviewed rows narrow it" if corrected_shares(metadata) else "a review of the labels narrows it"
+    narrow = narrowing_step(metadata)
     if maybe_gaps or maybe_over:
         echo_err(f"possible gaps: {maybe_gaps or 'none'} | possibly over-represented: {maybe_over or 'none'} "
                  f"(the 95% interval crosses the line; {narrow})")

@@ -314,12 +314,24 @@ def _findings_html(report: CoverageReport, metadata: dict | None = None) -> str:
             + f", but its 95% interval ({_span(intervals, name)}) reaches {side} the line</li>"
             for name in calls.get(kind, {}).get("possible", [])
         ]
-    narrow = ("More calibration rows narrow the intervals." if (metadata or {}).get("calibration") else
-              "A review of about 200 labels (<code>offline-cov review</code>, then <code>analyze --calibration</code>) "
-              "narrows the intervals.")
+    narrow = narrowing_step(metadata, code=lambda command: f"<code>{command}</code>")
     hint = ('<p class="muted">Possible: the report does not call it, but the 95% interval of its share crosses '
-            f"the line. {narrow}</p>" if possible_calls(calls) else "")
+            f"the line; {narrow}.</p>" if possible_calls(calls) else "")
     return '<ul class="findings">' + "".join(items) + "</ul>" + hint
+
+
+def narrowing_step(metadata: dict | None, code=lambda command: command) -> str:
+    """What narrows the share intervals next, for the terminal and the HTML alike (`code` sets a command):
+    more reviewed rows after a trusted calibration, a larger review after one that was not applied, else
+    a review."""
+    calibration = (metadata or {}).get("calibration")
+    if corrected_shares(metadata):
+        return "more reviewed rows narrow it"
+    if calibration:
+        return (f"the calibration was not applied: a larger review ({code('offline-cov review')} with a larger -n) "
+                "applies it and narrows it")
+    return (f"a review of about 200 labels ({code('offline-cov review')}, then {code('analyze --calibration')}) "
+            "narrows it")
 
 
 def share_calls(metadata: dict | None) -> dict:
