@@ -178,8 +178,15 @@ def test_cli_render_does_not_write_its_default_outputs_over_the_user_s_own_files
     assert again.exit_code == 0, again.output
     (tmp_path / "report.md").write_text("my notes on this dataset\n")
     refused = CliRunner().invoke(render, [str(path)])
-    assert refused.exit_code == 2 and "report.md exists and was not written by `offline-cov render`" in refused.output
+    assert refused.exit_code == 2 and "report.md exists and was not written by offline-cov; name the outputs with --html/--markdown" in refused.output
     assert (tmp_path / "report.md").read_text() == "my notes on this dataset\n"
+    (tmp_path / "report.html").write_text("")  # an empty file holds nothing to lose
+    refused = CliRunner().invoke(render, [str(path)])
+    assert refused.exit_code == 2 and (tmp_path / "report.html").read_text() == ""  # report.md still refused
+    (tmp_path / "report.md").rename(tmp_path / "notes.md")
+    assert CliRunner().invoke(render, [str(path)]).exit_code == 0
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "notes.md").rename(tmp_path / "report.md")
     named = CliRunner().invoke(render, [str(path), "--markdown", str(tmp_path / "report.md")])  # named: the user's call
     assert named.exit_code == 0 and (tmp_path / "report.md").read_text().startswith("## Coverage: ")
 

@@ -54,17 +54,18 @@ def out_defaulted() -> bool:
     return click.get_current_context().get_parameter_source("out") is ParameterSource.DEFAULT
 
 
-def refuse_others_file(path, start: str, how: str) -> None:
+def refuse_others_file(path, start: str, how: str, marker: str = "") -> None:
     """Refuse (exit 2) to write over a file the user did not name (a default or a derived path) unless an
-    offline-cov run wrote it (it begins with `start`) or it is empty: a file of theirs there must not be lost."""
+    offline-cov run wrote it (it begins with `start`, and `marker` is in its first 2 KiB) or it is empty:
+    a file of theirs there must not be lost."""
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         return
     with path.open("rb") as handle:
-        head = handle.read(len(start.encode())).decode("utf-8", errors="replace")
-    if head != start:
+        head = handle.read(2048).decode("utf-8", errors="replace")
+    if not (head.startswith(start) and marker in head):
         raise click.UsageError(f"{path} exists and was not written by offline-cov; {how}, or move it away")
 
 

@@ -17,6 +17,7 @@ from .common import (
     json_flag,
     model_option,
     out_option,
+    refuse_others_file,
     silence_libraries,
     status_lines,
     user_errors,
@@ -62,7 +63,9 @@ def render(report, metadata_path, html_path, markdown_path):
 
     if not html_path and not markdown_path:
         html_path, markdown_path = Path(report).with_suffix(".html"), Path(report).with_suffix(".md")
-        _refuse_others_files(html_path, markdown_path)
+        for path in (html_path, markdown_path):
+            start, marker = RENDERED_STARTS[path.suffix]
+            refuse_others_file(path, start, "name the outputs with --html/--markdown", marker)
     check_paths({"REPORT": report, "--metadata": metadata_path}, {"--html": html_path, "--markdown": markdown_path})
     parsed = _load_report(report)
     metadata = _load_metadata(report, metadata_path)
@@ -76,19 +79,6 @@ def render(report, metadata_path, html_path, markdown_path):
 
 
 RENDERED_STARTS = {".html": ("<!DOCTYPE html>", "<title>Coverage report:"), ".md": ("## Coverage: ", "")}
-
-
-def _refuse_others_files(*paths: Path) -> None:
-    """Refuse (exit 2) to write the default outputs over files that a render did not write: the user named
-    no output, so a report.md of their own beside the report must not be lost."""
-    for path in paths:
-        if not path.exists():
-            continue
-        start, marker = RENDERED_STARTS[path.suffix]
-        head = path.read_bytes()[:2048].decode("utf-8", errors="replace")
-        if not (head.startswith(start) and marker in head):
-            raise click.UsageError(f"{path} exists and was not written by `offline-cov render`; name the outputs "
-                                   "with --html/--markdown, or move it away")
 
 
 @click.command(context_settings=CONTEXT)
