@@ -169,6 +169,7 @@ def _analyze_cli(data, out: Path, address: str, env: dict, cache: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=480, cwd=REPO)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stderr == "", done.stderr[-4000:]  # -q: neither Ray nor the replicas' vLLM print a line
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     meta["wall_s"] = round(time.perf_counter() - started, 1)
     return meta

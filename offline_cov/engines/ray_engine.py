@@ -46,6 +46,13 @@ def replica_env() -> dict[str, str]:
     return {**env, **RAY_TELEMETRY_OFF, **REPLICA_NICENESS, "OFFLINE_COV_HOME": str(tool_home())}
 
 
+def _libraries_quiet() -> bool:
+    """Whether the run asked the libraries for errors only (the CLI's default, `silence_libraries`): then
+    Ray keeps its warnings and the replicas' output (vLLM's import-time lines in its engine processes,
+    which no logger setting reaches first) to its own log files; an actor that fails still raises here."""
+    return os.environ.get("VLLM_LOGGING_LEVEL", "").upper() == "ERROR"
+
+
 def plan_replicas(resources: dict, nodes: int, spec: ModelSpec, wanted: int | None) -> tuple[int, dict]:
     """How many replicas to start and what each asks Ray for.
 
@@ -219,7 +226,9 @@ class RayEngine(TokenBudget):
         if not ray.is_initialized():
             os.environ.update(RAY_TELEMETRY_OFF)
             try:
-                ray.init(address=self.address, include_dashboard=False, logging_level="WARNING")
+                quiet = _libraries_quiet()
+                ray.init(address=self.address, include_dashboard=False, logging_level="ERROR" if quiet else "WARNING",
+                         log_to_driver=not quiet)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise OfflineCovError(
                     f"cannot reach a Ray cluster at {self.address or 'the default address'}: {exc}\n"
