@@ -75,3 +75,41 @@ def test_atomic_write_never_leaves_a_half_written_file(tmp_path, monkeypatch):
         write_atomic(target, '{"half": ')
     assert target.read_text() == '{\n  "good": true\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_kv_cache_larger_than_the_free_memory_is_refused_before_vllm_starts(tmp_path, monkeypatch):
+    from offline_cov.engines.vllm_engine import check_kv_space
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    8388608 kB\n")  # 8 GiB available
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "4")
+    check_kv_space(str(meminfo))
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "16")
+    with pytest.raises(ModelUnavailableError, match=r"VLLM_CPU_KVCACHE_SPACE=16 asks vLLM for 16 GiB of KV cache, "
+                                                    r"and this machine has 8\.0 GiB available: set it lower"):
+        check_kv_space(str(meminfo))
+    check_kv_space(str(tmp_path / "no-such-file"))  # no /proc: vLLM's own check decides
+
+
+def test_the_cli_names_the_kv_cache_setting_and_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import EXAMPLE
+
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "100000", "HF_HUB_OFFLINE": "1", "OFFLINE_COV_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "offline_cov.cli", "analyze", str(EXAMPLE), "--taxonomy", "math,code",
+                           "-m", "smollm2-135m", "-o", str(tmp_path / "r.json"), "-q"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.startswith("Error: VLLM_CPU_KVCACHE_SPACE=100000 asks vLLM for 100000 GiB"), done.stderr[-3000:]
+
+
+def test_a_failed_vllm_start_says_what_failed_and_what_to_try():
+    from offline_cov.engines.vllm_engine import start_failure
+
+    exc = RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+    text = start_failure("qwen2.5-coder-1.5b", exc, on_cpu=True)
+    assert text.startswith("vLLM could not start qwen2.5-coder-1.5b: Engine core initialization failed.")
+    assert "VLLM_CPU_KVCACHE_SPACE" in text and "rerun with -v" in text
+    assert "VLLM_CPU_KVCACHE_SPACE" not in start_failure("m", ValueError("max_model_len too large"), on_cpu=False)

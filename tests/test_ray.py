@@ -105,6 +105,17 @@ def test_ray_options_need_the_ray_engine(tmp_path):
     assert result.exit_code == 2 and "--engine ray" in result.output
 
 
+def test_a_replica_that_could_not_start_is_named_by_its_own_error_without_ray_s_traceback():
+    from offline_cov.engines.ray_engine import _replica_error
+
+    message = ("The actor died because of an error raised in its creation task, ray::ReplicaWorker.__init__() "
+               "(pid=7029, ip=192.0.2.2)\n  File \"/x/ray_engine.py\", line 92, in __init__\n"
+               "    engine = VllmEngine(spec, seed=seed)\n"
+               "offline_cov.errors.ModelUnavailableError: vLLM could not start m: it failed\nOn a CPU the usual cause")
+    assert _replica_error(RuntimeError(message)) == "vLLM could not start m: it failed\nOn a CPU the usual cause"
+    assert _replica_error(RuntimeError("the node died\n\n")) == "the node died"
+
+
 def test_help_imports_no_ray():
     code = "import sys\nfrom offline_cov.cli import main\nfrom click.testing import CliRunner\n" \
            "CliRunner().invoke(main, ['analyze', '--help'])\nprint('ray' in sys.modules)"

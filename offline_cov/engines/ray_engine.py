@@ -53,6 +53,19 @@ def _libraries_quiet() -> bool:
     return os.environ.get("VLLM_LOGGING_LEVEL", "").upper() == "ERROR"
 
 
+def _replica_error(exc: Exception) -> str:
+    """The error a replica raised, without Ray's traceback around it: from the last "SomeError: ..." line
+    of Ray's message to its end, less the exception's name."""
+    import re
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception): ", line)]
+    if not starts:
+        return lines[-1] if lines else type(exc).__name__
+    first = lines[starts[-1]]
+    return "\n".join([first.split(": ", 1)[1], *lines[starts[-1] + 1:]])
+
+
 def plan_replicas(resources: dict, nodes: int, spec: ModelSpec, wanted: int | None) -> tuple[int, dict]:
     """How many replicas to start and what each asks Ray for.
 
@@ -257,6 +270,11 @@ class RayEngine(TokenBudget):
                 f"{count} replica(s) did not start within {self.START_TIMEOUT_S} s: the Ray cluster has no free "
                 f"{ask} for them (see `ray status`)"
             ) from None
+        except ray.exceptions.RayActorError as exc:
+            self._replicas = []  # dead: close() has nothing to stop
+            raise OfflineCovError(f"a Ray replica could not start: {_replica_error(exc)}\n"
+                                  "The replicas' own logs are in Ray's log folder (/tmp/ray/session_latest/logs "
+                                  "on the node); rerun with -v to see them here.") from None
         self.facts = {"replicas": count, "replica_resources": ask, "replicas_ready_s": round(time.perf_counter() - started, 3),
                       "replica_start_s": {r["replica"]: r["start_s"] for r in ready}}
         return self._replicas

@@ -34,6 +34,34 @@ CPU_BLOCK_SIZE = 32
 log = logging.getLogger(__name__)
 
 
+def check_kv_space(meminfo: str = "/proc/meminfo") -> None:
+    """Refuse, before vLLM starts, a CPU KV cache (VLLM_CPU_KVCACHE_SPACE, GiB) larger than the memory
+    available now: vLLM would fail after loading with a traceback from each of its processes."""
+    try:
+        wanted = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "0") or 0)
+        with open(meminfo) as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) / 2**20
+    except (OSError, KeyError, ValueError):
+        return
+    if wanted > available:
+        raise ModelUnavailableError(
+            f"VLLM_CPU_KVCACHE_SPACE={os.environ['VLLM_CPU_KVCACHE_SPACE']} asks vLLM for {wanted:g} GiB of KV "
+            f"cache, and this machine has {available:.1f} GiB available: set it lower (1-4 GiB labels a "
+            "dataset at the product's sample cut), or stop other jobs.")
+
+
+def start_failure(model: str, exc: Exception, on_cpu: bool) -> str:
+    """What to tell the user when vLLM could not start: its error, the usual cause on a CPU (the KV
+    cache and the model must fit in free memory) and where vLLM's own log is."""
+    cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    where = ("On a CPU the usual cause is memory: VLLM_CPU_KVCACHE_SPACE "
+             f"({os.environ.get('VLLM_CPU_KVCACHE_SPACE', '?')} GiB of KV cache) plus the model must fit in free "
+             "memory; lower it or stop other jobs. " if on_cpu else "")
+    return (f"vLLM could not start {model}: {cause}\n{where}vLLM's own error, if it printed one, is above; "
+            "rerun with -v for its whole log.")
+
+
 class VllmEngine(TokenBudget):
     """A vllm.LLM held for the whole run; build it inside a function, never at import time."""
 
@@ -50,6 +78,8 @@ class VllmEngine(TokenBudget):
                 "Use --model smollm2-135m on this machine, or run on a GPU host."
             )
         self.cpu_tuning = None if gpu_available() else tune_cpu_runtime()
+        if self.cpu_tuning is not None:
+            check_kv_space()
         import outlines
         from vllm import LLM
 
@@ -65,7 +95,10 @@ class VllmEngine(TokenBudget):
         kwargs = self._llm_kwargs(spec, allow_whitespace)
         self.block_size = kwargs.get("block_size")  # None: vLLM's own (on a GPU)
         log.info("starting vLLM with %s on the %s", self.model_name, "CPU" if self.cpu_tuning is not None else "GPU")
-        self.llm = LLM(model=str(self.path), seed=seed, **kwargs)
+        try:
+            self.llm = LLM(model=str(self.path), seed=seed, **kwargs)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelUnavailableError(start_failure(self.model_name, exc, self.cpu_tuning is not None)) from None
         self.outlines_model = outlines.from_vllm_offline(self.llm)
         self.tokenizer = self.llm.get_tokenizer()
 
