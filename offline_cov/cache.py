@@ -14,6 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from .errors import OfflineCovError
 from .home import tool_home
 
 CACHE_ENV = "OFFLINE_COV_CACHE"
@@ -30,11 +31,27 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_non_database(path: Path) -> None:
+    """Refuse a label cache path that holds a file other than an SQLite database (an empty file is fine)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:  # missing (a new cache) or unreadable (handled where it is opened)
+        return
+    if head and head != SQLITE_HEADER:
+        raise OfflineCovError(f"the label cache {path} exists and is not an SQLite database (an offline-cov cache "
+                              "is): it would be replaced. Name a new file with --cache, or move it away.")
+
+
 class LabelCache:
     """Key -> JSON value, in one SQLite file; safe to kill at any moment (WAL, commit per batch).
 
-    A cache file that is not a database (garbage, truncated) is moved aside as
-    `<name>.corrupt-<time>` and a fresh one started; where the file or its folder cannot be
+    A file that is not an SQLite database at all (a dataset, notes) is refused: it is the user's,
+    not a cache. A database that cannot be read (garbage after SQLite's header, truncated) is moved
+    aside as `<name>.corrupt-<time>` and a fresh one started; where the file or its folder cannot be
     written (a read-only tool home), the cache is read but not written, or, when it cannot even
     be read, not used. Each such step is a line in `warnings`. A stored value that is not JSON
     comes back as a miss (counted in `bad_values`, as are values a caller finds invalid).
@@ -46,6 +63,7 @@ class LabelCache:
         self.warnings: list[str] = []
         self.writable = True
         self.db: sqlite3.Connection | None = None
+        refuse_non_database(self.path)
         try:
             self.db = self._open()
         except (sqlite3.DatabaseError, OSError) as exc:

@@ -134,7 +134,7 @@ def test_outputs_get_the_users_umask(tmp_path, fake_engines):
 def test_a_garbage_cache_is_moved_aside_and_the_run_goes_on(tmp_path, fake_engines):
     data = example(tmp_path)
     cache = tmp_path / "c.sqlite"
-    cache.write_bytes(b"not a database at all " * 50)
+    cache.write_bytes(b"SQLite format 3\x00" + b"not a database after its header " * 50)
     garbage = cache.read_bytes()
     result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", TAX,
                                        "--cache", str(cache), "--out", str(tmp_path / "r.json")])
@@ -144,6 +144,21 @@ def test_a_garbage_cache_is_moved_aside_and_the_run_goes_on(tmp_path, fake_engin
     assert len(aside) == 1 and aside[0].read_bytes() == garbage
     meta = json.loads((tmp_path / "r.meta.json").read_text())
     assert meta["cache"]["misses"] == 120 and any("moved it to" in w for w in meta["warnings"])
+
+
+def test_a_cache_path_that_is_the_data_or_another_file_of_the_user_s_is_refused_untouched(tmp_path, fake_engines):
+    data = example(tmp_path)
+    before = data.read_bytes()
+    same = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", TAX, "--cache", str(data),
+                                     "--out", str(tmp_path / "r.json")])
+    assert same.exit_code == 2 and f"--cache {data} is the DATA" in same.output, same.output
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    other = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", TAX, "--cache", str(notes),
+                                      "--out", str(tmp_path / "r.json")])
+    assert other.exit_code == 1 and "is not an SQLite database" in other.output, other.output
+    assert data.read_bytes() == before and notes.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.name, "notes.txt"])
 
 
 def test_a_cached_label_outside_the_taxonomy_is_labeled_again(tmp_path, fake_engines):

@@ -128,9 +128,9 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     if not metadata_path and out != STDOUT:
         metadata_path = str(Path(out).with_suffix(".meta.json"))
         refuse_others_file(metadata_path, METADATA_START, "name the metadata file with --metadata")
-    check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--cache": cache_path, "--calibration": calibration_path},
+    check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--calibration": calibration_path},
                  {"--out": out, "--metadata": metadata_path, "--labels": labels_path, "--html": html_path,
-                  "--markdown": markdown_path})
+                  "--markdown": markdown_path, "--cache": cache_path})  # the cache is written too
     with user_errors():
         opts = AnalyzeOptions(
             taxonomy=_taxonomy_from(taxonomy, taxonomy_file), model=model, labeler=labeler, engine=engine,
