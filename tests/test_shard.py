@@ -115,6 +115,15 @@ def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_en
     assert not (tmp_path / "m.json").exists()
 
 
+def test_merge_refuses_to_write_over_the_dataset_its_shards_read(tmp_path, fake_engine):
+    data, lines, outs = two_shards(tmp_path)
+    for flag in ("--labels", "--out"):
+        args = ["merge", *outs, flag, str(data)] + (["--out", str(tmp_path / "m.json")] if flag == "--labels" else [])
+        refused = CliRunner().invoke(main, args)
+        assert refused.exit_code == 2 and f"{flag} {data} is the dataset the shards read" in refused.output
+    assert data.read_text(encoding="utf-8") == "".join(lines) and not (tmp_path / "m.json").exists()
+
+
 def test_merge_refuses_a_dataset_edited_in_place_with_the_same_count(tmp_path, fake_engine):
     """A sample rewritten after labeling (the count unchanged) would have merged labels of other texts."""
     import json

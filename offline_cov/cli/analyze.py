@@ -352,6 +352,9 @@ def merge(manifests, out, labels_path, calibration_path):
                 {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
+    dataset = (loaded[0].get("input") or {}).get("dataset")  # one for all shards: load_manifests checks it
+    check_paths({"dataset the shards read": dataset}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
+    with user_errors():
         report, labels, summary, how_sure = merge_shards(loaded, calibration_path)
     meta = merged_metadata(loaded, list(manifests), summary, how_sure)
     with user_errors(writing=out), OutputSet() as outputs:
