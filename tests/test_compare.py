@@ -91,6 +91,16 @@ def test_cli_compare_prints_markdown_or_json(tmp_path, before, after):
     assert json.loads(out.read_text()) == compare_reports(before, after)
 
 
+def test_cli_compare_never_writes_over_a_report_s_metadata(tmp_path, before, after):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(after.model_dump_json())
+    (tmp_path / "v1.meta.json").write_text('{"model": "x"}')
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json"), "-o",
+                                          str(tmp_path / "v1.meta.json")])
+    assert result.exit_code == 2 and "is the BEFORE's metadata" in result.output
+    assert (tmp_path / "v1.meta.json").read_text() == '{"model": "x"}'
+
+
 def test_cli_compare_names_the_bad_file(tmp_path, before):
     (tmp_path / "v1.json").write_text(before.model_dump_json())
     (tmp_path / "v2.json").write_text('{"categories": "nope"}')

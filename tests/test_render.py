@@ -171,6 +171,27 @@ def test_cli_render_writes_both_beside_the_report_and_reads_its_metadata(tmp_pat
     assert "| math | 3 | 3.0 | 40.0 | gap |" in (tmp_path / "report.md").read_text()
 
 
+def test_cli_render_reads_only_the_report_s_own_metadata_and_never_writes_over_it(tmp_path):
+    other = '{"taxonomy": {"names": ["math", "code", "poetry"]}, "model": "another-run"}'
+    path = _report_files(tmp_path, other)
+    beside = CliRunner().invoke(render, [str(path)])  # the report's categories differ: a crash before
+    assert beside.exit_code == 0, beside.output
+    assert "report.meta.json beside" in beside.output and "is another run's metadata" in beside.output
+    assert "another-run" not in (tmp_path / "report.html").read_text()
+    named = CliRunner().invoke(render, [str(path), "--metadata", str(tmp_path / "report.meta.json")])
+    assert named.exit_code == 2 and "is not the run metadata of" in named.output and "poetry" in named.output
+    counted = tmp_path / "counted.meta.json"
+    counted.write_text('{"samples": {"analyzed": 7}}')
+    wrong_count = CliRunner().invoke(render, [str(path), "--metadata", str(counted), "--html", str(tmp_path / "x.html")])
+    assert wrong_count.exit_code == 2 and "a run of 7 samples, the report of 100" in wrong_count.output
+    over = CliRunner().invoke(render, [str(path), "--markdown", str(tmp_path / "report.meta.json")])
+    assert over.exit_code == 2 and "is the REPORT's metadata" in over.output
+    assert (tmp_path / "report.meta.json").read_text() == other
+    (tmp_path / "report.meta.json").write_text("not json")
+    unreadable = CliRunner().invoke(render, [str(path), "--html", str(tmp_path / "y.html")])
+    assert unreadable.exit_code == 0 and "not valid JSON" in unreadable.output and "going on without it" in unreadable.output
+
+
 def test_cli_render_does_not_write_its_default_outputs_over_the_user_s_own_files(tmp_path):
     path = _report_files(tmp_path)
     assert CliRunner().invoke(render, [str(path)]).exit_code == 0

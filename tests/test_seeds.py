@@ -276,3 +276,12 @@ def test_examples_reach_the_prompt_only_when_handed_in():
     engine = FakeEngine()
     generate_seeds(engine, one_gap(), per_gap=1, examples={"math": "Integrate x squared."})
     assert "an instruction already in this category: Integrate x squared." in engine.requests[0].messages[-1]["content"]
+
+
+def test_cli_seeds_never_writes_over_the_report_s_metadata(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text(make_report({"code": 19, "math": 1}, 20, gaps={"math": 50.0}).model_dump_json())
+    (tmp_path / "r.meta.json").write_text('{"model": "x"}')
+    result = CliRunner().invoke(seeds, [str(report), "-o", str(tmp_path / "r.meta.json")])
+    assert result.exit_code == 2 and "is the REPORT's metadata" in result.output
+    assert (tmp_path / "r.meta.json").read_text() == '{"model": "x"}'

@@ -33,16 +33,42 @@ def _load_report(path):
         return load_report(path)
 
 
-def _load_metadata(report_path, metadata_path) -> dict | None:
-    from ..report.load import default_metadata_path, load_metadata
+def _metadata_path(report_path) -> str | None:
+    """The *.meta.json beside a report that the commands read when no --metadata is given (an input too)."""
+    from ..report.load import default_metadata_path
 
-    path = metadata_path or default_metadata_path(report_path)
+    path = default_metadata_path(report_path)
+    return None if path is None else str(path)
+
+
+def _metadata_input(report_path, metadata_path) -> dict:
+    """The metadata a command reads, as check_paths' input: --metadata, else the file beside REPORT."""
+    return {"--metadata": metadata_path} if metadata_path else {"REPORT's metadata": _metadata_path(report_path)}
+
+
+def _load_metadata(report_path, metadata_path, report) -> dict | None:
+    """The report's run metadata: --metadata (refused unless it is this report's), else the *.meta.json
+    beside it (left out, with a warning, when it cannot be read or is another run's)."""
+    from ..report.load import load_metadata, metadata_mismatch
+
+    path = metadata_path or _metadata_path(report_path)
     if path is None:
         return None
     try:
-        return load_metadata(path)
+        metadata = load_metadata(path)
     except OfflineCovError as exc:
-        raise CliError(f"{exc} (or leave out --metadata)") from None
+        if metadata_path:
+            raise CliError(f"{exc} (or leave out --metadata)") from None
+        echo_err(f"Warning: {exc}; going on without it (move it away, or pass the run's metadata with --metadata "
+                 "where the command has it)")
+        return None
+    why = metadata_mismatch(report, metadata)
+    if why and metadata_path:
+        raise click.UsageError(f"--metadata {path} is not the run metadata of {report_path}: {why}")
+    if why:
+        echo_err(f"Warning: {path} beside {report_path} is another run's metadata ({why}); going on without it")
+        return None
+    return metadata
 
 
 @click.command(context_settings=CONTEXT)
@@ -66,9 +92,10 @@ def render(report, metadata_path, html_path, markdown_path):
         for path in (html_path, markdown_path):
             start, marker = RENDERED_STARTS[path.suffix]
             refuse_others_file(path, start, "name the outputs with --html/--markdown", marker)
-    check_paths({"REPORT": report, "--metadata": metadata_path}, {"--html": html_path, "--markdown": markdown_path})
+    check_paths({"REPORT": report, **_metadata_input(report, metadata_path)},
+                {"--html": html_path, "--markdown": markdown_path})
     parsed = _load_report(report)
-    metadata = _load_metadata(report, metadata_path)
+    metadata = _load_metadata(report, metadata_path, parsed)
     with user_errors(writing=html_path or markdown_path):
         if html_path:
             write_atomic(html_path, render_html(parsed, metadata, None))
@@ -98,23 +125,20 @@ def compare(before, after, as_json, out):
     """
     from ..report.compare import compare_markdown, compare_reports
 
-    check_paths({"BEFORE": before, "AFTER": after}, {"--out": out})
-    diff = compare_reports(_load_report(before), _load_report(after), _corrected_beside(before), _corrected_beside(after))
+    check_paths({"BEFORE": before, "AFTER": after, "BEFORE's metadata": _metadata_path(before),
+                 "AFTER's metadata": _metadata_path(after)}, {"--out": out})
+    first, second = _load_report(before), _load_report(after)
+    diff = compare_reports(first, second, _corrected_beside(before, first), _corrected_beside(after, second))
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
         write_text_out(out, text)
 
 
-def _corrected_beside(report: str) -> dict[str, float] | None:
+def _corrected_beside(report_path: str, report) -> dict[str, float] | None:
     """The corrected shares of a calibrated run, from the *.meta.json beside its report (None: not calibrated)."""
-    from ..report.load import default_metadata_path, load_metadata
     from ..report.render import corrected_shares
 
-    path = default_metadata_path(report)
-    if path is None:
-        return None
-    with user_errors():
-        return corrected_shares(load_metadata(path)) or None
+    return corrected_shares(_load_metadata(report_path, None, report)) or None
 
 
 @click.command(context_settings=CONTEXT)
@@ -142,9 +166,10 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, ver
 
     if not verbose:
         silence_libraries()
-    check_paths({"REPORT": report, "--metadata": metadata_path, "--taxonomy-file": taxonomy_file}, {"--out": out})
+    check_paths({"REPORT": report, **_metadata_input(report, metadata_path), "--taxonomy-file": taxonomy_file},
+                {"--out": out})
     parsed = _load_report(report)
-    descriptions = category_descriptions(_load_metadata(report, metadata_path))
+    descriptions = category_descriptions(_load_metadata(report, metadata_path, parsed))
     with user_errors():
         if taxonomy_file:
             from ..taxonomy import load_taxonomy_file

@@ -45,3 +45,15 @@ def default_metadata_path(report_path: str | Path) -> Path | None:
     """REPORT.meta.json beside the report, when it exists (where `analyze` writes it)."""
     candidate = Path(report_path).with_suffix(".meta.json")
     return candidate if candidate.is_file() else None
+
+
+def metadata_mismatch(report: CoverageReport, metadata: dict) -> str | None:
+    """Why `metadata` is not the run metadata of `report` (its categories or sample count differ), else None.
+    Metadata that names neither (written by hand) is taken as it is."""
+    names = ((metadata.get("taxonomy") or {}).get("names")) if isinstance(metadata.get("taxonomy"), dict) else None
+    if names is not None and sorted(names) != sorted(c.name for c in report.categories):
+        return f"its categories ({', '.join(names)}) are not the report's ({', '.join(c.name for c in report.categories)})"
+    analyzed = (metadata.get("samples") or {}).get("analyzed") if isinstance(metadata.get("samples"), dict) else None
+    if analyzed is not None and analyzed != report.total_samples_analyzed:
+        return f"it is of a run of {analyzed} samples, the report of {report.total_samples_analyzed}"
+    return None
