@@ -125,14 +125,19 @@ def cache_facts(cache: LabelCache | None) -> dict:
             "invalid_values": cache.bad_values, "writable": cache.writable}
 
 
+def few_samples_warning(analyzed: int) -> str | None:
+    """The warning a run (or a shard) of fewer than FEW_SAMPLES samples gets."""
+    if analyzed >= FEW_SAMPLES:
+        return None
+    return f"only {analyzed} sample{'' if analyzed == 1 else 's'} analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
+
+
 def sample_warnings(plan: DatasetPlan) -> list[str]:
     """What the plan's first pass found worth a warning: few samples, skipped records, exact
     duplicates over 1%, a --sample larger than the file."""
-    warnings, scan, analyzed = [], plan.scan, plan.analyzed
-    if analyzed < FEW_SAMPLES:
-        warnings.append(
-            f"only {analyzed} samples analyzed: under {FEW_SAMPLES}, shares and gaps are weak statistics"
-        )
+    warnings, scan = [], plan.scan
+    if few_samples_warning(plan.analyzed):
+        warnings.append(few_samples_warning(plan.analyzed))
     if scan.skipped:
         warnings.append(f"{len(scan.skipped)} bad record(s) skipped (--skip-bad-lines)")
     if scan.count and scan.duplicates / scan.count > DUPLICATES_WARN:

@@ -61,6 +61,9 @@ def test_sharded_then_merged_equals_a_single_run_byte_for_byte(tmp_path, fake_en
     assert single_meta["share_intervals"]["caveat"].startswith("Without a review of these labels")
     assert set(single_meta["share_intervals"]["calls"]) == {"gaps", "over_represented"}
     assert ("share_ci95" in merged_meta) == bool(extra)
+    shard_warnings = [w for m in manifests for w in json.loads(Path(m).read_text())["warnings"]]
+    assert any("samples analyzed: under 50" in w for w in shard_warnings), shard_warnings  # each shard's own
+    assert merged_meta["warnings"] == single_meta["warnings"]  # the whole run's, not the shards'
     assert [s["shard"] for s in merged_meta["merge"]["per_shard"]] == [0, 1, 2]
     assert sum(s["samples"]["labeled"] for s in merged_meta["merge"]["per_shard"]) == single_meta["samples"]["labeled"]
     loaded = load_manifests(manifests)  # each shard's labels held compactly, in index order

@@ -16,6 +16,7 @@ from ..data.readers import FieldSpec
 from ..errors import OfflineCovError
 from ..report.contract import CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Thresholds
+from ..run import FEW_SAMPLES, few_samples_warning
 from ..taxonomy import Taxonomy
 
 
@@ -134,8 +135,20 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
     blocks = how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds, corrected)
-    how_sure = {**corrected, **blocks, "warnings": warnings + blocks["warnings"], **sampling_intervals(plan, report)}
+    few = few_samples_warning(plan.analyzed)
+    warnings = ([few] if few else []) + warnings + blocks["warnings"]
+    how_sure = {**corrected, **blocks, "warnings": warnings, **sampling_intervals(plan, report)}
     return report, labels, summary, how_sure
+
+
+def shard_only_warnings(manifest: dict) -> set[str]:
+    """A shard's warnings about its own part, which the merged run replaces with its own: few samples
+    and a one-sided difficulty mix (the others, of the whole file or the labeler, hold for the run)."""
+    from .how_sure import mix_of
+
+    own = {few_samples_warning((manifest.get("samples") or {}).get("analyzed", FEW_SAMPLES)),
+           mix_of(manifest["shard"]["labels"])[1]}
+    return own - {None}
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
@@ -164,7 +177,8 @@ def merged_metadata(manifests: list[dict], paths: list[str], summary: dict, how_
     `--calibration` with `--shard`, so no shard carries a correction; `merge --calibration` adds the
     whole run's `calibration` block)."""
     how_sure = dict(how_sure)
-    warnings = list(dict.fromkeys([w for m in manifests for w in m.get("warnings", [])] + how_sure.pop("warnings")))
+    shards = [w for m in manifests for w in m.get("warnings", []) if w not in shard_only_warnings(m)]
+    warnings = list(dict.fromkeys(how_sure.pop("warnings") + shards))
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
     per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
                  for m in sorted(manifests, key=lambda m: m["shard"]["index"])]
