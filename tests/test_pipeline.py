@@ -152,3 +152,27 @@ def test_card_strategy_checks_and_repairs_the_models_report(tmp_path):
     assert (math.name, math.count, math.share_percent) == ("math", 20, 100.0)
     assert math.difficulty_distribution.model_dump() == {"easy": 7, "medium": 7, "hard": 6}
     assert math.representative_example.startswith("Solve ")
+
+
+def test_card_strategy_says_how_many_samples_the_model_s_counts_left_in_no_category(tmp_path):
+    raw = {
+        "categories": [{"name": "math", "count": 5, "share_percent": 25, "representative_example": "",
+                        "difficulty_distribution": {"easy": 5, "medium": 0, "hard": 0}}],
+        "total_samples_analyzed": 20, "gaps": [], "over_represented": [], "balance_score": 0.9, "decision_basis": "ok",
+    }
+    engine = FakeEngine(responses=[json.dumps(raw)], max_model_len=8192)
+    result = analyze(dataset(tmp_path, 20), AnalyzeOptions(strategy="card"), engine=engine)
+    assert result.metadata["samples"]["in_no_category"] == 15
+    assert any("place 5 of the 20 samples; 15 are in no category" in w for w in result.metadata["warnings"])
+    assert sum(c.count for c in result.report.categories) == 5 and result.report.total_samples_analyzed == 20
+
+
+def test_card_strategy_refuses_options_it_would_ignore(tmp_path):
+    from click.testing import CliRunner
+
+    from offline_cov.cli import main
+
+    data = dataset(tmp_path, 20)
+    for extra, named in ((["--shard", "0/2"], "--shard"), (["--labeler", "embed"], "--labeler")):
+        result = CliRunner().invoke(main, ["analyze", str(data), "--strategy", "card", *extra, "-o", str(tmp_path / "r.json")])
+        assert result.exit_code == 2 and f"{named} has no effect with --strategy card" in result.output

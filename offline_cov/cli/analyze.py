@@ -120,6 +120,9 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     labeler, engine = _labeler_and_engine(labeler, engine)
     engine_options = _engine_options(engine, ray_address, replicas)
     thresholds = _thresholds(gap_threshold, over_threshold)
+    if strategy == "card" and (shard or labeler):
+        raise click.UsageError(f"--{'shard' if shard else 'labeler'} has no effect with --strategy card: the model "
+                               "writes the whole report in one answer from the samples that fit its context")
     if calibration_path and (strategy != "per-sample" or shard):
         raise click.UsageError("--calibration goes with --strategy per-sample and no --shard "
                                "(for a sharded run, give it to `offline-cov merge`)")

@@ -107,10 +107,15 @@ def run_card(run):
     report, taxonomy, problems = repair_card(raw, given, len(rows), opts.thresholds, shown)
     if problems:
         run.warnings.append(f"card strategy: the model's report broke the contract in {len(problems)} way(s); repaired")
+    unaccounted = max(len(rows) - sum(c.count for c in report.categories), 0)
+    if unaccounted:
+        run.warnings.append(f"card strategy: the model's counts place {len(rows) - unaccounted} of the {len(rows)} "
+                            f"samples; {unaccounted} are in no category (samples.in_no_category). --strategy "
+                            "per-sample labels every sample")
     run.labeler_info = {"labeler": None, "note": "card: the model writes the whole report in one answer"}
     return run.result(
         report, [], taxonomy,
-        samples={"analyzed": len(rows), "labeled": 0, "failed": 0, "truncated": 0},
+        samples={"analyzed": len(rows), "labeled": 0, "failed": 0, "truncated": 0, "in_no_category": unaccounted},
         card_check={"violations": problems, "model_report": raw},
         output_tokens=outcome.output_tokens,
     )
