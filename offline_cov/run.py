@@ -135,7 +135,10 @@ def few_samples_warning(analyzed: int) -> str | None:
 def sample_warnings(plan: DatasetPlan) -> list[str]:
     """What the plan's first pass found worth a warning: few samples, skipped records, exact
     duplicates over 1%, a --sample larger than the file."""
-    warnings, scan = [], plan.scan
+    from .data.readers import hf_split_note
+
+    scan = plan.scan
+    warnings = [note] if plan.data.is_dir() and (note := hf_split_note(plan.data)) else []
     if few_samples_warning(plan.analyzed):
         warnings.append(few_samples_warning(plan.analyzed))
     if scan.skipped:

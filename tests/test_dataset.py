@@ -84,6 +84,20 @@ def test_saved_hugging_face_dataset(tmp_path):
     assert [s.instruction for s in read_samples(tmp_path / "saved").samples] == ["one", "two", "three"]
     datasets.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(str(tmp_path / "dd"))
     assert len(read_samples(tmp_path / "dd").samples) == 3
+    assert len(read_samples(tmp_path / "dd" / "test").samples) == 1  # another split: its folder
+
+    from offline_cov.data.readers import hf_split_note
+
+    note = hf_split_note(tmp_path / "dd")
+    assert note == (f"{tmp_path / 'dd'} holds the splits train, test: only 'train' was read; to analyze another, "
+                    f"pass its folder ({tmp_path / 'dd' / 'test'})")
+    assert hf_split_note(tmp_path / "saved") is None
+    from offline_cov.data.plan import DatasetPlan
+    from offline_cov.options import AnalyzeOptions
+    from offline_cov.run import sample_warnings
+
+    assert note in sample_warnings(DatasetPlan.of(tmp_path / "dd", AnalyzeOptions()))  # the run's warnings
+    assert not any("splits" in w for w in sample_warnings(DatasetPlan.of(tmp_path / "saved", AnalyzeOptions())))
 
 
 @pytest.mark.parametrize("damage, words", [

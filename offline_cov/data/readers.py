@@ -390,13 +390,32 @@ def _iter_parquet(path: Path):
 HF_SAVED_HINT = "save the dataset again with save_to_disk, or export it to JSONL or Parquet"
 
 
+def _hf_split(splits: list) -> str:
+    """The split a saved DatasetDict is read from: train, else its first."""
+    return "train" if "train" in splits else str(splits[0])
+
+
+def hf_split_note(path: str | Path) -> str | None:
+    """A warning for a saved DatasetDict of several splits: which one was read, and how to read another."""
+    path = Path(path)
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(splits, list) or len(splits) < 2:
+        return None
+    read = _hf_split(splits)
+    other = next(str(s) for s in splits if str(s) != read)
+    return (f"{path} holds the splits {', '.join(map(str, splits))}: only {read!r} was read; to analyze another, "
+            f"pass its folder ({path / other})")
+
+
 def _iter_hf_saved(path: Path):
     if (path / "dataset_dict.json").exists():
         splits = _hf_json(path / "dataset_dict.json", "splits")
         if not isinstance(splits, list) or not splits:
             raise InputError(path / "dataset_dict.json", f"'splits' lists no split; {HF_SAVED_HINT}")
-        split = "train" if "train" in splits else splits[0]
-        path = path / str(split)
+        path = path / _hf_split(splits)
     state_file = path / "state.json"
     if not state_file.exists():
         raise InputError(path, "a folder must be a dataset saved with Dataset.save_to_disk (no state.json found)")
