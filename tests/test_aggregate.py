@@ -3,7 +3,7 @@
 import pytest
 
 from offline_cov.data.readers import Sample
-from offline_cov.report.contract import contract_violations
+from offline_cov.report.contract import CategoryStats, DifficultyDistribution, contract_violations
 from offline_cov.report.tally import (
     ReportInputs,
     SampleLabel,
@@ -178,5 +178,16 @@ def test_a_long_category_description_is_cut_cleanly_in_the_fill_suggestion():
     description = "writing, explaining or fixing code and queries (Python, Java, SQL, shell scripts) across languages"
     text = fill_suggestion("code", 1, 100, 20.0, description)
     assert text == "Add about 24 code instructions (writing, explaining or fixing code and queries\u2026) across easy, medium and hard to reach 20%."
+    assert fill_suggestion("code", 0, 100, 0.5).startswith("Add about 1 code instruction across")
     assert brief("short one") == "short one" and brief("a" * 80) == "a" * 59 + "\u2026"
     assert len(brief("word " * 30)) <= 60 and brief("word " * 30).endswith("word\u2026")
+
+
+def test_an_inferred_category_at_its_share_but_under_two_samples_asks_for_the_samples_it_lacks():
+    from offline_cov.report.tally import Thresholds, find_gaps
+
+    stats = [CategoryStats(name=n, count=1, share_percent=10.0, representative_example="x",
+                           difficulty_distribution=DifficultyDistribution(easy=1, medium=0, hard=0)) for n in "abcdefghij"]
+    gaps = find_gaps(stats, {n: 10.0 for n in "abcdefghij"}, Thresholds(), 10, inferred=True)
+    assert len(gaps) == 10
+    assert gaps[0].fill_suggestion == "Add at least 1 more a instruction: it holds 1, under the 2 samples an inferred category needs."

@@ -21,6 +21,7 @@ from .contract import (
 from .decisions import gap_line, over_line
 
 SNIPPET_CHARS = 160
+INFERRED_GAP_COUNT = 2  # contract rule 5: with an inferred taxonomy, a category under this many samples is a gap
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ def find_gaps(categories, targets, thresholds: Thresholds, total: int, *, inferr
     gaps = []
     for cat in categories:
         target = round(targets[cat.name], 2)
-        is_gap = cat.count < 2 if inferred else cat.share_percent < gap_line(target, thresholds.gap)
+        is_gap = cat.count < INFERRED_GAP_COUNT if inferred else cat.share_percent < gap_line(target, thresholds.gap)
         if is_gap and target > 0:
             desc = taxonomy.categories[taxonomy.names.index(cat.name)].description if taxonomy else ""
             gaps.append(
@@ -315,7 +316,8 @@ def find_gaps(categories, targets, thresholds: Thresholds, total: int, *, inferr
                     category=cat.name,
                     current_share=cat.share_percent,
                     target_share=target,
-                    fill_suggestion=fill_suggestion(cat.name, cat.count, total, target, desc),
+                    fill_suggestion=fill_suggestion(cat.name, cat.count, total, target, desc,
+                                                    minimum=INFERRED_GAP_COUNT if inferred else 0),
                 )
             )
     return gaps
@@ -329,11 +331,17 @@ def samples_to_target(count: int, total: int, target_percent: float) -> int:
     return max(0, math.ceil((t * total - count) / (1.0 - t)))
 
 
-def fill_suggestion(name: str, count: int, total: int, target: float, description: str = "") -> str:
-    """A short, computed suggestion of how much of a category to add."""
+def fill_suggestion(name: str, count: int, total: int, target: float, description: str = "", minimum: int = 0) -> str:
+    """A short, computed suggestion of how much of a category to add: to reach its target share, or,
+    for an inferred category at its share but under `minimum` samples, to reach that count."""
     needed = samples_to_target(count, total, target)
     about = f" ({brief(description)})" if description else ""
-    return f"Add about {needed} {name} instructions{about} across easy, medium and hard to reach {target:g}%."
+    if needed == 0 and count < minimum:
+        more = minimum - count
+        return (f"Add at least {more} more {name} instruction{'s' * (more != 1)}{about}: it holds {count}, under the "
+                f"{minimum} samples an inferred category needs.")
+    return (f"Add about {needed} {name} instruction{'s' * (needed != 1)}{about} across easy, medium and hard to "
+            f"reach {target:g}%.")
 
 
 def brief(text: str, limit: int = 60) -> str:
