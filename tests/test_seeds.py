@@ -285,3 +285,13 @@ def test_cli_seeds_never_writes_over_the_report_s_metadata(tmp_path):
     result = CliRunner().invoke(seeds, [str(report), "-o", str(tmp_path / "r.meta.json")])
     assert result.exit_code == 2 and "is the REPORT's metadata" in result.output
     assert (tmp_path / "r.meta.json").read_text() == '{"model": "x"}'
+
+
+def test_cli_seeds_refuses_a_taxonomy_file_that_names_none_of_the_gaps(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text(make_report({"code": 19, "math": 1}, 20, gaps={"math": 50.0}).model_dump_json())
+    other = tmp_path / "other.yaml"
+    other.write_text("categories:\n  - {name: poetry, description: poems}\n  - {name: law, description: legal questions}\n")
+    result = CliRunner().invoke(seeds, [str(report), "-o", str(tmp_path / "s.jsonl"), "--taxonomy-file", str(other)])
+    assert result.exit_code == 2 and "names none of the report's gaps (math)" in result.output
+    assert not (tmp_path / "s.jsonl").exists()

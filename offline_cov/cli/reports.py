@@ -174,7 +174,9 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, ver
         if taxonomy_file:
             from ..taxonomy import load_taxonomy_file
 
-            descriptions |= {c.name: c.description for c in load_taxonomy_file(taxonomy_file).categories if c.description}
+            given = load_taxonomy_file(taxonomy_file)
+            _check_seed_taxonomy(taxonomy_file, given.names, [g.category for g in parsed.gaps])
+            descriptions |= {c.name: c.description for c in given.categories if c.description}
         if not parsed.gaps:
             _write_seeds(out, [])
             echo_err(f"{report} has no gaps: wrote an empty {out}")
@@ -191,6 +193,18 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, ver
     echo_err(f"{len(run.tasks)} seed task(s) for {len(parsed.gaps)} gap(s) written to {out}")
     if not run.tasks:
         raise CliError(f"the model wrote no usable seed task; {out} is empty. Try a larger --model.")
+
+
+def _check_seed_taxonomy(path: str, names: list[str], gaps: list[str]) -> None:
+    """Refuse a --taxonomy-file that names none of the report's gaps (another run's taxonomy); warn for
+    gaps it lacks, whose prompts then have no description."""
+    missing = [g for g in gaps if g not in names]
+    if gaps and len(missing) == len(gaps):
+        raise click.UsageError(f"--taxonomy-file {path} names none of the report's gaps ({', '.join(gaps)}): pass the "
+                               "taxonomy the report was made with, or leave the option out")
+    if missing:
+        echo_err(f"Warning: --taxonomy-file {path} does not name the gap(s) {', '.join(missing)}; their seeds are "
+                 "asked without a description")
 
 
 def _write_seeds(out: str, tasks: list[dict]) -> None:
