@@ -146,6 +146,11 @@ def test_out_dash_prints_the_report_to_stdout_and_writes_no_metadata(tmp_path, f
     report = CoverageReport.model_validate_json(result.stdout)
     assert report.total_samples_analyzed == 120
     assert [p.name for p in tmp_path.iterdir()] == ["labels.sqlite"]  # the test's label cache, no report or metadata
+    for flag in ("--labels", "--html", "--markdown", "--metadata"):  # a file named "-" was written
+        dashed = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "-o", "-",
+                                           flag, "-", "-q"])
+        assert dashed.exit_code == 2 and f"{flag} - : only the report (-o -) goes to standard output" in dashed.output
+    assert not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize("flags", [["-q"], []])

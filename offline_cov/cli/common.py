@@ -34,8 +34,14 @@ def user_errors(writing: str | None = None) -> Iterator[None]:
 
 
 def check_paths(inputs: dict, outputs: dict) -> None:
-    """Refuse, before any work, an output that is an input or another output (exit 2)."""
+    """Refuse, before any work, an output that is an input or another output, or `-` for an output other
+    than -o/--out, which alone may go to standard output (exit 2)."""
     from ..io import OutputPathError, check_outputs
+
+    dashed = [flag for flag, path in outputs.items() if str(path) == "-" and flag != "--out"]
+    if dashed:
+        raise click.UsageError(f"{dashed[0]} - : only the report (-o -) goes to standard output; name a file for "
+                               f"{dashed[0]}")
 
     try:
         check_outputs(inputs, outputs)
