@@ -101,6 +101,19 @@ def test_cli_compare_never_writes_over_a_report_s_metadata(tmp_path, before, aft
     assert (tmp_path / "v1.meta.json").read_text() == '{"model": "x"}'
 
 
+def test_cli_compare_warns_when_the_runs_drew_their_lines_elsewhere(tmp_path, before, after):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(after.model_dump_json())
+    (tmp_path / "v1.meta.json").write_text('{"thresholds": {"gap": 5.0, "over": 35.0}}')
+    (tmp_path / "v2.meta.json").write_text('{"thresholds": {"gap": 18.0, "over": 35.0}}')
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")])
+    assert result.exit_code == 0, result.output
+    assert "different thresholds (before: gap 5.0%, over 35.0%; after: gap 18.0%, over 35.0%)" in result.stderr
+    (tmp_path / "v2.meta.json").write_text('{"thresholds": {"gap": 5.0, "over": 35.0}}')
+    same = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")])
+    assert same.exit_code == 0 and "thresholds" not in same.stderr
+
+
 def test_cli_compare_names_the_bad_file(tmp_path, before):
     (tmp_path / "v1.json").write_text(before.model_dump_json())
     (tmp_path / "v2.json").write_text('{"categories": "nope"}')

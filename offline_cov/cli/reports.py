@@ -127,18 +127,26 @@ def compare(before, after, as_json, out):
 
     check_paths({"BEFORE": before, "AFTER": after, "BEFORE's metadata": _metadata_path(before),
                  "AFTER's metadata": _metadata_path(after)}, {"--out": out})
+    from ..report.render import corrected_shares
+
     first, second = _load_report(before), _load_report(after)
-    diff = compare_reports(first, second, _corrected_beside(before, first), _corrected_beside(after, second))
+    meta_before, meta_after = _load_metadata(before, None, first), _load_metadata(after, None, second)
+    _warn_thresholds(meta_before, meta_after)
+    diff = compare_reports(first, second, corrected_shares(meta_before) or None, corrected_shares(meta_after) or None)
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
         write_text_out(out, text)
 
 
-def _corrected_beside(report_path: str, report) -> dict[str, float] | None:
-    """The corrected shares of a calibrated run, from the *.meta.json beside its report (None: not calibrated)."""
-    from ..report.render import corrected_shares
+def _warn_thresholds(before: dict | None, after: dict | None) -> None:
+    """Warn when the two runs drew their gap or over-representation line elsewhere (their metadata says)."""
+    lines = [(m or {}).get("thresholds") for m in (before, after)]
+    if all(isinstance(t, dict) for t in lines) and lines[0] != lines[1]:
+        def shown(t):
+            return f"gap {t.get('gap')}%, over {t.get('over')}%"
 
-    return corrected_shares(_load_metadata(report_path, None, report)) or None
+        echo_err(f"Warning: the two runs used different thresholds (before: {shown(lines[0])}; after: "
+                 f"{shown(lines[1])}), so a gap or over-representation may open or close by the threshold alone")
 
 
 @click.command(context_settings=CONTEXT)
