@@ -164,3 +164,13 @@ def test_cli_compare_of_an_uncalibrated_and_a_calibrated_run_shows_why_a_gap_ope
     writing = next(line for line in result.output.splitlines() if line.startswith("| writing |") and "decided" not in line
                    and line.count("|") == 5 and f"{corrected['writing']:.1f}" in line)
     assert float(writing.split("|")[3]) < 5.0 < float(writing.split("|")[2])
+
+
+def test_cli_compare_says_when_it_was_given_metadata_or_not_a_report_object(tmp_path, before):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v1.meta.json").write_text('{"tool": {"name": "offline-cov", "version": "x"}, "model": "m"}')
+    (tmp_path / "list.json").write_text("[]")
+    meta = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v1.meta.json")])
+    assert meta.exit_code == 1 and "this is a run's metadata, not its report" in meta.output
+    listed = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "list.json")])
+    assert listed.exit_code == 1 and "not a coverage report: a JSON list" in listed.output

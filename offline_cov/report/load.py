@@ -27,6 +27,11 @@ def _read_json(path: str | Path, what: str):
 def load_report(path: str | Path) -> CoverageReport:
     """A report.json, validated against the contract."""
     data = _read_json(path, "report")
+    if isinstance(data, dict) and isinstance(data.get("tool"), dict) and data["tool"].get("name") == "offline-cov":
+        raise InputError(path, "this is a run's metadata, not its report: pass the report.json written beside it")
+    if not isinstance(data, dict):
+        raise InputError(path, f"not a coverage report: a JSON {type(data).__name__} where the report is an object "
+                               "with 'categories', 'total_samples_analyzed', ...")
     try:
         return CoverageReport.model_validate(data)
     except ValidationError as exc:
