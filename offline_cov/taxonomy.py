@@ -97,7 +97,8 @@ def _check_targets(taxonomy: Taxonomy, source: str) -> None:
             raise TaxonomyError(f"{source}: target_share of {cat.name!r} is {cat.target_share}; it must be 0-100")
     total = sum(c.target_share for c in given)
     if abs(total - 100.0) > TARGET_SUM_TOLERANCE:
-        raise TaxonomyError(f"{source}: target shares sum to {total:g}, not 100; fix them so they add up to 100")
+        hint = " (shares are percentages: 30 for 30%, not 0.3)" if 0 < total <= 1 + 1e-9 else ""
+        raise TaxonomyError(f"{source}: target shares sum to {total:g}, not 100{hint}; fix them so they add up to 100")
 
 
 def parse_taxonomy_list(text: str) -> Taxonomy:

@@ -222,3 +222,12 @@ def test_merge_says_when_the_calibration_is_not_applied(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Warning: no calibration row could be matched to a label; shares are not corrected" in result.output
     assert "Warning: 1 calibration row(s) name a sample this run did not label" in result.output
+
+
+@pytest.mark.parametrize("value, words", [("3/3", "I must be in 0..N-1"), ("a/b", "expected I/N")])
+def test_a_malformed_shard_is_a_usage_error(tmp_path, value, words):
+    from conftest import EXAMPLE
+
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", "--shard", value,
+                                       "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and words in result.output

@@ -78,3 +78,10 @@ def test_mapping_to_a_bare_value_is_an_error_not_dropped(tmp_path, text):
     f.write_text(text)
     with pytest.raises(TaxonomyError, match="t.yaml: category 'math' maps to"):
         load_taxonomy_file(f)
+
+
+def test_target_shares_given_as_fractions_are_told_to_be_percentages():
+    from offline_cov.errors import TaxonomyError
+
+    with pytest.raises(TaxonomyError, match=r"sum to 1, not 100 \(shares are percentages: 30 for 30%, not 0.3\)"):
+        parse_taxonomy_list("math=0.3,code=0.7")

@@ -42,6 +42,17 @@ def _taxonomy_from(taxonomy: str | None, taxonomy_file: str | None):
     return parse_taxonomy_list(taxonomy) if taxonomy is not None else None
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """--shard I/N parsed; a malformed one is a usage error (exit 2), like other bad option values."""
+    from ..errors import OfflineCovError
+    from ..strategies.shard import parse_shard
+
+    try:
+        return parse_shard(text) if text else None
+    except OfflineCovError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | None, str | None]:
     """The old `--engine embed|fused|hybrid` still works, with a one-line note."""
     if engine in LABELER_ENGINES:
@@ -113,7 +124,6 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
     from ..data.readers import FieldSpec
     from ..labelers.base import LabelSettings
     from ..options import AnalyzeOptions
-    from ..strategies.shard import parse_shard
 
     if not verbose:
         silence_libraries()
@@ -140,7 +150,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             sample=sample_n, seed=seed, strategy=strategy, distill_size=distill_size,
             fields=FieldSpec(instruction_field, response_field), encoding=encoding, skip_bad_lines=skip_bad_lines,
             thresholds=thresholds, label=LabelSettings(**({"batch_size": batch_size} if batch_size else {})),
-            use_cache=not no_cache, cache_path=cache_path, shard=parse_shard(shard) if shard else None,
+            use_cache=not no_cache, cache_path=cache_path, shard=_shard(shard),
             engine_options=engine_options, calibration=calibration_path,
             **({} if describe is None else {"describe": describe}),
         )
