@@ -68,8 +68,10 @@ class Taxonomy(BaseModel):
 def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
     """Check names and targets; raise TaxonomyError saying what to fix."""
     names = taxonomy.names
-    if not names:
-        raise TaxonomyError(f"{source}: the taxonomy has no categories; give at least two, or none to infer them")
+    if len(names) < 2:
+        held = f"only {names[0]!r}" if names else "no categories"
+        raise TaxonomyError(f"{source}: the taxonomy has {held}; give at least two (every sample would fall in one), "
+                            "or none to infer them")
     if len(names) > MAX_CATEGORIES:
         raise TaxonomyError(
             f"{source}: {len(names)} categories is more than a coverage report can use "

@@ -166,7 +166,7 @@ def test_without_confidences_the_representative_is_the_median_length_one():
     from offline_cov.report.tally import Tally
     from offline_cov.taxonomy import parse_taxonomy_list
 
-    tally = Tally(parse_taxonomy_list("a"))
+    tally = Tally(parse_taxonomy_list("a,b"))
     for i, length in enumerate([5, 50, 20]):
         tally.add(SampleLabel(i, ("a",), "easy"), length)
     assert tally.representatives() == {"a": 2} and tally.examples() == {}

@@ -106,7 +106,8 @@ def test_distill_describes_a_names_only_taxonomy_for_its_embedding_and_its_llm(t
 def test_examples_are_cleaned_as_the_schema_asked():
     """Quotes around an example dropped, repeats and ones under 10 characters left out (the
     structured-output backend let such answers through; bench/README.md)."""
-    taxonomy = parse_taxonomy_list("code")
+    taxonomy = parse_taxonomy_list("code,writing")
+    taxonomy.categories[1].description = "stories and poems"  # described already: one request, for code
     engine = FakeEngine(responses=[answer("Programs.", ["'Write a sort in C.'", "Write a sort in C.", "]orm"])])
     described, _ = describe_taxonomy(engine, taxonomy)
     assert described.categories[0].examples == ["Write a sort in C."]
@@ -125,15 +126,15 @@ def test_an_example_holding_a_chat_turn_is_left_out_and_descriptions_are_kept_as
 
 
 def test_card_describes_a_names_only_taxonomy_for_the_model_that_writes_the_report(tmp_path, fake_engines):
-    """`--strategy card`: the model that writes the whole report reads the descriptions too, whatever
-    the labeler (card uses none)."""
+    """`--strategy card`: the model that writes the whole report reads the descriptions too (card uses
+    no labeler, and refuses --labeler)."""
     from click.testing import CliRunner
     from conftest import EXAMPLE
 
     from offline_cov.cli import main
 
     args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "math,code,writing", "--strategy", "card",
-            "--labeler", "fused", "--sample", "12", "--describe", "--no-cache", "-q", "-o", str(tmp_path / "k.json")]
+            "--sample", "12", "--describe", "--no-cache", "-q", "-o", str(tmp_path / "k.json")]
     fake_engines.fake_kwargs["max_model_len"] = 8192  # room for the card's 2,400-token answer
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

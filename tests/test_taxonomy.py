@@ -85,3 +85,10 @@ def test_target_shares_given_as_fractions_are_told_to_be_percentages():
 
     with pytest.raises(TaxonomyError, match=r"sum to 1, not 100 \(shares are percentages: 30 for 30%, not 0.3\)"):
         parse_taxonomy_list("math=0.3,code=0.7")
+
+
+def test_a_one_category_taxonomy_is_refused():
+    from offline_cov.errors import TaxonomyError
+
+    with pytest.raises(TaxonomyError, match=r"has only 'math'; give at least two \(every sample would fall in one\)"):
+        parse_taxonomy_list("math")
