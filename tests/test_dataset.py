@@ -170,9 +170,13 @@ def test_wrong_encoding_says_what_to_do(tmp_path):
 
 
 def test_empty_file_and_missing_file(tmp_path):
-    (tmp_path / "e.jsonl").write_text("")
-    with pytest.raises(InputError, match="no samples"):
-        read_samples(tmp_path / "e.jsonl")
+    for name in ("e.jsonl", "e.json"):  # an empty .json said "malformed JSON (Expecting value, column 1)"
+        (tmp_path / name).write_text(" \n")
+        with pytest.raises(InputError, match="the dataset holds no samples"):
+            read_samples(tmp_path / name)
+    (tmp_path / "n.json").write_text('[{"instruction": null, "output": "x"}]')
+    with pytest.raises(InputError, match="field 'instruction': the field is null"):
+        read_samples(tmp_path / "n.json")
     with pytest.raises(InputError, match="no such file"):
         read_samples(tmp_path / "absent.jsonl")
     (tmp_path / "x.txt").write_text("hi")

@@ -237,6 +237,8 @@ def _iter_json(path: Path, encoding: str):
     del raw
     if text.startswith("\ufeff"):
         text = text[1:]
+    if not text.strip():  # as an empty JSONL, CSV or Parquet file
+        return
     data, problem = _parse_json(text)
     if problem is not None:
         if "\n{" in text and re.match(r"\s*\{", text):
@@ -535,7 +537,7 @@ def _text(record: dict, key: str, place: dict, required: bool = True, name: str 
     name = name or key
     if key not in record or record[key] is None:
         if required:
-            raise InputError(message="the field is missing", field=name, **place)
+            raise InputError(message="the field is null" if key in record else "the field is missing", field=name, **place)
         return ""
     value = record[key]
     if isinstance(value, list) and all(isinstance(p, dict) for p in value):
