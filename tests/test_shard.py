@@ -87,7 +87,7 @@ def test_merge_refuses_missing_or_mixed_shards(tmp_path, fake_engine):
     twice = runner.invoke(main, ["merge", outs[0], outs[1], outs[1]])
     assert twice.exit_code == 1 and "shard 1/3 is given twice" in twice.output and outs[1] in twice.output
     mixed = runner.invoke(main, ["merge", *outs])
-    assert mixed.exit_code == 1 and "differs from the first shard" in mixed.output
+    assert mixed.exit_code == 1 and "its taxonomy differs from the first shard's" in mixed.output
 
 
 def two_shards(tmp_path) -> tuple[Path, list[str], list[str]]:

@@ -80,9 +80,10 @@ def _check_complete(paths, manifests: list[dict]) -> None:
                               f"{missing[0]}`{'' if one else ' and so on'} (run it first if it has not run)")
     first = manifests[0]
     for path, meta in zip(paths, manifests):
-        for key in ("taxonomy", "thresholds", "engine_identity", "prompt_version"):
+        for key, what in (("taxonomy", "its taxonomy differs"), ("thresholds", "its thresholds differ"),
+                          ("engine_identity", "its model or engine differs"), ("prompt_version", "its prompt differs")):
             if meta.get(key) != first.get(key):
-                raise OfflineCovError(f"{path}: {key} differs from the first shard's; shards must come from one run")
+                raise OfflineCovError(f"{path}: {what} from the first shard's; shards must come from one run")
         if _run_input(meta) != _run_input(first):
             raise OfflineCovError(f"{path}: dataset or sampling differs from the first shard's")
 
