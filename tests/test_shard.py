@@ -118,6 +118,13 @@ def test_merge_refuses_a_dataset_that_changed_since_the_shards(tmp_path, fake_en
     assert not (tmp_path / "m.json").exists()
 
 
+def test_merge_says_where_it_looked_for_a_dataset_that_moved(tmp_path, fake_engine):
+    data, lines, outs = two_shards(tmp_path)
+    data.rename(tmp_path / "moved.jsonl")
+    merged = CliRunner().invoke(main, ["merge", *outs, "--out", str(tmp_path / "m.json")])
+    assert merged.exit_code == 1 and f"{data}: the dataset the shards labeled is not there" in merged.output
+
+
 def test_merge_refuses_to_write_over_the_dataset_its_shards_read(tmp_path, fake_engine):
     data, lines, outs = two_shards(tmp_path)
     for flag in ("--labels", "--out"):

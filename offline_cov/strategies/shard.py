@@ -108,6 +108,10 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     facts = first["input"]
     opts = AnalyzeOptions(fields=FieldSpec(*facts.get("fields", (None, None))), encoding=facts.get("encoding", "utf-8"),
                           skip_bad_lines=bool(facts["skipped_records"]), sample=facts["sample_size"], seed=facts["seed"])
+    if not Path(facts["dataset"]).exists():
+        raise OfflineCovError(f"{facts['dataset']}: the dataset the shards labeled is not there, and merge reads it again "
+                              "(counts and examples): put it back at that path, or run merge from the folder the "
+                              "shards ran in when the path is relative")
     plan = DatasetPlan.of(facts["dataset"], opts)
     if plan.scan.count != facts["samples_in_file"]:
         raise OfflineCovError(
