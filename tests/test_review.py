@@ -110,9 +110,9 @@ def write_calibration(path, rows):
 def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_path, fake_engines):
     data, report, labels = labeled_run(tmp_path, fake_engines)
     labeled = [json.loads(line) for line in labels.read_text().splitlines()]
-    # a reviewer says every sample the labeler called 'writing' is really 'math'
+    # a reviewer says every sample the labeler called 'writing' is really 'math' (all but the last 10 samples)
     rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
-            for lab in labeled]
+            for lab in labeled][:-10]
     calib = write_calibration(tmp_path / "calib.jsonl", rows)
     out = tmp_path / "c.json"
     result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
@@ -120,7 +120,7 @@ def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_p
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     block = meta["calibration"]
-    assert block["matched"] == 120 and block["calibration_rows"] == 120
+    assert block["matched"] == 110 and block["calibration_rows"] == 110
     assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
     assert block["trustworthy"] is False  # nothing is truly writing: no calibration row tells its errors
     assert "fewer than 5 calibration rows truly in writing" in block["not_trustworthy_because"][0]
@@ -128,6 +128,28 @@ def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_p
     assert meta["share_intervals"]["ci95"] == block["corrected_ci95"]
     raw = json.loads(report.read_text())
     assert json.loads(out.read_text())["gaps"] == raw["gaps"]  # not trusted: decided on the raw shares
+
+
+def test_calibration_rows_for_every_sample_give_the_counted_shares_trusted(tmp_path, fake_engines):
+    """Every labeled sample reviewed: nothing is left to estimate, whatever each category's row count
+    (it was refused as 'fewer than 5 calibration rows truly in writing')."""
+    from offline_cov.report.calibration import EVERY_SAMPLE_METHOD
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    labeled = [json.loads(line) for line in labels.read_text().splitlines()]
+    rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
+            for lab in labeled]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    block = json.loads(out.with_suffix(".meta.json").read_text())["calibration"]
+    assert block["trustworthy"] is True and block["method"] == EVERY_SAMPLE_METHOD
+    truth = {n: 100 * sum(r["category"] == n for r in rows) / len(rows) for n in NAMES}
+    assert block["corrected_share_percent"] == {n: round(v, 2) for n, v in truth.items()}
+    assert block["corrected_share_percent"].get("writing", 0) == 0
+    assert all(low == high for low, high in block["corrected_ci95"].values())
 
 
 def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
@@ -270,7 +292,7 @@ def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):
         assert NAMES[max(range(3), key=probs.__getitem__)] == lab["categories"][0]
         assert max(probs) == pytest.approx(lab["confidence"], abs=1e-4)
     rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
-            for lab in labeled]
+            for lab in labeled][:-10]  # not every sample: every one would be counted, not estimated
     calib = write_calibration(tmp_path / "calib.jsonl", rows)
     moved = tmp_path / "m.json"
     result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(moved)])
@@ -327,7 +349,7 @@ def test_analyze_prints_review_commands_that_work_when_pasted(tmp_path, monkeypa
 
     from conftest import EXAMPLE
 
-    from offline_cov.report.calibration import REVIEW_METHOD
+    from offline_cov.report.calibration import EVERY_SAMPLE_METHOD
 
     monkeypatch.chdir(tmp_path)
     common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES), "--cache", "c.sqlite"]
@@ -343,7 +365,8 @@ def test_analyze_prints_review_commands_that_work_when_pasted(tmp_path, monkeypa
     assert "120 answer(s) saved to calibration.jsonl" in reviewed.output
     again = CliRunner().invoke(main, common + ["-o", "c.json", "--calibration", "calibration.jsonl"])
     assert again.exit_code == 0, again.output
-    assert json.loads(Path("c.meta.json").read_text())["calibration"]["method"] == REVIEW_METHOD
+    # -n 200 on the 120-sample example reviews every sample: the counted shares, nothing estimated
+    assert json.loads(Path("c.meta.json").read_text())["calibration"]["method"] == EVERY_SAMPLE_METHOD
     assert "to check the labels by hand" not in again.output  # calibrated: nothing to suggest
 
 

@@ -207,7 +207,8 @@ def test_merge_prints_the_review_commands_for_the_merged_run_and_they_work(tmp_p
     pasted = hint.split(": ", 1)[1].split(" (Enter accepts", 1)[0]
     assert pasted == f"offline-cov review {shlex.quote(str(EXAMPLE))} --labels m.jsonl --metadata m.meta.json -o calibration.jsonl"
     assert hint.endswith("then rerun this merge with --calibration calibration.jsonl")
-    assert runner.invoke(main, shlex.split(pasted)[1:], input="\n" * 200).exit_code == 0
+    reviewed = runner.invoke(main, shlex.split(pasted)[1:], input="\n" * 100 + "q\n")  # 100 of the 120, then stop
+    assert reviewed.exit_code == 0 and "100 answer(s) saved to calibration.jsonl" in reviewed.output, reviewed.output
     again = runner.invoke(main, ["merge", "s0.meta.json", "s1.meta.json", "-o", "c.json", "--calibration", "calibration.jsonl"])
     assert again.exit_code == 0, again.output
     assert json.loads(Path("c.meta.json").read_text())["calibration"]["method"] == REVIEW_METHOD

@@ -434,6 +434,26 @@ def _shifted(z, a: float, b, yc, classes: int):
     return prior_shift_em(recalibrated(z, a, b), rows_prior(yc, classes))
 
 
+# ---------------------------------------------------------------- every sample reviewed
+
+EVERY_SAMPLE_METHOD = ("every labeled sample has a calibration row: the shares are the rows' own categories, "
+                       "counted, with nothing to estimate")
+
+
+def shares_of_every_sample(counts: dict[str, int], pairs: list[tuple[str, str]], names: list[str]) -> Correction:
+    """The 'correction' when the rows cover every labeled sample: the true shares, counted; their
+    interval is the point (no sample was left to estimate), and it is trusted whatever the row counts."""
+    total = sum(counts.values())
+    truth = {n: sum(1 for t, _ in pairs if t == n) for n in names}
+    corrected = {n: round(100 * truth[n] / len(pairs), 2) if pairs else 0.0 for n in names}
+    return Correction(
+        names=names, raw={n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names},
+        corrected=corrected, ci95={n: (v, v) for n, v in corrected.items()}, trustworthy=True,
+        calibration_rows=len(pairs), accuracy_on_calibration=round(sum(t == lab for t, lab in pairs) / len(pairs), 4)
+        if pairs else None, method=EVERY_SAMPLE_METHOD,
+    )
+
+
 # ---------------------------------------------------------------- rows reviewed within each label
 
 REVIEW_METHOD = ("a review of this run's labels (rows drawn at random within each label, as offline-cov review draws "

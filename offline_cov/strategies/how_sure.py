@@ -18,6 +18,7 @@ from ..report.calibration import (
     correct_shares_soft,
     error_interval,
     error_margin,
+    shares_of_every_sample,
 )
 from ..report.contract import DIFFICULTIES, CoverageReport
 from ..report.decisions import call_decisions
@@ -111,6 +112,8 @@ def correction_of(tally: Tally, labels: LabelStore, matched: list[tuple[Calibrat
     other rows the soft EM correction when the labeler gave every sample (and every calibration row)
     its probabilities, else the hard-label one (bench/calibration.py measured all three)."""
     pairs = [(row.category, lab.categories[0]) for row, lab in matched]
+    if {lab.index for _, lab in matched} == {lab.index for lab in labels}:
+        return shares_of_every_sample(tally.primary_counts(), pairs, names)
     rows = labels.probability_rows()
     given = [lab.probabilities for _, lab in matched]
     soft = rows is not None and all(p is not None and len(p) == rows.shape[1] for p in given)
