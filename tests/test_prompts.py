@@ -44,3 +44,12 @@ def test_the_product_prompt_is_the_short_one_with_how_to_choose():
     assert PROMPT_VERSION == "label-v2" and DECIDE_HINT in product and DECIDE_HINT not in short
     assert product.replace(DECIDE_HINT, "") == short
     assert LABEL_PROMPTS["label-decide"](TAXONOMY).replace(DECIDE_HINT, "") == LABEL_PROMPTS["label-v1"](TAXONOMY)
+
+
+def test_a_small_dataset_is_asked_for_fewer_categories_so_each_can_hold_several_samples():
+    from offline_cov.prompts import infer_messages, infer_schema
+
+    for shown, most, words in ((10, 5, "Propose 5 topic"), (20, 6, "Propose between 5 and 6 topic"),
+                               (40, 10, "Propose between 5 and 10 topic")):
+        assert infer_schema(shown)["properties"]["categories"]["maxItems"] == most
+        assert words in infer_messages(["a sample"] * shown)[0]["content"]

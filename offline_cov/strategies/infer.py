@@ -6,7 +6,7 @@ from ..data.readers import Sample
 from ..engines import Engine, GenRequest
 from ..errors import GenerationError
 from ..generation import generate_parsed, json_object
-from ..prompts import INFER_MAX_SAMPLES, INFER_SNIPPET_CHARS, infer_messages, infer_schema
+from ..prompts import INFER_MAX_SAMPLES, INFER_SNIPPET_CHARS, infer_messages, infer_schema, inferred_at_most
 from ..report.tally import snippet
 from ..taxonomy import Category, Taxonomy, slugify
 
@@ -29,13 +29,13 @@ def infer_taxonomy(engine: Engine, samples: list[Sample]) -> Taxonomy:
     shown = [snippet(s.instruction, INFER_SNIPPET_CHARS) for s in spread(samples, INFER_MAX_SAMPLES)]
     proposed = _propose(engine, shown)
     if len(proposed) >= MIN_INFERRED:
-        return Taxonomy(categories=proposed[:MAX_INFERRED], inferred=True, inferred_by="proposal")
+        return Taxonomy(categories=proposed[:inferred_at_most(len(shown))], inferred=True, inferred_by="proposal")
     return vote_taxonomy(engine, shown)
 
 
 def _propose(engine: Engine, shown: list[str]) -> list[Category]:
     """The model's own categories (none when its answer is unusable twice)."""
-    request = GenRequest(infer_messages(shown), infer_schema(), INFER_MAX_TOKENS)
+    request = GenRequest(infer_messages(shown), infer_schema(len(shown)), INFER_MAX_TOKENS)
     outcome = generate_parsed(engine, [request], lambda _, result: distinct_categories(json_object(result)["categories"]))[0]
     return outcome.value or []
 
