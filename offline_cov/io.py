@@ -31,20 +31,38 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+TEMP_PREFIX = ".offline-cov-"  # a fixed length: a temporary name never runs past the folder's name limit
+
+
 def _write_temp(path: Path, text) -> str:
-    """Write `text` (a string, or an iterable of strings) to a fsynced temporary file beside `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write `text` (a string, or an iterable of strings) to a fsynced temporary file beside `path`;
+    a failure names `path`, not the temporary file."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.writelines([text] if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, _umask_mode())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     return tmp
+
+
+def writes_in_place(path: str | Path) -> bool:
+    """Whether `path` is written in place rather than replaced: a device, FIFO or socket (/dev/null, a
+    named pipe) that a rename would turn into a plain file."""
+    path = Path(path)
+    try:
+        return path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:
+        return False
 
 
 def write_atomic(path: str | Path, text) -> None:
@@ -78,24 +96,34 @@ class OutputSet:
 
     def __init__(self):
         self._pending: list[tuple[str, Path]] = []
+        self._in_place: list[tuple[Path, object]] = []
 
     def __enter__(self) -> OutputSet:
         return self
 
     def add(self, path: str | Path, text) -> None:
-        path = Path(path)
-        self._pending.append((_write_temp(path, text), path))
+        """Queue `text` for `path`: through a symbolic link to its target (the link stays a link), into a
+        device or FIFO as it is, else by a temporary file renamed into place."""
+        path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+        if writes_in_place(path):
+            self._in_place.append((path, text))
+        else:
+            self._pending.append((_write_temp(path, text), path))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         """Rename every file into place (each rename is atomic; a rename in the same folder failing
         after an earlier one succeeded is the one case that leaves a mixed set), or drop them all."""
         pending, self._pending = self._pending, []
+        in_place, self._in_place = self._in_place, []
         try:
             if exc_type is None:
                 while pending:
                     tmp, path = pending[0]
                     os.replace(tmp, path)
                     pending.pop(0)
+                for path, text in in_place:
+                    with open(path, "w", encoding="utf-8") as handle:
+                        handle.writelines([text] if isinstance(text, str) else text)
         finally:
             for tmp, _ in pending:
                 Path(tmp).unlink(missing_ok=True)
@@ -123,3 +151,30 @@ def check_outputs(inputs: dict[str, str | Path | None], outputs: dict[str, str |
         for other_flag, other in named_out[:i]:
             if _same_file(path, other):
                 raise OutputPathError(f"{flag} and {other_flag} are the same file ({path}); give each output its own path.")
+
+
+def write_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be written, found before any work (None: it can): a name past the file
+    system's limit, a folder on the way that is a file, or a folder where no file can be created (a
+    file is created and removed there to find out, as permissions alone miss read-only mounts)."""
+    path = Path(path)
+    if writes_in_place(path):
+        return None
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(path.name.encode()) > limit:
+        return f"its name is {len(path.name.encode())} bytes, over this file system's limit of {limit}"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"no file can be created in {folder} ({exc.strerror or exc})"
+    return None

@@ -105,7 +105,10 @@ def test_a_typo_in_models_yaml_gets_a_did_you_mean(tmp_path, monkeypatch):
     assert "models.a.vllm.max_model_length: unknown key (did you mean 'max_model_len'?)" in result.output
 
 
-def test_a_failed_html_write_leaves_the_previous_outputs_whole(tmp_path, fake_engines):
+def test_a_failed_html_write_leaves_the_previous_outputs_whole(tmp_path, fake_engines, monkeypatch):
+    import offline_cov.io
+
+    monkeypatch.setattr(offline_cov.io, "write_problem", lambda path: None)  # a write that fails late (disk full)
     data = example(tmp_path)
     out = tmp_path / "r.json"
     first = run([str(data), "--engine", "vllm", "--taxonomy", TAX, "--out", str(out), "-q"])

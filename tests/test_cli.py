@@ -225,8 +225,8 @@ def test_a_failed_write_is_an_error_not_a_traceback(tmp_path, fake_engine):
     blocker.write_text("x")
     result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b",
                                        "-o", str(blocker / "r.json"), "-q"])
-    assert result.exit_code == 1
-    assert result.output.startswith("Error: could not write") and str(blocker) in result.output
+    assert result.exit_code == 2  # found before any labeling
+    assert f"--out {blocker / 'r.json'} cannot be written: {blocker} is not a folder" in result.output
 
 
 def test_models_json_lists_every_model_and_the_default():

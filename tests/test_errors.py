@@ -77,6 +77,38 @@ def test_atomic_write_never_leaves_a_half_written_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
+def test_a_write_goes_through_a_symbolic_link_and_into_a_fifo_and_never_replaces_them(tmp_path):
+    """A rename over the path once turned a link, a FIFO (and, as root, /dev/null) into a plain file."""
+    import stat
+    import threading
+
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("original")
+    link.symlink_to(target)
+    write_atomic(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_atomic(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert got == ["through the pipe"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    long_name = tmp_path / ("a" * 250 + ".json")  # the temporary name no longer adds to the name
+    write_atomic(long_name, "fits")
+    assert long_name.read_text() == "fits"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long_name.name, "link.json", "pipe", "target.json"])
+
+
+def test_a_failed_write_names_the_user_s_path_not_the_temporary_file(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file, not a folder")
+    with pytest.raises(OSError) as caught:
+        write_atomic(blocked / "report.json", "x")
+    assert caught.value.filename == str(blocked / "report.json")
+
+
 def test_a_kv_cache_larger_than_the_free_memory_is_refused_before_vllm_starts(tmp_path, monkeypatch):
     from offline_cov.engines.vllm_engine import check_kv_space
 
@@ -113,3 +145,21 @@ def test_a_failed_vllm_start_says_what_failed_and_what_to_try():
     assert text.startswith("vLLM could not start qwen2.5-coder-1.5b: Engine core initialization failed.")
     assert "VLLM_CPU_KVCACHE_SPACE" in text and "rerun with -v" in text
     assert "VLLM_CPU_KVCACHE_SPACE" not in start_failure("m", ValueError("max_model_len too large"), on_cpu=False)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    from click.testing import CliRunner
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+    from offline_cov.io import write_problem
+
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert write_problem(tmp_path / "file" / "sub" / "r.json") == f"{tmp_path / 'file'} is not a folder"
+    assert "over this file system's limit of 255" in write_problem(tmp_path / ("a" * 256))
+    assert write_problem(tmp_path / "new" / "folder" / "r.json") is None  # created when written
+    for args in (["-o", str(tmp_path / "file" / "r.json")], ["-o", str(tmp_path / ("a" * 250 + ".json"))],
+                 ["-o", str(tmp_path / "r.json"), "--labels", str(tmp_path / "file" / "l.jsonl")]):
+        result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", *args])
+        assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing labeled, nothing written

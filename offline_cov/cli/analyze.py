@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..io import writes_in_place
 from ..labelers import LABELERS
 from ..options import ENGINES, LABELER_ENGINES
 from .common import (
@@ -138,7 +139,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
                                "(for a sharded run, give it to `offline-cov merge`)")
     if out_defaulted():
         refuse_others_file(out, REPORT_START, "name the report with -o")
-    if not metadata_path and out != STDOUT:
+    if not metadata_path and out != STDOUT and not writes_in_place(out):  # none beside /dev/null, say
         metadata_path = str(Path(out).with_suffix(".meta.json"))
         refuse_others_file(metadata_path, METADATA_START, "name the metadata file with --metadata")
     check_paths({"DATA": data, "--taxonomy-file": taxonomy_file, "--calibration": calibration_path},
@@ -356,7 +357,7 @@ def merge(manifests, out, labels_path, calibration_path):
     from ..strategies.shard import load_manifests, merge_shards, merged_metadata
     from .common import write_text_out
 
-    meta_path = None if out == STDOUT else Path(out).with_suffix(".meta.json")
+    meta_path = None if out == STDOUT or writes_in_place(out) else Path(out).with_suffix(".meta.json")
     if out_defaulted():
         refuse_others_file(out, REPORT_START, "name the merged report with -o")
     if meta_path:
@@ -371,8 +372,9 @@ def merge(manifests, out, labels_path, calibration_path):
         report, labels, summary, how_sure = merge_shards(loaded, calibration_path)
     meta = merged_metadata(loaded, list(manifests), summary, how_sure)
     with user_errors(writing=out), OutputSet() as outputs:
-        if meta_path:
+        if out != STDOUT:
             outputs.add(out, json_text(report.model_dump()))
+        if meta_path:
             outputs.add(meta_path, json_text(meta))
         if labels_path:
             outputs.add(labels_path, jsonl_lines(lab.to_json() for lab in labels))

@@ -36,7 +36,7 @@ def user_errors(writing: str | None = None) -> Iterator[None]:
 def check_paths(inputs: dict, outputs: dict) -> None:
     """Refuse, before any work, an output that is an input or another output, or `-` for an output other
     than -o/--out, which alone may go to standard output (exit 2)."""
-    from ..io import OutputPathError, check_outputs
+    from ..io import OutputPathError, check_outputs, write_problem
 
     dashed = [flag for flag, path in outputs.items() if str(path) == "-" and flag != "--out"]
     if dashed:
@@ -47,6 +47,10 @@ def check_paths(inputs: dict, outputs: dict) -> None:
         check_outputs(inputs, outputs)
     except OutputPathError as exc:
         raise click.UsageError(str(exc)) from None
+    for flag, path in outputs.items():  # the cache may be read-only: it is then read, not written
+        problem = write_problem(path) if path and str(path) != "-" and flag != "--cache" else None
+        if problem:
+            raise click.UsageError(f"{flag} {path} cannot be written: {problem}. Choose another path.")
 
 
 REPORT_START = '{\n  "categories": '
@@ -67,7 +71,10 @@ def refuse_others_file(path, start: str, how: str, marker: str = "") -> None:
     from pathlib import Path
 
     path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+    except OSError:  # a name too long, say: check_paths names the problem
         return
     with path.open("rb") as handle:
         head = handle.read(2048).decode("utf-8", errors="replace")
