@@ -73,17 +73,29 @@ class LabelCache:
             else:
                 self.db = self._open_read_only(exc)
 
+    OPEN_WAIT_S = 60
+
     def _open(self) -> sqlite3.Connection:
+        """Open (or create) the cache. Another run creating the same new file at the same moment holds
+        it locked while it switches to WAL, which SQLite reports at once rather than waiting: that
+        is waited out here (two shards started together on a new cache once lost one's labels)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=60)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.commit()
-        except BaseException:
-            db.close()
-            raise
-        return db
+        deadline = time.monotonic() + self.OPEN_WAIT_S
+        while True:
+            db = sqlite3.connect(self.path, timeout=self.OPEN_WAIT_S)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                db.commit()
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            except BaseException:
+                db.close()
+                raise
 
     @staticmethod
     def _corrupt(exc: sqlite3.DatabaseError) -> bool:
@@ -105,8 +117,10 @@ class LabelCache:
             try:
                 db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
                 db.execute("SELECT COUNT(*) FROM entries").fetchone()
+                fix = ("another run held it locked for a minute; give each run its own --cache to keep them"
+                       if "locked" in reason else "point --cache at a writable file to keep them")
                 self.warnings.append(f"the label cache {self.path} cannot be written ({reason}); reading it only, "
-                                     "new labels are not stored (point --cache at a writable file to keep them)")
+                                     f"new labels are not stored ({fix})")
                 return db
             except sqlite3.DatabaseError:
                 pass

@@ -144,3 +144,28 @@ def test_a_one_sided_difficulty_mix_is_flagged_in_the_metadata(tmp_path):
     mix = mixed.metadata["difficulty_mix"]
     assert sum(mix[d] for d in ("easy", "medium", "hard")) == 25
     assert mix["one_class_over_80"] == (max(mix[d] for d in ("easy", "medium", "hard")) > 20)
+
+
+def _open_at_once(path, barrier, results):
+    from offline_cov.cache import LabelCache
+
+    barrier.wait()
+    cache = LabelCache(path)
+    results.put((cache.writable, cache.db is not None, cache.warnings))
+
+
+def test_two_runs_creating_one_new_cache_at_once_both_write_it(tmp_path):
+    """Two shards started together on a new cache: one got 'database is locked' while the other switched
+    the file to WAL, and labeled without storing (18 of 80 opens in the robustness audit)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for i in range(12):
+        barrier, results = context.Barrier(2), context.Queue()
+        procs = [context.Process(target=_open_at_once, args=(tmp_path / f"c{i}.sqlite", barrier, results))
+                 for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=120)
+        assert [results.get(timeout=10) for _ in procs] == [(True, True, [])] * 2
