@@ -45,6 +45,23 @@ def cached_rows(cache: Path) -> int:
         return 0
 
 
+def session_processes(session: int, wait_s: float) -> list[str]:
+    """The processes still in `session` (the killed run's children) once they are gone or `wait_s` passed."""
+    deadline = time.time() + wait_s
+    while True:
+        left = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":  # the session id; zombies are gone already
+                left.append(stat.parent.name)
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.5)
+
+
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
     cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
     args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
@@ -55,8 +72,14 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_e
     while cached_rows(cache) < 16 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)  # the run alone, as the OOM killer does: vLLM's processes must follow
     proc.wait()
+    left = session_processes(proc.pid, wait_s=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert left == [], f"vLLM processes outlived the killed run: {left}"
     done_before = cached_rows(cache)
     assert 16 <= done_before < KILL_RUN_SAMPLES and not out.exists()
     assert errors.read_text() == ""  # -q: vLLM started and labeled, and nothing of it reached the terminal

@@ -11,9 +11,10 @@ from __future__ import annotations
 import click
 
 from ..version import __version__
-from .common import CONTEXT, quiet_vllm_imports
+from .common import CONTEXT, die_with_parent, quiet_vllm_imports
 
 quiet_vllm_imports()
+die_with_parent()
 
 
 @click.group(context_settings=CONTEXT)
