@@ -270,3 +270,20 @@ def test_the_possible_calls_line_asks_for_a_review_or_after_one_for_more_rows(ca
     _print_possible(calls | {"calibration": {"trustworthy": False, "corrected_share_percent": {"math": 4.0}}})
     err = capsys.readouterr().err.replace("\n", " ")
     assert "the calibration was not applied: a larger review (offline-cov review with a larger -n)" in err
+
+
+def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, fake_engine, monkeypatch):
+    from conftest import EXAMPLE
+
+    import offline_cov.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(offline_cov.pipeline, "analyze", interrupted)
+    args = ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b", "-o", str(tmp_path / "r.json"), "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130 and "Interrupted; the labels made so far are in the label cache" in result.output
+    assert "Aborted!" not in result.output and not (tmp_path / "r.json").exists()
+    result = CliRunner().invoke(main, args + ["--no-cache"])
+    assert result.exit_code == 130 and "nothing was kept (--no-cache)" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -155,7 +156,7 @@ def analyze(data, taxonomy, taxonomy_file, model, labeler, engine, ray_address, 
             engine_options=engine_options, calibration=calibration_path,
             **({} if describe is None else {"describe": describe}),
         )
-        with status_lines(not quiet):
+        with status_lines(not quiet), _interrupted(opts):
             result = _run_analyze(data, opts, quiet)
     with user_errors(writing=out):
         _write_outputs(result, out, metadata_path, labels_path, html_path, markdown_path)
@@ -183,6 +184,19 @@ def _engine_options(engine: str | None, ray_address: str | None, replicas: int |
             raise click.UsageError("--ray-address and --replicas go with --engine ray")
         return {}
     return {"address": ray_address, "replicas": replicas}
+
+
+@contextlib.contextmanager
+def _interrupted(opts):
+    """Ctrl-C: one line on what was kept and how to go on, exit 130 (the shell's code for it), instead of
+    Click's bare 'Aborted!' and 1."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = ("the labels made so far are in the label cache: the same command resumes from them"
+                if opts.use_cache else "nothing was kept (--no-cache)")
+        echo_err(f"\nInterrupted; {kept}.")
+        raise SystemExit(130) from None
 
 
 def _run_analyze(data, opts, quiet: bool):
