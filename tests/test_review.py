@@ -69,6 +69,22 @@ def test_review_walks_saves_and_resumes(tmp_path, fake_engines):
     assert "all 6 sampled labels are already in" in done.output and "a larger -n" in done.output
 
 
+def test_review_on_input_that_ends_stops_cleanly_and_writes_nothing_it_was_not_given(tmp_path, fake_engines):
+    """Piped or empty input (not a terminal): it ended with 'Aborted!', exit 1, after '0 answer(s) saved to'
+    a file it did not create."""
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calibration.jsonl"
+    args = ["review", str(data), "--labels", str(labels), "--metadata", str(report.with_suffix(".meta.json")),
+            "-o", str(calib), "-n", "6", "--seed", "1"]
+    empty = CliRunner().invoke(main, args, input="")
+    assert empty.exit_code == 0 and "Aborted" not in empty.output, empty.output
+    assert f"no answer given, nothing written to {calib}" in empty.output and "--export FILE.csv" in empty.output
+    assert not calib.exists()
+    piped = CliRunner().invoke(main, args, input="9\n\n2\n")  # out of range, then two answers, then the end
+    assert piped.exit_code == 0 and "not understood: '9' (Enter, 1-3, a category's name, s or q)" in piped.output
+    assert "2 answer(s) saved to" in piped.output and len(calib.read_text().splitlines()) == 2
+
+
 def test_review_refuses_to_write_over_its_inputs(tmp_path, fake_engines):
     data, report, labels = labeled_run(tmp_path, fake_engines)
     before = labels.read_bytes()

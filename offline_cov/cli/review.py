@@ -3,6 +3,8 @@ the calibration file of `analyze --calibration`."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .common import CONTEXT, check_paths, echo_err, user_errors
@@ -77,11 +79,24 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
             with user_errors(writing=out):
                 rv.append_answer(out, label, answer)
             reviewed, skipped = reviewed + 1, skipped + answer.skipped
-    finally:  # q, Ctrl-C or the end of piped input: the answers given are on disk
-        left = len(todo) - reviewed
-        then = (f"; {left} left: run the same command to resume" if left
-                else f"; the review is complete: rerun analyze (or merge, for sharded labels) with --calibration {out}")
-        echo_err(f"{reviewed} answer(s) saved{f' ({skipped} skipped)' if skipped else ''} to {out}{then}")
+    except click.Abort as exc:  # Ctrl-C (exit 130), or the end of piped input (a normal stop)
+        if not isinstance(exc.__context__, EOFError):
+            _saved(out, reviewed, skipped, len(todo) - reviewed, done)
+            raise SystemExit(130) from None
+        if not sys.stdin.isatty() and not reviewed:
+            echo_err("the input ended before any answer (it is not a terminal): to answer elsewhere, write the "
+                     "sample to a spreadsheet with --export FILE.csv")
+    _saved(out, reviewed, skipped, len(todo) - reviewed, done)
+
+
+def _saved(out: str, reviewed: int, skipped: int, left: int, done: dict) -> None:
+    """What the review wrote and what comes next (the answers given are on disk, whatever stopped it)."""
+    then = (f"; {left} left: run the same command to resume" if left
+            else f"; the review is complete: rerun analyze (or merge, for sharded labels) with --calibration {out}")
+    if not reviewed and not done:
+        echo_err(f"no answer given, nothing written to {out}{then}")
+        return
+    echo_err(f"{reviewed} answer(s) saved{f' ({skipped} skipped)' if skipped else ''} to {out}{then}")
 
 
 def _skip(_error) -> None:
@@ -98,7 +113,7 @@ def _ask(label, text: str, position: int, total: int, names: list[str], menu: st
         answer = rv.parse_answer(reply, label.categories[0], names)
         if answer is not None:
             return answer
-        click.echo(f"not understood: {reply!r}")
+        click.echo(f"not understood: {reply!r} (Enter, 1-{len(names)}, a category's name, s or q)")
 
 
 def _category_names(taxonomy, taxonomy_file, metadata_path) -> list[str]:
