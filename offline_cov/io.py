@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def _write_temp(path: Path, text) -> str:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.writelines([text] if isinstance(text, str) else text)
@@ -53,6 +55,21 @@ def _write_temp(path: Path, text) -> str:
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     return tmp
+
+
+STALE_TEMP_S = 3600
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove our temporary files left in `folder` by a run killed while it wrote (over an hour old: a
+    run writing now keeps its own)."""
+    now = time.time()
+    for old in folder.glob(f"{TEMP_PREFIX}*.tmp"):
+        try:
+            if now - old.stat().st_mtime > STALE_TEMP_S:
+                old.unlink()
+        except OSError:
+            continue
 
 
 def writes_in_place(path: str | Path) -> bool:

@@ -163,3 +163,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
         result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", *args])
         assert result.exit_code == 2 and "cannot be written" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing labeled, nothing written
+
+
+def test_temporary_files_a_killed_write_left_are_removed_once_stale(tmp_path):
+    from offline_cov.io import TEMP_PREFIX
+
+    stale, fresh = tmp_path / f"{TEMP_PREFIX}old.tmp", tmp_path / f"{TEMP_PREFIX}now.tmp"
+    stale.write_text("left by a kill -9 mid-write")
+    fresh.write_text("another run writing now")
+    os.utime(stale, (0, 0))
+    write_atomic(tmp_path / "report.json", "{}")
+    assert not stale.exists() and fresh.exists() and (tmp_path / "report.json").read_text() == "{}"
