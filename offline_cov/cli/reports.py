@@ -155,7 +155,8 @@ def _warn_thresholds(before: dict | None, after: dict | None) -> None:
 @click.option("--per-gap", type=click.IntRange(min=1, max=100), default=5, show_default=True,
               help="Seed tasks to write for each gap.")
 @model_option
-@click.option("--engine", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True)
+@click.option("--engine", type=click.Choice(["vllm", "transformers"]), default="vllm", show_default=True,
+              help="The model runtime that writes the seeds.")
 @click.option("--metadata", "metadata_path", type=click.Path(exists=True, dir_okay=False),
               help="Run metadata with category descriptions. Default: REPORT's *.meta.json, if there is one.")
 @click.option("--taxonomy-file", type=click.Path(exists=True, dir_okay=False),

@@ -208,7 +208,8 @@ def _parse_json(text: str):
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
-        return None, (f"malformed JSON ({exc.msg}, column {exc.colno})", exc.lineno)
+        where = f" column {exc.colno}" if exc.msg.endswith(" at") else f", column {exc.colno}"
+        return None, (f"malformed JSON ({exc.msg}{where})", exc.lineno)
     except RecursionError:
         return None, ("malformed JSON (nested too deeply)", None)
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
