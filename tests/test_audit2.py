@@ -78,7 +78,7 @@ def test_review_cut_short_says_what_was_saved(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"q {i}"}) + "\n" for i in range(3)))
     result = review(tmp_path, data, labels_file(tmp_path / "l.jsonl", range(3)), reply="\n")
-    assert result.exit_code == 1
+    assert result.exit_code == 0  # the end of piped input is a stop, as q is (Ctrl-C: 130)
     assert "1 answer(s) saved" in result.output and "run the same command to resume" in result.output
     assert len((tmp_path / "cal.jsonl").read_text().splitlines()) == 1
 
