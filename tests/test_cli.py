@@ -303,3 +303,26 @@ def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, fake_engine, monkeypa
     assert "Aborted!" not in result.output and not (tmp_path / "r.json").exists()
     result = CliRunner().invoke(main, args + ["--no-cache"])
     assert result.exit_code == 130 and "nothing was kept (--no-cache)" in result.output
+
+
+def test_sigterm_stops_analyze_as_ctrl_c_does_and_exits_143(tmp_path, fake_engine, monkeypatch):
+    """A batch system's cancel or time limit (SIGTERM) killed the run without a word."""
+    import os
+    import signal
+    import time
+
+    from conftest import EXAMPLE
+
+    import offline_cov.pipeline
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("SIGTERM was not handled")
+
+    monkeypatch.setattr(offline_cov.pipeline, "analyze", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--engine", "vllm", "--taxonomy", "a,b",
+                                       "-o", str(tmp_path / "r.json"), "-q"])
+    assert result.exit_code == 143 and "Terminated; the labels made so far are in the label cache" in result.output
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only

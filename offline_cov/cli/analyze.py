@@ -186,17 +186,32 @@ def _engine_options(engine: str | None, ray_address: str | None, replicas: int |
     return {"address": ray_address, "replicas": replicas}
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's cancel or time limit), raised where the run is so that it stops as Ctrl-C does."""
+
+
 @contextlib.contextmanager
 def _interrupted(opts):
-    """Ctrl-C: one line on what was kept and how to go on, exit 130 (the shell's code for it), instead of
-    Click's bare 'Aborted!' and 1."""
+    """Ctrl-C or SIGTERM: the engine is closed on the way out, then one line on what was kept and how to go
+    on, exit 130 or 143 (the shell's codes), instead of Click's bare 'Aborted!' and 1, or a silent death."""
+    import signal
+    import threading
+
+    def terminate(*_):
+        raise _Terminated
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, terminate) if main_thread else None
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         kept = ("the labels made so far are in the label cache: the same command resumes from them"
                 if opts.use_cache else "nothing was kept (--no-cache)")
-        echo_err(f"\nInterrupted; {kept}.")
-        raise SystemExit(130) from None
+        echo_err(f"\n{'Terminated' if isinstance(exc, _Terminated) else 'Interrupted'}; {kept}.")
+        raise SystemExit(143 if isinstance(exc, _Terminated) else 130) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
 
 
 def _run_analyze(data, opts, quiet: bool):
