@@ -139,8 +139,8 @@ def sample_warnings(plan: DatasetPlan) -> list[str]:
 
     scan = plan.scan
     warnings = [note] if plan.data.is_dir() and (note := hf_split_note(plan.data)) else []
-    if few_samples_warning(plan.analyzed):
-        warnings.append(few_samples_warning(plan.analyzed))
+    if few := few_samples_warning(plan.analyzed):
+        warnings.append(few)
     if scan.skipped:
         warnings.append(f"{len(scan.skipped)} bad record(s) skipped (--skip-bad-lines)")
     if scan.count and scan.duplicates / scan.count > DUPLICATES_WARN:

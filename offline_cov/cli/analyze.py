@@ -393,12 +393,11 @@ def merge(manifests, out, labels_path, calibration_path):
         refuse_others_file(out, REPORT_START, "name the merged report with -o")
     if meta_path:
         refuse_others_file(meta_path, METADATA_START, "choose another -o")
-    check_paths({**{f"manifest {m}": m for m in manifests}, "--calibration": calibration_path},
-                {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         loaded = load_manifests(list(manifests))
     dataset = (loaded[0].get("input") or {}).get("dataset")  # one for all shards: load_manifests checks it
-    check_paths({"dataset the shards read": dataset}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
+    check_paths({**{f"manifest {m}": m for m in manifests}, "--calibration": calibration_path,
+                 "dataset the shards read": dataset}, {"--out": out, "metadata": meta_path, "--labels": labels_path})
     with user_errors():
         report, labels, summary, how_sure = merge_shards(loaded, calibration_path)
     meta = merged_metadata(loaded, list(manifests), summary, how_sure)

@@ -124,11 +124,10 @@ def compare(before, after, as_json, out):
     Example: offline-cov compare report-v1.json report-v2.json --json -o diff.json
     """
     from ..report.compare import compare_markdown, compare_reports
+    from ..report.render import corrected_shares
 
     check_paths({"BEFORE": before, "AFTER": after, "BEFORE's metadata": _metadata_path(before),
                  "AFTER's metadata": _metadata_path(after)}, {"--out": out})
-    from ..report.render import corrected_shares
-
     first, second = _load_report(before), _load_report(after)
     meta_before, meta_after = _load_metadata(before, None, first), _load_metadata(after, None, second)
     _warn_thresholds(meta_before, meta_after)

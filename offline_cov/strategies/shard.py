@@ -182,7 +182,10 @@ def merged_metadata(manifests: list[dict], paths: list[str], summary: dict, how_
     `--calibration` with `--shard`, so no shard carries a correction; `merge --calibration` adds the
     whole run's `calibration` block)."""
     how_sure = dict(how_sure)
-    shards = [w for m in manifests for w in m.get("warnings", []) if w not in shard_only_warnings(m)]
+    shards = []
+    for m in manifests:
+        own = shard_only_warnings(m)
+        shards += [w for w in m.get("warnings", []) if w not in own]
     warnings = list(dict.fromkeys(how_sure.pop("warnings") + shards))
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
     per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
