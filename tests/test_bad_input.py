@@ -54,6 +54,7 @@ USAGE_CASES = [
     ("nan target inline", ["--taxonomy", "math=nan,code=100"], 1, "target 'nan' for 'math' is not a number"),
     # an empty --taxonomy "$UNSET" once meant no taxonomy: the model inferred one, minutes of work unasked for
     ("empty taxonomy", ["--taxonomy", ""], 1, "--taxonomy '': a category name is empty"),
+    ("unknown encoding", ["--encoding", "utf-9"], 2, "unknown encoding 'utf-9'; give a Python codec name"),
 ]
 
 

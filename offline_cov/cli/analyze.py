@@ -20,6 +20,7 @@ from .common import (
     check_paths,
     display_width,
     echo_err,
+    encoding_option,
     json_flag,
     model_option,
     out_defaulted,
@@ -98,7 +99,7 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown summary.")
 @click.option("--instruction-field", help="Field holding the instruction (overrides shape detection).")
 @click.option("--response-field", help="Field holding the response.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the dataset file.")
+@encoding_option("Text encoding of the dataset file.")
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed records and list them in the metadata.")
 @click.option("--gap-threshold", type=float, default=5.0, show_default=True, help="Share (percent) under which a target category is a gap.")
 @click.option("--over-threshold", type=float, default=35.0, show_default=True, help="Share (percent) over which a category is over-represented.")

@@ -95,6 +95,21 @@ def out_option(default: str | None, what: str, required: bool = False):
                         help=f"Where to write {what} (- for stdout).", **defaults)
 
 
+def encoding_option(help_text: str):
+    """`--encoding NAME`, checked against Python's codecs before any file is read (exit 2)."""
+    def known(ctx, param, value):
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise click.BadParameter(f"unknown encoding {value!r}; give a Python codec name such as utf-8, "
+                                     "utf-16, latin-1 or cp1252") from None
+        return value
+
+    return click.option("--encoding", default="utf-8", show_default=True, callback=known, help=help_text)
+
+
 def json_flag(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout instead of text.")(fn)
 

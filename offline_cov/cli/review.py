@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import CONTEXT, check_paths, echo_err, user_errors
+from .common import CONTEXT, check_paths, echo_err, encoding_option, user_errors
 
 TEXT_CHARS = 1500
 
@@ -30,7 +30,7 @@ TEXT_CHARS = 1500
               help="The run's *.meta.json, for its taxonomy (instead of --taxonomy/--taxonomy-file).")
 @click.option("--instruction-field", help="Field holding the instruction (as given to analyze).")
 @click.option("--response-field", help="Field holding the response.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the dataset file (as given to analyze).")
+@encoding_option("Text encoding of the dataset file (as given to analyze).")
 def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_file, metadata_path, instruction_field,
            response_field, encoding):
     """Check a sample of the labels by hand and write the calibration file.
