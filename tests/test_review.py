@@ -85,6 +85,29 @@ def test_review_on_input_that_ends_stops_cleanly_and_writes_nothing_it_was_not_g
     assert "2 answer(s) saved to" in piped.output and len(calib.read_text().splitlines()) == 2
 
 
+def test_a_failed_write_mid_review_says_the_earlier_answers_are_kept(tmp_path, fake_engines, monkeypatch):
+    """The disk filling up on the third answer: the first two are on disk, and the message says so."""
+    import offline_cov.review as rv
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calibration.jsonl"
+    real, calls = rv.append_answer, []
+
+    def fills_up(path, label, answer):
+        calls.append(label.index)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, label, answer)
+
+    monkeypatch.setattr(rv, "append_answer", fills_up)
+    result = CliRunner().invoke(main, ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES),
+                                       "-o", str(calib), "-n", "6"], input="\n\n\n\n")
+    assert result.exit_code == 1, result.output
+    assert f"2 answer(s) given before this one are saved in {calib}" in result.output
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert len(calib.read_text().splitlines()) == 2
+
+
 def test_review_refuses_to_write_over_its_inputs(tmp_path, fake_engines):
     data, report, labels = labeled_run(tmp_path, fake_engines)
     before = labels.read_bytes()
@@ -272,6 +295,46 @@ def test_review_in_a_real_terminal(tmp_path, fake_engines):
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     rows = [json.loads(line) for line in calib.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["category"] == rows[0]["proposed"] and rows[1]["category"] == "writing"
+
+
+@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
+def test_ctrl_c_in_a_real_terminal_keeps_the_answers_and_exits_130(tmp_path, fake_engines):
+    """Ctrl-C after one answer: the answer is on disk, the command says so and how to resume, exit 130."""
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calib.jsonl"
+    script = str(Path(sys.executable).parent / "offline-cov")
+    cmd = " ".join(shlex.quote(a) for a in [script, "review", str(data), "--labels", str(labels), "--taxonomy",
+                                            ",".join(NAMES), "-o", str(calib), "-n", "5"])
+    session = f"ctrlc-{tmp_path.name}"[:40]
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
+                    f"{cmd}; echo EXIT=$?; sleep 60"], check=True)
+
+    def wait_for(text: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", session],
+                                   capture_output=True, text=True).stdout
+            if text in shown:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared:\n{shown}")
+
+    try:
+        wait_for("(1 of 5)")
+        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
+        wait_for("(2 of 5)")
+        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
+        shown = wait_for("EXIT=")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert "EXIT=130" in shown and "Traceback" not in shown, shown
+    assert f"1 answer(s) saved to {calib}; 4 left: run the same command to resume" in " ".join(shown.split()), shown
+    assert len(calib.read_text().splitlines()) == 1
 
 
 def test_calibration_rows_by_text_match_the_data_or_are_labeled_on_their_own(tmp_path, fake_engines):

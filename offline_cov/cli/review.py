@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import CONTEXT, check_paths, echo_err, encoding_option, user_errors
+from .common import CONTEXT, CliError, check_paths, echo_err, encoding_option, user_errors
 
 TEXT_CHARS = 1500
 
@@ -76,8 +76,7 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
             answer = _ask(label, texts[label.index], position, len(todo), names, menu, rv)
             if answer.stop:
                 break
-            with user_errors(writing=out):
-                rv.append_answer(out, label, answer)
+            _append(rv, out, label, answer, reviewed)
             reviewed, skipped = reviewed + 1, skipped + answer.skipped
     except click.Abort as exc:  # Ctrl-C (exit 130), or the end of piped input (a normal stop)
         if not isinstance(exc.__context__, EOFError):
@@ -87,6 +86,18 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
             echo_err("the input ended before any answer (it is not a terminal): to answer elsewhere, write the "
                      "sample to a spreadsheet with --export FILE.csv")
     _saved(out, reviewed, skipped, len(todo) - reviewed, done)
+
+
+def _append(rv, out: str, label, answer, reviewed: int) -> None:
+    """Write one answer; when that fails, say that the answers before it are kept before the error."""
+    try:
+        with user_errors(writing=out):
+            rv.append_answer(out, label, answer)
+    except CliError:
+        if reviewed:
+            echo_err(f"{reviewed} answer(s) given before this one are saved in {out}: run the same command to resume "
+                     "once it can be written")
+        raise
 
 
 def _saved(out: str, reviewed: int, skipped: int, left: int, done: dict) -> None:
