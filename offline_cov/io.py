@@ -146,7 +146,7 @@ class OutputSet:
                 Path(tmp).unlink(missing_ok=True)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
     try:
@@ -161,12 +161,12 @@ def check_outputs(inputs: dict[str, str | Path | None], outputs: dict[str, str |
     named_out = [(flag, Path(p)) for flag, p in outputs.items() if p and str(p) != "-"]
     for i, (flag, path) in enumerate(named_out):
         for in_flag, source in named_in:
-            if _same_file(path, source):
+            if same_file(path, source):
                 raise OutputPathError(
                     f"{flag} {path} is the {in_flag} ({source}): writing there would destroy it. Choose another path."
                 )
         for other_flag, other in named_out[:i]:
-            if _same_file(path, other):
+            if same_file(path, other):
                 raise OutputPathError(f"{flag} and {other_flag} are the same file ({path}); give each output its own path.")
 
 

@@ -165,6 +165,28 @@ def test_a_cache_path_that_is_the_data_or_another_file_of_the_user_s_is_refused_
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.name, "notes.txt"])
 
 
+@pytest.mark.parametrize("command", [
+    ["analyze", "{d}", "--engine", "vllm", "--taxonomy", TAX, "-o", "{c}"],
+    ["analyze", "{d}", "--engine", "vllm", "--taxonomy", TAX, "--no-cache", "-o", "{r}", "--html", "{c}"],
+    ["render", "{r}", "--markdown", "{c}"],
+    ["compare", "{r}", "{r}", "-o", "{c}"],
+    ["review", "{d}", "--labels", "{l}", "--taxonomy", TAX, "-o", "{c}"],
+], ids=["analyze -o", "analyze --html", "render", "compare", "review"])
+def test_no_command_writes_over_the_label_cache_it_was_not_given(tmp_path, fake_engines, monkeypatch, command):
+    """The cache named by $OFFLINE_COV_CACHE (or the tool home's) given as an output: a report replaced
+    every label kept, exit 0; only --cache was checked."""
+    data, cache, report = example(tmp_path), tmp_path / "labels.sqlite", tmp_path / "r.json"
+    monkeypatch.setenv("OFFLINE_COV_CACHE", str(cache))
+    assert run([str(data), "--engine", "vllm", "--taxonomy", TAX, "-o", str(report), "--labels",
+                str(tmp_path / "l.jsonl"), "-q"]).exit_code == 0
+    before = snapshot(tmp_path)
+    fill = {"{d}": str(data), "{c}": str(cache), "{r}": str(report), "{l}": str(tmp_path / "l.jsonl")}
+    result = CliRunner().invoke(main, [fill.get(a, a) for a in command])
+    assert result.exit_code == 2, result.output
+    assert f"{cache} is the label cache" in " ".join(result.output.split()), result.output
+    assert snapshot(tmp_path) == before
+
+
 def test_a_cached_label_outside_the_taxonomy_is_labeled_again(tmp_path, fake_engines):
     data = example(tmp_path)
     cache, out = tmp_path / "c.sqlite", tmp_path / "r.json"

@@ -44,13 +44,25 @@ def check_paths(inputs: dict, outputs: dict) -> None:
                                f"{dashed[0]}")
 
     try:
-        check_outputs(inputs, outputs)
+        check_outputs({**inputs, **_label_cache(outputs.get("--cache"))}, outputs)
     except OutputPathError as exc:
         raise click.UsageError(str(exc)) from None
     for flag, path in outputs.items():  # the cache may be read-only: it is then read, not written
         problem = write_problem(path) if path and str(path) != "-" and flag != "--cache" else None
         if problem:
             raise click.UsageError(f"{flag} {path} cannot be written: {problem}. Choose another path.")
+
+
+def _label_cache(given) -> dict:
+    """The label cache a run reads when --cache is not given ($OFFLINE_COV_CACHE or the tool home's),
+    as an input no command may write over: a report written there replaced every label kept."""
+    from pathlib import Path
+
+    from ..cache import default_cache_path
+    from ..io import same_file
+
+    cache = default_cache_path()
+    return {} if given and same_file(Path(given), cache) else {"label cache": cache}
 
 
 REPORT_START = '{\n  "categories": '
