@@ -100,10 +100,10 @@ def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
 def test_default_labeler_is_the_llm_only_on_a_gpu(monkeypatch):
     from offline_cov import labelers
 
+    monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
     assert labelers.default_labeler() == "llm"
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
-    monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
     assert labelers.default_labeler() == labelers.CPU_DEFAULT_LABELER == "ensemble"
     assert labelers.default_labeler(llm_asked=True) == "llm"
 
@@ -116,6 +116,9 @@ def test_the_default_labeler_and_model_can_come_from_the_environment(monkeypatch
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
     monkeypatch.setenv(labelers.LABELER_ENV, "embed")
     assert labelers.default_labeler() == "embed" and labelers.default_labeler(llm_asked=True) == "llm"
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)  # the variable holds on a GPU too
+    assert labelers.default_labeler() == "embed"
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
     monkeypatch.setenv(labelers.LABELER_ENV, "nope")
     with pytest.raises(OfflineCovError, match="OFFLINE_COV_LABELER='nope' is not a labeler"):
         labelers.default_labeler()

@@ -38,17 +38,20 @@ def get_labeler_class(name: str):
 
 
 def default_labeler(llm_asked: bool = False, model_named: bool = False) -> str:
-    """`llm` where a GPU is visible or an LLM's own labels were asked for; else $OFFLINE_COV_LABELER
-    when set, else the CPU default the bench chose. `model_named` (a `--model` was given): that
-    default when it reads the named model (the ensemble), `llm` when it would ignore it (`fused`,
-    `embed`), so naming a model never leaves it unused."""
+    """`llm` where an LLM's own labels were asked for; else $OFFLINE_COV_LABELER when set; else `llm`
+    where a GPU is visible and the CPU default the bench chose where not. `model_named` (a `--model`
+    was given): that default when it reads the named model (the ensemble), `llm` when it would ignore
+    it (`fused`, `embed`), so naming a model never leaves it unused."""
     import os
 
     from ..registry import gpu_available
 
-    if llm_asked or gpu_available():
+    if llm_asked:
         return "llm"
-    chosen = os.environ.get(LABELER_ENV) or CPU_DEFAULT_LABELER
+    chosen = os.environ.get(LABELER_ENV)
+    if not chosen and gpu_available():
+        return "llm"
+    chosen = chosen or CPU_DEFAULT_LABELER
     if chosen not in LABELERS:
         raise OfflineCovError(f"${LABELER_ENV}={chosen!r} is not a labeler. Available: {', '.join(LABELERS)}")
     if model_named and not get_labeler_class(chosen).needs_engine:
