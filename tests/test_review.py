@@ -253,85 +253,91 @@ def test_a_csv_calibration_row_with_a_long_text_is_read(tmp_path):
     assert len(rows) == 1 and len(rows[0].text) == 200_000
 
 
-@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
-def test_review_in_a_real_terminal(tmp_path, fake_engines):
-    """The review command in tmux, typed into as a person would: accept, correct, stop."""
-    import shlex
-    import subprocess
-    import sys
-    import time
+class Terminal:
+    """A tmux session running one shell command, typed into and read as a person would."""
 
-    data, report, labels = labeled_run(tmp_path, fake_engines)
-    calib = tmp_path / "calib.jsonl"
-    script = str(Path(sys.executable).parent / "offline-cov")
-    cmd = " ".join(shlex.quote(a) for a in [script, "review", str(data), "--labels",
-                                            str(labels), "--taxonomy", ",".join(NAMES), "-o", str(calib), "-n", "5"])
-    session = f"review-{tmp_path.name}"[:40]
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", cmd], check=True)
+    def __init__(self, name: str, command: str):
+        import subprocess
 
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", session], capture_output=True, text=True).stdout
+        self.run, self.name = subprocess.run, name[:40]
+        self.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", command], check=True)
 
-    def wait_for(text: str, seconds: float = 30) -> str:
+    def screen(self) -> str:
+        return self.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", self.name], capture_output=True,
+                        text=True).stdout
+
+    def wait_for(self, text: str, seconds: float = 30) -> str:
+        import time
+
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if text in (shown := screen()):
+            if text in (shown := self.screen()):
                 return shown
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared:\n{screen()}")
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
 
-    try:
-        wait_for("(1 of 5)")
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-        wait_for("(2 of 5)")
-        subprocess.run(["tmux", "send-keys", "-t", session, "3", "Enter"], check=True)
-        wait_for("(3 of 5)")
-        subprocess.run(["tmux", "send-keys", "-t", session, "q", "Enter"], check=True)
-        deadline = time.monotonic() + 20
-        while subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, screen()
+    def keys(self, *keys: str) -> None:
+        self.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_closed(self, seconds: float = 20) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while self.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, self.screen()
             time.sleep(0.2)
+
+    def close(self) -> None:
+        self.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def review_command(data, labels, calib) -> str:
+    import shlex
+    import sys
+
+    script = str(Path(sys.executable).parent / "offline-cov")
+    return " ".join(shlex.quote(a) for a in [script, "review", str(data), "--labels", str(labels), "--taxonomy",
+                                             ",".join(NAMES), "-o", str(calib), "-n", "5"])
+
+
+needs_tmux = pytest.mark.skipif(__import__("shutil").which("tmux") is None,
+                                reason="tmux not installed (apt-get install -y tmux)")
+
+
+@needs_tmux
+def test_review_in_a_real_terminal(tmp_path, fake_engines):
+    """The review command in tmux, typed into as a person would: accept, correct, stop."""
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    calib = tmp_path / "calib.jsonl"
+    terminal = Terminal(f"review-{tmp_path.name}", review_command(data, labels, calib))
+    try:
+        terminal.wait_for("(1 of 5)")
+        terminal.keys("Enter")
+        terminal.wait_for("(2 of 5)")
+        terminal.keys("3", "Enter")
+        terminal.wait_for("(3 of 5)")
+        terminal.keys("q", "Enter")
+        terminal.wait_closed()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        terminal.close()
     rows = [json.loads(line) for line in calib.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["category"] == rows[0]["proposed"] and rows[1]["category"] == "writing"
 
 
-@pytest.mark.skipif(__import__("shutil").which("tmux") is None, reason="tmux not installed (apt-get install -y tmux)")
+@needs_tmux
 def test_ctrl_c_in_a_real_terminal_keeps_the_answers_and_exits_130(tmp_path, fake_engines):
     """Ctrl-C after one answer: the answer is on disk, the command says so and how to resume, exit 130."""
-    import shlex
-    import subprocess
-    import sys
-    import time
-
     data, report, labels = labeled_run(tmp_path, fake_engines)
     calib = tmp_path / "calib.jsonl"
-    script = str(Path(sys.executable).parent / "offline-cov")
-    cmd = " ".join(shlex.quote(a) for a in [script, "review", str(data), "--labels", str(labels), "--taxonomy",
-                                            ",".join(NAMES), "-o", str(calib), "-n", "5"])
-    session = f"ctrlc-{tmp_path.name}"[:40]
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
-                    f"{cmd}; echo EXIT=$?; sleep 60"], check=True)
-
-    def wait_for(text: str, seconds: float = 30) -> str:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            shown = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", session],
-                                   capture_output=True, text=True).stdout
-            if text in shown:
-                return shown
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared:\n{shown}")
-
+    terminal = Terminal(f"ctrlc-{tmp_path.name}", f"{review_command(data, labels, calib)}; echo EXIT=$?; sleep 60")
     try:
-        wait_for("(1 of 5)")
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-        wait_for("(2 of 5)")
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-c"], check=True)
-        shown = wait_for("EXIT=")
+        terminal.wait_for("(1 of 5)")
+        terminal.keys("Enter")
+        terminal.wait_for("(2 of 5)")
+        terminal.keys("C-c")
+        shown = terminal.wait_for("EXIT=")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        terminal.close()
     assert "EXIT=130" in shown and "Traceback" not in shown, shown
     assert f"1 answer(s) saved to {calib}; 4 left: run the same command to resume" in " ".join(shown.split()), shown
     assert len(calib.read_text().splitlines()) == 1
