@@ -210,3 +210,42 @@ def test_a_named_model_keeps_the_cpu_default_when_it_reads_that_model(monkeypatc
     monkeypatch.setenv(labelers.LABELER_ENV, "fused")  # reads SmolLM2 whatever the run's model: the LLM labels
     assert AnalyzeOptions(model="qwen2.5-coder-0.5b").resolved().labeler == "llm"
     assert AnalyzeOptions().resolved().labeler == "fused"
+
+
+def test_labelers_read_no_system_turn_and_key_the_cache_on_what_they_read():
+    from offline_cov.labelers.base import LabelSettings, sample_text
+    from offline_cov.strategies.per_sample import label_key
+
+    chat = Sample(3, (("system", "You are a helpful assistant."), ("user", "Sum 2 and 2."), ("assistant", "4")))
+    plain = Sample(3, (("user", "Sum 2 and 2."), ("assistant", "4")))
+    assert sample_text(chat) == sample_text(plain) == ("USER: Sum 2 and 2.\nASSISTANT: 4", False)
+    assert label_key("id", TAX, LabelSettings(), chat) == label_key("id", TAX, LabelSettings(), plain)
+    assert chat.content_hash() != plain.content_hash()  # duplicates are still counted on every turn
+    only_system = Sample(0, (("system", "Be brief."),))
+    assert only_system.for_labeler() is only_system and sample_text(only_system)[0] == "Be brief."
+
+
+@pytest.mark.engine  # loads MiniLM
+def test_a_system_prompt_shared_by_every_sample_does_not_decide_the_labels(tmp_path):
+    """A chat dataset whose samples all begin with one long system prompt: it filled the 256 tokens
+    `embed` reads, and every sample of a 1,500-sample audit got the same label."""
+    import json
+
+    system = "You are a careful, friendly assistant working for a large company. " * 30
+    rows = [json.loads(line) for line in EXAMPLE.read_text().splitlines()][:40]
+
+    def write(name: str, with_system: bool) -> Path:
+        path = tmp_path / name
+        turns = [[{"role": "user", "content": f"{r['instruction']}\n\n{r['input']}".strip()},
+                  {"role": "assistant", "content": r["output"]}] for r in rows]
+        lines = [json.dumps({"messages": ([{"role": "system", "content": system}] if with_system else []) + t})
+                 for t in turns]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    opts = AnalyzeOptions(taxonomy=TAX, labeler="embed", cache_path=tmp_path / "c.sqlite")
+    plain = analyze(write("plain.jsonl", False), opts)
+    chat = analyze(write("chat.jsonl", True), opts)
+    assert chat.metadata["cache"]["hits"] == 40  # the same text read: the plain run's labels
+    assert [lab.categories for lab in chat.labels] == [lab.categories for lab in plain.labels]
+    assert len({lab.categories[0] for lab in chat.labels}) >= 4

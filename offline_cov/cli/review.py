@@ -56,7 +56,7 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         sample = rv.stratified_sample(labels, size, seed)
         todo = [lab for lab in sample if lab.index not in done]
         wanted = {lab.index for lab in todo}
-        texts = {s.index: s.render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
+        texts = {s.index: s.for_labeler().render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
                                                            encoding=encoding, on_bad=_skip) if s.index in wanted}
         rv.check_found(wanted, texts, data, labels_path)
     if export_path:

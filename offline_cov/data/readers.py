@@ -43,8 +43,17 @@ class Sample:
     def response(self) -> str:
         return next((t for r, t in self.turns if r == "assistant"), "")
 
+    def for_labeler(self) -> Sample:
+        """The sample as labelers read it: without its system turns, unless it has nothing else. A
+        system prompt comes first and is often the same in every sample of a chat dataset; read, it
+        filled the tokens a labeler reads (the user's request was cut away) and every sample got the
+        same label. The label cache keys on this sample's content, so a chat sample and the same
+        turns without the system prompt share a label."""
+        kept = tuple(turn for turn in self.turns if turn[0] != "system")
+        return self if len(kept) == len(self.turns) or not kept else Sample(self.index, kept)
+
     def render(self) -> str:
-        """The sample as plain text, every turn kept, for the labeler."""
+        """The sample as plain text, every turn kept."""
         if len(self.turns) == 1:
             return self.turns[0][1]
         return "\n".join(f"{role.upper()}: {text}" for role, text in self.turns)

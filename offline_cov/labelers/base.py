@@ -39,8 +39,9 @@ SAMPLE_MAX_CHARS = 32_768
 
 
 def sample_text(sample: Sample) -> tuple[str, bool]:
-    """What a labeler reads of a sample: its rendered text cut to SAMPLE_MAX_CHARS, and whether it was cut."""
-    text = sample.render()
+    """What a labeler reads of a sample (`Sample.for_labeler`: no system turn) as text cut to
+    SAMPLE_MAX_CHARS, and whether it was cut."""
+    text = sample.for_labeler().render()
     return (text, False) if len(text) <= SAMPLE_MAX_CHARS else (text[:SAMPLE_MAX_CHARS], True)
 
 

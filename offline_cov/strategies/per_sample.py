@@ -89,9 +89,10 @@ def throughput(run: Run, labeled: StreamRun) -> dict:
 
 
 def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:
-    """The cache key of one sample's label."""
+    """The cache key of one sample's label: the content the labeler reads (`Sample.for_labeler`)."""
     knobs = {"max_sample_tokens": settings.max_sample_tokens, "max_tokens": settings.max_tokens, "temperature": 0}
-    return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs, sample.content_hash())
+    return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs,
+                     sample.for_labeler().content_hash())
 
 
 @dataclass
