@@ -169,6 +169,18 @@ def test_wrong_encoding_says_what_to_do(tmp_path):
     assert read_samples(f, encoding="latin-1").samples[1].instruction == "café"
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".json"])
+def test_a_compressed_file_is_named_as_such_not_sent_to_another_encoding(tmp_path, suffix):
+    """A gzip'd file named .jsonl was told to try --encoding latin-1, which cannot help."""
+    import gzip
+
+    f = tmp_path / f"data{suffix}"
+    f.write_bytes(gzip.compress(b'{"prompt": "hello"}\n' * 50))
+    with pytest.raises(InputError, match="gzip-compressed file, not text: decompress it first") as err:
+        read_samples(f)
+    assert "--encoding" not in str(err.value)
+
+
 def test_empty_file_and_missing_file(tmp_path):
     for name in ("e.jsonl", "e.json"):  # an empty .json said "malformed JSON (Expecting value, column 1)"
         (tmp_path / name).write_text(" \n")

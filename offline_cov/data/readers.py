@@ -26,6 +26,8 @@ INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query", "input", "text
 RESPONSE_KEYS = ("output", "response", "completion", "answer", "chosen")
 ENCODING_HINT = "if the file is not UTF-8, pass --encoding (for example --encoding latin-1 or --encoding utf-16)"
 DECODE_CHUNK = 1 << 20
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+              b"PK\x03\x04": "zip"}
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,12 @@ def _os_error(path: Path, exc: OSError) -> InputError:
 
 
 def _decode_error(path: Path, encoding: str, codec: str) -> InputError:
-    """Where the first undecodable byte is: found by a second, chunked pass over the bytes."""
+    """Where the first undecodable byte is: found by a second, chunked pass over the bytes (a
+    compressed file is named as such: no encoding reads it)."""
+    packed = next((name for magic, name in COMPRESSED.items() if _head(path, len(magic)) == magic), None)
+    if packed:
+        return InputError(path, f"this is a {packed}-compressed file, not text: decompress it first and give the "
+                                "file it holds")
     skip = len(codecs.BOM_UTF8) if codec == "utf-8-sig" and _head(path, 3) == codecs.BOM_UTF8 else 0
     decoder = codecs.getincrementaldecoder("utf-8" if skip else codec)("strict")
     offset, line, byte = skip, 1, None
