@@ -141,8 +141,9 @@ class LabelCache:
                         self.bad_values += 1
         except sqlite3.DatabaseError as exc:
             self._give_up(exc)
-        self.hits += len(found)
-        self.misses += len(set(keys)) - len(found)
+        hits = sum(key in found for key in keys)  # per key asked: duplicate samples count once each
+        self.hits += hits
+        self.misses += len(keys) - hits
         return found
 
     def reject(self, count: int = 1) -> None:

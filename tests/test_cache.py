@@ -25,6 +25,16 @@ def test_second_run_labels_nothing_and_gives_the_same_report(tmp_path):
     assert second.metadata["cache"]["hits"] == 60 and second.metadata["cache"]["misses"] == 0
 
 
+def test_hits_and_misses_add_up_to_the_samples_when_some_repeat(tmp_path):
+    """Repeated samples counted once: a 24,000-sample audit saw 111 hits + 23,556 misses."""
+    f = write(tmp_path / "d.jsonl", [f"task {i % 40}" for i in range(60)])
+    first = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=FakeEngine(seed=1))
+    second = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=FakeEngine(seed=1))
+    assert (first.metadata["cache"]["hits"], first.metadata["cache"]["misses"]) == (0, 60)
+    assert (second.metadata["cache"]["hits"], second.metadata["cache"]["misses"]) == (60, 0)
+    assert second.labels == first.labels
+
+
 def test_changing_a_sample_relabels_only_that_sample(tmp_path):
     prompts = [f"task {i}" for i in range(60)]
     analyze(write(tmp_path / "d.jsonl", prompts), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
