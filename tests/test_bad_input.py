@@ -240,6 +240,21 @@ def test_more_samples_asked_than_there_are_is_said(tmp_path, fake_engines):
     assert "Warning: --sample 5000 asks for more samples than the file holds (120)" in result.output
 
 
+def test_the_summary_says_how_many_samples_were_read_only_in_part(tmp_path, fake_engines):
+    """A run whose every sample was cut said nothing about it outside the metadata (scale audit)."""
+    import json
+
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"task {i} " + "word " * (3000 if i % 2 else 10)}) + "\n"
+                            for i in range(20)))
+    args = ["analyze", str(data), "--engine", "vllm", "--taxonomy", TAX, "--out", str(tmp_path / "r.json")]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "10 of 20 samples (50%) are longer than the 512 tokens the labeler reads" in first.output
+    again = CliRunner().invoke(main, args)  # from the cache: the labeler is not opened
+    assert "10 of 20 samples (50%) are longer than what the labeler reads" in again.output
+
+
 def test_a_huge_sample_is_cut_by_characters_before_any_tokenizer_sees_it():
     from offline_cov.data.readers import Sample
     from offline_cov.labelers.base import SAMPLE_MAX_CHARS, sample_text

@@ -339,7 +339,18 @@ def _print_summary(result, out) -> None:
     on = " (decided on the corrected shares)" if corrected else ""
     echo_err(f"gaps: {gaps} | over-represented: {over}{on} | balance {report.balance_score:.2f}")
     _print_possible(result.metadata)
+    _print_truncated(result.metadata)
     echo_err(f"report written to {'stdout' if out == STDOUT else out}")
+
+
+def _print_truncated(metadata: dict) -> None:
+    """How many samples the labeler read only the beginning of (the metadata's samples.truncated)."""
+    samples, budget = metadata.get("samples") or {}, metadata.get("sample_token_budget")
+    cut, labeled = samples.get("truncated") or 0, samples.get("labeled") or 0
+    if cut and labeled:
+        read = f"the {budget} tokens" if budget else "what"
+        echo_err(f"{cut} of {labeled} samples ({100 * cut / labeled:.0f}%) are longer than {read} the labeler reads: "
+                 "each was labeled on its beginning, the request first")
 
 
 @click.command(context_settings=CONTEXT)
