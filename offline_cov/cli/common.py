@@ -61,7 +61,10 @@ def _label_cache(given) -> dict:
     from ..cache import default_cache_path
     from ..io import same_file
 
-    cache = default_cache_path()
+    try:
+        cache = default_cache_path()
+    except RuntimeError:  # no home directory to find: nothing there to protect
+        return {}
     return {} if given and same_file(Path(given), cache) else {"label cache": cache}
 
 
