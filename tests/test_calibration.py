@@ -112,6 +112,24 @@ def test_the_llms_confidence_is_the_probability_of_the_tokens_of_its_choice():
     assert value_probability(result, "primary", "math") is None  # not the value the text holds
 
 
+def test_a_name_json_escapes_keeps_its_probability_and_its_share_of_the_first_token():
+    """Names holding a quote or a backslash are spelled escaped in the answer: their probability was None
+    and their first-token share 0 (taxonomy audit)."""
+    import math
+
+    from offline_cov.engines import GenResult
+    from offline_cov.labelers.llm import choice_distribution, value_probability
+
+    tokens = [('{"primary": "', 0.0), ('say \\"', math.log(0.5)), ('hi\\""', math.log(0.8)), (", ...}", -1.0)]
+    top = [{}, {'say \\"': math.log(0.5), "back": math.log(0.3), "plain": math.log(0.2)}, {}, {}]
+    result = GenResult("".join(t for t, _ in tokens), "stop", 4, {"tokens": tokens, "top": top})
+    names = ['say "hi"', "back\\slash", "plain"]
+    assert value_probability(result, "primary", 'say "hi"') == pytest.approx(0.5 * 0.8)
+    result.text = '{"primary": "say \\"hi\\""' + ", ...}"
+    dist = choice_distribution(result, "primary", names)
+    assert dist["back\\slash"] > 0.25 and dist["plain"] > 0.15 and dist['say "hi"'] > 0.4
+
+
 # ---------------------------------------------------------------- the soft correction (per-sample probabilities)
 
 

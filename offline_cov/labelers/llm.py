@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -111,16 +112,32 @@ def value_probability(result: GenResult, key: str, value: str) -> float | None:
     """The model's probability of having written `value` for `key`: exp of the summed logprobs of the
     generated tokens that overlap the value's characters and its closing quote. The grammar forces
     the JSON around it, so this is the choice among the enum's values. None without token logprobs."""
-    start = value_start(result, key)
-    if start is None or not result.text.startswith(value, start):
+    start, spelled = value_start(result, key), json_spelling(value)
+    if start is None or not result.text.startswith(spelled, start):
         return None
-    end = start + len(value) + 1  # the value and its closing quote
+    end = start + len(spelled) + 1  # the value as the answer spells it, and its closing quote
     total, at = 0.0, 0
     for text, logprob in result.extra["tokens"]:
         if at < end and at + len(text) > start:
             total += logprob
         at += len(text)
     return math.exp(total)
+
+
+def json_spelling(value: str) -> str:
+    """How a JSON answer spells a string value between its quotes (`"` and `\\` escaped, other
+    characters as they are): a category named `say "hi"` is written `say \\"hi\\"`."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def _up_to_closing_quote(text: str) -> tuple[str, bool]:
+    """`text` up to its first unescaped double quote, and whether there was one."""
+    escaped = False
+    for i, char in enumerate(text):
+        if char == '"' and not escaped:
+            return text[:i], True
+        escaped = char == "\\" and not escaped
+    return text, False
 
 
 def value_span(result: GenResult, key: str) -> tuple[int, int] | None:
@@ -152,13 +169,14 @@ def choice_distribution(result: GenResult, key: str, names: list[str], floor: fl
     index, offset = span
     head = result.extra["tokens"][index][0][:offset]
     mass = dict.fromkeys(names, 0.0)
+    spelled = {n: json_spelling(n) for n in names}
     for piece, logprob in top[index].items():
         if not piece.startswith(head):
             continue
-        rest, closed = piece[len(head):].split('"')[0], '"' in piece[len(head):]
+        rest, closed = _up_to_closing_quote(piece[len(head):])
         if not rest:
             continue  # no letter of a value yet (another way to tokenize the quote): renormalised away
-        fits = [n for n in names if (n == rest if closed else n.startswith(rest))]
+        fits = [n for n in names if (spelled[n] == rest if closed else spelled[n].startswith(rest))]
         for n in fits:
             mass[n] += math.exp(logprob) / len(fits)
     data = json_object(result) or {}
