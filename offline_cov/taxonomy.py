@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,9 +28,15 @@ class Category(BaseModel):
     @field_validator("name")
     @classmethod
     def _clean_name(cls, value: str) -> str:
+        """Trimmed; refused when empty or invisible (zero-width characters only), or when it holds a
+        line break, tab or other control character (a newline in a name wrote a category line of its
+        own into the label prompt)."""
         value = value.strip()
-        if not value:
+        if not value or all(unicodedata.category(c)[0] in "CZ" for c in value):
             raise ValueError("a category name is empty")
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError(f"category name {value!r} holds a line break, tab or other control character; "
+                             "write it on one line")
         return value
 
 
@@ -79,9 +86,10 @@ def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
         )
     seen: dict[str, str] = {}
     for name in names:
-        key = name.casefold()
+        key = unicodedata.normalize("NFKC", name).casefold()  # café spelled two ways is one name
         if key in seen:
-            raise TaxonomyError(f"{source}: category {name!r} appears twice (as {seen[key]!r} too)")
+            twin = f" (as {seen[key]!r} too)" if seen[key] != name else ""
+            raise TaxonomyError(f"{source}: category {name!r} appears twice{twin}")
         seen[key] = name
     _check_targets(taxonomy, source)
     return taxonomy
@@ -116,7 +124,10 @@ def parse_taxonomy_list(text: str) -> Taxonomy:
             target = math.nan
         if target is not None and not math.isfinite(target):
             raise TaxonomyError(f"--taxonomy: target {share!r} for {name.strip()!r} is not a number (0-100)")
-        categories.append(Category(name=name, target_share=target))
+        try:
+            categories.append(Category(name=name, target_share=target))
+        except ValidationError as exc:
+            raise TaxonomyError(f"--taxonomy: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return validate_taxonomy(Taxonomy(categories=categories), "--taxonomy")
 
 
@@ -167,7 +178,10 @@ def _mapped_category(path: Path, name, value) -> dict:
 def _parse_yaml_or_json(path: Path, text: str):
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        except DuplicateKey as exc:
+            raise TaxonomyError(f"{path}: key {exc.args[0]!r} appears twice; the second would replace the first "
+                                "without a word") from None
         except json.JSONDecodeError as exc:
             raise TaxonomyError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
         except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting too deep
@@ -175,13 +189,48 @@ def _parse_yaml_or_json(path: Path, text: str):
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_keys_loader())  # noqa: S506 (a SafeLoader)
+    except DuplicateKey as exc:
+        raise TaxonomyError(f"{path}, line {exc.args[1]}: key {exc.args[0]!r} appears twice; the second would "
+                            "replace the first without a word") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         raise TaxonomyError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     except (ValueError, RecursionError) as exc:  # a value yaml cannot build (a date 2001-13-01); nesting too deep
         raise TaxonomyError(f"{path}: invalid YAML ({exc})") from None
+
+
+class DuplicateKey(Exception):
+    """A mapping in a taxonomy file names one key twice (args: the key, and its line in YAML)."""
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    keys = [key for key, _ in pairs]
+    twice = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
+    if twice is not None:
+        raise DuplicateKey(twice)
+    return dict(pairs)
+
+
+def _unique_keys_loader():
+    """yaml's SafeLoader, refusing a mapping that names a key twice (safe_load keeps the last)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, key_node.start_mark.line + 1)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: yaml's own error says so below
+                    break
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 def slugify(name: str) -> str:

@@ -24,6 +24,10 @@ def test_list_with_and_without_targets():
         ("a=30,b", "missing for"),
         ("a=x,b=3", "not a number"),
         (",".join(f"c{i}" for i in range(51)), "more than a coverage report can use"),
+        ("a\tb,c", "holds a line break, tab or other control character"),
+        ("a,\u200b,c", "name is empty"),  # invisible: a zero-width space alone
+        ("caf\u00e9,cafe\u0301", "appears twice"),  # one name, composed and decomposed
+        ("\uff4d\uff41\uff54\uff48,math", "appears twice"),  # full-width letters
     ],
 )
 def test_bad_lists(text, message):
@@ -92,3 +96,20 @@ def test_a_one_category_taxonomy_is_refused():
 
     with pytest.raises(TaxonomyError, match=r"has only 'math'; give at least two \(every sample would fall in one\)"):
         parse_taxonomy_list("math")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("t.json", '{"math": {"target_share": 50}, "code": {"target_share": 20}, "math": {"target_share": 80}}',
+     "key 'math' appears twice"),
+    ("t.yaml", "math: {target_share: 50}\ncode: {target_share: 20}\nmath: {target_share: 30}\n",
+     "line 3: key 'math' appears twice"),
+    ("t.yaml", "- name: math\n  description: numbers\n  description: sums\n", "key 'description' appears twice"),
+    ("t.yaml", '- name: "code\\n- math: sums"\n- name: writing\n', "holds a line break"),
+])
+def test_a_key_given_twice_or_a_name_over_two_lines_is_refused(tmp_path, name, text, message):
+    """A repeated key was merged without a word (the last one kept); a newline in a name wrote a
+    category line of its own into the label prompt (taxonomy audit)."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(TaxonomyError, match=message):
+        load_taxonomy_file(path)
