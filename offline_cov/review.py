@@ -170,6 +170,13 @@ def append_answer(path: str | Path, label: SampleLabel, answer: Answer) -> None:
         os.fsync(handle.fileno())
 
 
+def spreadsheet_text(text: str) -> str:
+    """A sample's text as a spreadsheet shows it rather than runs it: one opening with = + - @ (a
+    formula to Excel and LibreOffice, `=HYPERLINK(...)` in a dataset) gets a leading apostrophe. The
+    `sample` column is for reading only; rows are matched by `index`."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, str]) -> None:
     """The sample to review as a CSV for a spreadsheet: the proposed label and an empty `category` a
     person fills in (left empty: not reviewed, and `--calibration` leaves the row out). Never written
@@ -186,4 +193,4 @@ def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, st
             text = texts.get(label.index, "(not in the dataset)")
             text = text if len(text) <= EXPORT_CHARS else text[:EXPORT_CHARS] + " [...]"
             confidence = "" if label.confidence is None else f"{label.confidence:.2f}"
-            writer.writerow([label.index, label.categories[0], confidence, "", text])
+            writer.writerow([label.index, label.categories[0], confidence, "", spreadsheet_text(text)])

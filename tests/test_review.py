@@ -633,3 +633,12 @@ def test_an_untrusted_calibration_says_what_would_make_it_apply(tmp_path):
     result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
     assert "not trustworthy (" in result.output and "review this run's labels with offline-cov review" in result.output
+
+
+def test_an_exported_sample_that_opens_like_a_formula_is_shown_not_run():
+    """A dataset sample `=HYPERLINK(...)` exported raw would run as a formula in a spreadsheet."""
+    from offline_cov.review import spreadsheet_text
+
+    assert spreadsheet_text('=HYPERLINK("http://x", "click")') == '\'=HYPERLINK("http://x", "click")'
+    assert [spreadsheet_text(t)[0] for t in ("+1", "-x", "@SUM(A1)", "\tx")] == ["'"] * 4
+    assert spreadsheet_text("Solve 2 + 2 = ?") == "Solve 2 + 2 = ?"
