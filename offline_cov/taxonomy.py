@@ -153,6 +153,11 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
         data = [_mapped_category(path, k, v) for k, v in data.items()]
     if not isinstance(data, list):
         raise TaxonomyError(f"{path}: expected a list of categories or a mapping with 'categories'")
+    for position, item in enumerate(data, start=1):
+        if isinstance(item, bool | int | float):
+            read = "yes/no, on/off or true/false" if isinstance(item, bool) else "a number"
+            raise TaxonomyError(f"{path}: category {position} was read as {item!r}, not a name (YAML reads {read} "
+                                "as a value): put the name in quotes")
     items = [{"name": item} if isinstance(item, str) else item for item in data]
     try:
         taxonomy = Taxonomy(categories=items)

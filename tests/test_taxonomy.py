@@ -113,3 +113,12 @@ def test_a_key_given_twice_or_a_name_over_two_lines_is_refused(tmp_path, name, t
     path.write_text(text)
     with pytest.raises(TaxonomyError, match=message):
         load_taxonomy_file(path)
+
+
+@pytest.mark.parametrize("text, words", [("- yes\n- no\n", "category 1 was read as True"),
+                                         ("- math\n- 1\n", "category 2 was read as 1, not a name")])
+def test_a_name_yaml_reads_as_a_value_is_told_to_be_quoted(tmp_path, text, words):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(TaxonomyError, match=f"{words}.*put the name in quotes"):
+        load_taxonomy_file(path)
