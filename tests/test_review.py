@@ -146,18 +146,24 @@ def write_calibration(path, rows):
     return path
 
 
+def analyze_calibrated(tmp_path, data, rows, *options) -> tuple[dict, Path, Path]:
+    """`analyze --calibration` on the fake engine with these calibration rows: (its metadata, the
+    report's path, the calibration file's path)."""
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), *options, "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.with_suffix(".meta.json").read_text()), out, calib
+
+
 def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_path, fake_engines):
     data, report, labels = labeled_run(tmp_path, fake_engines)
     labeled = [json.loads(line) for line in labels.read_text().splitlines()]
     # a reviewer says every sample the labeler called 'writing' is really 'math' (all but the last 10 samples)
     rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
             for lab in labeled][:-10]
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)
-    out = tmp_path / "c.json"
-    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
-                                       "--calibration", str(calib), "-o", str(out), "-q"])
-    assert result.exit_code == 0, result.output
-    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    meta, out, _ = analyze_calibrated(tmp_path, data, rows)
     block = meta["calibration"]
     assert block["matched"] == 110 and block["calibration_rows"] == 110
     assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
@@ -178,12 +184,7 @@ def test_calibration_rows_for_every_sample_give_the_counted_shares_trusted(tmp_p
     labeled = [json.loads(line) for line in labels.read_text().splitlines()]
     rows = [{"index": lab["index"], "category": "math" if lab["categories"][0] == "writing" else lab["categories"][0]}
             for lab in labeled]
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)
-    out = tmp_path / "c.json"
-    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
-                                       "--calibration", str(calib), "-o", str(out), "-q"])
-    assert result.exit_code == 0, result.output
-    block = json.loads(out.with_suffix(".meta.json").read_text())["calibration"]
+    block = analyze_calibrated(tmp_path, data, rows)[0]["calibration"]
     assert block["trustworthy"] is True and block["method"] == EVERY_SAMPLE_METHOD
     truth = {n: 100 * sum(r["category"] == n for r in rows) / len(rows) for n in NAMES}
     assert block["corrected_share_percent"] == {n: round(v, 2) for n, v in truth.items()}
@@ -196,12 +197,7 @@ def test_a_trusted_calibration_moves_the_gaps(tmp_path, fake_engines):
     labeled = [json.loads(line) for line in labels.read_text().splitlines()]
     rows = [{"index": lab["index"], "category": lab["categories"][0]} for lab in labeled]
     rows.append({"index": 9999, "category": NAMES[0]})  # a sample this run did not label: left out, its line named
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)  # the labeler is always right
-    out = tmp_path / "c.json"
-    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
-                                       "--calibration", str(calib), "--gap-threshold", "34", "-o", str(out), "-q"])
-    assert result.exit_code == 0, result.output
-    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    meta, out, calib = analyze_calibrated(tmp_path, data, rows, "--gap-threshold", "34")  # the labeler is always right
     block = meta["calibration"]
     assert block["trustworthy"] is True and block["accuracy_on_calibration"] == 1.0
     assert f"1 calibration row(s) name a sample this run did not label ({calib}, line 121)" in " ".join(meta["warnings"])
@@ -350,12 +346,7 @@ def test_calibration_rows_by_text_match_the_data_or_are_labeled_on_their_own(tmp
     samples = read_samples(data).samples[:30]
     rows = [{"text": s.instruction, "category": "math"} for s in samples]
     rows.append({"text": "A sample that is not in the dataset at all, about prime numbers.", "category": "math"})
-    calib = write_calibration(tmp_path / "calib.jsonl", rows)
-    out = tmp_path / "t.json"
-    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
-                                       "--calibration", str(calib), "-o", str(out), "-q"])
-    assert result.exit_code == 0, result.output
-    block = json.loads(out.with_suffix(".meta.json").read_text())["calibration"]
+    block = analyze_calibrated(tmp_path, data, rows)[0]["calibration"]
     assert block["rows"] == 31 and block["matched"] == 31  # 30 found in the data, 1 labeled on its own
 
 
