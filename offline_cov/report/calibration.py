@@ -147,6 +147,17 @@ def condition_number(conf: list[list[float]]) -> float:
     return float(np.linalg.cond(np.asarray(conf, dtype=float)))
 
 
+def raw_percent(counts: dict[str, int], names: list[str]) -> dict[str, float]:
+    """Each category's share of the labels, percent to 2 decimals (0 everywhere when there are none)."""
+    total = sum(counts.values())
+    return {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
+
+
+def accuracy_of(pairs: list[tuple[str, str]]) -> float | None:
+    """How often the label is the calibration row's true category, to 4 decimals; None without rows."""
+    return round(sum(t == lab for t, lab in pairs) / len(pairs), 4) if pairs else None
+
+
 def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: list[str], seed: int = 0,
                    resamples: int = BOOTSTRAP) -> Correction:
     """The corrected shares of `counts` (labels per category over the analyzed samples), from the
@@ -163,7 +174,6 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
     raw = {n: round(100 * q, 2) for n, q in zip(names, observed)}
     corrected = {n: round(100 * p, 2) for n, p in zip(names, point)}
     cond, reasons, thin = _judged(conf, pairs, names, raw, corrected)
-    right = sum(t == lab for t, lab in pairs)
     return Correction(
         names=names,
         raw=raw,
@@ -173,7 +183,7 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
         reasons=reasons,
         thin=thin,
         calibration_rows=len(pairs),
-        accuracy_on_calibration=round(right / len(pairs), 4) if pairs else None,
+        accuracy_on_calibration=accuracy_of(pairs),
         condition_number=round(cond, 2),
     )
 
@@ -373,8 +383,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
         if keep_replicates:
             raw_draws.append(np.bincount(sub.argmax(axis=1), minlength=len(names)) / size)
     total = sum(counts.values())
-    right = sum(t == lab for t, lab in pairs)
-    raw = {n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names}
+    raw = raw_percent(counts, names)
     corrected = {n: round(100 * float(p), 2) for n, p in zip(names, point)}
     cond, reasons, thin = _judged(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names, raw, corrected)
     return Correction(
@@ -383,7 +392,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
         corrected=corrected,
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
         trustworthy=not reasons, reasons=reasons, thin=thin, calibration_rows=len(pairs),
-        accuracy_on_calibration=round(right / len(pairs), 4) if pairs else None,
+        accuracy_on_calibration=accuracy_of(pairs),
         condition_number=round(cond, 2), method=SOFT_METHOD,
         replicates=(point, np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names]),
                     np.asarray(draws), np.asarray(raw_draws)) if keep_replicates else None,
@@ -443,14 +452,12 @@ EVERY_SAMPLE_METHOD = ("every labeled sample has a calibration row: the shares a
 def shares_of_every_sample(counts: dict[str, int], pairs: list[tuple[str, str]], names: list[str]) -> Correction:
     """The 'correction' when the rows cover every labeled sample: the true shares, counted; their
     interval is the point (no sample was left to estimate), and it is trusted whatever the row counts."""
-    total = sum(counts.values())
     truth = {n: sum(1 for t, _ in pairs if t == n) for n in names}
     corrected = {n: round(100 * truth[n] / len(pairs), 2) if pairs else 0.0 for n in names}
     return Correction(
-        names=names, raw={n: round(100 * counts.get(n, 0) / total, 2) if total else 0.0 for n in names},
-        corrected=corrected, ci95={n: (v, v) for n, v in corrected.items()}, trustworthy=True,
-        calibration_rows=len(pairs), accuracy_on_calibration=round(sum(t == lab for t, lab in pairs) / len(pairs), 4)
-        if pairs else None, method=EVERY_SAMPLE_METHOD,
+        names=names, raw=raw_percent(counts, names), corrected=corrected, ci95={n: (v, v) for n, v in corrected.items()},
+        trustworthy=True, calibration_rows=len(pairs), accuracy_on_calibration=accuracy_of(pairs),
+        method=EVERY_SAMPLE_METHOD,
     )
 
 
