@@ -165,7 +165,8 @@ def _os_error(path: Path, exc: OSError) -> InputError:
 def _decode_error(path: Path, encoding: str, codec: str) -> InputError:
     """Where the first undecodable byte is: found by a second, chunked pass over the bytes (a
     compressed file is named as such: no encoding reads it)."""
-    packed = next((name for magic, name in COMPRESSED.items() if _head(path, len(magic)) == magic), None)
+    head = _head(path, max(map(len, COMPRESSED)))
+    packed = next((name for magic, name in COMPRESSED.items() if head.startswith(magic)), None)
     if packed:
         return InputError(path, f"this is a {packed}-compressed file, not text: decompress it first and give the "
                                 "file it holds")
