@@ -328,6 +328,8 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
             estimates["bcts-em applied"] = estimates["bcts-em"] if soft.trustworthy else estimates["raw"]
             estimates["reviewed applied"] = estimates["reviewed"] if reviewed.trustworthy else estimates["raw"]
             estimates.update(oracle_parts(pooled, truth, mixture, calib, oracle, set_prior, len(names)))
+            for fewest in _thin_rows(args):
+                estimates[f"bcts-em applied@{fewest}"] = applied_at(soft, fewest, names)
             for ridge in _ridges(args):
                 estimates[f"bcts-prior@{ridge:g}"] = 100 * soft_estimate(pooled[mixture], pooled[calib], truth[calib],
                                                                        len(names), ridge)
@@ -500,9 +502,28 @@ def _ridges(args) -> list[float]:
     return [float(x) for x in (getattr(args, "prior_ridges", "") or "").split(",") if x.strip()]
 
 
+def _thin_rows(args) -> list[int]:
+    """The `--thin-rows` grid (the candidates for report.calibration.SOFT_FEWEST_ROWS), as numbers."""
+    return [int(x) for x in (getattr(args, "thin_rows", "") or "").split(",") if x.strip()]
+
+
 def methods(args) -> list[str]:
-    """METHODS, and a `bcts-prior@RIDGE` column per `--prior-ridges` value."""
-    return METHODS + [f"bcts-prior@{r:g}" for r in _ridges(args)]
+    """METHODS, a `bcts-prior@RIDGE` column per `--prior-ridges` value and a `bcts-em applied@ROWS` one
+    per `--thin-rows` value."""
+    return (METHODS + [f"bcts-prior@{r:g}" for r in _ridges(args)]
+            + [f"bcts-em applied@{k}" for k in _thin_rows(args)])
+
+
+def applied_at(soft, fewest: int, names: list[str]) -> list[float]:
+    """What the product would apply with `SOFT_FEWEST_ROWS = fewest`: bcts-em's shares unless a
+    category the labels or the correction give THIN_SHARE_PERCENT or more has fewer than `fewest`
+    calibration rows truly in it, or the confusion matrix is close to singular; the raw shares then."""
+    from offline_cov.report.calibration import MAX_CONDITION, THIN_SHARE_PERCENT
+
+    thin = any(soft.rows_per_category[n] < fewest and max(soft.raw[n], soft.corrected[n]) >= THIN_SHARE_PERCENT
+               for n in names)
+    shares = soft.raw if thin or soft.condition_number > MAX_CONDITION else soft.corrected
+    return [shares[n] for n in names]
 
 
 def _ratio(value, raw, digits: int = 2) -> float | str:
@@ -675,9 +696,13 @@ def to_markdown(payload: dict) -> str:
                   common.md_table(["set", "rows", "cells"] + [f"factor {f}" for f in shown_f], table)]
     lines += ["", f"Calibration sample: {source}; {a['resamples']} bootstrap resamples; draw seed {a['seed']}. Methods:", ""]
     lines += [f"- {m}: {METHOD_NOTES[m]}" for m in METHODS]
-    if grid:
+    if any(m.startswith("bcts-prior@") for m in grid):
         lines.append("- bcts-prior@RIDGE: bcts-em's point estimate with the recalibration's biases pulled towards the "
                      "log of the calibration rows' shares with that ridge (report.calibration.fit_to_rows)")
+    if any(m.startswith("bcts-em applied@") for m in grid):
+        lines.append("- bcts-em applied@ROWS: what the product would apply if a category the labels or the correction "
+                     "give 5% or more needed ROWS calibration rows truly in it (applied_at; "
+                     "report.calibration.SOFT_FEWEST_ROWS)")
     return "\n".join(lines)
 
 
@@ -708,6 +733,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prior-ridges", default="",
                         help="comma-separated ridges: a bcts-prior@RIDGE column each, bcts-em's point with the "
                              "recalibration's biases pulled towards the rows' log shares (report.calibration.PRIOR_RIDGE's candidates)")
+    parser.add_argument("--thin-rows", default="",
+                        help="comma-separated row counts: a `bcts-em applied@ROWS` column each, what the product would "
+                             "apply if a category holding 5%% or more needed ROWS calibration rows truly in it "
+                             "(report.calibration.SOFT_FEWEST_ROWS's candidates; 5 was the rule before session 25)")
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

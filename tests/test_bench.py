@@ -413,6 +413,30 @@ def test_the_prior_ridge_column_at_the_products_ridge_is_the_products_correction
     assert any(row["mae"]["bcts-prior@10"] != row["mae"]["bcts-em"] for row in rows)
 
 
+def test_the_thin_rows_column_at_the_products_setting_is_what_the_product_applies():
+    """bench.calibration --thin-rows: the bcts-em applied@ROWS column at report.calibration.SOFT_FEWEST_ROWS
+    is the product's own `bcts-em applied`, draw for draw; a rare category with few calibration rows
+    makes the stricter 200-row setting fall back to the raw shares on some draws."""
+    import argparse
+
+    import numpy as np
+
+    from bench.calibration import correction_study
+    from offline_cov.report.calibration import SOFT_FEWEST_ROWS
+
+    rng = np.random.default_rng(5)
+    truth = np.repeat([0, 1, 2], [300, 150, 12])
+    scores = rng.normal(size=(len(truth), 3))
+    scores[np.arange(len(truth)), truth] += 1.0
+    args = argparse.Namespace(calibration_from="split", review_mixture_size=0, mixture_size=150, calibration_size=60,
+                              draws=4, resamples=5, thin_rows=f"{SOFT_FEWEST_ROWS},200")
+    rows = correction_study(["a", "b", "c"], truth.tolist(), scores, 1.0, args, seed=3)
+    for row in rows:
+        assert row["mae"][f"bcts-em applied@{SOFT_FEWEST_ROWS}"] == pytest.approx(row["mae"]["bcts-em applied"], abs=0.01)
+        assert row["mae"]["bcts-em applied@200"] == pytest.approx(row["mae"]["raw"], abs=0.01)
+    assert any(row["mae"]["bcts-em applied@200"] != row["mae"]["bcts-em applied"] for row in rows)
+
+
 def test_refined_prototypes_move_towards_their_samples_and_stay_put_without_any():
     import numpy as np
 

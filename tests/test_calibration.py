@@ -229,14 +229,38 @@ def test_probabilities_that_cannot_tell_two_categories_apart_are_not_trusted():
     assert all(0 <= v <= 100 for v in result.corrected.values())
 
 
-def test_a_thin_category_in_the_calibration_rows_is_flagged_in_the_soft_correction_too():
-    from offline_cov.report.calibration import correct_shares_soft
+def test_the_soft_correction_is_applied_over_a_thin_category_that_matters_and_names_it():
+    """b holds ~6% of the labels and has 3 calibration rows: the soft correction is applied (SOFT_FEWEST_ROWS
+    is 1), b is named as thin, with its row count, and its interval is wider than a's."""
+    from offline_cov.report.calibration import SOFT_FEWEST_ROWS, correct_shares_soft
 
+    assert SOFT_FEWEST_ROWS == 1
     names = ["a", "b"]
     pairs = [("a", "a")] * 50 + [("b", "b")] * 3
     probs = [[0.9, 0.1]] * 50 + [[0.2, 0.8]] * 3
     result = correct_shares_soft({"a": 50, "b": 3}, pairs, probs, probs, names, resamples=20)
-    assert not result.trustworthy and "fewer than 5 calibration rows truly in b" in result.reasons[0]
+    assert result.trustworthy, result.reasons
+    assert result.thin == ["b"] and result.thin_that_matters() == ["b"]
+    assert result.rows_per_category == {"a": 50, "b": 3}
+    assert result.to_json()["calibration_rows_per_category"] == {"a": 50, "b": 3}
+
+
+def test_the_soft_correction_is_not_trusted_when_a_category_that_matters_has_no_row():
+    """b holds ~6% of the labels and no calibration row is truly b: nothing tells how the labeler
+    errs on it, so the correction is not trusted; with fewest=5 (the other corrections' rule) 3 rows
+    are not enough either."""
+    from offline_cov.report.calibration import correct_shares_soft
+
+    names = ["a", "b"]
+    pairs = [("a", "a")] * 45 + [("a", "b")] * 5
+    probs = [[0.9, 0.1]] * 45 + [[0.3, 0.7]] * 5
+    result = correct_shares_soft({"a": 50, "b": 3}, pairs, probs, probs, names, resamples=20)
+    assert not result.trustworthy and result.reasons == ["no calibration rows truly in b"]
+    assert result.thin == [] and result.rows_per_category == {"a": 50, "b": 0}
+    three = [("a", "a")] * 50 + [("b", "b")] * 3
+    probs = [[0.9, 0.1]] * 50 + [[0.2, 0.8]] * 3
+    strict = correct_shares_soft({"a": 50, "b": 3}, three, probs, probs, names, resamples=20, fewest=5)
+    assert not strict.trustworthy and strict.reasons == ["fewer than 5 calibration rows truly in b"]
 
 
 def test_a_thin_category_under_the_share_that_matters_is_left_to_its_interval():

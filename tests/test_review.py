@@ -380,6 +380,39 @@ def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):
     assert json.loads(moved.with_suffix(".meta.json").read_text())["cache"]["hits"] == 120  # the cache kept them
 
 
+def test_a_soft_correction_over_a_thin_category_is_applied_and_says_so(tmp_path):
+    """Calibration rows (not a review) with only 3 rows truly writing, a category that holds well over
+    5% of the labels: the soft correction is applied (report.calibration.SOFT_FEWEST_ROWS), and the
+    warning, the metadata and the HTML name writing's 3 rows. With none, it is not trusted."""
+    from conftest import EXAMPLE
+
+    labels_path = tmp_path / "l.jsonl"
+    common = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", ",".join(NAMES),
+              "--cache", str(tmp_path / "c.sqlite")]
+    first = CliRunner().invoke(main, common + ["-q", "-o", str(tmp_path / "r.json"), "--labels", str(labels_path)])
+    assert first.exit_code == 0, first.output
+    labeled = [json.loads(line) for line in labels_path.read_text().splitlines()]
+    writing = [lab for lab in labeled if lab["categories"][0] == "writing"]
+    assert len(writing) >= 0.05 * len(labeled)
+    rows = [{"index": lab["index"], "category": lab["categories"][0]} for lab in labeled if lab not in writing][:60]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows + [{"index": lab["index"], "category": "writing"}
+                                                                 for lab in writing[:3]])
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(out), "--html", str(tmp_path / "t.html")])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    block = meta["calibration"]
+    assert block["trustworthy"] is True and "writing" in block["thin_categories"]
+    assert block["calibration_rows_per_category"]["writing"] == 3
+    assert "rest on fewer than 5 calibration rows truly in them (writing: 3 row(s)" in " ".join(result.output.split())
+    assert "from only 3 calibration row(s) of it" in (tmp_path / "t.html").read_text()
+    write_calibration(calib, rows)
+    none = CliRunner().invoke(main, common + ["-q", "--calibration", str(calib), "-o", str(tmp_path / "n.json")])
+    assert none.exit_code == 0, none.output
+    block = json.loads((tmp_path / "n.meta.json").read_text())["calibration"]
+    assert block["trustworthy"] is False and block["not_trustworthy_because"] == ["no calibration rows truly in writing"]
+
+
 def review_writing_as_math(tmp_path, analyze: list[str]) -> tuple[list[dict], Path]:
     """Runs `analyze` (arguments without -o) writing its labels, then a review of every other label
     that accepts each proposal except writing, which it corrects to math: (the rows, the calibration

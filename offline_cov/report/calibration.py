@@ -19,7 +19,8 @@ this module
    `THIN_SHARE_PERCENT` or more, or a confusion matrix (over the categories the rows describe) so
    close to singular (condition number over `MAX_CONDITION`) that the correction amplifies noise.
    Then the corrected shares are still reported, but the report's gaps and over-representation
-   stay on the raw shares.
+   stay on the raw shares. (The soft correction below, measured apart, needs only one row of such
+   a category: with 1-4 it is applied, the category named as thin and its interval left wide.)
 
 Where the labeler gives every sample its probability of every category, `correct_shares_soft`
 replaces steps 1-3: the calibration rows recalibrate those probabilities (bias-corrected
@@ -52,6 +53,10 @@ BOOTSTRAP = 400
 MIN_ROWS_PER_CATEGORY = 5
 MAX_CONDITION = 20.0
 THIN_SHARE_PERCENT = 5.0  # a category with too few calibration rows matters from this share (the default gap threshold)
+# The soft correction is applied over a thin category that matters when it has at least this many rows
+# truly in it (named, left to its wide interval), and not when it has none: bench/calibration.py
+# --thin-rows on seeds 31 and 41, 50-200 rows, both regimes; the other corrections keep MIN_ROWS_PER_CATEGORY.
+SOFT_FEWEST_ROWS = 1
 EM_ITERATIONS = 500
 EM_TOLERANCE = 1e-9
 HARD_METHOD = "EM prior correction (Saerens et al. 2002) on a smoothed confusion matrix"
@@ -76,7 +81,8 @@ class Correction:
     ci95: dict[str, tuple[float, float]]
     trustworthy: bool
     reasons: list[str] = field(default_factory=list)
-    thin: list[str] = field(default_factory=list)  # too few rows, but too small a share to matter
+    thin: list[str] = field(default_factory=list)  # fewer than MIN_ROWS_PER_CATEGORY rows, trusted without them
+    rows_per_category: dict[str, int] = field(default_factory=dict)  # rows truly in (a review: labeled) each
     calibration_rows: int = 0
     accuracy_on_calibration: float | None = None
     condition_number: float | None = None
@@ -87,6 +93,11 @@ class Correction:
         """How far each share moved (percentage points, corrected minus raw)."""
         return {n: round(self.corrected[n] - self.raw[n], 2) for n in self.names}
 
+    def thin_that_matters(self) -> list[str]:
+        """The thin categories the correction was trusted without although the labels or the correction
+        give them THIN_SHARE_PERCENT or more: their corrected shares rest on a handful of rows."""
+        return [n for n in self.thin if max(self.raw.get(n, 0.0), self.corrected.get(n, 0.0)) >= THIN_SHARE_PERCENT]
+
     def to_json(self) -> dict:
         return {
             "method": self.method,
@@ -95,7 +106,8 @@ class Correction:
             "condition_number": self.condition_number,
             "trustworthy": self.trustworthy,
             "not_trustworthy_because": self.reasons,
-            "thin_categories": self.thin,  # too few rows, but under THIN_SHARE_PERCENT in raw and corrected shares
+            "thin_categories": self.thin,  # fewer than MIN_ROWS_PER_CATEGORY rows; the correction trusted without them
+            "calibration_rows_per_category": self.rows_per_category,
             "raw_share_percent": self.raw,
             "corrected_share_percent": self.corrected,
             "corrected_ci95": {n: list(v) for n, v in self.ci95.items()},
@@ -173,7 +185,7 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
     ci = {n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)}
     raw = {n: round(100 * q, 2) for n, q in zip(names, observed)}
     corrected = {n: round(100 * p, 2) for n, p in zip(names, point)}
-    cond, reasons, thin = _judged(conf, pairs, names, raw, corrected)
+    cond, reasons, thin, per = _judged(conf, pairs, names, raw, corrected)
     return Correction(
         names=names,
         raw=raw,
@@ -182,6 +194,7 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
         trustworthy=not reasons,
         reasons=reasons,
         thin=thin,
+        rows_per_category=per,
         calibration_rows=len(pairs),
         accuracy_on_calibration=accuracy_of(pairs),
         condition_number=round(cond, 2),
@@ -211,12 +224,13 @@ def _rows_per_category(pairs, names) -> dict[str, int]:
     return per
 
 
-def _judged(conf, pairs, names, raw: dict[str, float], corrected: dict[str, float]):
+def _judged(conf, pairs, names, raw: dict[str, float], corrected: dict[str, float],
+            fewest: int = MIN_ROWS_PER_CATEGORY):
     """(the condition number of the part of `conf` the rows describe, why the correction is not to be
-    trusted, the thin categories it was trusted without); the rows per category counted once."""
+    trusted, the thin categories it was trusted without, the rows per category); `fewest`: `_distrust`'s."""
     per = _rows_per_category(pairs, names)
     cond = condition_number(_described_part(conf, per, names))
-    return (cond, *_distrust(per, names, cond, raw, corrected))
+    return (cond, *_distrust(per, names, cond, raw, corrected, fewest=fewest), per)
 
 
 def _described_part(conf, per: dict[str, int], names):
@@ -231,17 +245,21 @@ def _described_part(conf, per: dict[str, int], names):
 
 
 def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, float], corrected: dict[str, float],
-              rows_of: str = "calibration rows truly in"):
+              rows_of: str = "calibration rows truly in", fewest: int = MIN_ROWS_PER_CATEGORY):
     """(why the correction is not to be trusted, the thin categories it was trusted without): a
-    category with fewer than MIN_ROWS_PER_CATEGORY calibration rows (`per`) makes it untrusted when
-    the labels or the correction give it THIN_SHARE_PERCENT or more; one under that everywhere is left
-    to its interval (bench/calibration.py: on 8-category Just-Eval topics, with rare categories
-    that 200 rows rarely hold, the correction still more than halved the error)."""
+    category with fewer than MIN_ROWS_PER_CATEGORY calibration rows (`per`) is thin; a thin one the
+    labels or the correction give THIN_SHARE_PERCENT or more makes the correction untrusted when it
+    has fewer than `fewest` rows (MIN_ROWS_PER_CATEGORY unless the caller measured otherwise:
+    `correct_shares_soft` passes SOFT_FEWEST_ROWS). A thin category it is trusted without is left to
+    its interval (bench/calibration.py: on 8-category Just-Eval topics, with rare categories that
+    200 rows rarely hold, the correction still more than halved the error)."""
     reasons = []
     few = [n for n in names if per[n] < MIN_ROWS_PER_CATEGORY]
-    mattering = [n for n in few if max(raw.get(n, 0.0), corrected.get(n, 0.0)) >= THIN_SHARE_PERCENT]
+    mattering = [n for n in few if per[n] < fewest
+                 and max(raw.get(n, 0.0), corrected.get(n, 0.0)) >= THIN_SHARE_PERCENT]
     if mattering:
-        reasons.append(f"fewer than {MIN_ROWS_PER_CATEGORY} {rows_of} {', '.join(mattering)}")
+        count = "no" if fewest == 1 else f"fewer than {fewest}"
+        reasons.append(f"{count} {rows_of} {', '.join(mattering)}")
     if cond is not None and cond > MAX_CONDITION:
         reasons.append(f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
                        "the labeler confuses some categories too often for the correction to be stable")
@@ -357,7 +375,8 @@ def prior_shift_em(posteriors, source_prior, iterations: int = EM_ITERATIONS):
 
 def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], probabilities, calibration_probabilities,
                         names: list[str], seed: int = 0, resamples: int = BOOTSTRAP,
-                        keep_replicates: bool = False, ridge: float = PRIOR_RIDGE) -> Correction:
+                        keep_replicates: bool = False, ridge: float = PRIOR_RIDGE,
+                        fewest: int = SOFT_FEWEST_ROWS) -> Correction:
     """The corrected shares from the labeler's probabilities: `probabilities` has a row per analysed
     sample (a column per category, taxonomy order), `calibration_probabilities` a row per calibration
     pair (true category, labeler's category). The rows recalibrate the probabilities
@@ -366,7 +385,8 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     times (over BOOTSTRAP_SAMPLES samples, each replicate resamples that many, which widens the
     interval a little and never narrows it). `counts` (the labels per category) give the raw shares.
     `keep_replicates` (bench/calibration.py) keeps the point, the raw shares and both their bootstrap
-    draws on the result, the raw ones from each replicate's argmax labels."""
+    draws on the result, the raw ones from each replicate's argmax labels. `fewest`: the rows a thin
+    category that matters needs for the correction to be trusted (`_distrust`)."""
     import numpy as np
 
     z, zc = as_logits(probabilities), as_logits(calibration_probabilities)
@@ -385,13 +405,14 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
     total = sum(counts.values())
     raw = raw_percent(counts, names)
     corrected = {n: round(100 * float(p), 2) for n, p in zip(names, point)}
-    cond, reasons, thin = _judged(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names, raw, corrected)
+    cond, reasons, thin, per = _judged(soft_confusion(recalibrated(zc, a, b), yc, len(names)), pairs, names, raw,
+                                       corrected, fewest=fewest)
     return Correction(
         names=names,
         raw=raw,
         corrected=corrected,
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
-        trustworthy=not reasons, reasons=reasons, thin=thin, calibration_rows=len(pairs),
+        trustworthy=not reasons, reasons=reasons, thin=thin, rows_per_category=per, calibration_rows=len(pairs),
         accuracy_on_calibration=accuracy_of(pairs),
         condition_number=round(cond, 2), method=SOFT_METHOD,
         replicates=(point, np.asarray([counts.get(n, 0) / total if total else 0.0 for n in names]),
@@ -519,11 +540,11 @@ def correct_shares_reviewed(counts: dict[str, int], pairs: list[tuple[str, str]]
         draws.append(_reviewed_once(sub, zc[pick] if soft else None, truth[pick], labeled[pick], q, len(names)))
     raw = {n: round(100 * float(v), 2) for n, v in zip(names, q)}
     corrected = {n: round(100 * float(v), 2) for n, v in zip(names, point)}
-    reasons, thin = _review_distrust(labeled, q, names)
+    reasons, thin, per = _review_distrust(labeled, q, names)
     return Correction(
         names=names, raw=raw, corrected=corrected,
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
-        trustworthy=not reasons, reasons=reasons, thin=thin, calibration_rows=len(pairs),
+        trustworthy=not reasons, reasons=reasons, thin=thin, rows_per_category=per, calibration_rows=len(pairs),
         accuracy_on_calibration=round(float((truth == labeled).mean()), 4) if pairs else None,
         condition_number=None, method=REVIEW_METHOD if soft else REVIEW_METHOD_HARD,
     )
@@ -540,9 +561,10 @@ def _reviewed_once(z, zc, truth, labeled, q, classes: int):
 
 
 def _review_distrust(labeled, q, names):
-    """(why the review is not enough, the thin labels it was trusted without): `_distrust` on the
+    """(why the review is not enough, the thin labels it was trusted without, the rows per label): `_distrust` on the
     reviewed rows per label (`q`: the labels' shares), over the labels some sample has (a label with fewer than
     MIN_ROWS_PER_CATEGORY rows matters when it holds THIN_SHARE_PERCENT of the samples or more)."""
     per = {n: int((labeled == j).sum()) for j, n in enumerate(names)}
     shares = {n: 100 * float(v) for n, v in zip(names, q)}
-    return _distrust(per, [n for n in names if shares[n] > 0], None, shares, shares, rows_of="reviewed rows labeled")
+    return (*_distrust(per, [n for n in names if shares[n] > 0], None, shares, shares, rows_of="reviewed rows labeled"),
+            per)

@@ -216,12 +216,16 @@ def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> s
         lines.append(f'<p id="calibration">corrected with {calibration.get("matched")} calibration rows{method} '
                      f'(labeler accuracy on them {calibration.get("accuracy_on_calibration")}); {_e(trusted)}</p>')
     corrected = calibration.get("corrected_share_percent") or {}
+    rows = calibration.get("calibration_rows_per_category") or {}
+    thin = set(calibration.get("thin_categories") or [])
     items = []
     for cat in report.categories:
         if cat.name not in intervals:
             continue
         lo, hi = intervals[cat.name]
         fixed = f", corrected {corrected[cat.name]:.1f}%" if cat.name in corrected else ""
+        if cat.name in thin and cat.name in rows:
+            fixed += f" (from only {rows[cat.name]} calibration row(s) of it)"
         items.append(f'<li data-category="{_e(cat.name)}"><b>{_e(cat.name)}</b>: labeled {cat.share_percent:.1f}%'
                      f"{fixed}; the true share is likely between {lo:.1f}% and {hi:.1f}%</li>")
     return "\n".join(lines) + '<ul class="how-sure">' + "".join(items) + "</ul>"

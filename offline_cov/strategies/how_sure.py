@@ -77,7 +77,21 @@ def calibrated(path, taxonomy: Taxonomy, samples, tally: Tally, labels: LabelSto
                         + "; ".join(correction.reasons) + "); gaps and over-representation use the raw shares; "
                         + _to_apply_it(correction))
         return None, {"calibration": block}
+    warnings.extend(_thin_warning(correction))
     return correction.corrected, {"calibration": block}
+
+
+def _thin_warning(correction: Correction) -> list[str]:
+    """A warning naming the categories whose corrected share rests on a handful of calibration rows
+    (`Correction.thin_that_matters`): the correction is applied, but their intervals are wide."""
+    thin = correction.thin_that_matters()
+    if not thin:
+        return []
+    each = "; ".join(f"{n}: {correction.rows_per_category.get(n, 0)} row(s), corrected {correction.corrected[n]:g}% "
+                     f"(95% interval {correction.ci95[n][0]:g}-{correction.ci95[n][1]:g}%)" for n in thin)
+    return [f"the corrected shares of {len(thin)} category(ies) rest on fewer than {MIN_ROWS_PER_CATEGORY} calibration "
+            f"rows truly in them ({each}); the correction is applied, and the gap calls for them stand against those "
+            f"wide intervals; add calibration rows of {', '.join(thin)} to narrow them"]
 
 
 def _shown_other_labels(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> list[str]:
