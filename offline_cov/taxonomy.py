@@ -140,7 +140,7 @@ def load_taxonomy_file(path: str | Path) -> Taxonomy:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise TaxonomyError(f"{path}: cannot read the taxonomy file ({exc})") from None
     data = _parse_yaml_or_json(path, text)

@@ -122,3 +122,12 @@ def test_a_name_yaml_reads_as_a_value_is_told_to_be_quoted(tmp_path, text, words
     path.write_text(text)
     with pytest.raises(TaxonomyError, match=f"{words}.*put the name in quotes"):
         load_taxonomy_file(path)
+
+
+def test_a_taxonomy_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors save UTF-8 with a BOM; JSON's parser refused it ('Unexpected UTF-8 BOM')."""
+    for suffix, text in ((".json", '{"categories": [{"name": "math"}, {"name": "code"}]}'),
+                         (".yaml", "categories:\n  - name: math\n  - name: code\n")):
+        path = tmp_path / f"t{suffix}"
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        assert load_taxonomy_file(path).names == ["math", "code"], suffix
