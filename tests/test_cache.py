@@ -66,6 +66,28 @@ def test_no_cache_and_explicit_cache_path(tmp_path):
     assert len(engine.requests) == 10 and result.metadata["cache"] == {"enabled": False}
 
 
+def test_exact_copies_within_a_chunk_are_labeled_once_and_share_the_label(tmp_path):
+    """60 samples, 40 distinct: the labeler is asked 40 times, every sample gets a label, and each copy
+    the label of its first (a model asked twice could have answered twice differently)."""
+    f = write(tmp_path / "d.jsonl", [f"task {i % 40}" for i in range(60)])
+    engine = FakeEngine(seed=1)
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=engine)
+    assert len(engine.requests) == 40
+    labels = {lab.index: lab for lab in result.labels}
+    assert sorted(labels) == list(range(60)) and result.report.total_samples_analyzed == 60
+    for i in range(40, 60):
+        assert (labels[i].categories, labels[i].difficulty) == (labels[i - 40].categories, labels[i - 40].difficulty)
+
+
+def test_a_failed_sample_fails_for_its_copies_too(tmp_path):
+    from offline_cov.engines import GenResult
+
+    f = write(tmp_path / "d.jsonl", ["a", "b", "a"])
+    bad = [GenResult("", "error"), json.dumps({"primary": "code", "difficulty": "easy", "also": []}), GenResult("", "error")]
+    result = analyze(f, AnalyzeOptions(taxonomy=TAX), engine=FakeEngine(responses=bad))
+    assert result.metadata["samples"]["failed"] == 2 and [lab.index for lab in result.labels] == [1]
+
+
 def test_failed_samples_are_not_cached_and_are_retried_next_run(tmp_path):
     from offline_cov.engines import GenResult
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..cache import cache_key
 from ..data.plan import chunks
@@ -129,7 +129,11 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
             labeler = labeler or run.open_labeler(taxonomy)
             if progress:
                 progress(0, total)  # the labeler is ready: the rate's clock starts here
-            labels.update(_label_todo(labeler, todo, keys, cache, out, progress, total))
+            firsts, copies = first_of_each(todo, keys)
+            labels.update(_label_todo(labeler, firsts, keys, cache, out, progress, total))
+            copied = copy_labels(copies, labels, out)
+            if progress and copied:
+                progress(copied, total, cached=True)
             out.budget = labeler.sample_budget
         for s in chunk:
             if s.index in labels:
@@ -139,6 +143,35 @@ def label_stream(run: Run, taxonomy: Taxonomy, samples: Iterable[Sample], total:
         run.labeler_info = labeler.info()
     out.labeler = labeler
     return out
+
+
+def first_of_each(todo: list[Sample], keys: dict[int, str]) -> tuple[list[Sample], list[tuple[Sample, Sample]]]:
+    """(the samples to label: the first of each cache key, the (copy, first) pairs): exact copies
+    within a chunk are labeled once, so they get one label, as copies in later chunks do from the cache."""
+    first: dict[str, Sample] = {}
+    copies = []
+    for s in todo:
+        if keys[s.index] in first:
+            copies.append((s, first[keys[s.index]]))
+        else:
+            first[keys[s.index]] = s
+    return list(first.values()), copies
+
+
+def copy_labels(copies: list[tuple[Sample, Sample]], labels: dict[int, SampleLabel], out: StreamRun) -> int:
+    """Give each copy its first's label (and truncation) under its own index, or its first's failure;
+    the number of copies labeled."""
+    failed = {f["index"]: f for f in out.failed}
+    count = 0
+    for copy, first in copies:
+        if first.index in labels:
+            labels[copy.index] = replace(labels[first.index], index=copy.index)
+            count += 1
+            if first.index in out.truncated:
+                out.truncated.add(copy.index)
+        elif first.index in failed:
+            out.failed.append({**failed[first.index], "index": copy.index})
+    return count
 
 
 def cached_label(index: int, value, names: set[str]) -> tuple[SampleLabel, bool] | None:
