@@ -90,8 +90,8 @@ def _thin_warning(correction: Correction) -> list[str]:
     each = "; ".join(f"{n}: {correction.rows_per_category.get(n, 0)} row(s), corrected {correction.corrected[n]:g}% "
                      f"(95% interval {correction.ci95[n][0]:g}-{correction.ci95[n][1]:g}%)" for n in thin)
     return [f"the corrected shares of {len(thin)} category(ies) rest on fewer than {MIN_ROWS_PER_CATEGORY} calibration "
-            f"rows truly in them ({each}); the correction is applied, and the gap calls for them stand against those "
-            f"wide intervals; add calibration rows of {', '.join(thin)} to narrow them"]
+            f"rows truly in them ({each}); the correction is applied with those wide intervals; calibration rows "
+            f"truly in {', '.join(thin)} would narrow them"]
 
 
 def _shown_other_labels(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> list[str]:
