@@ -73,6 +73,19 @@ def test_difficulty_rule_follows_the_rubric():
     assert difficulty_from_text(hard) == "hard"
 
 
+def test_the_rubric_counts_words_in_text_written_without_spaces():
+    """Chinese counts two characters to a word, and a token of 40+ characters once per 40 of them:
+    a long Chinese request or a 150,000-character blob without spaces was one word, so easy."""
+    from offline_cov.labelers.difficulty import word_count
+
+    assert word_count("What is the capital of France?") == 6
+    assert word_count("法国的首都是哪里？") == 5  # 8 CJK characters, 4 words, and the full-width ? as a token
+    assert word_count("x" * 150_000) == 3750 and difficulty_from_text("x" * 150_000) == "hard"
+    long_chinese = "请详细解释量子计算的基本原理，" * 30  # 420 CJK characters (210 words) and 30 commas
+    assert word_count(long_chinese) == 240 and difficulty_from_text(long_chinese) == "hard"
+    assert difficulty_from_text("请问今天星期几？") == "easy"
+
+
 @pytest.mark.engine  # loads MiniLM
 def test_analyze_with_the_embed_engine_opens_no_llm(tmp_path):
     opts = AnalyzeOptions(taxonomy=TAX, engine="embed", sample=30, seed=1, cache_path=tmp_path / "c.sqlite")

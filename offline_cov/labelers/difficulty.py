@@ -12,6 +12,10 @@ CONSTRAINT = re.compile(
     re.IGNORECASE,
 )
 LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
+# Chinese and Japanese are written without spaces: their characters are counted, CJK_CHARS_PER_WORD to a word
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK_CHARS_PER_WORD = 2
+LONG_TOKEN_CHARS = 40  # a longer token (minified code, a text without spaces) counts once per this many characters
 EASY_MAX_WORDS = 30
 HARD_MIN_WORDS = 150
 HARD_MIN_MARKERS = 6
@@ -22,11 +26,20 @@ def difficulty_features(text: str) -> dict[str, int]:
     (in the first SAMPLE_MAX_CHARS characters: far past the point where a text is hard)."""
     text = text[:SAMPLE_MAX_CHARS]
     return {
-        "words": len(text.split()),
+        "words": word_count(text),
         "constraints": len(CONSTRAINT.findall(text)),
         "list_items": len(LIST_ITEM.findall(text)),
         "code_fences": text.count("```") // 2,
     }
+
+
+def word_count(text: str) -> int:
+    """The rubric's length in words: whitespace-separated tokens, one over LONG_TOKEN_CHARS characters
+    counted once per LONG_TOKEN_CHARS of them, and Chinese or Japanese characters CJK_CHARS_PER_WORD
+    to a word (a 150,000-character text without spaces was one word, so easy)."""
+    cjk = len(CJK.findall(text))
+    tokens = CJK.sub(" ", text).split()
+    return sum(max(1, len(token) // LONG_TOKEN_CHARS) for token in tokens) + -(-cjk // CJK_CHARS_PER_WORD)
 
 
 def rubric_markers(features: dict[str, int]) -> int:
