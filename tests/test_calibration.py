@@ -329,3 +329,20 @@ def test_a_review_with_probabilities_recalibrates_them():
     assert result.method == REVIEW_METHOD and result.trustworthy
     assert result.corrected["a"] == pytest.approx(40.0, abs=0.5)
     assert result.ci95["a"][0] <= result.corrected["a"] <= result.ci95["a"][1]
+
+
+def test_a_category_without_calibration_rows_keeps_the_interval_without_calibration():
+    """The bootstrap never draws a row of a category no calibration row is truly in, so its corrected
+    interval says nothing of the labeler's errors there (an audit saw 0.0-4.6% called a clear gap):
+    it keeps the widened interval; the others keep the bootstrap's."""
+    from offline_cov.strategies.how_sure import calibrated_intervals
+
+    calibration = {"corrected_ci95": {"a": [40.0, 60.0], "b": [30.0, 50.0], "legal": [0.0, 4.6]},
+                   "calibration_rows_per_category": {"a": 80, "b": 60, "legal": 0}, "trustworthy": True}
+    widened = {"basis": "sampling interval widened by 7.1 points each way",
+               "ci95": {"a": [35.0, 65.0], "b": [25.0, 55.0], "legal": [0.0, 10.2]}}
+    block = calibrated_intervals(calibration, widened)
+    assert block["ci95"] == {"a": [40.0, 60.0], "b": [30.0, 50.0], "legal": [0.0, 10.2]}
+    assert "legal, with no calibration row truly in it, keeps the interval without calibration" in block["basis"]
+    assert calibrated_intervals({**calibration, "calibration_rows_per_category": {"a": 80, "b": 60, "legal": 2}},
+                                widened)["ci95"]["legal"] == [0.0, 4.6]

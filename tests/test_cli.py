@@ -285,7 +285,7 @@ def test_the_possible_calls_line_asks_for_a_review_or_after_one_for_more_rows(ca
     assert "more reviewed rows narrow it" in err and "a review of about 200 labels" not in err
     _print_possible(calls | {"calibration": {"trustworthy": False, "corrected_share_percent": {"math": 4.0}}})
     err = capsys.readouterr().err.replace("\n", " ")
-    assert "the calibration was not applied: a larger review (offline-cov review with a larger -n)" in err
+    assert "the calibration was not applied: more calibration rows of the categories its warning names" in err
 
 
 def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, fake_engine, monkeypatch):

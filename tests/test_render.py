@@ -369,7 +369,7 @@ def test_a_trusted_calibration_marks_the_corrected_share_the_calls_were_decided_
     assert "| category | count | share % | corrected % | 95% interval | target % | |" in text
     assert f"| factual_qa | 52 | 52.0 | {corrected['factual_qa']:.1f} | 46.0-61.0 | 20.0 | over |" in text
     untrusted = render_html(report, calibrated_metadata(report, trusted=False), None)
-    assert ("the calibration was not applied: a larger review (<code>offline-cov review</code> with a larger -n) "
-            "applies it") in untrusted and "more reviewed rows" not in untrusted
+    assert ("the calibration was not applied: more calibration rows of the categories its warning names "
+            "apply it") in untrusted and "more reviewed rows" not in untrusted
     assert "data-share=" not in untrusted and "\u2192" not in untrusted and ", corrected" not in untrusted.split("Gaps and")[1]
     assert "corrected %" not in render_markdown(report, calibrated_metadata(report, trusted=False))

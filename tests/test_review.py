@@ -170,7 +170,9 @@ def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_p
     assert block["trustworthy"] is False  # nothing is truly writing: no calibration row tells its errors
     assert "fewer than 5 calibration rows truly in writing" in block["not_trustworthy_because"][0]
     assert "gaps and over-representation use the raw shares" in " ".join(meta["warnings"])
-    assert meta["share_intervals"]["ci95"] == block["corrected_ci95"]
+    # not trusted: the intervals and the calls are the raw shares', not the correction's
+    assert meta["share_intervals"]["ci95"] != block["corrected_ci95"]
+    assert meta["share_intervals"]["basis"].startswith("sampling interval")
     raw = json.loads(report.read_text())
     assert json.loads(out.read_text())["gaps"] == raw["gaps"]  # not trusted: decided on the raw shares
 
@@ -407,10 +409,15 @@ def test_a_soft_correction_over_a_thin_category_is_applied_and_says_so(tmp_path)
     assert "rest on fewer than 5 calibration rows truly in them (writing: 3 row(s)" in " ".join(result.output.split())
     assert "from only 3 calibration row(s) of it" in (tmp_path / "t.html").read_text()
     write_calibration(calib, rows)
-    none = CliRunner().invoke(main, common + ["-q", "--calibration", str(calib), "-o", str(tmp_path / "n.json")])
+    none = CliRunner().invoke(main, common + ["-q", "--calibration", str(calib), "-o", str(tmp_path / "n.json"),
+                                              "--html", str(tmp_path / "n.html")])
     assert none.exit_code == 0, none.output
-    block = json.loads((tmp_path / "n.meta.json").read_text())["calibration"]
+    meta = json.loads((tmp_path / "n.meta.json").read_text())
+    block = meta["calibration"]
     assert block["trustworthy"] is False and block["not_trustworthy_because"] == ["no calibration rows truly in writing"]
+    assert meta["share_intervals"]["basis"].startswith("sampling interval")  # not the untrusted bootstrap's
+    page = (tmp_path / "n.html").read_text()
+    assert "(not applied)" in page and "calibration row(s) of it" not in page
 
 
 def review_writing_as_math(tmp_path, analyze: list[str]) -> tuple[list[dict], Path]:

@@ -224,7 +224,9 @@ def _how_sure_html(report: CoverageReport, metadata: dict, intervals: dict) -> s
             continue
         lo, hi = intervals[cat.name]
         fixed = f", corrected {corrected[cat.name]:.1f}%" if cat.name in corrected else ""
-        if cat.name in thin and cat.name in rows:
+        if fixed and not calibration.get("trustworthy"):
+            fixed += " (not applied)"
+        elif cat.name in thin and cat.name in rows:
             fixed += f" (from only {rows[cat.name]} calibration row(s) of it)"
         items.append(f'<li data-category="{_e(cat.name)}"><b>{_e(cat.name)}</b>: labeled {cat.share_percent:.1f}%'
                      f"{fixed}; the true share is likely between {lo:.1f}% and {hi:.1f}%</li>")
@@ -332,8 +334,8 @@ def narrowing_step(metadata: dict | None, code=lambda command: command) -> str:
     if corrected_shares(metadata):
         return "more reviewed rows narrow it"
     if calibration:
-        return (f"the calibration was not applied: a larger review ({code('offline-cov review')} with a larger -n) "
-                "applies it and narrows it")
+        return ("the calibration was not applied: more calibration rows of the categories its warning names "
+                "apply it and narrow it")
     return (f"a review of about 200 labels ({code('offline-cov review')}, then {code('analyze --calibration')}) "
             "narrows it")
 

@@ -114,10 +114,11 @@ def _line_list(rows: list[CalibrationRow], shown: int = 10) -> str:
 def _to_apply_it(correction: Correction) -> str:
     """The next step for a correction that was not applied: more rows of the same review, or a review."""
     if correction.method in (REVIEW_METHOD, REVIEW_METHOD_HARD):
-        return (f"to apply it, rerun offline-cov review with a larger -n (it extends the review) until each label "
-                f"has {MIN_ROWS_PER_CATEGORY} reviewed rows or more")
-    return ("to apply a correction, review this run's labels with offline-cov review (rows drawn within each label; "
-            "its correction needs no confusion matrix)")
+        return (f"to apply it, review more rows of those labels until each has {MIN_ROWS_PER_CATEGORY} or more: "
+                "rerun offline-cov review with a larger -n (it extends the review), or fill in more rows of an "
+                "exported CSV")
+    return ("to apply it, add calibration rows truly in the categories named above, or review this run's labels "
+            "with offline-cov review (rows drawn within each label; its correction needs no confusion matrix)")
 
 
 def correction_of(tally: Tally, labels: LabelStore, matched: list[tuple[CalibrationRow, SampleLabel]],
@@ -182,12 +183,26 @@ def intervals_of(report: CoverageReport, calibration: dict, taxonomy: Taxonomy, 
     interval widened by the labeler's accuracy as measured on the bench's public labeled sets), and
     where the report's gap and over-representation calls stand against them (`with_calls`)."""
     block = calibration.get("calibration", {})
-    if block.get("corrected_ci95"):
-        block = {"basis": "calibration: bootstrap over the calibration rows and the labels (95%)",
-                 "ci95": block["corrected_ci95"], "trustworthy": block.get("trustworthy")}
+    if block.get("corrected_ci95") and block.get("trustworthy"):
+        block = calibrated_intervals(block, widened_intervals(report, measured))
     else:
         block = widened_intervals(report, measured)
     return with_calls(block, report, taxonomy, thresholds)
+
+
+def calibrated_intervals(calibration: dict, widened: dict) -> dict:
+    """A trusted correction's bootstrap intervals, except for a category without a single calibration
+    row truly in it: the bootstrap never draws one, so its interval would say nothing of the labeler's
+    errors there; it keeps the interval without calibration (`widened`) instead."""
+    rows = calibration.get("calibration_rows_per_category") or {}
+    unseen = [n for n, count in rows.items() if count == 0]
+    ci95 = {n: widened["ci95"][n] if n in unseen and n in widened["ci95"] else v
+            for n, v in calibration["corrected_ci95"].items()}
+    basis = "calibration: bootstrap over the calibration rows and the labels (95%)"
+    if unseen:
+        basis += (f"; {', '.join(unseen)}, with no calibration row truly in it, keeps the interval without "
+                  f"calibration ({widened['basis']})")
+    return {"basis": basis, "ci95": ci95, "trustworthy": True}
 
 
 def with_calls(block: dict, report: CoverageReport, taxonomy: Taxonomy, thresholds) -> dict:
