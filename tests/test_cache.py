@@ -201,3 +201,23 @@ def test_two_runs_creating_one_new_cache_at_once_both_write_it(tmp_path):
         for proc in procs:
             proc.join(timeout=120)
         assert [results.get(timeout=10) for _ in procs] == [(True, True, [])] * 2
+
+
+def test_a_sample_whose_words_are_counted_otherwise_now_is_labeled_again():
+    """The rubric counts Chinese two characters to a word since session 25 (it was one word, so easy):
+    such a sample's key changed, so its old cached label is not reused; an English sample's key did not."""
+    from offline_cov.cache import cache_key
+    from offline_cov.data.readers import Sample
+    from offline_cov.labelers.base import LabelSettings
+    from offline_cov.prompts import PROMPT_VERSION
+    from offline_cov.strategies.per_sample import label_key
+
+    settings = LabelSettings()
+    old_knobs = {"max_sample_tokens": settings.max_sample_tokens, "max_tokens": settings.max_tokens, "temperature": 0}
+
+    def old_key(sample):
+        return cache_key("label", "id", PROMPT_VERSION, TAX.fingerprint(), old_knobs, sample.for_labeler().content_hash())
+
+    english, chinese = Sample(0, (("user", "Write a haiku about rain"),)), Sample(1, (("user", "请写一首关于雨的俳句"),))
+    assert label_key("id", TAX, settings, english) == old_key(english)
+    assert label_key("id", TAX, settings, chinese) != old_key(chinese)

@@ -79,10 +79,11 @@ def test_the_rubric_counts_words_in_text_written_without_spaces():
     from offline_cov.labelers.difficulty import word_count
 
     assert word_count("What is the capital of France?") == 6
-    assert word_count("法国的首都是哪里？") == 5  # 8 CJK characters, 4 words, and the full-width ? as a token
+    assert word_count("法国的首都是哪里？") == 5  # 9 characters with the full-width ?: 5 words
     assert word_count("x" * 150_000) == 3750 and difficulty_from_text("x" * 150_000) == "hard"
-    long_chinese = "请详细解释量子计算的基本原理，" * 30  # 420 CJK characters (210 words) and 30 commas
-    assert word_count(long_chinese) == 240 and difficulty_from_text(long_chinese) == "hard"
+    long_chinese = "请详细解释量子计算的基本原理，" * 30  # 450 characters with the full-width commas: 225 words
+    assert word_count(long_chinese) == 225 and difficulty_from_text(long_chinese) == "hard"
+    assert word_count("ｶﾀｶﾅ") == 2  # half-width kana
     assert difficulty_from_text("请问今天星期几？") == "easy"
 
 

@@ -12,8 +12,9 @@ CONSTRAINT = re.compile(
     re.IGNORECASE,
 )
 LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
-# Chinese and Japanese are written without spaces: their characters are counted, CJK_CHARS_PER_WORD to a word
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Chinese and Japanese are written without spaces: their characters (and their full-width punctuation and
+# half-width kana) are counted, CJK_CHARS_PER_WORD to a word
+CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 CJK_CHARS_PER_WORD = 2
 LONG_TOKEN_CHARS = 40  # a longer token (minified code, a text without spaces) counts once per this many characters
 EASY_MAX_WORDS = 30
@@ -40,6 +41,13 @@ def word_count(text: str) -> int:
     cjk = len(CJK.findall(text))
     tokens = CJK.sub(" ", text).split()
     return sum(max(1, len(token) // LONG_TOKEN_CHARS) for token in tokens) + -(-cjk // CJK_CHARS_PER_WORD)
+
+
+def counts_words_apart(text: str) -> bool:
+    """Whether `word_count` differs from the spaces' count for this text (Chinese, Japanese, long tokens):
+    the rubric's length for it changed in session 25, so labels cached before then are not reused."""
+    text = text[:SAMPLE_MAX_CHARS]
+    return word_count(text) != len(text.split())
 
 
 def rubric_markers(features: dict[str, int]) -> int:

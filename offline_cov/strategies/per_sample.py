@@ -16,6 +16,7 @@ from ..cache import cache_key
 from ..data.plan import chunks
 from ..data.readers import Sample
 from ..labelers.base import LabelRun, LabelSettings, label_samples
+from ..labelers.difficulty import counts_words_apart
 from ..options import AnalysisResult
 from ..prompts import PROMPT_VERSION
 from ..report.contract import DIFFICULTIES
@@ -89,8 +90,12 @@ def throughput(run: Run, labeled: StreamRun) -> dict:
 
 
 def label_key(identity: str, taxonomy: Taxonomy, settings: LabelSettings, sample: Sample) -> str:
-    """The cache key of one sample's label: the content the labeler reads (`Sample.for_labeler`)."""
+    """The cache key of one sample's label: the content the labeler reads (`Sample.for_labeler`). A
+    sample whose words the difficulty rubric now counts otherwise (`counts_words_apart`) gets a key
+    of its own, so its label cached under the old count is not reused."""
     knobs = {"max_sample_tokens": settings.max_sample_tokens, "max_tokens": settings.max_tokens, "temperature": 0}
+    if counts_words_apart(sample.instruction):
+        knobs["words"] = "cjk-and-long-tokens"
     return cache_key("label", identity, PROMPT_VERSION, taxonomy.fingerprint(), knobs,
                      sample.for_labeler().content_hash())
 
