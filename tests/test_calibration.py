@@ -346,3 +346,7 @@ def test_a_category_without_calibration_rows_keeps_the_interval_without_calibrat
     assert "legal, with no calibration row truly in it, keeps the interval without calibration" in block["basis"]
     assert calibrated_intervals({**calibration, "calibration_rows_per_category": {"a": 80, "b": 60, "legal": 2}},
                                 widened)["ci95"]["legal"] == [0.0, 4.6]
+    from offline_cov.report.calibration import REVIEW_METHOD
+
+    review = calibrated_intervals({**calibration, "method": REVIEW_METHOD}, widened)  # rows per label, not per truth
+    assert review["ci95"] == calibration["corrected_ci95"]

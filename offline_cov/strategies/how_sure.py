@@ -191,10 +191,13 @@ def intervals_of(report: CoverageReport, calibration: dict, taxonomy: Taxonomy, 
 
 
 def calibrated_intervals(calibration: dict, widened: dict) -> dict:
-    """A trusted correction's bootstrap intervals, except for a category without a single calibration
-    row truly in it: the bootstrap never draws one, so its interval would say nothing of the labeler's
-    errors there; it keeps the interval without calibration (`widened`) instead."""
-    rows = calibration.get("calibration_rows_per_category") or {}
+    """A trusted correction's bootstrap intervals, except, for the EM corrections, a category without a
+    single calibration row truly in it: the bootstrap never draws one, so its interval would say nothing
+    of the labeler's errors there; it keeps the interval without calibration (`widened`) instead. (A
+    review counts its rows per label: a label without rows has no samples, and the other labels' rows
+    tell its true share.)"""
+    em = calibration.get("method") not in (REVIEW_METHOD, REVIEW_METHOD_HARD)
+    rows = (calibration.get("calibration_rows_per_category") or {}) if em else {}
     unseen = [n for n, count in rows.items() if count == 0]
     ci95 = {n: widened["ci95"][n] if n in unseen and n in widened["ci95"] else v
             for n, v in calibration["corrected_ci95"].items()}
