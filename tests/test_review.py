@@ -348,8 +348,25 @@ def test_calibration_rows_by_text_match_the_data_or_are_labeled_on_their_own(tmp
     samples = read_samples(data).samples[:30]
     rows = [{"text": s.instruction, "category": "math"} for s in samples]
     rows.append({"text": "A sample that is not in the dataset at all, about prime numbers.", "category": "math"})
-    block = analyze_calibrated(tmp_path, data, rows)[0]["calibration"]
+    meta, _, calib = analyze_calibrated(tmp_path, data, rows)
+    block = meta["calibration"]
     assert block["rows"] == 31 and block["matched"] == 31  # 30 found in the data, 1 labeled on its own
+    assert any(w.startswith(f"1 calibration row(s) by text match no sample's instruction exactly ({calib}, line 31)")
+               for w in meta["warnings"])
+
+
+def test_two_calibration_rows_naming_one_sample_by_index_and_by_text_are_refused(tmp_path, fake_engines):
+    from offline_cov.data.readers import read_samples
+
+    data, report, labels = labeled_run(tmp_path, fake_engines)
+    first = read_samples(data).samples[0]
+    rows = [{"index": first.index, "category": "math"}, {"text": first.instruction, "category": "code"}]
+    calib = write_calibration(tmp_path / "calib.jsonl", rows)
+    result = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                       "--calibration", str(calib), "-o", str(tmp_path / "c.json"), "-q"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{calib}, line 2: names the same sample as line 1 (one by index, one by its text)" in result.output
+    assert not (tmp_path / "c.json").exists()
 
 
 def test_a_labeler_with_probabilities_gets_the_soft_correction(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
+from ..errors import InputError
 from ..labelers.base import LabelRun
 from ..labelers.measured import for_model
 from ..report.calibration import (
@@ -69,6 +70,8 @@ def calibrated(path, taxonomy: Taxonomy, samples, tally: Tally, labels: LabelSto
     if not matched:
         warnings.append("no calibration row could be matched to a label; shares are not corrected")
         return None, {"calibration": {"file": str(path), "rows": len(rows), "matched": 0}}
+    _check_each_sample_once(path, matched)
+    warnings.extend(_outside_rows(path, matched))
     warnings.extend(_shown_other_labels(path, matched))
     correction = correction_of(tally, labels, matched, names, seed)
     block = {"file": str(path), "rows": len(rows), "matched": len(matched), **correction.to_json()}
@@ -92,6 +95,29 @@ def _thin_warning(correction: Correction) -> list[str]:
     return [f"the corrected shares of {len(thin)} category(ies) rest on fewer than {MIN_ROWS_PER_CATEGORY} calibration "
             f"rows truly in them ({each}); the correction is applied with those wide intervals; calibration rows "
             f"truly in {', '.join(thin)} would narrow them"]
+
+
+def _check_each_sample_once(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> None:
+    """Refuse two rows that name one sample of the data, one by index and one by its text (the file's
+    own check sees only two indexes or two texts): it would count twice in the correction."""
+    seen: dict[int, int] = {}
+    for row, lab in matched:
+        if lab.index >= 0 and lab.index in seen:
+            raise InputError(path, f"names the same sample as line {seen[lab.index]} (one by index, one by its "
+                                   "text); keep one row per sample", line=row.line)
+        seen.setdefault(lab.index, row.line)
+
+
+def _outside_rows(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> list[str]:
+    """A warning for rows by text that match no sample's instruction exactly: labeled on their own, as
+    texts from outside the data; a row meant for a sample here whose text differs (a space, a capital)
+    is one of them."""
+    outside = [row for row, lab in matched if lab.index < 0]
+    if not outside:
+        return []
+    return [f"{len(outside)} calibration row(s) by text match no sample's instruction exactly ({path}, line "
+            f"{_line_list(outside)}): they were labeled on their own as texts from outside the data; if they are "
+            "samples of this data, copy their text exactly (spaces and capitals count) or name them by index"]
 
 
 def _shown_other_labels(path, matched: list[tuple[CalibrationRow, SampleLabel]]) -> list[str]:
