@@ -350,3 +350,16 @@ def test_a_category_without_calibration_rows_keeps_the_interval_without_calibrat
 
     review = calibrated_intervals({**calibration, "method": REVIEW_METHOD}, widened)  # rows per label, not per truth
     assert review["ci95"] == calibration["corrected_ci95"]
+
+
+def test_a_calibration_too_small_to_describe_two_categories_says_so():
+    """One row: the matrix is the smoothing's and as good as singular; the reason given is the rows'
+    number, not a labeler that 'confuses some categories too often' (an audit saw a 2e33 condition number)."""
+    from offline_cov.report.calibration import correct_shares_soft
+
+    names = ["a", "b", "c"]
+    result = correct_shares_soft({"a": 50, "b": 30, "c": 20}, [("a", "a")], [[0.8, 0.1, 0.1]] * 100,
+                                 [[0.8, 0.1, 0.1]], names, resamples=10)
+    assert not result.trustworthy
+    assert result.reasons[-1].startswith("too few calibration rows to measure the labeler's errors: 0 categories")
+    assert not any("condition number" in reason for reason in result.reasons)

@@ -260,7 +260,12 @@ def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, flo
     if mattering:
         count = "no" if fewest == 1 else f"fewer than {fewest}"
         reasons.append(f"{count} {rows_of} {', '.join(mattering)}")
-    if cond is not None and cond > MAX_CONDITION:
+    described = sum(1 for n in names if per[n] >= MIN_ROWS_PER_CATEGORY)
+    if cond is not None and cond > MAX_CONDITION and described < 2:
+        reasons.append(f"too few calibration rows to measure the labeler's errors: {described} categor"
+                       f"{'y has' if described == 1 else 'ies have'} {MIN_ROWS_PER_CATEGORY} or more {rows_of} "
+                       "them, and at least two need to")
+    elif cond is not None and cond > MAX_CONDITION:
         reasons.append(f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
                        "the labeler confuses some categories too often for the correction to be stable")
     return reasons, [n for n in few if n not in mattering]
