@@ -69,6 +69,25 @@ def test_review_walks_saves_and_resumes(tmp_path, fake_engines):
     assert "all 6 sampled labels are already in" in done.output and "a larger -n" in done.output
 
 
+def test_a_copy_drawn_twice_is_asked_once_and_answered_the_same(tmp_path, fake_engines):
+    """4 texts, each 5 times: a review of 12 draws copies; each text is asked once and its copies get
+    the same answer, said aloud, each on its own row (every drawn sample keeps its row)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"task number {i % 4}", "response": "ok"}) for i in range(20)))
+    labels, report = tmp_path / "l.jsonl", tmp_path / "r.json"
+    first = CliRunner().invoke(main, ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES),
+                                      "-o", str(report), "--labels", str(labels), "-q"])
+    assert first.exit_code == 0, first.output
+    calib = tmp_path / "c.jsonl"
+    result = CliRunner().invoke(main, ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES),
+                                       "-o", str(calib), "-n", "12", "--seed", "2"], input="2\n" * 12)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in calib.read_text().splitlines()]
+    assert len(rows) == 12 and len({r["index"] for r in rows}) == 12 and {r["category"] for r in rows} == {"code"}
+    asked = result.output.count("proposed:")
+    assert asked == 4 and result.output.count("answered the same") == 8
+
+
 def test_review_on_input_that_ends_stops_cleanly_and_writes_nothing_it_was_not_given(tmp_path, fake_engines):
     """Piped or empty input (not a terminal): it ended with 'Aborted!', exit 1, after '0 answer(s) saved to'
     a file it did not create."""

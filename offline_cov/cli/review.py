@@ -71,11 +71,15 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         return
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
     reviewed = skipped = 0
+    given: dict[str, tuple[int, object]] = {}  # text -> (the sample answered, its answer): copies are asked once
     try:
         for position, label in enumerate(todo, start=1):
-            answer = _ask(label, texts[label.index], position, len(todo), names, menu, rv)
+            answer = _copied(label, given.get(texts[label.index])) or _ask(label, texts[label.index], position,
+                                                                            len(todo), names, menu, rv)
             if answer.stop:
                 break
+            if not answer.skipped:
+                given.setdefault(texts[label.index], (label.index, answer))
             _append(rv, out, label, answer, reviewed)
             reviewed, skipped = reviewed + 1, skipped + answer.skipped
     except click.Abort as exc:  # Ctrl-C (exit 130), or the end of piped input (a normal stop)
@@ -108,6 +112,15 @@ def _saved(out: str, reviewed: int, skipped: int, left: int, done: dict) -> None
         echo_err(f"no answer given, nothing written to {out}{then}")
         return
     echo_err(f"{reviewed} answer(s) saved{f' ({skipped} skipped)' if skipped else ''} to {out}{then}")
+
+
+def _copied(label, earlier):
+    """The answer given to an earlier sample with exactly this text (a copy drawn twice), said aloud; None when none."""
+    if earlier is None:
+        return None
+    index, answer = earlier
+    click.echo(f"\n--- sample {label.index}: the same text as sample {index}, answered the same ---")
+    return answer
 
 
 def _skip(_error) -> None:
