@@ -363,3 +363,22 @@ def test_a_calibration_too_small_to_describe_two_categories_says_so():
     assert not result.trustworthy
     assert result.reasons[-1].startswith("too few calibration rows to measure the labeler's errors: 0 categories")
     assert not any("condition number" in reason for reason in result.reasons)
+
+
+def test_a_correction_from_few_rows_says_what_the_bench_measured_there():
+    """Under SMALL_CALIBRATION_ROWS rows an EM correction gets a warning with the bench's figures; at it
+    or over, and for a review (measured apart), none."""
+    from offline_cov.report.calibration import REVIEW_METHOD, SMALL_CALIBRATION_ROWS, correct_shares_soft
+    from offline_cov.strategies.how_sure import _small_warning
+
+    names = ["a", "b"]
+    few = [("a", "a")] * 20 + [("b", "b")] * 10
+    probs = [[0.9, 0.1]] * 20 + [[0.2, 0.8]] * 10
+    result = correct_shares_soft({"a": 60, "b": 40}, few, probs * 3, probs, names, resamples=10)
+    warning = _small_warning(result)
+    assert len(warning) == 1 and warning[0].startswith("the correction rests on 30 calibration rows")
+    assert f"at {SMALL_CALIBRATION_ROWS} rows" in warning[0]
+    enough = correct_shares_soft({"a": 60, "b": 40}, few * 2, probs * 3, probs * 2, names, resamples=10)
+    assert enough.calibration_rows == 60 and _small_warning(enough) == []
+    result.method = REVIEW_METHOD
+    assert _small_warning(result) == []
