@@ -264,15 +264,21 @@ def _distrust(per: dict[str, int], names, cond: float | None, raw: dict[str, flo
     if mattering:
         count = "no" if fewest == 1 else f"fewer than {fewest}"
         reasons.append(f"{count} {rows_of} {', '.join(mattering)}")
-    described = sum(1 for n in names if per[n] >= MIN_ROWS_PER_CATEGORY)
-    if cond is not None and cond > MAX_CONDITION and described < 2:
-        reasons.append(f"too few calibration rows to measure the labeler's errors: {described} categor"
-                       f"{'y has' if described == 1 else 'ies have'} {MIN_ROWS_PER_CATEGORY} or more {rows_of} "
-                       "them, and at least two need to")
-    elif cond is not None and cond > MAX_CONDITION:
-        reasons.append(f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
-                       "the labeler confuses some categories too often for the correction to be stable")
+    if cond is not None and cond > MAX_CONDITION:
+        reasons.append(_unstable(per, names, cond, rows_of))
     return reasons, [n for n in few if n not in mattering]
+
+
+def _unstable(per: dict[str, int], names, cond: float, rows_of: str) -> str:
+    """Why a confusion matrix past MAX_CONDITION is not trusted: too few rows when fewer than two
+    categories have MIN_ROWS_PER_CATEGORY of them, else a labeler that confuses categories."""
+    described = sum(1 for n in names if per[n] >= MIN_ROWS_PER_CATEGORY)
+    if described < 2:
+        return (f"too few calibration rows to measure the labeler's errors: {described} categor"
+                f"{'y has' if described == 1 else 'ies have'} {MIN_ROWS_PER_CATEGORY} or more {rows_of} "
+                "them, and at least two need to")
+    return (f"the confusion matrix is close to singular (condition number {cond:.1f} > {MAX_CONDITION:g}): "
+            "the labeler confuses some categories too often for the correction to be stable")
 
 
 SHARE_ERROR_FACTOR = 0.15  # bench/calibration.py's margin study: the smallest factor holding 95% of dev cells in every set
@@ -554,7 +560,7 @@ def correct_shares_reviewed(counts: dict[str, int], pairs: list[tuple[str, str]]
         names=names, raw=raw, corrected=corrected,
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
         trustworthy=not reasons, reasons=reasons, thin=thin, rows_per_category=per, calibration_rows=len(pairs),
-        accuracy_on_calibration=round(float((truth == labeled).mean()), 4) if pairs else None,
+        accuracy_on_calibration=accuracy_of(pairs),
         condition_number=None, method=REVIEW_METHOD if soft else REVIEW_METHOD_HARD,
     )
 
