@@ -166,6 +166,8 @@ def first_of_each(todo: list[Sample], keys: dict[int, str]) -> tuple[list[Sample
 def copy_labels(copies: list[tuple[Sample, Sample]], labels: dict[int, SampleLabel], out: StreamRun) -> int:
     """Give each copy its first's label (and truncation) under its own index, or its first's failure;
     the number of copies labeled."""
+    if not copies:
+        return 0
     failed = {f["index"]: f for f in out.failed}
     count = 0
     for copy, first in copies:
