@@ -170,7 +170,7 @@ def _decode_error(path: Path, encoding: str, codec: str) -> InputError:
     if packed:
         return InputError(path, f"this is a {packed}-compressed file, not text: decompress it first and give the "
                                 "file it holds")
-    skip = len(codecs.BOM_UTF8) if codec == "utf-8-sig" and _head(path, 3) == codecs.BOM_UTF8 else 0
+    skip = len(codecs.BOM_UTF8) if codec == "utf-8-sig" and head.startswith(codecs.BOM_UTF8) else 0
     decoder = codecs.getincrementaldecoder("utf-8" if skip else codec)("strict")
     offset, line, byte = skip, 1, None
     with path.open("rb") as handle:
