@@ -109,3 +109,12 @@ def pytest_sessionfinish(session, exitstatus):
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
+
+
+def shell_env() -> dict:
+    """This environment without what the in-process engine and commands set for the libraries'
+    output (go_offline's VLLM_LOGGING_LEVEL, silence_libraries'): a command started with it sees a
+    user's shell, whichever tests ran before it in this process."""
+    from offline_cov.cli.common import QUIET_LIBRARIES
+
+    return {k: v for k, v in os.environ.items() if k not in QUIET_LIBRARIES}

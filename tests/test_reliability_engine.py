@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, REPO
+from conftest import EXAMPLE, REPO, shell_env
 
 from offline_cov.labelers.base import LabelSettings
 from offline_cov.pipeline import AnalyzeOptions, analyze
@@ -25,14 +25,6 @@ KILL_RUN_SAMPLES = 48
 def cli_args(out: Path, cache: Path, *extra) -> list[str]:
     return CLI + ["analyze", str(EXAMPLE), "--taxonomy", TAXONOMY, "--model", "smollm2-135m", "--batch-size", "8",
                   "--out", str(out), "--cache", str(cache), "-q", *extra]
-
-
-def shell_env() -> dict:
-    """This environment without what the in-process engine and commands set for the libraries'
-    output (go_offline's VLLM_LOGGING_LEVEL, silence_libraries'): the command sees a user's shell."""
-    from offline_cov.cli.common import QUIET_LIBRARIES
-
-    return {k: v for k, v in os.environ.items() if k not in QUIET_LIBRARIES}
 
 
 def cached_rows(cache: Path) -> int:
