@@ -58,6 +58,17 @@ def test_a_gap_whose_category_vanished_is_not_closed():
     assert {r["name"]: r["delta"] for r in diff["categories"]}["x"] == -1.0
 
 
+def test_names_that_differ_in_case_only_are_one_category_spelled_as_the_later_report_spells_it():
+    before = make_report({"Code": 60, "Math": 40}, 100, over=["Code"])
+    after = make_report({"code": 40, "math": 40, "writing": 20}, 100, over=["code", "math"])
+    diff = compare_reports(before, after, corrected_before={"Code": 55.0, "Math": 45.0})
+    assert [r["name"] for r in diff["categories"]] == ["code", "math", "writing"]
+    assert {r["name"]: r["delta"] for r in diff["categories"]} == {"code": -20.0, "math": 0.0, "writing": 20.0}
+    assert diff["categories_added"] == ["writing"] and diff["categories_removed"] == []
+    assert diff["over_represented"] == {"resolved": [], "new": ["math"], "still": ["code"]}
+    assert {r["name"]: r["decided_before"] for r in diff["decided"]} == {"code": 55.0, "math": 45.0, "writing": None}
+
+
 def test_same_report_compares_to_no_change(before):
     diff = compare_reports(before, before)
     assert all(r["delta"] == 0 for r in diff["categories"])

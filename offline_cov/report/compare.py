@@ -10,6 +10,19 @@ def _delta(before: float | None, after: float | None) -> float:
     return round((after or 0.0) - (before or 0.0), 4)
 
 
+def _spelling(before: CoverageReport, after: CoverageReport):
+    """A category's name as the comparison shows it: names are matched case-insensitively, as a
+    taxonomy's are (`Code` in one report and `code` in the other are one category), and spelled as
+    the later report spells them."""
+    spelled = {c.name.casefold(): c.name for c in before.categories}
+    spelled.update({c.name.casefold(): c.name for c in after.categories})
+    return lambda name: spelled.get(name.casefold(), name)
+
+
+def _respelled(shares: dict[str, float] | None, spell) -> dict[str, float] | None:
+    return None if shares is None else {spell(name): share for name, share in shares.items()}
+
+
 def compare_reports(before: CoverageReport, after: CoverageReport, corrected_before: dict[str, float] | None = None,
                     corrected_after: dict[str, float] | None = None) -> dict:
     """Per-category share change, gaps closed/opened, over-representation resolved/new, balance change.
@@ -20,8 +33,10 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
     over-representation were decided; given for either side, every category also gets the shares
     the calls were decided on (`decided_before`, `decided_after`, `decided_delta`).
     """
-    old = {c.name: c.share_percent for c in before.categories}
-    new = {c.name: c.share_percent for c in after.categories}
+    spell = _spelling(before, after)
+    old = {spell(c.name): c.share_percent for c in before.categories}
+    new = {spell(c.name): c.share_percent for c in after.categories}
+    corrected_before, corrected_after = _respelled(corrected_before, spell), _respelled(corrected_after, spell)
     names = list(old) + [n for n in new if n not in old]
     decided = {}
     if corrected_before or corrected_after:
@@ -31,10 +46,10 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
                                   "after": "corrected" if corrected_after else "labeled"},
                    "decided": [{"name": n, "decided_before": was[n], "decided_after": now[n],
                                 "decided_delta": _delta(was[n], now[n])} for n in names]}
-    old_gaps = [g.category for g in before.gaps]
-    new_gaps = [g.category for g in after.gaps]
-    old_over = [o.category for o in before.over_represented]
-    new_over = [o.category for o in after.over_represented]
+    old_gaps = [spell(g.category) for g in before.gaps]
+    new_gaps = [spell(g.category) for g in after.gaps]
+    old_over = [spell(o.category) for o in before.over_represented]
+    new_over = [spell(o.category) for o in after.over_represented]
     return {
         "total_samples": {"before": before.total_samples_analyzed, "after": after.total_samples_analyzed},
         "categories": [
