@@ -345,7 +345,8 @@ def calibrated_metadata(report, trusted: bool = True) -> dict:
     meta = how_sure_metadata(report)
     corrected = {c.name: round(c.share_percent * 0.5 + 10, 2) for c in report.categories}
     meta["calibration"] = {"matched": 150, "trustworthy": trusted, "corrected_share_percent": corrected,
-                           "accuracy_on_calibration": 0.8, "method": "a review of this run's labels"}
+                           "accuracy_on_calibration": 0.8, "method": "a review of this run's labels",
+                           "corrected_balance_score": 0.62}
     meta["share_intervals"]["calls"] = {"gaps": {"clear": [], "crossing": [], "possible": ["reasoning"]},
                                         "over_represented": {"clear": [], "crossing": [], "possible": []}}
     return meta
@@ -365,7 +366,9 @@ def test_a_trusted_calibration_marks_the_corrected_share_the_calls_were_decided_
     assert (f"<b>possible gap: reasoning</b> labeled 5.0%, corrected {corrected['reasoning']:.1f}%, but its 95% "
             "interval (0.0-14.0%) reaches under the line") in page
     assert "the line; more reviewed rows narrow it." in page and "a review of about 200 labels" not in page
+    assert "(severe skew), 0.62 on the corrected shares (mild skew)</li>" in page
     text = render_markdown(report, meta)
+    assert text.startswith("## Coverage: 100 samples, balance 0.43 (severe skew), 0.62 on the corrected shares (mild skew)\n")
     assert "| category | count | share % | corrected % | 95% interval | target % | |" in text
     assert f"| factual_qa | 52 | 52.0 | {corrected['factual_qa']:.1f} | 46.0-61.0 | 20.0 | over |" in text
     untrusted = render_html(report, calibrated_metadata(report, trusted=False), None)
@@ -373,3 +376,4 @@ def test_a_trusted_calibration_marks_the_corrected_share_the_calls_were_decided_
             "apply it") in untrusted and "more reviewed rows" not in untrusted
     assert "data-share=" not in untrusted and "\u2192" not in untrusted and ", corrected" not in untrusted.split("Gaps and")[1]
     assert "corrected %" not in render_markdown(report, calibrated_metadata(report, trusted=False))
+    assert "on the corrected shares" not in untrusted

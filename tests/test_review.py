@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from offline_cov.cli import main
 from offline_cov.errors import InputError
 from offline_cov.report.contract import contract_violations
-from offline_cov.report.tally import SampleLabel
+from offline_cov.report.tally import SampleLabel, balance_score
 from offline_cov.review import parse_answer, stratified_sample
 
 NAMES = ["math", "code", "writing"]
@@ -187,6 +187,7 @@ def test_analyze_with_calibration_corrects_shares_and_decides_gaps_on_them(tmp_p
     assert block["matched"] == 110 and block["calibration_rows"] == 110
     assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
     assert block["trustworthy"] is False  # nothing is truly writing: no calibration row tells its errors
+    assert "corrected_balance_score" not in block
     assert "fewer than 5 calibration rows truly in writing" in block["not_trustworthy_because"][0]
     assert "gaps and over-representation use the raw shares" in " ".join(meta["warnings"])
     # not trusted: the intervals and the calls are the raw shares', not the correction's
@@ -486,6 +487,9 @@ def test_a_review_of_this_runs_labels_gets_the_stratified_correction(tmp_path):
     assert block["method"] == REVIEW_METHOD and block["condition_number"] is None
     assert block["corrected_share_percent"]["writing"] < 1.0 < 5.0 < block["raw_share_percent"]["writing"]  # all math
     assert block["corrected_share_percent"]["math"] > block["raw_share_percent"]["math"]
+    uniform = {n: 100 / len(NAMES) for n in NAMES}
+    assert block["corrected_balance_score"] == balance_score(block["corrected_share_percent"], uniform)
+    assert block["corrected_balance_score"] != json.loads((tmp_path / "m.json").read_text())["balance_score"]
     rows[0]["proposed"] = next(n for n in NAMES if n != rows[0]["proposed"])
     write_calibration(calib, rows)
     result = CliRunner().invoke(main, common + ["--calibration", str(calib), "-o", str(tmp_path / "e.json")])

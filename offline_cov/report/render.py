@@ -98,7 +98,8 @@ def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
     return (
         '<ul class="summary">'
         f"<li><b>{report.total_samples_analyzed}</b> samples analyzed</li>"
-        f'<li id="balance" class="{css_class}">balance <b>{report.balance_score:.2f}</b> ({_e(reading)})</li>'
+        f'<li id="balance" class="{css_class}">balance <b>{report.balance_score:.2f}</b> ({_e(reading)})'
+        f"{_e(corrected_balance(metadata))}</li>"
         f"<li><b>{len(report.gaps)}</b> gap(s), <b>{len(report.over_represented)}</b> over-represented{possible}</li>"
         f"{model_line}</ul>\n"
         f'<p class="basis">{_e(report.decision_basis)}</p>'
@@ -109,6 +110,16 @@ def corrected_shares(metadata: dict | None) -> dict[str, float]:
     """The calibration-corrected shares the report's calls were decided on (a trusted correction), else none."""
     calibration = (metadata or {}).get("calibration") or {}
     return dict(calibration.get("corrected_share_percent") or {}) if calibration.get("trustworthy") else {}
+
+
+def corrected_balance(metadata: dict | None) -> str:
+    """", 0.62 on the corrected shares (mild skew)" after a trusted calibration, else "": the contract's
+    balance score is the labels' own; this one is on the shares the calls were decided on."""
+    calibration = (metadata or {}).get("calibration") or {}
+    score = calibration.get("corrected_balance_score")
+    if score is None or not calibration.get("trustworthy"):
+        return ""
+    return f", {score:.2f} on the corrected shares ({balance_reading(score)})"
 
 
 def share_intervals(metadata: dict | None) -> dict[str, tuple[float, float]]:
@@ -453,7 +464,7 @@ def render_markdown(report: CoverageReport, metadata: dict | None = None) -> str
     intervals, corrected = share_intervals(metadata), corrected_shares(metadata)
     lines = [
         f"## Coverage: {report.total_samples_analyzed} samples, balance {report.balance_score:.2f} "
-        f"({balance_reading(report.balance_score)})",
+        f"({balance_reading(report.balance_score)}){corrected_balance(metadata)}",
         "",
         "| category | count | share % |" + (" corrected % |" if corrected else "") + (" 95% interval |" if intervals else "")
         + " target % | |",

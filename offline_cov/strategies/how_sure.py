@@ -26,7 +26,7 @@ from ..report.calibration import (
 )
 from ..report.contract import DIFFICULTIES, CoverageReport
 from ..report.decisions import call_decisions
-from ..report.tally import LabelStore, SampleLabel, Tally, snippet, wilson_interval
+from ..report.tally import LabelStore, SampleLabel, Tally, balance_score, snippet, wilson_interval
 from ..taxonomy import Taxonomy
 
 REVIEW_NEXT = "Before acting on the gaps, run `offline-cov review` and `analyze --calibration`."
@@ -84,6 +84,7 @@ def calibrated(path, taxonomy: Taxonomy, samples, tally: Tally, labels: LabelSto
                         + _to_apply_it(correction))
         return None, {"calibration": block}
     warnings.extend(_thin_warning(correction) + _small_warning(correction))
+    block["corrected_balance_score"] = balance_score(correction.corrected, taxonomy.targets())
     return correction.corrected, {"calibration": block}
 
 
