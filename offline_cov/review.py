@@ -133,6 +133,18 @@ def done_answers(path: str | Path) -> dict[int, str | None]:
     return done
 
 
+def answered_categories(path: str | Path) -> dict[int, str]:
+    """The category each sample in the calibration file was given (skipped ones left out), in the
+    file's order: a resumed review answers a copy of one of them the same, without asking."""
+    path, answered = Path(path), {}
+    if path.exists():
+        for _line, text in _lines(path):
+            row = json.loads(text)  # done_answers read the file first and refused what is not ours
+            if isinstance(row.get("category"), str) and not row.get("skipped"):
+                answered.setdefault(int(row["index"]), row["category"])
+    return answered
+
+
 def check_same_labels(done: dict[int, str | None], labels: list[SampleLabel], path, labels_path) -> None:
     """Refuse to resume a calibration file begun on other labels: its answers and the new ones would not
     be one review of one run (`analyze --calibration` would then fall back from the review's correction)."""

@@ -86,6 +86,16 @@ def test_a_copy_drawn_twice_is_asked_once_and_answered_the_same(tmp_path, fake_e
     assert len(rows) == 12 and len({r["index"] for r in rows}) == 12 and {r["category"] for r in rows} == {"code"}
     asked = result.output.count("proposed:")
     assert asked == 4 and result.output.count("answered the same") == 8
+    resumed = tmp_path / "resumed.jsonl"
+    args = ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES), "-o", str(resumed),
+            "-n", "12", "--seed", "2"]
+    stopped = CliRunner().invoke(main, args, input="2\nq\n")  # one text answered, then stop
+    assert stopped.exit_code == 0 and stopped.output.count("proposed:") == 2
+    again = CliRunner().invoke(main, args, input="2\n" * 12)  # a later sitting: that text's copies are not asked
+    assert again.exit_code == 0, again.output
+    both = stopped.output + again.output  # the q was asked a second text, answered in the later sitting
+    assert again.output.count("proposed:") == 3 and both.count("answered the same") == 8
+    assert [json.loads(line) for line in resumed.read_text().splitlines()] == rows
 
 
 def test_review_on_input_that_ends_stops_cleanly_and_writes_nothing_it_was_not_given(tmp_path, fake_engines):

@@ -56,8 +56,10 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         sample = rv.stratified_sample(labels, size, seed)
         todo = [lab for lab in sample if lab.index not in done]
         wanted = {lab.index for lab in todo}
+        earlier = rv.answered_categories(out) if out and todo else {}
         texts = {s.index: s.for_labeler().render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
-                                                           encoding=encoding, on_bad=_skip) if s.index in wanted}
+                                                           encoding=encoding, on_bad=_skip)
+                 if s.index in wanted or s.index in earlier}
         rv.check_found(wanted, texts, data, labels_path)
     if export_path:
         with user_errors(writing=export_path):
@@ -72,6 +74,9 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
     menu = "  ".join(f"{i}={n}" for i, n in enumerate(names, start=1))
     reviewed = skipped = 0
     given: dict[str, tuple[int, object]] = {}  # text -> (the sample answered, its answer): copies are asked once
+    for index, category in earlier.items():  # answers from earlier sittings count too
+        if index in texts:
+            given.setdefault(texts[index], (index, rv.Answer(category=category)))
     try:
         for position, label in enumerate(todo, start=1):
             answer = _copied(label, given.get(texts[label.index])) or _ask(label, texts[label.index], position,
