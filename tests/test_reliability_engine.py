@@ -97,6 +97,29 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_e
     assert json.loads(out.read_text()) == resumed
 
 
+def test_kill_9_of_python_m_offline_cov_cli_stops_vllm_too(tmp_path):
+    """`python -m offline_cov.cli`, as a batch job may run it: vLLM's processes follow the killed run,
+    as under the script (its children skip a main module named `__main__`; `cli/__main__.py`)."""
+    cache = tmp_path / "cache.sqlite"
+    args = [sys.executable, "-m", "offline_cov.cli", *cli_args(tmp_path / "r.json", cache, "--sample", "16")[1:]]
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err, env=shell_env())
+    deadline = time.time() + 400
+    while cached_rows(cache) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    children = session_processes(proc.pid, wait_s=0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = session_processes(proc.pid, wait_s=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert len(children) > 1 and left == [], f"vLLM processes outlived the killed run: {left} (of {children})"
+    assert (tmp_path / "stderr.txt").read_text() == ""  # -q: nothing of vLLM's, its import-time lines included
+
+
 def test_cut_off_answers_are_retried_then_recorded_as_failed(vllm_engine, tmp_path):
     opts = AnalyzeOptions(taxonomy=parse_taxonomy_list("code,writing"), sample=6,
                           label=LabelSettings(max_tokens=4), use_cache=False)

@@ -165,9 +165,8 @@ def die_with_parent() -> None:
     """In a process that multiprocessing spawned from an offline-cov run (vLLM's engine and its workers
     import this package first, through the `offline-cov` script), ask Linux to kill it when its parent
     dies: a run killed with kill -9 (a batch system's hard stop, the OOM killer) left vLLM's engine and
-    worker running, holding gigabytes. Ctrl-C and normal exits already stop them. Under `python -m
-    offline_cov.cli` the children do not import this package (see quiet_vllm_imports), so this does
-    not reach them."""
+    worker running, holding gigabytes. Ctrl-C and normal exits already stop them. `python -m
+    offline_cov.cli` runs a module of this package as the main module for the same reason (`__main__`)."""
     import multiprocessing
     import sys
 
@@ -186,9 +185,9 @@ def die_with_parent() -> None:
 def quiet_vllm_imports() -> None:
     """vLLM 0.32 logs some warnings while it is imported, before it configures its logging, so Python
     prints them bare whatever VLLM_LOGGING_LEVEL says; at ERROR, its logger is set to ERROR first.
-    The package runs this on import too: vLLM's spawned workers import the `offline-cov` script (and
-    so this package) before vLLM. Under `python -m offline_cov.cli` they do not (multiprocessing skips
-    a `__main__` module), and the workers' import-time lines still show."""
+    The package runs this on import too: vLLM's spawned workers import the run's main module (the
+    `offline-cov` script, or `cli.script` under `python -m offline_cov.cli`), and so this package,
+    before vLLM."""
     import logging
 
     if os.environ.get("VLLM_LOGGING_LEVEL", "").upper() == "ERROR":
