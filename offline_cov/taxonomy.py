@@ -86,13 +86,18 @@ def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
         )
     seen: dict[str, str] = {}
     for name in names:
-        key = unicodedata.normalize("NFKC", name).casefold()  # café spelled two ways is one name
+        key = name_key(name)
         if key in seen:
             twin = f" (as {seen[key]!r} too)" if seen[key] != name else ""
             raise TaxonomyError(f"{source}: category {name!r} appears twice{twin}")
         seen[key] = name
     _check_targets(taxonomy, source)
     return taxonomy
+
+
+def name_key(name: str) -> str:
+    """What two spellings of one category name share: `Code` and `code`, café in NFC and NFD."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def _check_targets(taxonomy: Taxonomy, source: str) -> None:

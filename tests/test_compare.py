@@ -69,6 +69,21 @@ def test_names_that_differ_in_case_only_are_one_category_spelled_as_the_later_re
     assert {r["name"]: r["decided_before"] for r in diff["decided"]} == {"code": 55.0, "math": 45.0, "writing": None}
 
 
+def test_one_name_in_two_unicode_spellings_is_one_category():
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    diff = compare_reports(make_report({nfc: 50, "tea": 50}, 100), make_report({nfd: 70, "tea": 30}, 100))
+    assert [r["name"] for r in diff["categories"]] == [nfd, "tea"] and diff["categories_removed"] == []
+
+
+def test_cli_compare_refuses_a_report_that_names_a_category_twice(tmp_path, before):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(make_report({"Math": 40, "math": 60}, 100).model_dump_json())
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (f"{tmp_path / 'v2.json'}, field 'categories': not a coverage report: category 'math' appears twice "
+            "(as 'Math' too)") in result.output
+
+
 def test_same_report_compares_to_no_change(before):
     diff = compare_reports(before, before)
     assert all(r["delta"] == 0 for r in diff["categories"])

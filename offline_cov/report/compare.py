@@ -11,12 +11,14 @@ def _delta(before: float | None, after: float | None) -> float:
 
 
 def _spelling(before: CoverageReport, after: CoverageReport):
-    """A category's name as the comparison shows it: names are matched case-insensitively, as a
-    taxonomy's are (`Code` in one report and `code` in the other are one category), and spelled as
-    the later report spells them."""
-    spelled = {c.name.casefold(): c.name for c in before.categories}
-    spelled.update({c.name.casefold(): c.name for c in after.categories})
-    return lambda name: spelled.get(name.casefold(), name)
+    """A category's name as the comparison shows it: names are matched as a taxonomy's are (`Code` in
+    one report and `code` in the other are one category; `taxonomy.name_key`), and spelled as the
+    later report spells them."""
+    from ..taxonomy import name_key
+
+    spelled = {name_key(c.name): c.name for c in before.categories}
+    spelled.update({name_key(c.name): c.name for c in after.categories})
+    return lambda name: spelled.get(name_key(name), name)
 
 
 def _respelled(shares: dict[str, float] | None, spell) -> dict[str, float] | None:

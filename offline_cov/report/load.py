@@ -33,9 +33,26 @@ def load_report(path: str | Path) -> CoverageReport:
         raise InputError(path, f"not a coverage report: a JSON {type(data).__name__} where the report is an object "
                                "with 'categories', 'total_samples_analyzed', ...")
     try:
-        return CoverageReport.model_validate(data)
+        report = CoverageReport.model_validate(data)
     except ValidationError as exc:
         raise InputError(path, f"not a coverage report: {'; '.join(validation_problems(exc))}") from None
+    _check_names_once(report, path)
+    return report
+
+
+def _check_names_once(report: CoverageReport, path) -> None:
+    """Refuse a report that names a category twice (in any case or Unicode spelling): its rows could
+    not be told apart when it is rendered or compared."""
+    from ..taxonomy import name_key
+
+    seen: dict[str, str] = {}
+    for cat in report.categories:
+        key = name_key(cat.name)
+        if key in seen:
+            twin = f" (as {seen[key]!r} too)" if seen[key] != cat.name else ""
+            raise InputError(path, f"not a coverage report: category {cat.name!r} appears twice{twin}",
+                             field="categories")
+        seen[key] = cat.name
 
 
 def load_metadata(path: str | Path) -> dict:
