@@ -382,3 +382,19 @@ def test_a_correction_from_few_rows_says_what_the_bench_measured_there():
     assert enough.calibration_rows == 60 and _small_warning(enough) == []
     result.method = REVIEW_METHOD
     assert _small_warning(result) == []
+
+
+def test_a_correction_keeps_its_shares_unrounded_for_the_corrected_balance():
+    """Seven rows, 1/1/5 of a, b, c: the balance of the exact shares is 0.4074; of the shares rounded to
+    two decimals (14.29/14.29/71.43), 0.4075. The corrected balance is computed from the former."""
+    from offline_cov.report.calibration import shares_of_every_sample
+    from offline_cov.report.tally import balance_score
+
+    pairs = [("a", "a"), ("b", "b")] + [("c", "c")] * 5
+    correction = shares_of_every_sample({"a": 1, "b": 1, "c": 5}, pairs, ["a", "b", "c"])
+    uniform = {n: 100 / 3 for n in "abc"}
+    assert correction.corrected == {"a": 14.29, "b": 14.29, "c": 71.43}
+    assert balance_score(correction.fractions, uniform) == 0.4074 != balance_score(correction.corrected, uniform)
+    em = correct_shares({"a": 1, "b": 1, "c": 5}, pairs, ["a", "b", "c"])
+    assert sum(em.fractions.values()) == pytest.approx(1.0)
+    assert {n: round(100 * v, 2) for n, v in em.fractions.items()} == em.corrected

@@ -92,6 +92,7 @@ class Correction:
     condition_number: float | None = None
     method: str = HARD_METHOD
     replicates: tuple | None = field(default=None, repr=False)  # correct_shares_soft(keep_replicates=True) only
+    fractions: dict[str, float] = field(default_factory=dict, repr=False)  # `corrected` before rounding, as fractions
 
     def moved(self) -> dict[str, float]:
         """How far each share moved (percentage points, corrected minus raw)."""
@@ -194,6 +195,7 @@ def correct_shares(counts: dict[str, int], pairs: list[tuple[str, str]], names: 
         names=names,
         raw=raw,
         corrected=corrected,
+        fractions=dict(zip(names, map(float, point))),
         ci95=ci,
         trustworthy=not reasons,
         reasons=reasons,
@@ -426,6 +428,7 @@ def correct_shares_soft(counts: dict[str, int], pairs: list[tuple[str, str]], pr
         names=names,
         raw=raw,
         corrected=corrected,
+        fractions=dict(zip(names, map(float, point))),
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
         trustworthy=not reasons, reasons=reasons, thin=thin, rows_per_category=per, calibration_rows=len(pairs),
         accuracy_on_calibration=accuracy_of(pairs),
@@ -492,6 +495,7 @@ def shares_of_every_sample(counts: dict[str, int], pairs: list[tuple[str, str]],
     corrected = {n: round(100 * truth[n] / len(pairs), 2) if pairs else 0.0 for n in names}
     return Correction(
         names=names, raw=raw_percent(counts, names), corrected=corrected, ci95={n: (v, v) for n, v in corrected.items()},
+        fractions={n: truth[n] / len(pairs) if pairs else 0.0 for n in names},
         trustworthy=True, calibration_rows=len(pairs), accuracy_on_calibration=accuracy_of(pairs),
         method=EVERY_SAMPLE_METHOD,
     )
@@ -557,7 +561,7 @@ def correct_shares_reviewed(counts: dict[str, int], pairs: list[tuple[str, str]]
     corrected = {n: round(100 * float(v), 2) for n, v in zip(names, point)}
     reasons, thin, per = _review_distrust(labeled, q, names)
     return Correction(
-        names=names, raw=raw, corrected=corrected,
+        names=names, raw=raw, corrected=corrected, fractions=dict(zip(names, map(float, point))),
         ci95={n: _percentiles([d[i] for d in draws]) for i, n in enumerate(names)},
         trustworthy=not reasons, reasons=reasons, thin=thin, rows_per_category=per, calibration_rows=len(pairs),
         accuracy_on_calibration=accuracy_of(pairs),

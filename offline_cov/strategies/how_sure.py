@@ -84,7 +84,7 @@ def calibrated(path, taxonomy: Taxonomy, samples, tally: Tally, labels: LabelSto
                         + _to_apply_it(correction))
         return None, {"calibration": block}
     warnings.extend(_thin_warning(correction) + _small_warning(correction))
-    block["corrected_balance_score"] = balance_score(correction.corrected, taxonomy.targets())
+    block["corrected_balance_score"] = balance_score(correction.fractions or correction.corrected, taxonomy.targets())
     return correction.corrected, {"calibration": block}
 
 
