@@ -181,7 +181,8 @@ def test_cli_compare_of_an_uncalibrated_and_a_calibrated_run_shows_why_a_gap_ope
     answers = [{"index": r["index"], "proposed": r["categories"][0],
                 "category": "math" if r["categories"][0] == "writing" else r["categories"][0]} for r in rows]
     (tmp_path / "calib.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
-    done = CliRunner().invoke(main, common + ["-o", str(tmp_path / "cal.json"), "--calibration", str(tmp_path / "calib.jsonl")])
+    done = CliRunner().invoke(main, [a for a in common if a != "-q"] + ["-o", str(tmp_path / "cal.json"),
+                                                                       "--calibration", str(tmp_path / "calib.jsonl")])
     assert done.exit_code == 0, done.output
     result = CliRunner().invoke(compare, [str(tmp_path / "raw.json"), str(tmp_path / "cal.json")])
     assert result.exit_code == 0, result.output
@@ -190,6 +191,41 @@ def test_cli_compare_of_an_uncalibrated_and_a_calibrated_run_shows_why_a_gap_ope
     writing = next(line for line in result.output.splitlines() if line.startswith("| writing |") and "decided" not in line
                    and line.count("|") == 5 and f"{corrected['writing']:.1f}" in line)
     assert float(writing.split("|")[3]) < 5.0 < float(writing.split("|")[2])
+    meta = json.loads((tmp_path / "cal.meta.json").read_text())
+    balance = meta["calibration"]["corrected_balance_score"]
+    assert f"balance {json.loads((tmp_path / 'cal.json').read_text())['balance_score']:.2f}, {balance:.2f} on the " \
+           "corrected shares (" in done.output  # the terminal summary
+    raw_balance = json.loads((tmp_path / "raw.json").read_text())["balance_score"]
+    assert f"Balance on the shares decided on: {raw_balance:.2f} (" in result.output and f"-> {balance:.2f} (" in result.output
+
+    # the metadata kept elsewhere: without --after-metadata the calibration is not seen, with it it is
+    moved = tmp_path / "runs" / "cal-run.json"
+    moved.parent.mkdir()
+    (tmp_path / "cal.meta.json").rename(moved)
+    unseen = CliRunner().invoke(compare, [str(tmp_path / "raw.json"), str(tmp_path / "cal.json")])
+    assert unseen.exit_code == 0 and "decided on" not in unseen.output
+    seen = CliRunner().invoke(compare, [str(tmp_path / "raw.json"), str(tmp_path / "cal.json"),
+                                        "--after-metadata", str(moved), "--json"])
+    assert seen.exit_code == 0, seen.output
+    diff = json.loads(seen.stdout)
+    assert diff["decided_on"] == {"before": "labeled", "after": "corrected"}
+    assert diff["decided_balance"] == {"before": raw_balance, "after": balance, "delta": round(balance - raw_balance, 4)}
+    (tmp_path / "other.json").write_text(make_report({"math": 1, "code": 1}, 2).model_dump_json())
+    wrong = CliRunner().invoke(compare, [str(tmp_path / "other.json"), str(tmp_path / "cal.json"),
+                                         "--before-metadata", str(moved)])
+    assert wrong.exit_code == 2 and f"--before-metadata {moved} is not the run metadata of" in wrong.output
+
+
+def test_a_calibration_block_edited_into_another_shape_is_left_out_not_a_traceback(tmp_path, before, after):
+    from offline_cov.report.render import render_html, render_markdown
+
+    meta = {"calibration": {"trustworthy": True, "corrected_share_percent": [1, 2], "corrected_balance_score": "0.86"}}
+    assert "on the corrected shares" not in render_markdown(before, meta) + render_html(before, meta, None)
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(after.model_dump_json())
+    (tmp_path / "v2.meta.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")])
+    assert result.exit_code == 0 and "decided on" not in result.output, result.output
 
 
 def test_cli_compare_says_when_it_was_given_metadata_or_not_a_report_object(tmp_path, before):

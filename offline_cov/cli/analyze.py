@@ -323,7 +323,7 @@ def _review_commands(data: str, labels_path: str | None, taxonomy: tuple[str, st
 
 def _print_summary(result, out) -> None:
     """The shares (and, after a trusted calibration, the corrected ones the calls were decided on), the calls."""
-    from ..report.render import corrected_shares
+    from ..report.render import corrected_balance, corrected_shares
 
     report = result.report
     for warning in result.metadata.get("warnings", []):
@@ -337,7 +337,8 @@ def _print_summary(result, out) -> None:
     gaps = ", ".join(g.category for g in report.gaps) or "none"
     over = ", ".join(o.category for o in report.over_represented) or "none"
     on = " (decided on the corrected shares)" if corrected else ""
-    echo_err(f"gaps: {gaps} | over-represented: {over}{on} | balance {report.balance_score:.2f}")
+    echo_err(f"gaps: {gaps} | over-represented: {over}{on} | balance {report.balance_score:.2f}"
+             f"{corrected_balance(result.metadata)}")
     _print_possible(result.metadata)
     _print_truncated(result.metadata)
     echo_err(f"report written to {'stdout' if out == STDOUT else out}")

@@ -46,9 +46,9 @@ def _metadata_input(report_path, metadata_path) -> dict:
     return {"--metadata": metadata_path} if metadata_path else {"REPORT's metadata": _metadata_path(report_path)}
 
 
-def _load_metadata(report_path, metadata_path, report) -> dict | None:
-    """The report's run metadata: --metadata (refused unless it is this report's), else the *.meta.json
-    beside it (left out, with a warning, when it cannot be read or is another run's)."""
+def _load_metadata(report_path, metadata_path, report, flag: str = "--metadata") -> dict | None:
+    """The report's run metadata: `metadata_path`, given as `flag` (refused unless it is this report's), else
+    the *.meta.json beside it (left out, with a warning, when it cannot be read or is another run's)."""
     from ..report.load import load_metadata, metadata_mismatch
 
     path = metadata_path or _metadata_path(report_path)
@@ -58,13 +58,13 @@ def _load_metadata(report_path, metadata_path, report) -> dict | None:
         metadata = load_metadata(path)
     except OfflineCovError as exc:
         if metadata_path:
-            raise CliError(f"{exc} (or leave out --metadata)") from None
+            raise CliError(f"{exc} (or leave out {flag})") from None
         echo_err(f"Warning: {exc}; going on without it (move it away, or pass the run's metadata with --metadata "
                  "where the command has it)")
         return None
     why = metadata_mismatch(report, metadata)
     if why and metadata_path:
-        raise click.UsageError(f"--metadata {path} is not the run metadata of {report_path}: {why}")
+        raise click.UsageError(f"{flag} {path} is not the run metadata of {report_path}: {why}")
     if why:
         echo_err(f"Warning: {path} beside {report_path} is another run's metadata ({why}); going on without it")
         return None
@@ -111,9 +111,13 @@ RENDERED_STARTS = {".html": ("<!DOCTYPE html>", "<title>Coverage report:"), ".md
 @click.command(context_settings=CONTEXT)
 @click.argument("before", type=click.Path(exists=True, dir_okay=False))
 @click.argument("after", type=click.Path(exists=True, dir_okay=False))
+@click.option("--before-metadata", type=click.Path(exists=True, dir_okay=False),
+              help="BEFORE's run metadata. Default: its *.meta.json beside it, if there is one.")
+@click.option("--after-metadata", type=click.Path(exists=True, dir_okay=False),
+              help="AFTER's run metadata. Default: its *.meta.json beside it, if there is one.")
 @json_flag
 @out_option(STDOUT, "the comparison")
-def compare(before, after, as_json, out):
+def compare(before, after, before_metadata, after_metadata, as_json, out):
     """Compare two reports: shares, gaps, balance.
 
     Prints the change as Markdown (or JSON with --json): share per category, gaps closed,
@@ -124,14 +128,18 @@ def compare(before, after, as_json, out):
     Example: offline-cov compare report-v1.json report-v2.json --json -o diff.json
     """
     from ..report.compare import compare_markdown, compare_reports
-    from ..report.render import corrected_shares
+    from ..report.render import corrected_balance_score, corrected_shares
 
-    check_paths({"BEFORE": before, "AFTER": after, "BEFORE's metadata": _metadata_path(before),
-                 "AFTER's metadata": _metadata_path(after)}, {"--out": out})
+    check_paths({"BEFORE": before, "AFTER": after,
+                 "--before-metadata" if before_metadata else "BEFORE's metadata": before_metadata or _metadata_path(before),
+                 "--after-metadata" if after_metadata else "AFTER's metadata": after_metadata or _metadata_path(after)},
+                {"--out": out})
     first, second = _load_report(before), _load_report(after)
-    meta_before, meta_after = _load_metadata(before, None, first), _load_metadata(after, None, second)
+    meta_before = _load_metadata(before, before_metadata, first, "--before-metadata")
+    meta_after = _load_metadata(after, after_metadata, second, "--after-metadata")
     _warn_thresholds(meta_before, meta_after)
-    diff = compare_reports(first, second, corrected_shares(meta_before) or None, corrected_shares(meta_after) or None)
+    diff = compare_reports(first, second, corrected_shares(meta_before) or None, corrected_shares(meta_after) or None,
+                           balances=(corrected_balance_score(meta_before), corrected_balance_score(meta_after)))
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
         write_text_out(out, text)

@@ -26,14 +26,16 @@ def _respelled(shares: dict[str, float] | None, spell) -> dict[str, float] | Non
 
 
 def compare_reports(before: CoverageReport, after: CoverageReport, corrected_before: dict[str, float] | None = None,
-                    corrected_after: dict[str, float] | None = None) -> dict:
+                    corrected_after: dict[str, float] | None = None,
+                    balances: tuple[float | None, float | None] = (None, None)) -> dict:
     """Per-category share change, gaps closed/opened, over-representation resolved/new, balance change.
 
     A share is None in a report that lacks the category; its delta counts it as 0.
     A gap counts as closed only when the category is still reported and no longer a gap.
     `corrected_*`: a calibrated run's corrected shares (its metadata's), on which its gaps and
     over-representation were decided; given for either side, every category also gets the shares
-    the calls were decided on (`decided_before`, `decided_after`, `decided_delta`).
+    the calls were decided on (`decided_before`, `decided_after`, `decided_delta`), and `balances`
+    (each side's balance on its corrected shares, None for the labels' own) give `decided_balance`.
     """
     spell = _spelling(before, after)
     old = {spell(c.name): c.share_percent for c in before.categories}
@@ -48,6 +50,9 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
                                   "after": "corrected" if corrected_after else "labeled"},
                    "decided": [{"name": n, "decided_before": was[n], "decided_after": now[n],
                                 "decided_delta": _delta(was[n], now[n])} for n in names]}
+        first, second = (b if c and b is not None else r.balance_score
+                         for b, c, r in zip(balances, (corrected_before, corrected_after), (before, after)))
+        decided["decided_balance"] = {"before": first, "after": second, "delta": _delta(first, second)}
     old_gaps = [spell(g.category) for g in before.gaps]
     new_gaps = [spell(g.category) for g in after.gaps]
     old_over = [spell(o.category) for o in before.over_represented]
@@ -131,4 +136,8 @@ def _decided_lines(diff: dict) -> list[str]:
     for row in diff["decided"]:
         lines.append(f"| {md_cell(row['name'])} | {_share(row['decided_before'])} | {_share(row['decided_after'])} | "
                      f"{row['decided_delta']:+.1f} |")
+    bal = diff.get("decided_balance")
+    if bal:
+        lines += ["", f"Balance on the shares decided on: {bal['before']:.2f} ({balance_reading(bal['before'])}) -> "
+                      f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {bal['delta']:+.2f}"]
     return lines

@@ -106,20 +106,36 @@ def _summary_html(report: CoverageReport, reading: str, metadata: dict) -> str:
     )
 
 
+def _trusted_calibration(metadata: dict | None) -> dict:
+    """The metadata's calibration block when its correction was trusted (and applied), else {}."""
+    calibration = (metadata or {}).get("calibration")
+    return calibration if isinstance(calibration, dict) and calibration.get("trustworthy") is True else {}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def corrected_shares(metadata: dict | None) -> dict[str, float]:
-    """The calibration-corrected shares the report's calls were decided on (a trusted correction), else none."""
-    calibration = (metadata or {}).get("calibration") or {}
-    return dict(calibration.get("corrected_share_percent") or {}) if calibration.get("trustworthy") else {}
+    """The calibration-corrected shares the report's calls were decided on (a trusted correction), else
+    none; a block edited into another shape counts as none."""
+    shares = _trusted_calibration(metadata).get("corrected_share_percent")
+    if not isinstance(shares, dict) or not all(_is_number(v) for v in shares.values()):
+        return {}
+    return dict(shares)
+
+
+def corrected_balance_score(metadata: dict | None) -> float | None:
+    """The balance score on the corrected shares (a trusted correction's `corrected_balance_score`), else None."""
+    score = _trusted_calibration(metadata).get("corrected_balance_score")
+    return float(score) if _is_number(score) else None
 
 
 def corrected_balance(metadata: dict | None) -> str:
     """", 0.62 on the corrected shares (mild skew)" after a trusted calibration, else "": the contract's
     balance score is the labels' own; this one is on the shares the calls were decided on."""
-    calibration = (metadata or {}).get("calibration") or {}
-    score = calibration.get("corrected_balance_score")
-    if score is None or not calibration.get("trustworthy"):
-        return ""
-    return f", {score:.2f} on the corrected shares ({balance_reading(score)})"
+    score = corrected_balance_score(metadata)
+    return "" if score is None else f", {score:.2f} on the corrected shares ({balance_reading(score)})"
 
 
 def share_intervals(metadata: dict | None) -> dict[str, tuple[float, float]]:
