@@ -4,6 +4,7 @@ failed before its fix."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -53,6 +54,32 @@ def test_a_csv_saved_in_a_windows_encoding_says_how_to_save_it(tmp_path):
     """Excel's plain 'CSV (Comma delimited)' is cp1252: the error said only 'not UTF-8 text (invalid start byte)'."""
     path = csv_file(tmp_path, "index,proposed,category,sample\r\n3,math,code,caf\u00e9 menu\r\n", encoding="cp1252")
     with pytest.raises(InputError, match="not UTF-8 text .*save it as CSV UTF-8"):
+        load_calibration(path, TAXONOMY)
+
+
+def test_a_csv_saved_as_utf16_is_read_and_a_workbook_is_named(tmp_path):
+    """A spreadsheet's 'Unicode text' (UTF-16, tab-separated) and a workbook given as is were both told to
+    convert from cp1252, the wrong source encoding and the wrong format (audit, session 26)."""
+    text = "index\tproposed\tcategory\tsample\r\n3\tmath\tcode\tcaf\u00e9 menu\r\n"
+    path = csv_file(tmp_path, text, name="unicode.csv", encoding="utf-16")
+    (row,) = load_calibration(path, TAXONOMY)
+    assert (row.index, row.category) == (3, "code")
+    book = tmp_path / "review.xlsx"
+    book.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="spreadsheet workbook .*save the sheet as CSV UTF-8") as caught:
+        load_calibration(book, TAXONOMY)
+    assert "cp1252" not in str(caught.value)
+
+
+@pytest.mark.parametrize("header, says", [
+    ("index,true category", "has no 'category' column (its columns: index, true category)"),
+    ("row,category", "has no 'index' or 'text' column (its columns: row, category)"),
+])
+def test_a_csv_without_the_columns_it_needs_says_so_once(tmp_path, header, says):
+    """A header without a 'category' column was reported as 'line 2, field 'category': missing the true
+    category', as if one row had left it empty (audit, session 26)."""
+    path = csv_file(tmp_path, f"{header}\r\n3,code\r\n")
+    with pytest.raises(InputError, match=re.escape(f"line 1: {says}")):
         load_calibration(path, TAXONOMY)
 
 

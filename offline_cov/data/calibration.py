@@ -35,14 +35,15 @@ class CalibrationRow:
 
 def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRow]:
     """Every row of the file, checked: a category of the taxonomy, and an index or a text."""
+    from .readers import detect_codec
+
     path = Path(path)
     try:
-        raw = list(_records(path))
+        raw = list(_records(path, detect_codec(path)))
     except OSError as exc:
         raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not UTF-8 text ({exc.reason}); save it as CSV UTF-8 from the spreadsheet (or "
-                               f"convert it: iconv -f cp1252 -t utf-8 {shlex.quote(str(path))} > fixed{path.suffix})") from None
+        raise _not_text(path, exc) from None
     rows = [_row(path, line, record, taxonomy) for line, record in raw
             if not _skipped(record.get("skipped")) and not _unreviewed(record)]
     _check_each_sample_once(path, rows)
@@ -64,11 +65,22 @@ def _check_each_sample_once(path: Path, rows: list[CalibrationRow]) -> None:
         seen[key] = row.line
 
 
-def _records(path: Path):
+def _not_text(path: Path, exc: UnicodeDecodeError) -> InputError:
+    """What to do with a calibration file that is not UTF-8 (nor UTF-16/32 with its mark): a workbook
+    saved as .xlsx is a zip of XML; anything else is most likely a spreadsheet's Windows-1252 CSV."""
+    with path.open("rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":
+            return InputError(path, "this is a spreadsheet workbook (or another zip file), not text: save the sheet "
+                                    "as CSV UTF-8 and give that file")
+    return InputError(path, f"not UTF-8 text ({exc.reason}); save it as CSV UTF-8 from the spreadsheet (or convert "
+                            f"it: iconv -f cp1252 -t utf-8 {shlex.quote(str(path))} > fixed{path.suffix})")
+
+
+def _records(path: Path, codec: str):
     if path.suffix.lower() in (".csv", ".tsv"):
-        yield from _csv_records(path)
+        yield from _csv_records(path, codec)
         return
-    with path.open(encoding="utf-8-sig") as handle:
+    with path.open(encoding=codec) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -94,22 +106,35 @@ def _unreviewed(record: dict) -> bool:
     return "proposed" in record and (category is None or (isinstance(category, str) and not category.strip()))
 
 
-def _csv_records(path: Path):
+def _csv_records(path: Path, codec: str):
     """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError.
     The header's most frequent separator of comma, semicolon and tab is the file's (spreadsheets in locales
     whose decimal mark is a comma save CSV with semicolons; a tab-separated save may be .csv or .tsv)."""
     from .readers import _raise_csv_field_limit
 
     _raise_csv_field_limit()
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with path.open(encoding=codec, newline="") as handle:
         header = handle.readline()
         handle.seek(0)
         reader = csv.DictReader(handle, delimiter=max(",;\t", key=header.count))
         try:
             _normalize_header(reader)
+            _check_columns(path, reader.fieldnames)
             yield from enumerate(reader, start=2)
         except csv.Error as exc:
             raise InputError(path, f"not valid CSV ({exc})", line=reader.line_num) from None
+
+
+def _check_columns(path: Path, columns: list[str] | None) -> None:
+    """Refuse a CSV whose header has no `category` column, or neither `index` nor `text`: each of its rows
+    would otherwise be named "missing" one by one."""
+    shown = ", ".join(columns or []) or "none"
+    if "category" not in (columns or []):
+        raise InputError(path, f"has no 'category' column (its columns: {shown}); name the column of true "
+                               "categories 'category'", line=1)
+    if "index" not in columns and "text" not in columns:
+        raise InputError(path, f"has no 'index' or 'text' column (its columns: {shown}); name the column that "
+                               "says which sample a row is 'index' (the labels file's) or 'text'", line=1)
 
 
 def _normalize_header(reader: csv.DictReader) -> None:
