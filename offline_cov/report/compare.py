@@ -44,14 +44,10 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
     names = list(old) + [n for n in new if n not in old]
     decided = {}
     if corrected_before or corrected_after:
-        was = {n: (corrected_before or old).get(n) for n in names}
-        now = {n: (corrected_after or new).get(n) for n in names}
-        decided = {"decided_on": {"before": "corrected" if corrected_before else "labeled",
-                                  "after": "corrected" if corrected_after else "labeled"},
-                   "decided": [{"name": n, "decided_before": was[n], "decided_after": now[n],
-                                "decided_delta": _delta(was[n], now[n])} for n in names]}
-        first, second = (b if c and b is not None else r.balance_score
-                         for b, c, r in zip(balances, (corrected_before, corrected_after), (before, after)))
+        decided = _decided(names, (corrected_before or old, corrected_after or new),
+                           (bool(corrected_before), bool(corrected_after)))
+        first = balances[0] if corrected_before and balances[0] is not None else before.balance_score
+        second = balances[1] if corrected_after and balances[1] is not None else after.balance_score
         decided["decided_balance"] = {"before": first, "after": second, "delta": _delta(first, second)}
     old_gaps = [spell(g.category) for g in before.gaps]
     new_gaps = [spell(g.category) for g in after.gaps]
@@ -82,6 +78,14 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
         },
         **decided,
     }
+
+
+def _decided(names: list[str], shares: tuple[dict, dict], corrected: tuple[bool, bool]) -> dict:
+    """Each category's share the calls were decided on, before and after, and which shares those were."""
+    was, now = ({n: side.get(n) for n in names} for side in shares)
+    return {"decided_on": {side: "corrected" if c else "labeled" for side, c in zip(("before", "after"), corrected)},
+            "decided": [{"name": n, "decided_before": was[n], "decided_after": now[n],
+                         "decided_delta": _delta(was[n], now[n])} for n in names]}
 
 
 def _share(value: float | None) -> str:
