@@ -183,6 +183,19 @@ def test_a_long_category_description_is_cut_cleanly_in_the_fill_suggestion():
     assert len(brief("word " * 30)) <= 60 and brief("word " * 30).endswith("word\u2026")
 
 
+def test_a_fill_suggestion_never_says_add_about_0():
+    """A 100% target, or a report of no samples (an empty shard), said "Add about 0 poetry instructions"
+    (audit, session 26)."""
+    from offline_cov.report.tally import fill_suggestion
+
+    whole = fill_suggestion("poetry", 0, 40, 100.0)
+    assert whole == ("Add poetry instructions and leave out the others: a target of 100% is reached only when every "
+                     "sample is poetry.")
+    assert fill_suggestion("math", 0, 0, 20.0) == ("Add math instructions across easy, medium and hard: no samples "
+                                                   "were analyzed to count from.")
+    assert all("about 0" not in fill_suggestion("a", c, t, g) for c, t, g in [(0, 40, 100.0), (0, 0, 20.0), (3, 100, 4.0)])
+
+
 def test_an_inferred_category_at_its_share_but_under_two_samples_asks_for_the_samples_it_lacks():
     from offline_cov.report.tally import Thresholds, find_gaps
 

@@ -336,6 +336,11 @@ def fill_suggestion(name: str, count: int, total: int, target: float, descriptio
     for an inferred category at its share but under `minimum` samples, to reach that count."""
     needed = samples_to_target(count, total, target)
     about = f" ({brief(description)})" if description else ""
+    if total == 0:
+        return f"Add {name} instructions{about} across easy, medium and hard: no samples were analyzed to count from."
+    if target >= 100 and count < total:
+        return (f"Add {name} instructions{about} and leave out the others: a target of {target:g}% is reached only "
+                f"when every sample is {name}.")
     if needed == 0 and count < minimum:
         more = minimum - count
         return (f"Add at least {more} more {name} instruction{'s' * (more != 1)}{about}: it holds {count}, under the "
