@@ -196,6 +196,37 @@ def test_empty_file_and_missing_file(tmp_path):
         read_samples(tmp_path / "x.txt")
 
 
+def test_chat_layouts_users_bring_are_read(tmp_path):
+    """OpenAI's `developer` role, ShareGPT turns written as role/content, and lmsys' `conversation` list
+    were each refused on every line (audit, session 26)."""
+    turns = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"},
+             {"role": "assistant", "content": "4"}]
+    want = (("system", "Be brief."), ("user", "What is 2+2?"), ("assistant", "4"))
+    for key in ("messages", "conversations", "conversation"):
+        read = read_samples(write_jsonl(tmp_path / f"{key}.jsonl", [{key: turns, "model": "x"}]))
+        assert read.samples[0].turns == want, key
+    plain = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]
+    assert read_samples(write_jsonl(tmp_path / "m.jsonl", [{"messages": plain}])).samples[0].instruction == "Hi"
+
+
+def test_a_field_of_chat_turns_named_as_the_instruction_says_to_leave_it_out(tmp_path):
+    f = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "Hi"}]}])
+    with pytest.raises(InputError, match="field 'conversations': this field holds chat turns .* leave out "
+                                         "--instruction-field"):
+        read_samples(f, FieldSpec("conversations"))
+    with pytest.raises(InputError, match="--response-field names 'reply', but this file's records are chat turns"):
+        read_samples(f, FieldSpec(None, "reply"))
+
+
+def test_naming_the_standard_instruction_field_keeps_the_rest_of_the_record(tmp_path):
+    """`--instruction-field instruction` on Alpaca records dropped their input and output, and naming a
+    pair's prompt dropped its response, silently (audit, session 26)."""
+    alpaca = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Summarize", "input": "Long text", "output": "Short"}])
+    assert read_samples(alpaca, FieldSpec("instruction")).samples[0].turns == read_samples(alpaca).samples[0].turns
+    pair = write_jsonl(tmp_path / "p.jsonl", [{"ask": "Translate this", "response": "Done"}])
+    assert read_samples(pair, FieldSpec("ask")).samples[0].turns == (("user", "Translate this"), ("assistant", "Done"))
+
+
 def test_bad_chat_role(tmp_path):
     f = write_jsonl(tmp_path / "r.jsonl", [{"messages": [{"role": "robot", "content": "hi"}]}])
     with pytest.raises(InputError, match=r"field 'messages\[0\].role': unknown role 'robot'"):

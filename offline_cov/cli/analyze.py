@@ -98,7 +98,8 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), help="Also write a Markdown summary.")
 @click.option("--instruction-field", help="Field holding the instruction (overrides shape detection).")
-@click.option("--response-field", help="Field holding the response.")
+@click.option("--response-field", help="Field holding the response. Default: output, response, completion, answer "
+                                       "or chosen, where the record has one.")
 @encoding_option("Text encoding of the dataset file.")
 @click.option("--skip-bad-lines", is_flag=True, help="Skip malformed records and list them in the metadata.")
 @click.option("--gap-threshold", type=float, default=5.0, show_default=True, help="Share (percent) under which a target category is a gap.")

@@ -20,7 +20,7 @@ from ..errors import InputError
 ROLE_ALIASES = {
     "human": "user", "user": "user", "prompter": "user",
     "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-    "model": "assistant", "system": "system", "tool": "tool", "function": "tool",
+    "model": "assistant", "system": "system", "developer": "system", "tool": "tool", "function": "tool",
 }
 INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query", "input", "text")
 RESPONSE_KEYS = ("output", "response", "completion", "answer", "chosen")
@@ -479,12 +479,11 @@ def _iter_arrow_stream(path: Path):
 
 def detect_shape(record: dict, fields: FieldSpec) -> str:
     """Name the sample shape of a record: sharegpt, messages, alpaca, pair or custom."""
-    if fields.instruction:
-        return "custom"
-    if isinstance(record.get("conversations"), list):
-        return "sharegpt"
-    if isinstance(record.get("messages"), list):
-        return "messages"
+    if fields.instruction:  # naming Alpaca's own field still reads its input and output
+        return "alpaca" if fields.instruction == "instruction" and "instruction" in record else "custom"
+    for shape, (key, _, _) in CHAT_FIELDS.items():
+        if isinstance(record.get(key), list):
+            return shape
     if "instruction" in record:
         return "alpaca"
     if any(k in record for k in INSTRUCTION_KEYS):
@@ -492,7 +491,10 @@ def detect_shape(record: dict, fields: FieldSpec) -> str:
     return ""
 
 
-CHAT_FIELDS = {"sharegpt": ("conversations", "from", "value"), "messages": ("messages", "role", "content")}
+# shape: (the list of turns, each turn's role key, its text key); a turn written the other way
+# (role/content in ShareGPT, from/value in messages) is read too (`_turn_role_text`)
+CHAT_FIELDS = {"sharegpt": ("conversations", "from", "value"), "messages": ("messages", "role", "content"),
+               "conversation": ("conversation", "role", "content")}
 
 
 def record_to_turns(record: dict, shape: str, fields: FieldSpec, place: dict) -> tuple[tuple[str, str], ...]:
@@ -505,6 +507,9 @@ def record_to_turns(record: dict, shape: str, fields: FieldSpec, place: dict) ->
             raise _other_shape(record, shape, fields, key, place)
         if not isinstance(record[key], list):
             raise InputError(message=f"expected a list of turns, found {type(record[key]).__name__}", field=key, **place)
+        if fields.response:
+            raise InputError(message=f"--response-field names {fields.response!r}, but this file's records are chat "
+                                     "turns, whose assistant turns are the response: leave it out", **place)
         return _chat_turns(record[key], role_key, text_key, key, place)
     if shape == "alpaca" and "instruction" not in record:
         raise _other_shape(record, shape, fields, "instruction", place)
@@ -513,9 +518,7 @@ def record_to_turns(record: dict, shape: str, fields: FieldSpec, place: dict) ->
         text = _text(record, "instruction", place, required=not extra)
         user = f"{text}\n\n{extra}".strip()
         return _with_response(user, record, fields.response or "output", place)
-    if shape == "custom":
-        return _with_response(_text(record, fields.instruction, place), record, fields.response, place)
-    key = next((k for k in INSTRUCTION_KEYS if k in record), None)
+    key = fields.instruction if shape == "custom" else next((k for k in INSTRUCTION_KEYS if k in record), None)
     if key is None:
         raise _other_shape(record, shape, fields, None, place)
     response_key = fields.response or next((k for k in RESPONSE_KEYS if k in record and k != key), None)
@@ -558,7 +561,10 @@ def _text(record: dict, key: str, place: dict, required: bool = True, name: str 
             raise InputError(message="the field is null" if key in record else "the field is missing", field=name, **place)
         return ""
     value = record[key]
-    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
+        if any(("role" in p or "from" in p) and "text" not in p for p in value):
+            raise InputError(message="this field holds chat turns (a role and a text each), not one text: leave out "
+                                     "--instruction-field and the file is read as a chat", field=name, **place)
         value = "".join(str(p.get("text", "")) for p in value)
     if not isinstance(value, str):
         raise InputError(message=f"expected text, found {type(value).__name__}", field=name, **place)
@@ -568,16 +574,25 @@ def _text(record: dict, key: str, place: dict, required: bool = True, name: str 
     return value
 
 
+def _turn_keys(msg: dict, role_key: str, text_key: str) -> tuple[str, str]:
+    """The role and text keys of one turn: the shape's own, or the other chat layout's where the turn
+    has that one's role key instead (ShareGPT files written with role/content, and the reverse)."""
+    if role_key in msg:
+        return role_key, text_key
+    return next(((r, t) for r, t in (("role", "content"), ("from", "value")) if r in msg), (role_key, text_key))
+
+
 def _chat_turns(messages: list, role_key: str, text_key: str, field_name: str, place: dict):
     turns = []
     for i, msg in enumerate(messages):
         where = f"{field_name}[{i}]"
         if not isinstance(msg, dict):
             raise InputError(message=f"expected an object, found {type(msg).__name__}", field=where, **place)
-        role = ROLE_ALIASES.get(str(msg.get(role_key, "")).lower())
+        role_of, text_of = _turn_keys(msg, role_key, text_key)
+        role = ROLE_ALIASES.get(str(msg.get(role_of, "")).lower())
         if role is None:
-            raise InputError(message=f"unknown role {_short(repr(msg.get(role_key)))}", field=f"{where}.{role_key}", **place)
-        text = _text(msg, text_key, place, required=False, name=f"{where}.{text_key}")
+            raise InputError(message=f"unknown role {_short(repr(msg.get(role_of)))}", field=f"{where}.{role_of}", **place)
+        text = _text(msg, text_of, place, required=False, name=f"{where}.{text_of}")
         if text:
             turns.append((role, text))
     if not any(role == "user" for role, _ in turns):
