@@ -60,6 +60,8 @@ class Run:
 
     def result(self, report: CoverageReport, labels, taxonomy: Taxonomy, **blocks) -> AnalysisResult:
         """The run's result: the report, the labels, and the metadata with the strategy's own `blocks`."""
+        if not self.opts.shard and (warning := report_warning(report, taxonomy)):  # merge warns for the whole run
+            self.warnings.append(warning)
         return AnalysisResult(report, labels, self.metadata(taxonomy, **blocks), taxonomy)
 
     def model_read(self) -> str:
@@ -123,6 +125,14 @@ def cache_facts(cache: LabelCache | None) -> dict:
         return {"enabled": False}
     return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses,
             "invalid_values": cache.bad_values, "writable": cache.writable}
+
+
+def report_warning(report: CoverageReport, taxonomy: Taxonomy) -> str | None:
+    """What the report itself calls for a warning on: part of the mix its balance score cannot see."""
+    from .report.tally import off_target_warning
+
+    counts = {c.name: c.count for c in report.categories}
+    return off_target_warning(counts, report.total_samples_analyzed, taxonomy.targets())
 
 
 def few_samples_warning(analyzed: int) -> str | None:

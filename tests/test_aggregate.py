@@ -1,5 +1,7 @@
 """Aggregation against hand-computed reports, the contract's worked example among them."""
 
+import json
+
 import pytest
 
 from offline_cov.data.readers import Sample
@@ -204,3 +206,36 @@ def test_an_inferred_category_at_its_share_but_under_two_samples_asks_for_the_sa
     gaps = find_gaps(stats, {n: 10.0 for n in "abcdefghij"}, Thresholds(), 10, inferred=True)
     assert len(gaps) == 10
     assert gaps[0].fill_suggestion == "Add at least 1 more a instruction: it holds 1, under the 2 samples an inferred category needs."
+
+
+def test_a_mix_the_balance_score_cannot_see_is_warned_about():
+    """`--taxonomy math=100,code=0` scored balance 1.0 with 45% of the samples in code, and writing=100 with
+    the rest at 0 scored 1.0 with writing at 27%: the contract leaves target-0 categories out (audit, session 26)."""
+    from offline_cov.report.tally import balance_score, off_target_warning
+
+    counts, targets = {"math": 55, "code": 45}, {"math": 100.0, "code": 0.0}
+    assert balance_score(counts, targets) == 1.0  # the contract's formula, kept
+    assert off_target_warning(counts, 100, targets) == (
+        "45.0% of the samples are labeled with categories whose target is 0 (code); the balance score leaves those "
+        "categories out (the contract's rule 6), so with one category targeted above 0 it is 1 whatever the mix")
+    some = off_target_warning({"math": 24, "code": 76}, 100, {"math": 0.0, "code": 50.0, "writing": 50.0})
+    assert some.startswith("24.0% of the samples") and some.endswith("so they do not lower it")
+    assert off_target_warning({"math": 4, "code": 96}, 100, {"math": 0.0, "code": 100.0}) is None  # under 5%
+    assert off_target_warning({"math": 50, "code": 50}, 100, {"math": 50.0, "code": 50.0}) is None
+
+
+def test_a_run_whose_targets_hide_part_of_the_mix_says_so_and_a_shard_leaves_it_to_merge(tmp_path):
+    from click.testing import CliRunner
+    from conftest import EXAMPLE
+
+    from offline_cov.cli import main
+
+    args = ["analyze", str(EXAMPLE), "--labeler", "embed", "--taxonomy", "math=100,code=0", "-q",
+            "--cache", str(tmp_path / "c.sqlite")]
+    done = CliRunner().invoke(main, args + ["-o", str(tmp_path / "r.json")])
+    assert done.exit_code == 0, done.output
+    warnings = json.loads((tmp_path / "r.meta.json").read_text())["warnings"]
+    assert sum("whose target is 0 (code)" in w for w in warnings) == 1
+    shard = CliRunner().invoke(main, args + ["-o", str(tmp_path / "s.json"), "--shard", "0/2"])
+    assert shard.exit_code == 0, shard.output
+    assert not any("whose target is 0" in w for w in json.loads((tmp_path / "s.meta.json").read_text())["warnings"])

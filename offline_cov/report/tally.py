@@ -87,6 +87,23 @@ class ReportInputs:
     basis: str = ""
 
 
+OFF_TARGET_WARN = 5.0  # percent of the samples in categories targeted at 0 from which a run says so
+
+
+def off_target_warning(counts: dict[str, int], total: int, targets: dict[str, float]) -> str | None:
+    """A warning when the balance score cannot see part of the mix: the contract leaves categories with
+    target 0 out of it, so samples in them (OFF_TARGET_WARN% or more) do not lower it, and with a single
+    category above 0 it is 1 whatever the mix."""
+    zero = [n for n, t in targets.items() if t <= 0 and counts.get(n, 0)]
+    share = 100 * sum(counts[n] for n in zero) / total if total else 0.0
+    if share < OFF_TARGET_WARN:
+        return None
+    single = sum(t > 0 for t in targets.values()) == 1
+    why = "with one category targeted above 0 it is 1 whatever the mix" if single else "they do not lower it"
+    return (f"{min(share, 100):.1f}% of the samples are labeled with categories whose target is 0 ({', '.join(zero)}); "
+            f"the balance score leaves those categories out (the contract's rule 6), so {why}")
+
+
 def balance_score(counts: dict[str, int], targets: dict[str, float]) -> float:
     """The contract's balance score: 1 when the mix matches the targets, 0 when all in the smallest.
 

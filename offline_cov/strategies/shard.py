@@ -16,7 +16,7 @@ from ..data.readers import FieldSpec
 from ..errors import OfflineCovError
 from ..report.contract import CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Thresholds
-from ..run import FEW_SAMPLES, few_samples_warning
+from ..run import FEW_SAMPLES, few_samples_warning, report_warning
 from ..taxonomy import Taxonomy
 
 
@@ -140,8 +140,8 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     failed = [f for m in manifests for f in m["shard"]["failed"]]
     summary = {"shards": len(manifests), "labeled": len(labels), "failed": failed, "analyzed": plan.analyzed}
     blocks = how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds, corrected)
-    few = few_samples_warning(plan.analyzed)
-    warnings = ([few] if few else []) + warnings + blocks["warnings"]
+    whole = [few_samples_warning(plan.analyzed), report_warning(report, taxonomy)]
+    warnings = [w for w in whole if w] + warnings + blocks["warnings"]
     how_sure = {**corrected, **blocks, "warnings": warnings, **sampling_intervals(plan, report)}
     return report, labels, summary, how_sure
 
