@@ -54,7 +54,8 @@ def validation_problems(exc, known: Iterable[str] = ()) -> list[str]:
     "did you mean" from `known` (the field names the file may use)."""
     problems = []
     for err in exc.errors():
-        line = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        message = err["msg"].removeprefix("Value error, ")  # a validator's own words need no prefix
+        line = f"{'.'.join(str(p) for p in err['loc'])}: {message}"
         if err["type"] == "extra_forbidden" and err["loc"]:
             line = f"{'.'.join(str(p) for p in err['loc'])}: unknown key{did_you_mean(str(err['loc'][-1]), known)}"
         problems.append(line)

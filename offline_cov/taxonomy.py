@@ -25,6 +25,14 @@ class Category(BaseModel):
     target_share: float | None = Field(None, description="Target share of samples, percent")
     examples: list[str] = Field(default_factory=list, description="A few example instructions")
 
+    @field_validator("target_share", mode="before")
+    @classmethod
+    def _not_a_yes_or_no(cls, value):
+        """A YAML `yes`/`true` read as a target of 1%: refused, as a share is a number of percent."""
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is not a share; give a number of percent (0-100)")
+        return value
+
     @field_validator("name")
     @classmethod
     def _clean_name(cls, value: str) -> str:

@@ -118,9 +118,9 @@ def test_a_bad_answer_is_retried_once_with_more_tokens():
         (GenResult("", "error"), "finish_reason='error'"),
         (GenResult("not json at all", "stop"), "answer is not JSON"),
         (GenResult(answer("Too short"), "stop"), "does not fit the seed schema (instruction:"),
-        (GenResult(answer("A long enough instruction", output="   "), "stop"), "output: Value error, is blank"),
+        (GenResult(answer("A long enough instruction", output="   "), "stop"), "output: is blank"),
         (GenResult(answer("Summarize the text in one line.", input_text="<gap>category: math an instruction</gap>"),
-                   "stop"), "input: Value error, copies the prompt's <gap> block"),
+                   "stop"), "input: copies the prompt's <gap> block"),
     ],
 )
 def test_a_seed_bad_twice_is_recorded_as_failed(bad, reason):

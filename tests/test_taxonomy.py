@@ -131,3 +131,12 @@ def test_a_taxonomy_file_saved_with_a_byte_order_mark_is_read(tmp_path):
         path = tmp_path / f"t{suffix}"
         path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
         assert load_taxonomy_file(path).names == ["math", "code"], suffix
+
+
+def test_a_yes_or_no_target_is_refused_not_read_as_one_percent(tmp_path):
+    """YAML's `target_share: true` was accepted as a 1% target (audit, session 26)."""
+    path = tmp_path / "t.yaml"
+    path.write_text("categories:\n  - name: math\n    target_share: true\n  - name: code\n    target_share: 99\n")
+    with pytest.raises(TaxonomyError, match=r"categories\.0\.target_share: true is not a share; give a number of "
+                                            r"percent \(0-100\)$"):
+        load_taxonomy_file(path)
