@@ -149,6 +149,7 @@ def sample_warnings(plan: DatasetPlan) -> list[str]:
 
     scan = plan.scan
     warnings = [note] if plan.data.is_dir() and (note := hf_split_note(plan.data)) else []
+    warnings += scan.notes
     if few := few_samples_warning(plan.analyzed):
         warnings.append(few)
     if scan.skipped:

@@ -227,6 +227,18 @@ def test_naming_the_standard_instruction_field_keeps_the_rest_of_the_record(tmp_
     assert read_samples(pair, FieldSpec("ask")).samples[0].turns == (("user", "Translate this"), ("assistant", "Done"))
 
 
+def test_a_json_object_of_several_splits_reads_one_and_says_which(tmp_path):
+    """{"train": [...], "test": [...]} read 'train' alone without a word (audit, session 26)."""
+    f = tmp_path / "splits.json"
+    f.write_text(json.dumps({"train": [{"prompt": "a"}, {"prompt": "b"}], "test": [{"prompt": "c"}], "name": "x"}))
+    scan = scan_dataset(f)
+    assert scan.count == 2 and scan.notes == [f"{f} holds several lists of records (train, test): only 'train' was "
+                                              "read; to analyze another, save it as a file of its own (a JSON array "
+                                              "or JSONL)"]
+    f.write_text(json.dumps({"data": [{"prompt": "a"}], "meta": {"n": 1}}))
+    assert scan_dataset(f).notes == []
+
+
 def test_bad_chat_role(tmp_path):
     f = write_jsonl(tmp_path / "r.jsonl", [{"messages": [{"role": "robot", "content": "hi"}]}])
     with pytest.raises(InputError, match=r"field 'messages\[0\].role': unknown role 'robot'"):

@@ -266,11 +266,23 @@ def _iter_json(path: Path, encoding: str):
         raise InputError(path, problem[0], line=problem[1])
     del text
     if isinstance(data, dict):
-        data = data.get("data", data.get("train", data.get("rows")))
+        chosen = next((k for k in ("data", "train", "rows") if k in data), None)
+        if note := _splits_note(path, data, chosen):
+            yield "note", None, note
+        data = data.get(chosen) if chosen else None
     if not isinstance(data, list):
         raise InputError(path, "expected a JSON array of samples (or an object with a 'data' array)")
     for i, record in enumerate(data):
         yield "record", i + 1, record
+
+
+def _splits_note(path: Path, data: dict, chosen: str | None) -> str | None:
+    """A warning for a JSON object holding several lists of records (splits, say): which one was read."""
+    lists = [str(k) for k, v in data.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+    if chosen is None or len(lists) < 2:
+        return None
+    return (f"{path} holds several lists of records ({', '.join(lists)}): only {chosen!r} was read; to analyze "
+            "another, save it as a file of its own (a JSON array or JSONL)")
 
 
 # A quoted CSV field may span lines; one still open this many lines on is taken for a stray quote.
@@ -617,6 +629,7 @@ class DatasetScan:
     duplicates: int = 0  # samples whose content (Sample.content_hash) an earlier sample already had
     content_digest: str = ""  # sha256 over every sample's digest64 in file order: the dataset's content, for merge
     encoding: str = ""  # the codec the file was read with (detected from a byte-order mark, say)
+    notes: list[str] = field(default_factory=list)  # what the reader found worth a warning (one split read of several)
 
 
 def iter_samples(
@@ -636,6 +649,9 @@ def iter_samples(
         raise InputError(path, "no such file or folder")
     state, index = state or DatasetScan(path), 0
     for kind, number, record in iter_records(path, encoding):
+        if kind == "note":  # something about the file as a whole, for the run's warnings
+            state.notes.append(record)
+            continue
         place = {"path": path, "line": number} if kind == "line" else {"path": f"{path} (record {number})"}
         try:
             turns = _record_turns(record, state, fields, place)
