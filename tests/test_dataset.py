@@ -145,6 +145,10 @@ def test_malformed_lines_name_file_and_line(tmp_path):
     read = read_samples(f, skip_bad_lines=True)
     assert [s.instruction for s in read.samples] == ["ok", "fine"]
     assert len(read.skipped) == 2 and "line 4" in read.skipped[1]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"prompt": "ok"}\n{"prompt": "cut off here\n', encoding="utf-8")  # was "Invalid control character"
+    with pytest.raises(InputError, match="line 2: malformed JSON \\(Unterminated string starting at column 12\\)"):
+        read_samples(cut)
 
 
 def test_wrong_type_and_empty_instruction(tmp_path):

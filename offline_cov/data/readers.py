@@ -238,6 +238,8 @@ def _iter_jsonl(path: Path, encoding: str):
         if not line or line.isspace():
             continue
         record, problem = _parse_json(line)
+        if problem is not None:  # a line cut mid-string: "Unterminated string", not "Invalid control character"
+            problem = _parse_json(line.rstrip("\r\n"))[1] or problem
         yield "line", lineno, record if problem is None else InputError(path, problem[0], line=lineno)
 
 
