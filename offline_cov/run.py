@@ -62,7 +62,8 @@ class Run:
         """The run's result: the report, the labels, and the metadata with the strategy's own `blocks`."""
         if not self.opts.shard and (warning := report_warning(report, taxonomy)):  # merge warns for the whole run
             self.warnings.append(warning)
-        return AnalysisResult(report, labels, self.metadata(taxonomy, **blocks), taxonomy)
+        counts = report_counts(report)  # `render` and `compare` tell this run's report from another's by them
+        return AnalysisResult(report, labels, self.metadata(taxonomy, category_counts=counts, **blocks), taxonomy)
 
     def model_read(self) -> str:
         """The model that read the samples: the run's, unless only the labeler's own one did (fused)."""
@@ -125,6 +126,11 @@ def cache_facts(cache: LabelCache | None) -> dict:
         return {"enabled": False}
     return {"enabled": True, "path": str(cache.path), "hits": cache.hits, "misses": cache.misses,
             "invalid_values": cache.bad_values, "writable": cache.writable}
+
+
+def report_counts(report: CoverageReport) -> dict[str, int]:
+    """The report's count per category, kept in its metadata (`report.load.metadata_mismatch`)."""
+    return {c.name: c.count for c in report.categories}
 
 
 def report_warning(report: CoverageReport, taxonomy: Taxonomy) -> str | None:

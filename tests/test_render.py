@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -184,6 +185,14 @@ def test_cli_render_reads_only_the_report_s_own_metadata_and_never_writes_over_i
     counted.write_text('{"samples": {"analyzed": 7}}')
     wrong_count = CliRunner().invoke(render, [str(path), "--metadata", str(counted), "--html", str(tmp_path / "x.html")])
     assert wrong_count.exit_code == 2 and "a run of 7 samples, the report of 100" in wrong_count.output
+    counts = {c.name: c.count for c in worked_example().categories}
+    same_size = tmp_path / "same-size.meta.json"  # another run of 100 samples into the same categories
+    same_size.write_text(json.dumps({"samples": {"analyzed": 100}, "category_counts": {**counts, "math": 4}}))
+    other_run = CliRunner().invoke(render, [str(path), "--metadata", str(same_size), "--html", str(tmp_path / "z.html")])
+    assert other_run.exit_code == 2 and "its category counts are not the report's" in other_run.output
+    same_size.write_text(json.dumps({"samples": {"analyzed": 100}, "category_counts": counts}))
+    own = CliRunner().invoke(render, [str(path), "--metadata", str(same_size), "--html", str(tmp_path / "z.html")])
+    assert own.exit_code == 0, own.output
     over = CliRunner().invoke(render, [str(path), "--markdown", str(tmp_path / "report.meta.json")])
     assert over.exit_code == 2 and "is the REPORT's metadata" in over.output
     assert (tmp_path / "report.meta.json").read_text() == other

@@ -70,7 +70,8 @@ def default_metadata_path(report_path: str | Path) -> Path | None:
 
 
 def metadata_mismatch(report: CoverageReport, metadata: dict) -> str | None:
-    """Why `metadata` is not the run metadata of `report` (its categories or sample count differ), else None.
+    """Why `metadata` is not the run metadata of `report` (its categories, sample count or category counts
+    differ), else None.
     Metadata that names neither (written by hand) is taken as it is."""
     names = ((metadata.get("taxonomy") or {}).get("names")) if isinstance(metadata.get("taxonomy"), dict) else None
     if names is not None and sorted(names) != sorted(c.name for c in report.categories):
@@ -78,4 +79,7 @@ def metadata_mismatch(report: CoverageReport, metadata: dict) -> str | None:
     analyzed = (metadata.get("samples") or {}).get("analyzed") if isinstance(metadata.get("samples"), dict) else None
     if analyzed is not None and analyzed != report.total_samples_analyzed:
         return f"it is of a run of {analyzed} samples, the report of {report.total_samples_analyzed}"
+    counts = metadata.get("category_counts")
+    if isinstance(counts, dict) and counts != {c.name: c.count for c in report.categories}:
+        return "its category counts are not the report's"
     return None

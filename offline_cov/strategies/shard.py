@@ -16,7 +16,7 @@ from ..data.readers import FieldSpec
 from ..errors import OfflineCovError
 from ..report.contract import CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Thresholds
-from ..run import FEW_SAMPLES, few_samples_warning, report_warning
+from ..run import FEW_SAMPLES, few_samples_warning, report_counts, report_warning
 from ..taxonomy import Taxonomy
 
 
@@ -142,7 +142,8 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     blocks = how_sure_blocks(first, report, labels, examples, texts, taxonomy, thresholds, corrected)
     whole = [few_samples_warning(plan.analyzed), report_warning(report, taxonomy)]
     warnings = [w for w in whole if w] + warnings + blocks["warnings"]
-    how_sure = {**corrected, **blocks, "warnings": warnings, **sampling_intervals(plan, report)}
+    how_sure = {**corrected, **blocks, "warnings": warnings, **sampling_intervals(plan, report),
+                "category_counts": report_counts(report)}
     return report, labels, summary, how_sure
 
 
@@ -157,7 +158,7 @@ def shard_only_warnings(manifest: dict) -> set[str]:
 
 
 PER_SHARD = ("shard", "samples", "failed", "cache", "timings", "share_intervals", "share_ci95", "examples",
-             "difficulty_mix", "throughput", "output_tokens", "warnings")
+             "difficulty_mix", "throughput", "output_tokens", "warnings", "category_counts")
 
 
 def how_sure_blocks(first: dict, report: CoverageReport, labels: LabelStore, examples: dict, texts: dict[int, str],
