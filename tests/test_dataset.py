@@ -243,6 +243,17 @@ def test_a_json_object_of_several_splits_reads_one_and_says_which(tmp_path):
     assert scan_dataset(f).notes == []
 
 
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
+    """Two `instruction` columns: the last one was read, silently (audit, session 26). Empty names (a
+    spreadsheet's trailing columns) may repeat."""
+    f = tmp_path / "d.csv"
+    f.write_text("instruction,output,instruction\nAdd 2 and 2,4,Write a poem\n", encoding="utf-8")
+    with pytest.raises(InputError, match="line 1: the header names the column 'instruction' twice \\(columns 1 and 3\\)"):
+        read_samples(f)
+    f.write_text("instruction,output,,\nAdd 2 and 2,4,,\n", encoding="utf-8")
+    assert read_samples(f).samples[0].turns == (("user", "Add 2 and 2"), ("assistant", "4"))
+
+
 def test_bad_chat_role(tmp_path):
     f = write_jsonl(tmp_path / "r.jsonl", [{"messages": [{"role": "robot", "content": "hi"}]}])
     with pytest.raises(InputError, match=r"field 'messages\[0\].role': unknown role 'robot'"):

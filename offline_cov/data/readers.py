@@ -328,6 +328,17 @@ class _LineSource:
         self._back.extendleft(reversed(lines))
 
 
+def _check_header(path: Path, header: list[str], line: int) -> None:
+    """Refuse a header naming one column twice: a row's value under that name would be the last
+    column's, silently (two `instruction` columns, say)."""
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in seen and name.strip():
+            raise InputError(path, f"the header names the column {name!r} twice (columns {seen[name]} and {number}); "
+                                   "rename one", line=line)
+        seen.setdefault(name, number)
+
+
 def _iter_csv(path: Path, encoding: str):
     """Rows as {header: value}, each numbered by the line it starts on.
 
@@ -380,6 +391,7 @@ def _iter_csv(path: Path, encoding: str):
         if not row:
             continue
         if header is None:
+            _check_header(path, row, start)
             header = row
             continue
         if len(row) > len(header) and any(v.strip() for v in row[len(header):]):
