@@ -215,11 +215,31 @@ def test_chat_layouts_users_bring_are_read(tmp_path):
 
 def test_a_field_of_chat_turns_named_as_the_instruction_says_to_leave_it_out(tmp_path):
     f = write_jsonl(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "Hi"}]}])
-    with pytest.raises(InputError, match="field 'conversations': this field holds chat turns .* leave out "
+    with pytest.raises(InputError, match="field 'conversations': this field holds chat turns .* without "
                                          "--instruction-field"):
         read_samples(f, FieldSpec("conversations"))
     with pytest.raises(InputError, match="--response-field names 'reply', but this file's records are chat turns"):
         read_samples(f, FieldSpec(None, "reply"))
+
+
+@pytest.mark.parametrize("row, fields, turns", [
+    ({"problem": "What is 6*7?", "answer": 42}, FieldSpec("problem"), (("user", "What is 6*7?"),)),
+    ({"prompt": "Write a poem", "chosen": [{"role": "assistant", "content": "Cats purr"}]}, FieldSpec(),
+     (("user", "Write a poem"),)),
+    ({"prompt": "Write a poem", "chosen": [{"role": "assistant", "content": "Cats purr"}]}, FieldSpec("prompt"),
+     (("user", "Write a poem"),)),
+    ({"prompt": "what is 2+2", "output": []}, FieldSpec(), (("user", "what is 2+2"),)),
+    ({"messages": [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": [], "tool_calls": [{}]},
+                   {"role": "assistant", "content": "42"}]}, FieldSpec(), (("user", "hi there"), ("assistant", "42"))),
+    ({"prompt": "what is 2+2", "response": "4", "conversation": ["what is 2+2", "4"]}, FieldSpec(),
+     (("user", "what is 2+2"), ("assistant", "4"))),
+    ({"conversations": [{"role": "user", "value": "Hi"}, {"role": "assistant", "value": "Hello"}]}, FieldSpec(),
+     (("user", "Hi"), ("assistant", "Hello"))),
+])
+def test_records_read_before_the_chat_layouts_are_read_the_same(tmp_path, row, fields, turns):
+    """What session 26's first reader changes broke (a review of them): a response that is not text or
+    is chat turns, an empty list, a `conversation` list beside the request, role/value turns."""
+    assert read_samples(write_jsonl(tmp_path / "r.jsonl", [row]), fields).samples[0].turns == turns
 
 
 def test_naming_the_standard_instruction_field_keeps_the_rest_of_the_record(tmp_path):
@@ -239,8 +259,8 @@ def test_a_json_object_of_several_splits_reads_one_and_says_which(tmp_path):
     assert scan.count == 2 and scan.notes == [f"{f} holds several lists of records (train, test): only 'train' was "
                                               "read; to analyze another, save it as a file of its own (a JSON array "
                                               "or JSONL)"]
-    f.write_text(json.dumps({"data": [{"prompt": "a"}], "meta": {"n": 1}}))
-    assert scan_dataset(f).notes == []
+    f.write_text(json.dumps({"data": [{"prompt": "a"}], "meta": {"n": 1}, "labels": [{"x": 1}]}))
+    assert scan_dataset(f).notes == []  # a list of other records is not a split
 
 
 def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
@@ -250,8 +270,9 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
     f.write_text("instruction,output,instruction\nAdd 2 and 2,4,Write a poem\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 1: the header names the column 'instruction' twice \\(columns 1 and 3\\)"):
         read_samples(f)
-    f.write_text("instruction,output,,\nAdd 2 and 2,4,,\n", encoding="utf-8")
-    assert read_samples(f).samples[0].turns == (("user", "Add 2 and 2"), ("assistant", "4"))
+    for header in ("instruction,output,,", "instruction,output,notes,notes"):  # columns it does not read
+        f.write_text(f"{header}\nAdd 2 and 2,4,a,b\n", encoding="utf-8")
+        assert read_samples(f).samples[0].turns == (("user", "Add 2 and 2"), ("assistant", "4"))
 
 
 def test_bad_chat_role(tmp_path):

@@ -24,6 +24,7 @@ ROLE_ALIASES = {
 }
 INSTRUCTION_KEYS = ("instruction", "prompt", "question", "query", "input", "text")
 RESPONSE_KEYS = ("output", "response", "completion", "answer", "chosen")
+READ_COLUMNS = {*INSTRUCTION_KEYS, *RESPONSE_KEYS, "conversations", "messages", "conversation"}
 ENCODING_HINT = "if the file is not UTF-8, pass --encoding (for example --encoding latin-1 or --encoding utf-16)"
 DECODE_CHUNK = 1 << 20
 COMPRESSED = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
@@ -280,8 +281,13 @@ def _iter_json(path: Path, encoding: str):
 
 def _splits_note(path: Path, data: dict, chosen: str | None) -> str | None:
     """A warning for a JSON object holding several lists of records (splits, say): which one was read."""
-    lists = [str(k) for k, v in data.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
-    if chosen is None or len(lists) < 2:
+    chosen_rows = data.get(chosen) if chosen else None
+    if not (isinstance(chosen_rows, list) and chosen_rows and isinstance(chosen_rows[0], dict)):
+        return None
+    fields = set(chosen_rows[0])  # another list is a split when its records have the chosen one's fields
+    lists = [str(k) for k, v in data.items()
+             if isinstance(v, list) and v and isinstance(v[0], dict) and set(v[0]) == fields]
+    if len(lists) < 2:
         return None
     return (f"{path} holds several lists of records ({', '.join(lists)}): only {chosen!r} was read; to analyze "
             "another, save it as a file of its own (a JSON array or JSONL)")
@@ -329,11 +335,13 @@ class _LineSource:
 
 
 def _check_header(path: Path, header: list[str], line: int) -> None:
-    """Refuse a header naming one column twice: a row's value under that name would be the last
-    column's, silently (two `instruction` columns, say)."""
+    """Refuse a header naming a column the reader may read twice (two `instruction` columns, say): a
+    row's value under that name would be the last column's, silently. Other repeated names (blank
+    trailing columns, two `notes`) are left alone. A field named with --instruction-field is not
+    checked: the reader does not know it here."""
     seen: dict[str, int] = {}
     for number, name in enumerate(header, start=1):
-        if name in seen and name.strip():
+        if name in seen and name in READ_COLUMNS:
             raise InputError(path, f"the header names the column {name!r} twice (columns {seen[name]} and {number}); "
                                    "rename one", line=line)
         seen.setdefault(name, number)
@@ -507,13 +515,16 @@ def detect_shape(record: dict, fields: FieldSpec) -> str:
     """Name the sample shape of a record: sharegpt, messages, alpaca, pair or custom."""
     if fields.instruction:  # naming Alpaca's own field still reads its input and output
         return "alpaca" if fields.instruction == "instruction" and "instruction" in record else "custom"
-    for shape, (key, _, _) in CHAT_FIELDS.items():
-        if isinstance(record.get(key), list):
+    for shape in ("sharegpt", "messages"):
+        if isinstance(record.get(CHAT_FIELDS[shape][0]), list):
             return shape
     if "instruction" in record:
         return "alpaca"
     if any(k in record for k in INSTRUCTION_KEYS):
         return "pair"
+    turns = record.get("conversation")  # lmsys' layout, read only where nothing above names the request
+    if isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns):
+        return "conversation"
     return ""
 
 
@@ -544,7 +555,11 @@ def record_to_turns(record: dict, shape: str, fields: FieldSpec, place: dict) ->
         text = _text(record, "instruction", place, required=not extra)
         user = f"{text}\n\n{extra}".strip()
         return _with_response(user, record, fields.response or "output", place)
-    key = fields.instruction if shape == "custom" else next((k for k in INSTRUCTION_KEYS if k in record), None)
+    if shape == "custom":  # a response the user did not name is read only where it is text
+        response_key = fields.response or next((k for k in RESPONSE_KEYS if isinstance(record.get(k), str)
+                                                and k != fields.instruction), None)
+        return _with_response(_text(record, fields.instruction, place), record, response_key, place)
+    key = next((k for k in INSTRUCTION_KEYS if k in record), None)
     if key is None:
         raise _other_shape(record, shape, fields, None, place)
     response_key = fields.response or next((k for k in RESPONSE_KEYS if k in record and k != key), None)
@@ -587,10 +602,11 @@ def _text(record: dict, key: str, place: dict, required: bool = True, name: str 
             raise InputError(message="the field is null" if key in record else "the field is missing", field=name, **place)
         return ""
     value = record[key]
-    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
-        if any(("role" in p or "from" in p) and "text" not in p for p in value):
-            raise InputError(message="this field holds chat turns (a role and a text each), not one text: leave out "
-                                     "--instruction-field and the file is read as a chat", field=name, **place)
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+        if required and any(("role" in p or "from" in p) and "text" not in p for p in value):
+            raise InputError(message="this field holds chat turns (a role and a text each), not one text; chat turns "
+                                     "are read from a `messages`, `conversations` or `conversation` field, without "
+                                     "--instruction-field", field=name, **place)
         value = "".join(str(p.get("text", "")) for p in value)
     if not isinstance(value, str):
         raise InputError(message=f"expected text, found {type(value).__name__}", field=name, **place)
@@ -601,11 +617,11 @@ def _text(record: dict, key: str, place: dict, required: bool = True, name: str 
 
 
 def _turn_keys(msg: dict, role_key: str, text_key: str) -> tuple[str, str]:
-    """The role and text keys of one turn: the shape's own, or the other chat layout's where the turn
-    has that one's role key instead (ShareGPT files written with role/content, and the reverse)."""
-    if role_key in msg:
-        return role_key, text_key
-    return next(((r, t) for r, t in (("role", "content"), ("from", "value")) if r in msg), (role_key, text_key))
+    """The role and text keys of one turn: the shape's own, or where the turn lacks one, the other chat
+    layout's (ShareGPT files written with role/content, the reverse, and mixes such as role/value)."""
+    role = next((k for k in (role_key, "role", "from") if k in msg), role_key)
+    text = next((k for k in (text_key, "content", "value") if k in msg), text_key)
+    return role, text
 
 
 def _chat_turns(messages: list, role_key: str, text_key: str, field_name: str, place: dict):
