@@ -236,3 +236,9 @@ def test_cli_compare_says_when_it_was_given_metadata_or_not_a_report_object(tmp_
     assert meta.exit_code == 1 and "this is a run's metadata, not its report" in meta.output
     listed = CliRunner().invoke(compare, [str(tmp_path / "v1.json"), str(tmp_path / "list.json")])
     assert listed.exit_code == 1 and "not a coverage report: a JSON list" in listed.output
+
+
+def test_the_balance_change_is_the_change_of_the_scores_shown():
+    """0.9251 -> 0.9211 showed "0.93 -> 0.92, change -0.00" (a review of session 26's changes)."""
+    text = compare_markdown(compare_reports(make_report({"a": 1}, 1, balance=0.9251), make_report({"a": 1}, 1, balance=0.9211)))
+    assert "- Balance: 0.93 (balanced) -> 0.92 (balanced), change -0.01" in text

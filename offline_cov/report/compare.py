@@ -88,6 +88,11 @@ def _decided(names: list[str], shares: tuple[dict, dict], corrected: tuple[bool,
                          "decided_delta": _delta(was[n], now[n])} for n in names]}
 
 
+def _shown_change(bal: dict) -> str:
+    """The change between the two scores as shown (two decimals), so 0.93 -> 0.92 reads -0.01, not -0.00."""
+    return f"{round(bal['after'], 2) - round(bal['before'], 2):+.2f}"
+
+
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -114,7 +119,7 @@ def compare_markdown(diff: dict) -> str:
     lines += [
         "",
         f"- Balance: {bal['before']:.2f} ({balance_reading(bal['before'])}) -> "
-        f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {bal['delta']:+.2f}",
+        f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {_shown_change(bal)}",
         f"- Gaps closed: {_names(gaps['closed'])}",
         f"- Gaps opened: {_names(gaps['opened'])}",
         f"- Gaps still open: {_names(gaps['still_open'])}",
@@ -143,5 +148,5 @@ def _decided_lines(diff: dict) -> list[str]:
     bal = diff.get("decided_balance")
     if bal:
         lines += ["", f"Balance on the shares decided on: {bal['before']:.2f} ({balance_reading(bal['before'])}) -> "
-                      f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {bal['delta']:+.2f}"]
+                      f"{bal['after']:.2f} ({balance_reading(bal['after'])}), change {_shown_change(bal)}"]
     return lines
