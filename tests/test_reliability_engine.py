@@ -54,24 +54,33 @@ def session_processes(session: int, wait_s: float) -> list[str]:
         time.sleep(0.5)
 
 
-def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
-    cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
-    args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
-    errors = tmp_path / "stderr.txt"
+def kill_9_once_labeling(args: list[str], cache: Path, errors: Path, rows: int) -> tuple[list[str], list[str]]:
+    """Start the run, kill -9 it (the run alone, as the OOM killer does) once `rows` labels are cached,
+    and return the processes of its session just before, and those still there 30 s after (then
+    killed, so that a failing test leaves none behind)."""
     with errors.open("w") as err:
         proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err, env=shell_env())
     deadline = time.time() + 400
-    while cached_rows(cache) < 16 and proc.poll() is None and time.time() < deadline:
+    while cached_rows(cache) < rows and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)  # the run alone, as the OOM killer does: vLLM's processes must follow
+    before = session_processes(proc.pid, wait_s=0)
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     left = session_processes(proc.pid, wait_s=30)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    assert left == [], f"vLLM processes outlived the killed run: {left}"
+    return before, left
+
+
+def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
+    cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
+    args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
+    errors = tmp_path / "stderr.txt"
+    _, left = kill_9_once_labeling(args, cache, errors, rows=16)
+    assert left == [], f"vLLM processes outlived the killed run: {left}"  # they must follow it
     done_before = cached_rows(cache)
     assert 16 <= done_before < KILL_RUN_SAMPLES and not out.exists()
     assert errors.read_text() == ""  # -q: vLLM started and labeled, and nothing of it reached the terminal
@@ -102,20 +111,7 @@ def test_kill_9_of_python_m_offline_cov_cli_stops_vllm_too(tmp_path):
     as under the script (its children skip a main module named `__main__`; `cli/__main__.py`)."""
     cache = tmp_path / "cache.sqlite"
     args = [sys.executable, "-m", "offline_cov.cli", *cli_args(tmp_path / "r.json", cache, "--sample", "16")[1:]]
-    with (tmp_path / "stderr.txt").open("w") as err:
-        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err, env=shell_env())
-    deadline = time.time() + 400
-    while cached_rows(cache) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    children = session_processes(proc.pid, wait_s=0)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    left = session_processes(proc.pid, wait_s=30)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    children, left = kill_9_once_labeling(args, cache, tmp_path / "stderr.txt", rows=1)
     assert len(children) > 1 and left == [], f"vLLM processes outlived the killed run: {left} (of {children})"
     assert (tmp_path / "stderr.txt").read_text() == ""  # -q: nothing of vLLM's, its import-time lines included
 
