@@ -62,7 +62,7 @@ class Run:
         """The run's result: the report, the labels, and the metadata with the strategy's own `blocks`."""
         if not self.opts.shard and (warning := report_warning(report, taxonomy)):  # merge warns for the whole run
             self.warnings.append(warning)
-        counts = report_counts(report)  # `render` and `compare` tell this run's report from another's by them
+        counts = report.counts()  # `render` and `compare` tell this run's report from another's by them
         return AnalysisResult(report, labels, self.metadata(taxonomy, category_counts=counts, **blocks), taxonomy)
 
     def model_read(self) -> str:
@@ -128,17 +128,11 @@ def cache_facts(cache: LabelCache | None) -> dict:
             "invalid_values": cache.bad_values, "writable": cache.writable}
 
 
-def report_counts(report: CoverageReport) -> dict[str, int]:
-    """The report's count per category, kept in its metadata (`report.load.metadata_mismatch`)."""
-    return {c.name: c.count for c in report.categories}
-
-
 def report_warning(report: CoverageReport, taxonomy: Taxonomy) -> str | None:
     """What the report itself calls for a warning on: part of the mix its balance score cannot see."""
     from .report.tally import off_target_warning
 
-    counts = {c.name: c.count for c in report.categories}
-    return off_target_warning(counts, report.total_samples_analyzed, taxonomy.targets())
+    return off_target_warning(report.counts(), report.total_samples_analyzed, taxonomy.targets())
 
 
 def few_samples_warning(analyzed: int) -> str | None:

@@ -92,13 +92,8 @@ def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
             f"{source}: {len(names)} categories is more than a coverage report can use "
             f"(at most {MAX_CATEGORIES}); merge related ones"
         )
-    seen: dict[str, str] = {}
-    for name in names:
-        key = name_key(name)
-        if key in seen:
-            twin = f" (as {seen[key]!r} too)" if seen[key] != name else ""
-            raise TaxonomyError(f"{source}: category {name!r} appears twice{twin}")
-        seen[key] = name
+    if twice := named_twice(names):
+        raise TaxonomyError(f"{source}: {twice}")
     _check_targets(taxonomy, source)
     return taxonomy
 
@@ -106,6 +101,19 @@ def validate_taxonomy(taxonomy: Taxonomy, source: str = "taxonomy") -> Taxonomy:
 def name_key(name: str) -> str:
     """What two spellings of one category name share: `Code` and `code`, café in NFC and NFD."""
     return unicodedata.normalize("NFKC", name).casefold()
+
+
+def named_twice(names: list[str]) -> str | None:
+    """"category 'math' appears twice (as 'Math' too)" for the first name given twice in any spelling
+    (`name_key`), else None: a taxonomy's and a report's check."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name_key(name)
+        if key in seen:
+            twin = f" (as {seen[key]!r} too)" if seen[key] != name else ""
+            return f"category {name!r} appears twice{twin}"
+        seen[key] = name
+    return None
 
 
 def _check_targets(taxonomy: Taxonomy, source: str) -> None:

@@ -512,7 +512,7 @@ def _iter_arrow_stream(path: Path):
 
 
 def detect_shape(record: dict, fields: FieldSpec) -> str:
-    """Name the sample shape of a record: sharegpt, messages, alpaca, pair or custom."""
+    """Name the sample shape of a record: sharegpt, messages, alpaca, pair, conversation or custom."""
     if fields.instruction:  # naming Alpaca's own field still reads its input and output
         return "alpaca" if fields.instruction == "instruction" and "instruction" in record else "custom"
     for shape in ("sharegpt", "messages"):
@@ -529,7 +529,7 @@ def detect_shape(record: dict, fields: FieldSpec) -> str:
 
 
 # shape: (the list of turns, each turn's role key, its text key); a turn written the other way
-# (role/content in ShareGPT, from/value in messages) is read too (`_turn_role_text`)
+# (role/content in ShareGPT, from/value in messages) is read too (`_turn_keys`)
 CHAT_FIELDS = {"sharegpt": ("conversations", "from", "value"), "messages": ("messages", "role", "content"),
                "conversation": ("conversation", "role", "content")}
 

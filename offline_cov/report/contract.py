@@ -63,6 +63,10 @@ class CoverageReport(BaseModel):
     balance_score: float = Field(ge=0, le=1)
     decision_basis: str
 
+    def counts(self) -> dict[str, int]:
+        """Each category's count, by name (what a run's metadata keeps as `category_counts`)."""
+        return {c.name: c.count for c in self.categories}
+
 
 def contract_violations(
     report: CoverageReport,

@@ -43,16 +43,10 @@ def load_report(path: str | Path) -> CoverageReport:
 def _check_names_once(report: CoverageReport, path) -> None:
     """Refuse a report that names a category twice (in any case or Unicode spelling): its rows could
     not be told apart when it is rendered or compared."""
-    from ..taxonomy import name_key
+    from ..taxonomy import named_twice
 
-    seen: dict[str, str] = {}
-    for cat in report.categories:
-        key = name_key(cat.name)
-        if key in seen:
-            twin = f" (as {seen[key]!r} too)" if seen[key] != cat.name else ""
-            raise InputError(path, f"not a coverage report: category {cat.name!r} appears twice{twin}",
-                             field="categories")
-        seen[key] = cat.name
+    if twice := named_twice([c.name for c in report.categories]):
+        raise InputError(path, f"not a coverage report: {twice}", field="categories")
 
 
 def load_metadata(path: str | Path) -> dict:
@@ -80,6 +74,6 @@ def metadata_mismatch(report: CoverageReport, metadata: dict) -> str | None:
     if analyzed is not None and analyzed != report.total_samples_analyzed:
         return f"it is of a run of {analyzed} samples, the report of {report.total_samples_analyzed}"
     counts = metadata.get("category_counts")
-    if isinstance(counts, dict) and counts != {c.name: c.count for c in report.categories}:
+    if isinstance(counts, dict) and counts != report.counts():
         return "its category counts are not the report's"
     return None

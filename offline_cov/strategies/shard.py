@@ -16,7 +16,7 @@ from ..data.readers import FieldSpec
 from ..errors import OfflineCovError
 from ..report.contract import CoverageReport
 from ..report.tally import LabelStore, SampleLabel, Thresholds
-from ..run import FEW_SAMPLES, few_samples_warning, report_counts, report_warning
+from ..run import FEW_SAMPLES, few_samples_warning, report_warning
 from ..taxonomy import Taxonomy
 
 
@@ -143,7 +143,7 @@ def merge_shards(manifests: list[dict], calibration: str | Path | None = None) -
     whole = [few_samples_warning(plan.analyzed), report_warning(report, taxonomy)]
     warnings = [w for w in whole if w] + warnings + blocks["warnings"]
     how_sure = {**corrected, **blocks, "warnings": warnings, **sampling_intervals(plan, report),
-                "category_counts": report_counts(report)}
+                "category_counts": report.counts()}
     return report, labels, summary, how_sure
 
 
