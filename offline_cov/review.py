@@ -116,32 +116,37 @@ def _in_seeded_order(labels: list[SampleLabel], seed: int, category: str) -> lis
     return order
 
 
-def done_answers(path: str | Path) -> dict[int, str | None]:
-    """The samples the calibration file already holds (answered or skipped), each with the label it was
-    shown (None where the file does not say): a resumed review skips them."""
-    path, done = Path(path), {}
+def read_answers(path: str | Path) -> list[dict]:
+    """The rows of a calibration file `review` is resuming, in order (none before it exists); a line
+    `review` did not write (a labels file's, another JSONL's) is refused: not ours to append to."""
+    path, rows = Path(path), []
     if not path.exists():
-        return done
+        return rows
     for line, text in _lines(path):
         try:
             row = json.loads(text)
-            if "category" not in row:  # a labels file (categories, plural) or another JSONL: not ours to append to
+            if "category" not in row:  # a labels file (categories, plural) or another JSONL
                 raise KeyError("category")
-            done[int(row["index"])] = row.get("proposed") if isinstance(row.get("proposed"), str) else None
+            int(row["index"])  # a list or a string holding "category" fails here too
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise InputError(path, "not a calibration line written by `offline-cov review`", line=line) from None
-    return done
+        rows.append(row)
+    return rows
 
 
-def answered_categories(path: str | Path) -> dict[int, str]:
-    """The category each sample in the calibration file was given (skipped ones left out), in the
-    file's order: a resumed review answers a copy of one of them the same, without asking."""
-    path, answered = Path(path), {}
-    if path.exists():
-        for _line, text in _lines(path):
-            row = json.loads(text)  # done_answers read the file first and refused what is not ours
-            if isinstance(row.get("category"), str) and not row.get("skipped"):
-                answered.setdefault(int(row["index"]), row["category"])
+def done_answers(rows: list[dict]) -> dict[int, str | None]:
+    """The samples the calibration file already holds (answered or skipped), each with the label it was
+    shown (None where the file does not say): a resumed review skips them."""
+    return {int(row["index"]): row.get("proposed") if isinstance(row.get("proposed"), str) else None for row in rows}
+
+
+def answered_categories(rows: list[dict]) -> dict[int, str]:
+    """The category each sample in the calibration file was given (skipped ones left out), the first
+    answer where one was given twice: a resumed review answers a copy of one of them the same."""
+    answered: dict[int, str] = {}
+    for row in rows:
+        if isinstance(row.get("category"), str) and not row.get("skipped"):
+            answered.setdefault(int(row["index"]), row["category"])
     return answered
 
 

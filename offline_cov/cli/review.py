@@ -49,14 +49,15 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
                 {"--out": out, "--export": export_path})
     with user_errors():
         names = _category_names(taxonomy, taxonomy_file, metadata_path)
-        done = rv.done_answers(out) if out else {}
+        answers = rv.read_answers(out) if out else []
+        done = rv.done_answers(answers)
         labels = rv.load_labels(labels_path)
         rv.check_categories(labels, names, labels_path)
         rv.check_same_labels(done, labels, out, labels_path)
         sample = rv.stratified_sample(labels, size, seed)
         todo = [lab for lab in sample if lab.index not in done]
         wanted = {lab.index for lab in todo}
-        earlier = rv.answered_categories(out) if out and todo else {}
+        earlier = rv.answered_categories(answers) if todo else {}
         texts = {s.index: s.for_labeler().render() for s in iter_samples(data, FieldSpec(instruction_field, response_field),
                                                            encoding=encoding, on_bad=_skip)
                  if s.index in wanted or s.index in earlier}
