@@ -68,12 +68,10 @@ class Taxonomy(BaseModel):
         return {c.name: uniform for c in self.categories}
 
     def canonical(self, label: str) -> str | None:
-        """The taxonomy's spelling of `label`, matched case-insensitively, or None."""
-        wanted = label.strip().casefold()
-        for name in self.names:
-            if name.casefold() == wanted:
-                return name
-        return None
+        """The taxonomy's spelling of `label`, or None: matched as `name_key` matches names (case,
+        composed or decomposed accents, full-width letters), after trimming the label."""
+        wanted = name_key(label.strip())
+        return next((name for name in self.names if name_key(name) == wanted), None)
 
     def fingerprint(self) -> str:
         """A stable text identity of the taxonomy, for cache keys and metadata."""

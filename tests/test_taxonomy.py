@@ -140,3 +140,13 @@ def test_a_yes_or_no_target_is_refused_not_read_as_one_percent(tmp_path):
     with pytest.raises(TaxonomyError, match=r"categories\.0\.target_share: true is not a share; give a number of "
                                             r"percent \(0-100\)$"):
         load_taxonomy_file(path)
+
+
+def test_canonical_matches_any_spelling_of_a_name():
+    """A label in NFD or in full-width letters is the taxonomy's name (`name_key`), spelled as the taxonomy
+    spells it; canonical compared `strip().casefold()` only, so `cafe\u0301` was no category."""
+    tax = parse_taxonomy_list("caf\u00e9,math")
+    assert tax.canonical("cafe\u0301") == "caf\u00e9"
+    assert tax.canonical(" CAFE\u0301 ") == "caf\u00e9"
+    assert tax.canonical("\uff4d\uff41\uff54\uff48") == "math"
+    assert tax.canonical("tea") is None
