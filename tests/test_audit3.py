@@ -42,6 +42,24 @@ def test_a_csv_index_a_spreadsheet_shows_as_12_0_is_read(tmp_path):
 
 
 
+@pytest.mark.parametrize("header, name, first, second", [
+    ("index,category,proposed,category", "category", 2, 4),
+    ("index,Category,proposed,category ", "category", 2, 4),  # one column once its name is trimmed and casefolded
+    ("index,category,Index", "index", 1, 3),
+    ("text,category,proposed,text", "text", 1, 4),
+])
+def test_a_csv_header_naming_a_column_it_reads_twice_is_refused(tmp_path, header, name, first, second):
+    """Two 'category' columns: the last one was read, silently, as the dataset reader once did (its check,
+    readers._check_header, now refuses calibration files too). Columns it does not read may repeat."""
+    path = csv_file(tmp_path, f"{header}\r\n3,code,math,writing\r\n")
+    with pytest.raises(InputError, match=f"line 1: the header names the column '{name}' twice "
+                                         f"\\(columns {first} and {second}\\); rename one"):
+        load_calibration(path, TAXONOMY)
+    for header in ("index,category,notes,notes", "index,category,,"):
+        path = csv_file(tmp_path, f"{header}\r\n3,code,a,b\r\n")
+        assert [(row.index, row.category) for row in load_calibration(path, TAXONOMY)] == [(3, "code")]
+
+
 @pytest.mark.parametrize("again, first", [("11,,math,code", 2), ("11,,math,writing", 2), (",What is 2+2?,,code", 3)])
 def test_a_sample_named_twice_is_refused_with_both_lines(tmp_path, again, first):
     """A row pasted twice counted twice in the correction, and two answers for one sample were both used, silently."""

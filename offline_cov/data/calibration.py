@@ -21,6 +21,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..taxonomy import Taxonomy
 
+READ_COLUMNS = ("category", "index", "text", "proposed", "skipped")  # a CSV header may name each once
+
 
 @dataclass(frozen=True)
 class CalibrationRow:
@@ -110,7 +112,7 @@ def _csv_records(path: Path, codec: str):
     """(line, row) of a CSV calibration file; texts of any length, a row csv cannot parse is an InputError.
     The header's most frequent separator of comma, semicolon and tab is the file's (spreadsheets in locales
     whose decimal mark is a comma save CSV with semicolons; a tab-separated save may be .csv or .tsv)."""
-    from .readers import _raise_csv_field_limit
+    from .readers import _check_header, _raise_csv_field_limit
 
     _raise_csv_field_limit()
     with path.open(encoding=codec, newline="") as handle:
@@ -119,6 +121,7 @@ def _csv_records(path: Path, codec: str):
         reader = csv.DictReader(handle, delimiter=max(",;\t", key=header.count))
         try:
             _normalize_header(reader)
+            _check_header(path, reader.fieldnames or [], 1, READ_COLUMNS)
             _check_columns(path, reader.fieldnames)
             yield from enumerate(reader, start=2)
         except csv.Error as exc:

@@ -10,7 +10,7 @@ import random
 import re
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
@@ -334,14 +334,14 @@ class _LineSource:
         self._back.extendleft(reversed(lines))
 
 
-def _check_header(path: Path, header: list[str], line: int) -> None:
-    """Refuse a header naming a column the reader may read twice (two `instruction` columns, say): a
-    row's value under that name would be the last column's, silently. Other repeated names (blank
-    trailing columns, two `notes`) are left alone. A field named with --instruction-field is not
-    checked: the reader does not know it here."""
+def _check_header(path: Path, header: list[str], line: int, read: Collection[str] = READ_COLUMNS) -> None:
+    """Refuse a header naming a column of `read` twice (two `instruction` columns, say): a row's value
+    under that name would be the last column's, silently. Other repeated names (blank trailing columns,
+    two `notes`) are left alone. The dataset reader's columns by default; a calibration file gives its own.
+    A field named with --instruction-field is not checked: the reader does not know it here."""
     seen: dict[str, int] = {}
     for number, name in enumerate(header, start=1):
-        if name in seen and name in READ_COLUMNS:
+        if name in seen and name in read:
             raise InputError(path, f"the header names the column {name!r} twice (columns {seen[name]} and {number}); "
                                    "rename one", line=line)
         seen.setdefault(name, number)
