@@ -275,6 +275,22 @@ def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path):
         assert read_samples(f).samples[0].turns == (("user", "Add 2 and 2"), ("assistant", "4"))
 
 
+
+@pytest.mark.parametrize("header, fields, name, second", [
+    ("ask,reply,ask", FieldSpec("ask"), "ask", 3),
+    ("ask,reply,reply", FieldSpec("ask", "reply"), "reply", 3),
+])
+def test_a_csv_header_naming_a_field_the_user_named_twice_is_refused(tmp_path, header, fields, name, second):
+    """Two columns named as --instruction-field or --response-field names: the last one was read, silently,
+    as the header check knew only the reader's own column names. Columns nobody reads may repeat."""
+    f = tmp_path / "d.csv"
+    f.write_text(f"{header}\nAdd 2 and 2,4,Write a poem\n", encoding="utf-8")
+    with pytest.raises(InputError, match=f"line 1: the header names the column '{name}' twice "
+                                         f"\\(columns {header.split(',').index(name) + 1} and {second}\\)"):
+        read_samples(f, fields)
+    f.write_text("ask,reply,notes,notes\nAdd 2 and 2,4,a,b\n", encoding="utf-8")
+    assert read_samples(f, FieldSpec("ask", "reply")).samples[0].turns == (("user", "Add 2 and 2"), ("assistant", "4"))
+
 def test_bad_chat_role(tmp_path):
     f = write_jsonl(tmp_path / "r.jsonl", [{"messages": [{"role": "robot", "content": "hi"}]}])
     with pytest.raises(InputError, match=r"field 'messages\[0\].role': unknown role 'robot'"):

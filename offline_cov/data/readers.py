@@ -109,6 +109,10 @@ class FieldSpec:
     instruction: str | None = None
     response: str | None = None
 
+    def read_columns(self) -> set[str]:
+        """The columns a reader with these fields may read: its own (READ_COLUMNS) and the ones named here."""
+        return READ_COLUMNS | {name for name in (self.instruction, self.response) if name}
+
 
 # ---------------------------------------------------------------- records
 
@@ -116,8 +120,11 @@ class FieldSpec:
 TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 
 
-def iter_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, int | None, object]]:
-    """Yield (location kind, number, record) for every record of a dataset file or folder."""
+def iter_records(
+    path: Path, encoding: str = "utf-8", read: Collection[str] = READ_COLUMNS
+) -> Iterator[tuple[str, int | None, object]]:
+    """Yield (location kind, number, record) for every record of a dataset file or folder; `read` is the
+    columns a CSV header may not name twice (FieldSpec.read_columns)."""
     if path.is_dir():
         yield from _iter_hf_saved(path)
         return
@@ -127,7 +134,7 @@ def iter_records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[str, int
     elif suffix == ".json":
         yield from _iter_json(path, encoding)
     elif suffix == ".csv":
-        yield from _iter_csv(path, encoding)
+        yield from _iter_csv(path, encoding, read)
     elif suffix == ".parquet":
         yield from _iter_parquet(path)
     else:
@@ -337,8 +344,9 @@ class _LineSource:
 def _check_header(path: Path, header: list[str], line: int, read: Collection[str] = READ_COLUMNS) -> None:
     """Refuse a header naming a column of `read` twice (two `instruction` columns, say): a row's value
     under that name would be the last column's, silently. Other repeated names (blank trailing columns,
-    two `notes`) are left alone. The dataset reader's columns by default; a calibration file gives its own.
-    A field named with --instruction-field is not checked: the reader does not know it here."""
+    two `notes`) are left alone. The dataset reader's columns by default; a dataset read with
+    --instruction-field or --response-field adds those (FieldSpec.read_columns), a calibration file
+    gives its own."""
     seen: dict[str, int] = {}
     for number, name in enumerate(header, start=1):
         if name in seen and name in read:
@@ -347,7 +355,7 @@ def _check_header(path: Path, header: list[str], line: int, read: Collection[str
         seen.setdefault(name, number)
 
 
-def _iter_csv(path: Path, encoding: str):
+def _iter_csv(path: Path, encoding: str, read: Collection[str] = READ_COLUMNS):
     """Rows as {header: value}, each numbered by the line it starts on.
 
     Parsed with strict quoting, so that a quote that does not close where a field ends is an error
@@ -399,7 +407,7 @@ def _iter_csv(path: Path, encoding: str):
         if not row:
             continue
         if header is None:
-            _check_header(path, row, start)
+            _check_header(path, row, start, read)
             header = row
             continue
         if len(row) > len(header) and any(v.strip() for v in row[len(header):]):
@@ -678,7 +686,7 @@ def iter_samples(
     if not path.exists():
         raise InputError(path, "no such file or folder")
     state, index = state or DatasetScan(path), 0
-    for kind, number, record in iter_records(path, encoding):
+    for kind, number, record in iter_records(path, encoding, fields.read_columns()):
         if kind == "note":  # something about the file as a whole, for the run's warnings
             state.notes.append(record)
             continue
