@@ -19,7 +19,7 @@ from .errors import InputError
 from .report.tally import SampleLabel
 
 MIN_PER_CATEGORY = 5
-EXPORT_COLUMNS = ("index", "proposed", "confidence", "category", "sample")
+EXPORT_COLUMNS = ("index", "copies", "proposed", "confidence", "category", "sample")
 EXPORT_CHARS = 32000  # a sample's text in the exported CSV (spreadsheets hold 32,767 characters a cell)
 
 
@@ -194,10 +194,11 @@ def spreadsheet_text(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, str]) -> None:
+def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, str]) -> int:
     """The sample to review as a CSV for a spreadsheet: the proposed label and an empty `category` a
-    person fills in (left empty: not reviewed, and `--calibration` leaves the row out). Never written
-    over an existing file, which may hold answers."""
+    person fills in (left empty: not reviewed, and `--calibration` leaves the row out), one row per
+    text (`one_row_per_text`). Never written over an existing file, which may hold answers. Returns
+    the number of rows written."""
     import csv
 
     path = Path(path)
@@ -206,8 +207,22 @@ def export_sample(path: str | Path, todo: list[SampleLabel], texts: dict[int, st
     with path.open("x", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(EXPORT_COLUMNS)
-        for label in todo:
+        groups = one_row_per_text(todo, texts)
+        for label, *copies in groups:
             text = texts.get(label.index, "(not in the dataset)")
             text = text if len(text) <= EXPORT_CHARS else text[:EXPORT_CHARS] + " [...]"
             confidence = "" if label.confidence is None else f"{label.confidence:.2f}"
-            writer.writerow([label.index, label.categories[0], confidence, "", spreadsheet_text(text)])
+            writer.writerow([label.index, " ".join(str(c.index) for c in copies), label.categories[0], confidence,
+                             "", spreadsheet_text(text)])
+    return len(groups)
+
+
+def one_row_per_text(todo: list[SampleLabel], texts: dict[int, str]) -> list[list[SampleLabel]]:
+    """The drawn labels grouped by exact text and proposed label, in the order each was first drawn: a
+    copy drawn twice is one row of the export, as the terminal review asks it once. Its other samples go
+    in the `copies` column, and `analyze --calibration` gives each the row's answer, so every drawn sample
+    keeps its place in the review. Copies labeled differently stay apart (each row is a review of its label)."""
+    groups: dict[tuple, list[SampleLabel]] = {}
+    for label in todo:
+        groups.setdefault((texts.get(label.index, label.index), label.categories[0]), []).append(label)
+    return list(groups.values())

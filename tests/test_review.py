@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,64 @@ def test_a_copy_drawn_twice_is_asked_once_and_answered_the_same(tmp_path, fake_e
     assert again.output.count("proposed:") == 3 and both.count("answered the same") == 8
     assert [json.loads(line) for line in resumed.read_text().splitlines()] == rows
 
+
+def test_an_exported_text_drawn_twice_is_one_row_whose_answer_counts_for_each_copy(tmp_path, fake_engines):
+    """4 texts, each 5 times: `review --export` wrote each of the 12 drawn copies as its own row, so a
+    person labeled one text up to 5 times (and could answer its copies differently). It writes one row
+    per text, its other drawn copies in the `copies` column, and `analyze --calibration` gives each copy
+    the row's answer: the 12 drawn samples, as the terminal review writes them."""
+    import csv
+
+    from offline_cov.report.calibration import REVIEW_METHOD, REVIEW_METHOD_HARD
+    from offline_cov.review import EXPORT_COLUMNS
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"prompt": f"task number {i % 4}", "response": "ok"}) for i in range(20)))
+    labels, report, export = tmp_path / "l.jsonl", tmp_path / "r.json", tmp_path / "review.csv"
+    common = ["analyze", str(data), "--engine", "vllm", "--taxonomy", ",".join(NAMES), "-q"]
+    assert CliRunner().invoke(main, common + ["-o", str(report), "--labels", str(labels)]).exit_code == 0
+    result = CliRunner().invoke(main, ["review", str(data), "--labels", str(labels), "--taxonomy", ",".join(NAMES),
+                                       "--export", str(export), "-n", "12", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"12 samples written to {export} as 4 rows (a text drawn more than once is one row" in result.output
+    with export.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    drawn = [int(i) for r in rows for i in [r["index"], *r["copies"].split()]]
+    assert len(rows) == 4 and len({r["sample"] for r in rows}) == 4 and len(set(drawn)) == 12
+    for r in rows:
+        r["category"] = "code"
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = CliRunner().invoke(main, common + ["--calibration", str(export), "-o", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    block = json.loads((tmp_path / "c.meta.json").read_text())["calibration"]
+    assert block["method"] in (REVIEW_METHOD, REVIEW_METHOD_HARD) and block["rows"] == block["matched"] == 12
+
+
+@pytest.mark.parametrize("row, says", [
+    ("3,7 x,math,,code,t", "line 2, field 'copies': '7 x' is not a list of sample indices"),
+    ("3,4,math,,code,t\r\n4,,math,,code,u", "line 3: names the same sample as line 2"),
+])
+def test_an_exported_rows_copies_are_read_as_sample_indices_or_refused(tmp_path, row, says):
+    """A row's `copies` are whole numbers (a spreadsheet's 7.0 too); anything else, or copies without the
+    row's index, is an error naming the field, and a copy named again by a row of its own counts twice."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "review.csv"
+    header = "index,copies,proposed,confidence,category,sample\r\n"
+    path.write_text(header + "3,7.0 9,math,,code,t\r\n", encoding="utf-8")
+    taxonomy = parse_taxonomy_list("math,code")
+    assert [(r.index, r.category, r.proposed) for r in load_calibration(path, taxonomy)] == [
+        (3, "code", "math"), (7, "code", "math"), (9, "code", "math")]
+    path.write_text(header + row + "\r\n", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(says)):
+        load_calibration(path, taxonomy)
+    path.write_text("index,copies,category,text\r\n,7,code,What is 2+2?\r\n", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape("line 2, field 'copies': names copies but no index")):
+        load_calibration(path, taxonomy)
 
 def test_review_on_input_that_ends_stops_cleanly_and_writes_nothing_it_was_not_given(tmp_path, fake_engines):
     """Piped or empty input (not a terminal): it ended with 'Aborted!', exit 1, after '0 answer(s) saved to'

@@ -64,9 +64,12 @@ def review(data, labels_path, out, export_path, size, seed, taxonomy, taxonomy_f
         rv.check_found(wanted, texts, data, labels_path)
     if export_path:
         with user_errors(writing=export_path):
-            rv.export_sample(export_path, todo, texts)
-        echo_err(f"{len(todo)} samples written to {export_path}: fill its category column (one of {', '.join(names)}; "
-                 f"a row left empty is not reviewed), then give it to analyze --calibration {export_path}")
+            rows = rv.export_sample(export_path, todo, texts)
+        grouped = (f" as {rows} rows (a text drawn more than once is one row; its answer counts for each sample in "
+                   "its copies column)") if rows < len(todo) else ""
+        echo_err(f"{len(todo)} samples written to {export_path}{grouped}: fill its category column (one of "
+                 f"{', '.join(names)}; a row left empty is not reviewed), then give it to analyze --calibration "
+                 f"{export_path}")
         return
     if not todo:
         echo_err(f"all {len(sample)} sampled labels are already in {out}: rerun analyze (or merge, for sharded "

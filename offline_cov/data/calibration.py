@@ -4,7 +4,8 @@ One row per labeled sample, JSONL or CSV, with the true `category` and either th
 `index` in the dataset (as in the labels file) or its `text` (the instruction, matched exactly
 against the dataset's instructions; a text that is not in the dataset is labeled on its own).
 `offline-cov review` writes such a file (rows it marks `"skipped": true` are left out), or with `--export`
-a CSV a person fills in (rows whose category is left empty are left out). Its rows also
+a CSV a person fills in (rows whose category is left empty are left out; a row's `copies`, the other drawn
+samples with its exact text, get its answer too). Its rows also
 carry the label `review` showed (`proposed`); rows that all match this run's labels are a review of
 them, and get the stratified correction (report/calibration.py). 100-300
 rows is the intended size.
@@ -15,13 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
 from ..taxonomy import Taxonomy
 
-READ_COLUMNS = ("category", "index", "text", "proposed", "skipped")  # a CSV header may name each once
+READ_COLUMNS = ("category", "index", "text", "proposed", "skipped", "copies")  # a CSV header may name each once
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def load_calibration(path: str | Path, taxonomy: Taxonomy) -> list[CalibrationRo
         raise InputError(path, f"cannot read the calibration file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise _not_text(path, exc) from None
-    rows = [_row(path, line, record, taxonomy) for line, record in raw
-            if not _skipped(record.get("skipped")) and not _unreviewed(record)]
+    rows = [row for line, record in raw if not _skipped(record.get("skipped")) and not _unreviewed(record)
+            for row in _with_copies(path, line, record, _row(path, line, record, taxonomy))]
     _check_each_sample_once(path, rows)
     if not rows:
         raise InputError(path, "the calibration file has no answered rows; label some samples with `offline-cov "
@@ -165,6 +166,23 @@ def _row(path: Path, line: int, record: dict, taxonomy: Taxonomy) -> Calibration
     if isinstance(text, str) and text.strip():
         return CalibrationRow(line, category, text=text)
     raise InputError(path, "give the sample's index (from the labels file) or its text", line=line, field="index")
+
+
+def _with_copies(path: Path, line: int, record: dict, row: CalibrationRow) -> list[CalibrationRow]:
+    """The row, and one like it for each sample its `copies` names (`review --export` writes a text drawn
+    more than once as one row, the other drawn samples in `copies`): the answer is each copy's."""
+    copies = record.get("copies")
+    if copies in (None, ""):
+        return [row]
+    parts = copies.split() if isinstance(copies, str) else copies if isinstance(copies, list) else [copies]
+    numbers = [_sample_index(part) for part in parts]
+    if None in numbers:
+        raise InputError(path, f"{copies!r} is not a list of sample indices; leave the column as `review --export` "
+                               "wrote it (whole numbers apart by spaces), or empty", line=line, field="copies")
+    if row.index is None:
+        raise InputError(path, "names copies but no index; give the row's index (from the labels file), or empty "
+                               "the copies column", line=line, field="copies")
+    return [row, *(replace(row, index=number) for number in numbers)]
 
 
 def _sample_index(value) -> int | None:
