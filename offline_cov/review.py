@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .report.tally import SampleLabel
+from .taxonomy import name_key
 
 MIN_PER_CATEGORY = 5
 EXPORT_COLUMNS = ("index", "copies", "proposed", "confidence", "category", "sample")
@@ -66,9 +67,9 @@ def _lines(path: Path):
 
 def check_categories(labels: list[SampleLabel], names: list[str], path: str | Path) -> None:
     """Every category the labels name is one of the taxonomy's, or an InputError: the taxonomy is not the run's."""
-    known = {n.casefold() for n in names}
+    known = {name_key(n) for n in names}
     for lab in labels:
-        unknown = [c for c in lab.categories if c.casefold() not in known]
+        unknown = [c for c in lab.categories if name_key(c) not in known]
         if unknown:
             raise InputError(path, f"sample {lab.index} is labeled {unknown[0]!r}, which is not a category of the "
                                    f"taxonomy given ({', '.join(names)}); give the run's taxonomy, e.g. --metadata "

@@ -790,3 +790,13 @@ def test_an_exported_sample_that_opens_like_a_formula_is_shown_not_run():
     assert spreadsheet_text('=HYPERLINK("http://x", "click")') == '\'=HYPERLINK("http://x", "click")'
     assert [spreadsheet_text(t)[0] for t in ("+1", "-x", "@SUM(A1)", "\tx")] == ["'"] * 4
     assert spreadsheet_text("Solve 2 + 2 = ?") == "Solve 2 + 2 = ?"
+
+
+def test_labels_naming_a_category_in_another_unicode_form_belong_to_the_taxonomy():
+    """A label written in NFD ("cafe" + combining accent) is the taxonomy's NFC "café", as name_key
+    matches names everywhere else; a name the taxonomy lacks is still refused."""
+    from offline_cov.review import check_categories
+
+    check_categories([SampleLabel(0, ("cafe\u0301",), "easy")], ["caf\u00e9", "code"], "labels.jsonl")
+    with pytest.raises(InputError, match="'tea'"):
+        check_categories([SampleLabel(1, ("tea",), "easy")], ["caf\u00e9", "code"], "labels.jsonl")
