@@ -22,9 +22,11 @@ from collections import Counter
 
 import numpy as np
 
+from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, log_odds
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
+    CHECK_WEIGHT,
     DIFFICULTY_CUTS,
     DIFFICULTY_LENGTH_WEIGHT,
     ENSEMBLE_FUSED_WEIGHT,
@@ -48,6 +50,8 @@ CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "info
 DIFFICULTY_SETS = ["math", "infobench", "justeval-tasks"]
 WEIGHTS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
 STRENGTHS = [0.0, 0.5, 1.0]  # contextual calibration of the LLM's distribution (0: none, the product)
+CHECK_GRID = {"offset_strength": [0.0, 0.5, 1.0], "check_weight": [0.0, 1.0, 2.0, 3.0, 4.0],
+              "fused_weight": [1.0, 1.5, 2.0, 3.0, 4.0]}  # the yes/no check's constants, chosen on dev
 
 
 def load(split: str, model: str) -> dict[str, dict]:
@@ -64,6 +68,16 @@ def fused_probs(row: dict) -> np.ndarray:
 def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     llm = row["llm"]
     return None if llm["primary"] is None else llm_vote(llm["primary"], llm["p_category"], names)
+
+
+def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH) -> np.ndarray | None:
+    """The yes/no check's log-odds per category less `strength` times their mean on the content-free
+    inputs, as `labelers/check.py` computes them; None where the views have no check or one failed."""
+    free = payload.get("content_free", {}).get("check")
+    if row.get("check") is None or free is None or None in row["check"] or any(None in f for f in free):
+        return None
+    offsets = np.mean([[log_odds(p) for p in f] for f in free], axis=0)
+    return np.asarray([log_odds(p) for p in row["check"]]) - strength * offsets
 
 
 def content_free_bias(payload: dict) -> np.ndarray | None:
@@ -88,9 +102,11 @@ def calibrated(p_llm: list[float] | None, bias: np.ndarray | None, strength: flo
 
 
 def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
-                temperature: float = ENSEMBLE_TEMPERATURE, strength: float = 0.0) -> list[tuple[str | None, float]]:
+                temperature: float = ENSEMBLE_TEMPERATURE, strength: float = 0.0, check_weight: float = CHECK_WEIGHT,
+                check_strength: float = CHECK_OFFSET_STRENGTH) -> list[tuple[str | None, float]]:
     """(category, confidence) per row for one labeler read from the views; `strength` > 0 calibrates
-    the LLM's distribution on the set's content-free answers first (`calibrated`)."""
+    the LLM's distribution on the set's content-free answers first (`calibrated`). `ensemble` is the
+    product's (with the yes/no check where the views have it), `ensemble-v5` the one before the check."""
     names = payload["taxonomy"]
     bias = content_free_bias(payload) if strength else None
     out = []
@@ -110,8 +126,12 @@ def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIG
             p = np.asarray(p_llm)
         elif labeler == "ensemble-embed":  # the same product with MiniLM alone as the second expert
             p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE), weight))
+        elif labeler == "ensemble-v5":
+            p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * ENSEMBLE_TEMPERATURE)
         else:  # ensemble
-            p = softmax(combined_scores(calibrated(llm_probs(row, names), bias, strength), fused_probs(row), weight) * temperature)
+            check = check_scores(row, payload, check_strength) if check_weight else None
+            p = softmax(combined_scores(calibrated(llm_probs(row, names), bias, strength), fused_probs(row), weight,
+                                        check, check_weight) * temperature)
         best = int(np.argmax(p))
         out.append((names[best], float(p[best])))
     return out
@@ -126,6 +146,20 @@ def contextual_grid(payload: dict) -> dict:
         for w in (1.0, 2.0, 4.0):
             acc[f"w={w} cc={strength}"] = category_scores(payload, predictions(payload, "ensemble", w, strength=strength))["accuracy"]
     return acc
+
+
+def check_grid(views: dict[str, dict]) -> dict:
+    """Mean accuracy over the category sets for every point of CHECK_GRID (the yes/no check's offset
+    strength and weight, and the fused weight), each set's accuracy at the best point and the top 15."""
+    points = []
+    for s, v, w in itertools.product(*CHECK_GRID.values()):
+        acc = {name: category_scores(p, predictions(p, "ensemble", w, check_weight=v, check_strength=s))["accuracy"]
+               for name, p in views.items()}
+        points.append({"offset_strength": s, "check_weight": v, "fused_weight": w,
+                       "mean": round(float(np.mean(list(acc.values()))), 4), "sets": acc})
+    points.sort(key=lambda g: -g["mean"])
+    return {"sets": list(views), "top": points[:15],
+            "without_check": max((g for g in points if g["check_weight"] == 0), key=lambda g: g["mean"])}
 
 
 def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dict | None:
@@ -163,7 +197,9 @@ def fit_temperature(views: dict[str, dict]) -> dict:
             for row in payload["rows"]:
                 if not row["labels"]:
                     continue
-                p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * t)
+                scores = combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT,
+                                         check_scores(row, payload))
+                p = softmax(scores * t)
                 total -= np.log(max(sum(p[names.index(x)] for x in set(row["labels"]) if x in names), 1e-12))
                 n += 1
         nll[t] = total / n
@@ -306,7 +342,8 @@ def run(split: str, model: str) -> dict:
         if name not in views:
             continue
         payload = views[name]
-        rows = {lab: category_scores(payload, predictions(payload, lab)) for lab in ("embed", "fused", "llm", "ensemble")}
+        rows = {lab: category_scores(payload, predictions(payload, lab))
+                for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble")}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
                              "llm_samples_per_s": llm_rate(payload)}
         rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
@@ -318,6 +355,9 @@ def run(split: str, model: str) -> dict:
                 out["contextual"][name] = contextual_grid(payload)
     if split == "dev":
         out["temperature"] = fit_temperature({n: views[n] for n in out["sets"]})
+        checked = {n: views[n] for n in out["sets"] if views[n].get("content_free", {}).get("check")}
+        if checked:
+            out["check_grid"] = check_grid(checked)
     for name in DIFFICULTY_SETS:
         if name in views:
             methods = difficulty_methods(views[name]["rows"][0])
@@ -341,18 +381,21 @@ def markdown(res: dict) -> str:
              f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
              f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}; difficulty (\"chosen\"): length weight "
              f"{DIFFICULTY_LENGTH_WEIGHT}, cuts {list(DIFFICULTY_CUTS)}", "",
-             "| set | categories | rows | embed | fused | llm | ensemble | ensemble macro-F1 | kappa | LLM x embed only | "
-             "ensemble mean confidence | ECE | LLM samples/s (under load) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"- the yes/no check: weight {CHECK_WEIGHT}, content-free offset strength {CHECK_OFFSET_STRENGTH}; "
+             "`ensemble-v5` is the ensemble before it", "",
+             "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble | ensemble macro-F1 | kappa | "
+             "LLM x embed only | ensemble mean confidence | ECE | LLM samples/s (under load) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
         lab, cal = s["labelers"], s["calibration"]
         lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
-                     f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | **{lab['ensemble']['accuracy']:.3f}** | "
+                     f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | {lab['ensemble-v5']['accuracy']:.3f} | "
+                     f"**{lab['ensemble']['accuracy']:.3f}** | "
                      f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {lab['ensemble-embed']['accuracy']:.3f} | "
                      f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s'] or 'reused rows'} |")
     means = {lab: np.mean([s["labelers"][lab]["accuracy"] for s in res["sets"].values()])
-             for lab in ("embed", "fused", "llm", "ensemble", "ensemble-embed")}
-    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble")) +
+             for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble", "ensemble-embed")}
+    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble-v5", "ensemble")) +
                  f" | | | {means['ensemble-embed']:.3f} | | | |")
     if res["weights"]:
         lines += ["", "Ensemble accuracy by fused weight (0: the LLM's distribution alone):", "",
@@ -361,6 +404,15 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{ws[str(w)]:.3f}" for w in WEIGHTS) + " |")
         means = [np.mean([ws[str(w)] for ws in res["weights"].values()]) for w in WEIGHTS]
         lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    if res.get("check_grid"):
+        grid = res["check_grid"]
+        sets = grid["sets"]
+        lines += ["", "The yes/no check's constants (offset strength s, check weight v, fused weight w): the 15 best "
+                      "points by mean accuracy over the sets, and the best without the check (v = 0):", "",
+                  "| s | v | w | mean | " + " | ".join(sets) + " |", "|---|---|---|---|" + "---|" * len(sets)]
+        for g in grid["top"] + [grid["without_check"]]:
+            lines.append(f"| {g['offset_strength']} | {g['check_weight']} | {g['fused_weight']} | {g['mean']:.4f} | "
+                         + " | ".join(f"{g['sets'][n]:.3f}" for n in sets) + " |")
     if res.get("contextual"):
         cols = list(next(iter(res["contextual"].values())))
         lines += ["", "Contextual calibration (Zhao et al. 2021): the LLM's distribution divided by its mean distribution "

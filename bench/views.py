@@ -7,12 +7,14 @@ For each set and split this reads every row once through the product's own piece
 - the MiniLM cosine of the sample to each category prototype (`embed`) and the SmolLM2 hidden-state
   cosine (`fused`'s second view);
 - the difficulty rule's features;
+- the LLM's yes/no check of every category (`labelers/check.py`): P(yes) per category (`check`);
 and, per set, the same three views of CONTENT_FREE inputs (what each view leans to when the
 sample says nothing: the bias contextual calibration divides out).
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
 so a choice costs no model time. Each (set, split) is one file under
 bench/results/tmp/views/<model>/<split>/, written when the set is done; a rerun skips sets already
-collected (delete the folder to collect again), and rows another split of the same folder already
+collected (delete the folder to collect again; a file collected before the yes/no check existed gets
+only the check added), and rows another split of the same folder already
 read are reused, not asked again.
 
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split dev
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from offline_cov.labelers.base import CPU_SAMPLE_TOKENS
+from offline_cov.labelers.check import CONTENT_FREE as CHECK_CONTENT_FREE
 from offline_cov.prompts import LABEL_PROMPTS, PROMPT_VERSION
 from offline_cov.taxonomy import Taxonomy, load_taxonomy_file, parse_taxonomy_list
 
@@ -44,6 +47,7 @@ DIFFICULTIES = ["easy", "medium", "hard"]
 DEV_SHARE = 3
 TOP_LOGPROBS = 20
 CONTENT_FREE = ["N/A", "[MASK]", ""]  # inputs that say nothing (Zhao et al. 2021): what each view leans to unprompted
+assert tuple(CONTENT_FREE) == CHECK_CONTENT_FREE  # the check's offsets in the product are measured on the same inputs
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,51 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
             for t, e, h in zip(texts, embed, hidden)]
 
 
+def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int) -> list[list]:
+    """The product's yes/no check of every category for each text (`CategoryCheck.probabilities`):
+    P(yes) per category in taxonomy order, None where an answer failed."""
+    from offline_cov.labelers.check import CategoryCheck
+
+    check = CategoryCheck(engine, taxonomy, max_sample_tokens)
+    out = []
+    for at in range(0, len(texts), batch_size):
+        started = time.perf_counter()
+        chunk = check.probabilities(texts[at: at + batch_size])
+        out += [[None if p is None else round(p, 5) for p in row] for row in chunk]
+        say(f"  check {min(at + batch_size, len(texts))}/{len(texts)} ({len(chunk) / (time.perf_counter() - started):.2f} samples/s)")
+    return out
+
+
+def described_taxonomy(taxonomy: Taxonomy, described: dict | None) -> Taxonomy:
+    """`taxonomy` with the descriptions and examples the model wrote (a views file's `described`)."""
+    if not described:
+        return taxonomy
+    cats = [c.model_copy(update={k: v for k, v in described[c.name].items() if k in ("description", "examples")})
+            if c.name in described else c for c in taxonomy.categories]
+    return taxonomy.model_copy(update={"categories": cats})
+
+
+def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int) -> None:
+    """Add the yes/no check to a views file collected before it existed (its rows and content-free inputs)."""
+    payload = json.loads(path.read_text())
+    missing = [r for r in payload["rows"] if "check" not in r]
+    if not missing and "check" in payload["content_free"]:
+        return
+    taxonomy = described_taxonomy(taxonomy_for(spec), payload.get("described"))
+    assert taxonomy.names == payload["taxonomy"]
+    texts = {r["row"]: r["text"] for r in read_rows(spec, data_dir)}
+    started = time.perf_counter()
+    checks = check_views(engine, taxonomy, [texts[r["row"]] for r in missing], batch_size, max_sample_tokens)
+    for row, check in zip(missing, checks):
+        row["check"] = check
+    if "check" not in payload["content_free"]:
+        payload["content_free"]["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)
+    payload["check_s"] = round(payload.get("check_s", 0) + time.perf_counter() - started, 1)
+    payload.setdefault("check_machine", common.machine_info())
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    say(f"{spec.name}: the check added in {payload['check_s']:.0f} s -> {path}")
+
+
 UNNAMED_PROMPT = "label-v1"  # the product's prompt when the first views were collected: their folders name none
 
 
@@ -228,6 +277,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     path = folder / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
+        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)
         return path
     taxonomy, described = taxonomy_for(spec), None
     if spec.described or spec.exemplified:
@@ -248,19 +298,34 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     started = time.perf_counter()
     llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens, prompt) if texts else []
     llm_s = time.perf_counter() - started
+    started = time.perf_counter()
+    checks = check_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
+    check_s = time.perf_counter() - started
     free = {"texts": CONTENT_FREE, "vectors": free_vectors,
-            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt)}
-    new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv}
-           for r, vec, lv in zip(todo, vectors, llm)}
+            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt),
+            "check": check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)}
+    new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv,
+                      "check": ck}
+           for r, vec, lv, ck in zip(todo, vectors, llm, checks)}
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
                "model": engine.model_name, "prompt": prompt, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
+               "check_s": round(check_s, 1),
                "machine": common.machine_info(), "reused_rows": len(rows) - len(todo),
                "content_free": free,
                "rows": [new.get(r["row"]) or known[r["row"]] for r in rows]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload), encoding="utf-8")
-    say(f"{spec.name} {split}: done in {llm_s:.0f} s LLM + {vector_s:.0f} s vectors -> {path}")
+    say(f"{spec.name} {split}: done in {llm_s:.0f} s LLM + {check_s:.0f} s check + {vector_s:.0f} s vectors -> {path}")
+    add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)  # rows reused from a file without them
     return path
+
+
+def complete(path: Path) -> bool:
+    """A views file collected with every view, the yes/no check included."""
+    if not path.exists():
+        return False
+    payload = json.loads(path.read_text())
+    return "check" in payload["content_free"] and all("check" in r for r in payload["rows"])
 
 
 def open_engine(model: str):
@@ -289,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown --prompt {unknown}; choose from {', '.join(LABEL_PROMPTS)}")
     todo = [(s, x) for x in prompts for s in wanted
-            if not (OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json").exists()]
+            if not complete(OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json")]
     if not todo:
         say("every set already collected")
         return

@@ -124,6 +124,28 @@ def label_schema(taxonomy: Taxonomy) -> dict:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
+CHECK_PROMPT_VERSION = "check-v1"
+CHECK_SYSTEM = "You decide whether a request to an assistant belongs to a given category. Answer yes or no."
+
+
+def check_category_text(name: str, description: str = "", examples: list[str] | tuple = ()) -> str:
+    """One category as the yes/no check shows it: name, description, up to three examples."""
+    text = f"Category: {name}" + (f": {description}" if description else "")
+    if examples:
+        text += "\nExamples: " + "; ".join(f'"{e[:150]}"' for e in examples[:3])
+    return text
+
+
+def check_messages(sample_text: str, category_text: str) -> list[dict]:
+    """The yes/no check of one category for one sample (`check-v1`). The sample comes before the
+    category, so the requests of one sample share every token up to it (vLLM's prefix cache)."""
+    return [
+        {"role": "system", "content": CHECK_SYSTEM},
+        {"role": "user", "content": f"<sample>\n{escape_sample(sample_text)}\n</sample>\n\n{category_text}\n\n"
+                                    "Does the request belong to this category? Answer yes or no."},
+    ]
+
+
 INFER_MAX_SAMPLES = 40
 INFER_SNIPPET_CHARS = 200
 

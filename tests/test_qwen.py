@@ -343,6 +343,8 @@ def test_the_ensemble_labels_with_the_1_5b(qwen_engine):
     run = LabelRun()
     labels = labeler.label_batch(samples, run)
     assert run.failed == [] and labeler.llm_failed == 0 and len(labels) == len(SAMPLES)
+    assert labeler.check_failed == 0 and labeler.check.offsets() is not None  # the yes/no check read every answer
+    assert labeler.check.requests == 3 * (len(SAMPLES) + 3)  # each sample and content-free input, each category
     for label in labels:
         assert set(label.categories) <= set(taxonomy.names) and label.difficulty in ("easy", "medium", "hard")
         assert 0 < label.confidence <= 1
@@ -387,3 +389,26 @@ def test_the_1_5b_describes_a_names_only_taxonomy_and_the_ensemble_reads_it(qwen
     assert labeler.llm_failed == 0 and all(len(lab.probabilities) == 3 for lab in labels)
     correct = sum(label.categories[0] == truth for label, (_, truth) in zip(labels, SAMPLES))
     assert correct >= len(SAMPLES) - 1, [label.categories for label in labels]
+
+
+@engine
+@needs_parts
+def test_the_1_5b_answers_the_category_check_with_yes_or_no(qwen_engine):
+    """The check reads P(yes) among the 1.5B's real first tokens: every answer has yes or no among its
+    top logprobs, and with the content-free lean taken out the largest log-odds is the right category."""
+    import math
+
+    from offline_cov.engines import GenRequest
+    from offline_cov.labelers.check import CHECK_TOP_LOGPROBS, CategoryCheck
+    from offline_cov.prompts import check_category_text, check_messages
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    taxonomy = parse_taxonomy_list("math,code,writing")
+    request = GenRequest(check_messages(SAMPLES[0][0], check_category_text("math")), None, 1, logprobs=CHECK_TOP_LOGPROBS)
+    top = qwen_engine.generate([request])[0].extra["top"][0]
+    assert {t.strip().lower() for t in top} & {"yes", "no"}, top
+    check = CategoryCheck(qwen_engine, taxonomy, 512)
+    scores = check.scores([text for text, _ in SAMPLES])
+    assert all(s is not None and all(math.isfinite(x) for x in s) for s in scores)
+    right = sum(taxonomy.names[max(range(3), key=s.__getitem__)] == truth for s, (_, truth) in zip(scores, SAMPLES))
+    assert right >= len(SAMPLES) - 1, scores

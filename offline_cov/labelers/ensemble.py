@@ -1,17 +1,20 @@
-"""The ensemble labeler: the LLM's probability of every category times the fused prototypes' own.
+"""The ensemble labeler: the LLM's pick and its yes/no check of every category, with the fused prototypes.
 
-Per sample, two experts give a distribution over the taxonomy's categories:
+Per sample, three experts score the taxonomy's categories:
 
 - the LLM (the run's model, Qwen2.5-Coder-1.5B on a CPU) answering the product's label request
   (`llm.LLMLabeler`, enum-constrained JSON), with the top-20 allowed tokens where its category
   value begins, read as a distribution by `llm.choice_distribution`;
 - the `fused` labeler (MiniLM and SmolLM2 hidden-state prototypes): softmax of its scores at its
-  fitted temperature.
+  fitted temperature;
+- the same LLM asked of each category on its own whether the sample belongs to it (`check.py`): the
+  log-odds of yes, less the model's lean measured on content-free inputs.
 
-The label is the category with the largest `log P_llm + ENSEMBLE_FUSED_WEIGHT * log P_fused` (a
-weighted product of experts), its confidence that score's softmax at ENSEMBLE_TEMPERATURE. The
-two are right on different samples (the LLM on writing, reasoning and maths, the prototypes on
-role-play and humanities), and the product lets a sure expert overrule an unsure one.
+The label is the category with the largest `log P_llm + ENSEMBLE_FUSED_WEIGHT * log P_fused +
+CHECK_WEIGHT * check` (a weighted product of experts), its confidence that score's softmax at
+ENSEMBLE_TEMPERATURE. The experts are right on different samples (the LLM's pick on writing,
+reasoning and maths, the prototypes on role-play and humanities, the check where a description
+covers what the pick reads as a task type), and the product lets a sure expert overrule an unsure one.
 
 Difficulty is the LLM's expected difficulty (`P(medium) + 2 P(hard)` from the same answer's
 difficulty value) plus DIFFICULTY_LENGTH_WEIGHT x log10(1 + words of the instruction), cut at
@@ -22,8 +25,9 @@ prompts.PROMPT_VERSION (bench/README.md has the tables).
 
 One label per sample, as `fused` gives: the LLM's "also" list is not used (Qwen 1.5B fills it for
 most samples, so shares summed to ~220% on the bundled example, and the bench never measured it).
-A sample the LLM cannot answer (twice) keeps the fused label and the rule's difficulty; an
-engine that returns no logprobs (Ray) counts the LLM's written category as a sure vote.
+A sample the LLM cannot answer (twice) keeps the other experts' label and the rule's difficulty; a
+sample whose check failed is labeled without it; an engine that returns no logprobs counts the LLM's
+written category as a sure vote and has no check.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ..report.contract import DIFFICULTIES
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
+from .check import CHECK_OFFSET_STRENGTH, CategoryCheck
 from .difficulty import difficulty_features, difficulty_from_text
 from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
@@ -44,9 +49,10 @@ from .llm import LLMLabeler, choice_distribution, record
 from .measured import CHOOSE_TEST_RUN_05B, gaps_named
 from .measured import on_test as measured_on_test
 
-ENSEMBLE_VERSION = "ensemble-v5"  # v5: temperature and cuts refitted for label-v2; v4: 3x the dev rows; v3: the length term
+ENSEMBLE_VERSION = "ensemble-v6"  # v6: the yes/no check; v5: refitted for label-v2; v4: 3x the dev rows; v3: the length term
 ENSEMBLE_FUSED_WEIGHT = 2.0
-ENSEMBLE_TEMPERATURE = 0.45
+CHECK_WEIGHT = 4.0  # of the check's log-odds
+ENSEMBLE_TEMPERATURE = 0.35
 DIFFICULTY_CUTS = (1.05, 1.3)  # a difficulty score below the first: easy; from the second: hard
 DIFFICULTY_LENGTH_WEIGHT = 0.375  # the score adds this times log10(1 + words of the instruction)
 TOP_LOGPROBS = 20
@@ -74,7 +80,8 @@ class EnsembleLabeler:
     def cache_identity(cls, llm_identity: str) -> str:
         knobs = {"version": ENSEMBLE_VERSION, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": ENSEMBLE_TEMPERATURE,
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
-                 "top_logprobs": TOP_LOGPROBS,
+                 "top_logprobs": TOP_LOGPROBS, "check_weight": CHECK_WEIGHT,
+                 "check_offset_strength": CHECK_OFFSET_STRENGTH, "check_prompt": CategoryCheck.version,
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
 
@@ -89,7 +96,8 @@ class EnsembleLabeler:
         self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
         self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
         self.sample_budget = self.llm.sample_budget
-        self.overruled = self.llm_failed = 0
+        self.check = CategoryCheck(engine, taxonomy, self.sample_budget) if CHECK_WEIGHT else None
+        self.overruled = self.llm_failed = self.check_failed = 0
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         texts = [sample_text(s)[0] for s in samples]
@@ -97,14 +105,23 @@ class EnsembleLabeler:
         built = [self.llm.request(s) for s in samples]
         run.truncated.update(s.index for s, (_, cut) in zip(samples, built) if cut)
         outcomes = generate_parsed(self.llm.engine, [r for r, _ in built], self.parse(samples))
+        checks = self.check_scores(texts)
         run.requests += len(samples)
         scratch = LabelRun()
-        labels = [self.combine(sample, row, *(record(scratch, sample.index, outcome) or (None, None)))
-                  for sample, row, outcome in zip(samples, fused, outcomes)]
+        labels = [self.combine(sample, row, *(record(scratch, sample.index, outcome) or (None, None)), check)
+                  for sample, row, outcome, check in zip(samples, fused, outcomes, checks)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
         run.absorb(scratch)
         return labels
+
+    def check_scores(self, texts: list[str]) -> list:
+        """The check's offset log-odds per text (None where it failed, and for all without a check)."""
+        if self.check is None:
+            return [None] * len(texts)
+        scores = self.check.scores(texts)
+        self.check_failed += sum(s is None for s in scores)
+        return scores
 
     def parse(self, samples: list[Sample]):
         """The parse hook of `generate_parsed`: (the LLM's label, its answer), None when unusable."""
@@ -113,12 +130,13 @@ class EnsembleLabeler:
             return None if label is None else (label, result)
         return parse
 
-    def combine(self, sample: Sample, fused_row, label: SampleLabel | None, result) -> SampleLabel:
-        """One sample's label from the fused scores and the LLM's answer (None when it gave none)."""
+    def combine(self, sample: Sample, fused_row, label: SampleLabel | None, result, check=None) -> SampleLabel:
+        """One sample's label from the fused scores, the LLM's answer (None when it gave none) and
+        the check's log-odds (None without them)."""
         names = self.taxonomy.names
         p_fused = softmax(fused_row * self.fused.temperature)
         p_llm = llm_category_probabilities(label, result, names)
-        scores = combined_scores(p_llm, p_fused, self.weight)
+        scores = combined_scores(p_llm, p_fused, self.weight, check)
         best = max(range(len(names)), key=lambda j: (scores[j], -j))
         posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
         if label is not None and names[best] != label.categories[0]:
@@ -130,6 +148,8 @@ class EnsembleLabeler:
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
                 "fused_weight": self.weight, "temperature": ENSEMBLE_TEMPERATURE, "difficulty_cuts": list(DIFFICULTY_CUTS),
+                "check_weight": CHECK_WEIGHT if self.check else 0,
+                **({"check": {**self.check.info(), "failed": self.check_failed}} if self.check else {}),
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed}
 
@@ -150,14 +170,18 @@ def llm_vote(written: str, dist: dict[str, float] | None, names: list[str]) -> l
     return [dist[n] for n in names]
 
 
-def combined_scores(p_llm: list[float] | None, p_fused, weight: float):
-    """log P_llm + weight * log P_fused per category (the fused term alone when the LLM gave none)."""
+def combined_scores(p_llm: list[float] | None, p_fused, weight: float, check=None,
+                    check_weight: float = CHECK_WEIGHT):
+    """log P_llm + weight * log P_fused + check_weight * check per category; a term whose expert gave
+    nothing (the LLM, the check: None) is left out."""
     import numpy as np
 
-    fused = np.log(np.clip(np.asarray(p_fused, dtype=float), 1e-12, 1.0))
-    if p_llm is None:
-        return fused
-    return np.log(np.clip(np.asarray(p_llm, dtype=float), 1e-12, 1.0)) + weight * fused
+    scores = weight * np.log(np.clip(np.asarray(p_fused, dtype=float), 1e-12, 1.0))
+    if p_llm is not None:
+        scores = scores + np.log(np.clip(np.asarray(p_llm, dtype=float), 1e-12, 1.0))
+    if check is not None:
+        scores = scores + check_weight * np.asarray(check, dtype=float)
+    return scores
 
 
 def expected_difficulty(p: dict[str, float]) -> float:
