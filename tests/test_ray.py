@@ -49,11 +49,22 @@ def test_replicas_one_per_cpu_node_or_per_gpu_group():
 def test_replica_retries_a_cutoff_once_with_twice_the_budget():
     engine = FakeEngine(responses=[GenResult('{"primary": "co', "length", 96), VALID, VALID])
     worker = ReplicaWorker(None, engine=engine)
-    request = {"messages": [{"role": "user", "content": "x"}], "schema": None, "max_tokens": 96}
+    request = {"messages": [{"role": "user", "content": "x"}], "schema": {"type": "object"}, "max_tokens": 96}
     out = worker.generate_batch({"index": [7, 8], "request": [json.dumps(request)] * 2})
     assert out["retried"] == [True, False] and out["first_finish_reason"] == ["length", "stop"]
     assert out["text"] == [VALID, VALID] and out["finish_reason"] == ["stop", "stop"]
     assert [r.max_tokens for r in engine.requests] == [96, 96, 192]
+
+
+def test_replica_takes_a_one_token_answer_without_a_schema_as_it_came():
+    """The category check asks one token, no schema: its "yes" stopped by the length limit is the
+    answer, not a cut-off to retry (a failed one is left to the check, which drops that sample's check)."""
+    engine = FakeEngine(responses=[GenResult("yes", "length", 1), GenResult("", "error")])
+    worker = ReplicaWorker(None, engine=engine)
+    request = {"messages": [{"role": "user", "content": "x"}], "schema": None, "max_tokens": 1}
+    out = worker.generate_batch({"index": [0, 1], "request": [json.dumps(request)] * 2})
+    assert out["text"] == ["yes", ""] and out["finish_reason"] == ["length", "error"]
+    assert out["retried"] == [False, False] and len(engine.requests) == 2
 
 
 class FakeRay(FakeEngine):

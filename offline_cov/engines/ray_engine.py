@@ -111,12 +111,20 @@ class ReplicaWorker:
         return {"replica": self.name, "start_s": self.start_s}
 
     def generate_batch(self, batch: dict) -> dict:
-        """Answer a column batch of requests through the shared retry path (a failed, cut-off or
-        non-JSON-object answer is asked once more); each row keeps both finish reasons."""
-        from ..generation import generate_parsed, json_object
+        """Answer a column batch of requests: one with a schema through the shared retry path (a
+        failed, cut-off or non-JSON-object answer is asked once more), one without (the category
+        check's one-token yes or no, cut off by design) as it came; each row keeps both finish reasons."""
+        from ..generation import Outcome, generate_parsed, json_object
 
         requests = [GenRequest(**json.loads(r)) for r in batch["request"]]
-        outcomes = generate_parsed(self.engine, requests, lambda _, result: json_object(result))
+        free = [i for i, r in enumerate(requests) if r.schema is None]
+        shaped = [i for i, r in enumerate(requests) if r.schema is not None]
+        outcomes: list = [None] * len(requests)
+        for i, result in zip(free, self.engine.generate([requests[i] for i in free])):
+            outcomes[i] = Outcome(result, result, result.finish_reason, False, result.output_tokens)
+        parsed = generate_parsed(self.engine, [requests[i] for i in shaped], lambda _, result: json_object(result))
+        for i, outcome in zip(shaped, parsed):
+            outcomes[i] = outcome
         return {
             "index": list(batch["index"]),
             "text": [o.result.text for o in outcomes],
