@@ -230,6 +230,11 @@ def described_taxonomy(taxonomy: Taxonomy, described: dict | None) -> Taxonomy:
 def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int) -> None:
     """Add the yes/no check to a views file collected before it existed (its rows and content-free inputs)."""
     payload = json.loads(path.read_text())
+    known = {r["row"]: r["check"] for other in sorted(path.parent.parent.glob(f"*/{spec.name}.json")) if other != path
+             for r in json.loads(other.read_text())["rows"] if "check" in r}
+    for row in payload["rows"]:  # rows another split of this folder already checked (same model, cut, taxonomy)
+        if "check" not in row and row["row"] in known:
+            row["check"] = known[row["row"]]
     missing = [r for r in payload["rows"] if "check" not in r]
     if not missing and "check" in payload["content_free"]:
         return
