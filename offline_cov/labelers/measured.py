@@ -11,7 +11,8 @@ from __future__ import annotations
 CHOOSE_TEST_RUN = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2-test-20261203-153746.json"
 CHOOSE_TEST_RUN_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label-v2-test-20261204-232354.json"  # 7 sets, no -described rows
 CHOOSE_TEST_RUN_V6 = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2-test-20261206-091519.json"  # ensemble-v6
-DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"
+DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"  # ensemble-v5, fused, embed
+DECISIONS_RUN_V6 = "bench/results/decisions-cpu-labelers-20261206-093202.json"  # ensemble-v6
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
@@ -37,13 +38,20 @@ def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHO
             "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}, **tail}
 
 
-def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_share: tuple[int, int] | None = None) -> dict:
-    """bench.decisions on the pools' test rows (Arena-Hard, Just-Eval topics): the range over its sets and
-    mixture sizes of the real gaps (true share under 5%) the report named without calibration rows and
+def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_share: tuple[int, int] | None = None,
+               run: str = DECISIONS_RUN) -> dict:
+    """bench.decisions (`run`) on the pools' test rows (Arena-Hard, Just-Eval topics): the range over its sets
+    and mixture sizes of the real gaps (true share under 5%) the report named without calibration rows and
     after a 200-label review, in percent, and the share a category absent from the data still got."""
-    out = {"bench_run": DECISIONS_RUN, "real_gaps_named_percent": list(named),
+    out = {"bench_run": run, "real_gaps_named_percent": list(named),
            "after_200_label_review_percent": list(after_review)}
     return {**out, "absent_category_share_percent": list(absent_share)} if absent_share else out
+
+
+def percent_span(span: list[int] | tuple[int, int]) -> str:
+    """A measured range as the reports write it: "40-91", or "11" when both ends are equal."""
+    low, high = span
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def for_model(measured: tuple[dict, ...], model: str, reads_llm: bool) -> dict:

@@ -7,7 +7,7 @@ from ..data.calibration import CalibrationRow, load_calibration
 from ..data.readers import Sample
 from ..errors import InputError
 from ..labelers.base import LabelRun
-from ..labelers.measured import for_model
+from ..labelers.measured import for_model, percent_span
 from ..report.calibration import (
     HARD_METHOD,
     MIN_ROWS_PER_CATEGORY,
@@ -37,18 +37,26 @@ def uncalibrated_caveat(measured: dict) -> str:
     (`gaps_without_review` of its `measured` entry), or that it measured nothing for them."""
     gaps = measured.get("gaps_without_review")
     if not gaps:
+        default = _cpu_default_gaps()
         return ("Without a review of these labels, a category the data lacks can still get a share, and how many "
                 f"real gaps the report names was not measured for {measured.get('labeler', 'this labeler')} with "
-                "this model (the CPU default named 40-91% of them on the bench's public sets; bench/README.md, "
-                f"bench.decisions). {REVIEW_NEXT}")
-    low, high = gaps["real_gaps_named_percent"]
-    after = "-".join(str(v) for v in gaps["after_200_label_review_percent"])
+                f"this model (the CPU default named {percent_span(default['real_gaps_named_percent'])}% of them on the "
+                f"bench's public sets; bench/README.md, bench.decisions). {REVIEW_NEXT}")
+    named = percent_span(gaps["real_gaps_named_percent"])
+    after = percent_span(gaps["after_200_label_review_percent"])
     absent = gaps.get("absent_category_share_percent")
     who = measured.get("labeler", "this labeler") + (f" ({measured['model']})" if measured.get("model") else "")
-    spill = f"an absent category still got up to {absent[0]}-{absent[1]}% of the labels, and " if absent else ""
+    spill = f"an absent category still got up to {percent_span(absent)}% of the labels, and " if absent else ""
     return (f"Without a review of these labels, a category the data lacks can still get a share: on the bench's "
-            f"public sets, with {who}, {spill}the report named only {low}-{high}% of the real gaps (after a "
+            f"public sets, with {who}, {spill}the report named only {named}% of the real gaps (after a "
             f"200-label review, {after}%; bench/README.md, {gaps['bench_run']}). {REVIEW_NEXT}")
+
+
+def _cpu_default_gaps() -> dict:
+    """The CPU default labeler's measured gap figures (its first `measured` entry: the default model's)."""
+    from ..labelers import CPU_DEFAULT_LABELER, get_labeler_class
+
+    return get_labeler_class(CPU_DEFAULT_LABELER).measured[0]["gaps_without_review"]
 
 
 def decided_shares(run, taxonomy: Taxonomy, tally: Tally, labels: LabelStore, labeler) -> tuple[dict[str, float] | None, dict]:
