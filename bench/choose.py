@@ -22,7 +22,7 @@ from collections import Counter
 
 import numpy as np
 
-from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, log_odds
+from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, content_free_offsets, offset_log_odds
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
@@ -72,12 +72,13 @@ def llm_probs(row: dict, names: list[str]) -> list[float] | None:
 
 def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH) -> np.ndarray | None:
     """The yes/no check's log-odds per category less `strength` times their mean on the content-free
-    inputs, as `labelers/check.py` computes them; None where the views have no check or one failed."""
+    inputs, by the product's own functions (`labelers/check.py`); None where the views have no check
+    or an answer failed."""
     free = payload.get("content_free", {}).get("check")
-    if row.get("check") is None or free is None or None in row["check"] or any(None in f for f in free):
+    if row.get("check") is None or free is None:
         return None
-    offsets = np.mean([[log_odds(p) for p in f] for f in free], axis=0)
-    return np.asarray([log_odds(p) for p in row["check"]]) - strength * offsets
+    scores = offset_log_odds(row["check"], content_free_offsets(free), strength)
+    return None if scores is None else np.asarray(scores)
 
 
 def content_free_bias(payload: dict) -> np.ndarray | None:

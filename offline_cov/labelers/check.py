@@ -47,6 +47,21 @@ def log_odds(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def content_free_offsets(rows: list[list[float | None]]) -> list[float] | None:
+    """Each category's mean log-odds over the content-free inputs' P(yes) rows; None if any answer failed."""
+    if not rows or any(p is None for row in rows for p in row):
+        return None
+    return [sum(log_odds(row[j]) for row in rows) / len(rows) for j in range(len(rows[0]))]
+
+
+def offset_log_odds(row: list[float | None], offsets: list[float] | None, strength: float) -> list[float] | None:
+    """One sample's log-odds per category less `strength` times the offsets; None when an answer failed
+    or there are no offsets. The product's check score, and what bench/choose.py scores from the views."""
+    if offsets is None or any(p is None for p in row):
+        return None
+    return [log_odds(p) - strength * o for p, o in zip(row, offsets)]
+
+
 class CategoryCheck:
     """Asks the engine, for each sample and category, whether the sample belongs to the category."""
 
@@ -78,9 +93,7 @@ class CategoryCheck:
         """Each category's mean log-odds on CONTENT_FREE inputs, asked once; None if any answer failed."""
         if not self._asked:
             self._asked = True
-            rows = self.probabilities(list(CONTENT_FREE))
-            if all(p is not None for row in rows for p in row):
-                self._offsets = [sum(log_odds(row[j]) for row in rows) / len(rows) for j in range(len(self.categories))]
+            self._offsets = content_free_offsets(self.probabilities(list(CONTENT_FREE)))
         return self._offsets
 
     def scores(self, texts: list[str]) -> list[list[float] | None]:
@@ -89,11 +102,7 @@ class CategoryCheck:
         offsets = self.offsets()
         if offsets is None:
             return [None] * len(texts)
-        out = []
-        for row in self.probabilities(texts):
-            out.append(None if any(p is None for p in row) else
-                       [log_odds(p) - self.offset_strength * o for p, o in zip(row, offsets)])
-        return out
+        return [offset_log_odds(row, offsets, self.offset_strength) for row in self.probabilities(texts)]
 
     def info(self) -> dict:
         return {"prompt": self.version, "offset_strength": self.offset_strength, "requests": self.requests,
