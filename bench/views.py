@@ -218,17 +218,10 @@ def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, m
     return out
 
 
-def described_taxonomy(taxonomy: Taxonomy, described: dict | None) -> Taxonomy:
-    """`taxonomy` with the descriptions and examples the model wrote (a views file's `described`)."""
-    if not described:
-        return taxonomy
-    cats = [c.model_copy(update={k: v for k, v in described[c.name].items() if k in ("description", "examples")})
-            if c.name in described else c for c in taxonomy.categories]
-    return taxonomy.model_copy(update={"categories": cats})
-
-
 def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int) -> None:
     """Add the yes/no check to a views file collected before it existed (its rows and content-free inputs)."""
+    from offline_cov.strategies.describe import with_written
+
     payload = json.loads(path.read_text())
     known = {r["row"]: r["check"] for other in sorted(path.parent.parent.glob(f"*/{spec.name}.json")) if other != path
              for r in json.loads(other.read_text())["rows"] if "check" in r}
@@ -238,7 +231,7 @@ def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: in
     missing = [r for r in payload["rows"] if "check" not in r]
     if not missing and "check" in payload["content_free"]:
         return
-    taxonomy = described_taxonomy(taxonomy_for(spec), payload.get("described"))
+    taxonomy = with_written(taxonomy_for(spec), payload.get("described") or {})
     assert taxonomy.names == payload["taxonomy"]
     texts = {r["row"]: r["text"] for r in read_rows(spec, data_dir)}
     started = time.perf_counter()
