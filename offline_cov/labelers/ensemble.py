@@ -95,7 +95,7 @@ class EnsembleLabeler:
         self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
         self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
         self.sample_budget = self.llm.sample_budget
-        self.check = CategoryCheck(engine, taxonomy, self.sample_budget) if CHECK_WEIGHT else None
+        self.check = CategoryCheck(engine, taxonomy, self.sample_budget)
         self.overruled = self.llm_failed = self.check_failed = 0
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
@@ -115,9 +115,8 @@ class EnsembleLabeler:
         return labels
 
     def check_scores(self, texts: list[str]) -> list:
-        """The check's offset log-odds per text (None where it failed, and for all without a check)."""
-        if self.check is None:
-            return [None] * len(texts)
+        """The check's offset log-odds per text (None where it failed, and for every text of an engine
+        without logprobs)."""
         scores = self.check.scores(texts)
         self.check_failed += sum(s is None for s in scores)
         return scores
@@ -147,8 +146,7 @@ class EnsembleLabeler:
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
                 "fused_weight": self.weight, "temperature": ENSEMBLE_TEMPERATURE, "difficulty_cuts": list(DIFFICULTY_CUTS),
-                "check_weight": CHECK_WEIGHT if self.check else 0,
-                **({"check": {**self.check.info(), "failed": self.check_failed}} if self.check else {}),
+                "check_weight": CHECK_WEIGHT, "check": {**self.check.info(), "failed": self.check_failed},
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed}
 
