@@ -560,16 +560,15 @@ def _shrink(counts: dict[str, int], pool: dict[str, list[int]]) -> dict[str, int
 def view_scores(set_name: str, args, labeler: str = "ensemble"):
     """A labeler's scores (ensemble, embed or fused, before the product temperature) for every row of
     a set's pool views (bench/views.py --split pool): names, truth (category index), scores, the dev
-    mask, and 0 seconds (no model runs here). The ensemble's include the yes/no check where the
-    views have it (collected since ensemble-v6), else they are ensemble-v5's."""
+    mask, and 0 seconds (no model runs here). The ensemble's are the product's (`choose.ensemble_scores`:
+    the yes/no check of the top CHECK_TOP_K) where the views have the check, else ensemble-v5's."""
     import json
 
     import numpy as np
 
-    from offline_cov.labelers.ensemble import ENSEMBLE_FUSED_WEIGHT, combined_scores
     from offline_cov.labelers.fused import fused_scores
 
-    from .choose import check_scores, fused_probs, llm_probs
+    from .choose import ensemble_scores, llm_probs
     from .views import OUT
 
     path = OUT / args.views / "pool" / f"{set_name}.json"
@@ -584,8 +583,7 @@ def view_scores(set_name: str, args, labeler: str = "ensemble"):
     elif labeler == "fused":
         scores = fused_scores(np.asarray([r["embed"] for r in rows]), np.asarray([r["hidden"] for r in rows]))
     else:
-        scores = np.asarray([combined_scores(llm_probs(r, names), fused_probs(r), ENSEMBLE_FUSED_WEIGHT,
-                                             check_scores(r, payload)) for r in rows])
+        scores = np.asarray([ensemble_scores(r, payload, llm_probs(r, names)) for r in rows])
     truth = np.asarray([names.index(r["labels"][0]) for r in rows])
     dev = np.asarray([int(hashlib.sha256(f"{set_name}:{r['row']}".encode()).hexdigest(), 16) % 3 == 0 for r in rows])
     return names, truth, scores, dev, 0.0

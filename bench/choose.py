@@ -22,7 +22,7 @@ from collections import Counter
 
 import numpy as np
 
-from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, content_free_offsets, offset_log_odds
+from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, CHECK_TOP_K, content_free_offsets, offset_log_odds, top_candidates
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
@@ -52,6 +52,8 @@ WEIGHTS = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
 STRENGTHS = [0.0, 0.5, 1.0]  # contextual calibration of the LLM's distribution (0: none, the product)
 CHECK_GRID = {"offset_strength": [0.0, 0.5, 1.0], "check_weight": [0.0, 1.0, 2.0, 3.0, 4.0],
               "fused_weight": [1.0, 1.5, 2.0, 3.0, 4.0]}  # the yes/no check's constants, chosen on dev
+TOP_KS = [1, 2, 3, 4, 5, 6, 8]  # categories the check asks per sample; the rule: the smallest k within 0.005 of all
+ALL = 99  # a top-k that asks every category (ensemble-v6)
 
 
 def load(split: str, model: str) -> dict[str, dict]:
@@ -70,15 +72,29 @@ def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     return None if llm["primary"] is None else llm_vote(llm["primary"], llm["p_category"], names)
 
 
-def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH) -> np.ndarray | None:
-    """The yes/no check's log-odds per category less `strength` times their mean on the content-free
-    inputs, by the product's own functions (`labelers/check.py`); None where the views have no check
-    or an answer failed."""
+def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH, base=None,
+                 top_k: int = CHECK_TOP_K) -> np.ndarray | None:
+    """The yes/no check's score per category as the product computes it (`labelers/check.py`): of the
+    `top_k` categories with the highest `base` scores (every one without `base`), log-odds less
+    `strength` times their mean on the content-free inputs; the others the lowest of those. None
+    where the views have no check or an answer failed."""
     free = payload.get("content_free", {}).get("check")
     if row.get("check") is None or free is None:
         return None
-    scores = offset_log_odds(row["check"], content_free_offsets(free), strength)
+    asked = range(len(row["check"])) if base is None else top_candidates(list(base), top_k)
+    scores = offset_log_odds({j: row["check"][j] for j in asked}, content_free_offsets(free), strength)
     return None if scores is None else np.asarray(scores)
+
+
+def ensemble_scores(row: dict, payload: dict, p_llm, weight: float = ENSEMBLE_FUSED_WEIGHT,
+                    check_weight: float = CHECK_WEIGHT, check_strength: float = CHECK_OFFSET_STRENGTH,
+                    top_k: int = CHECK_TOP_K) -> np.ndarray:
+    """The product's combined scores of one row (`ensemble.combined_scores`), the check asking the
+    `top_k` likeliest categories by the other two experts."""
+    p_fused = fused_probs(row)
+    base = combined_scores(p_llm, p_fused, weight)
+    check = check_scores(row, payload, check_strength, base, top_k) if check_weight else None
+    return combined_scores(p_llm, p_fused, weight, check, check_weight)
 
 
 def content_free_bias(payload: dict) -> np.ndarray | None:
@@ -104,10 +120,11 @@ def calibrated(p_llm: list[float] | None, bias: np.ndarray | None, strength: flo
 
 def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
                 temperature: float = ENSEMBLE_TEMPERATURE, strength: float = 0.0, check_weight: float = CHECK_WEIGHT,
-                check_strength: float = CHECK_OFFSET_STRENGTH) -> list[tuple[str | None, float]]:
+                check_strength: float = CHECK_OFFSET_STRENGTH, top_k: int = CHECK_TOP_K) -> list[tuple[str | None, float]]:
     """(category, confidence) per row for one labeler read from the views; `strength` > 0 calibrates
     the LLM's distribution on the set's content-free answers first (`calibrated`). `ensemble` is the
-    product's (with the yes/no check where the views have it), `ensemble-v5` the one before the check."""
+    product's (with the yes/no check of the top_k where the views have it), `ensemble-v6` the check of
+    every category, `ensemble-v5` the one before the check."""
     names = payload["taxonomy"]
     bias = content_free_bias(payload) if strength else None
     out = []
@@ -129,10 +146,10 @@ def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIG
             p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE), weight))
         elif labeler == "ensemble-v5":
             p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * ENSEMBLE_TEMPERATURE)
-        else:  # ensemble
-            check = check_scores(row, payload, check_strength) if check_weight else None
-            p = softmax(combined_scores(calibrated(llm_probs(row, names), bias, strength), fused_probs(row), weight,
-                                        check, check_weight) * temperature)
+        else:  # ensemble, ensemble-v6
+            k = ALL if labeler == "ensemble-v6" else top_k
+            p = softmax(ensemble_scores(row, payload, calibrated(llm_probs(row, names), bias, strength), weight,
+                                        check_weight, check_strength, k) * temperature)
         best = int(np.argmax(p))
         out.append((names[best], float(p[best])))
     return out
@@ -161,6 +178,17 @@ def check_grid(views: dict[str, dict]) -> dict:
     points.sort(key=lambda g: -g["mean"])
     return {"sets": list(views), "top": points[:15],
             "without_check": max((g for g in points if g["check_weight"] == 0), key=lambda g: g["mean"])}
+
+
+def top_k_grid(views: dict[str, dict]) -> dict:
+    """Accuracy per set and categories asked per sample for each check size in TOP_KS (and every category)."""
+    out = {}
+    for k in TOP_KS + [ALL]:
+        acc = {name: category_scores(p, predictions(p, "ensemble", top_k=k))["accuracy"] for name, p in views.items()}
+        asked = np.mean([min(k, len(p["taxonomy"])) for p in views.values() for r in p["rows"] if r["labels"]])
+        out["all" if k == ALL else str(k)] = {"mean": round(float(np.mean(list(acc.values()))), 4),
+                                               "asked": round(float(asked), 2), "sets": acc}
+    return out
 
 
 def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dict | None:
@@ -198,9 +226,7 @@ def fit_temperature(views: dict[str, dict]) -> dict:
             for row in payload["rows"]:
                 if not row["labels"]:
                     continue
-                scores = combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT,
-                                         check_scores(row, payload))
-                p = softmax(scores * t)
+                p = softmax(ensemble_scores(row, payload, llm_probs(row, names)) * t)
                 total -= np.log(max(sum(p[names.index(x)] for x in set(row["labels"]) if x in names), 1e-12))
                 n += 1
         nll[t] = total / n
@@ -344,7 +370,7 @@ def run(split: str, model: str) -> dict:
             continue
         payload = views[name]
         rows = {lab: category_scores(payload, predictions(payload, lab))
-                for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble")}
+                for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble")}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
                              "llm_samples_per_s": llm_rate(payload)}
         rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
@@ -359,6 +385,7 @@ def run(split: str, model: str) -> dict:
         checked = {n: views[n] for n in out["sets"] if views[n].get("content_free", {}).get("check")}
         if checked:
             out["check_grid"] = check_grid(checked)
+            out["top_k"] = top_k_grid(checked)
     for name in DIFFICULTY_SETS:
         if name in views:
             methods = difficulty_methods(views[name]["rows"][0])
@@ -383,20 +410,23 @@ def markdown(res: dict) -> str:
              f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}; difficulty (\"chosen\"): length weight "
              f"{DIFFICULTY_LENGTH_WEIGHT}, cuts {list(DIFFICULTY_CUTS)}", "",
              f"- the yes/no check: weight {CHECK_WEIGHT}, content-free offset strength {CHECK_OFFSET_STRENGTH}; "
-             "`ensemble-v5` is the ensemble before it", "",
-             "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble | ensemble macro-F1 | kappa | "
-             "LLM x embed only | ensemble mean confidence | ECE | LLM samples/s (under load) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"asked of each sample's {CHECK_TOP_K} likeliest categories; `ensemble-v6` asks every category, "
+             "`ensemble-v5` is the ensemble before the check", "",
+             "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble-v6 | ensemble | ensemble macro-F1 | "
+             "kappa | LLM x embed only | ensemble mean confidence | ECE | LLM samples/s (under load) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
         lab, cal = s["labelers"], s["calibration"]
         lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
                      f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | {lab['ensemble-v5']['accuracy']:.3f} | "
+                     f"{lab['ensemble-v6']['accuracy']:.3f} | "
                      f"**{lab['ensemble']['accuracy']:.3f}** | "
                      f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {lab['ensemble-embed']['accuracy']:.3f} | "
                      f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s'] or 'reused rows'} |")
     means = {lab: np.mean([s["labelers"][lab]["accuracy"] for s in res["sets"].values()])
-             for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble", "ensemble-embed")}
-    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble-v5", "ensemble")) +
+             for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble", "ensemble-embed")}
+    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble-v5",
+                                                                          "ensemble-v6", "ensemble")) +
                  f" | | | {means['ensemble-embed']:.3f} | | | |")
     if res["weights"]:
         lines += ["", "Ensemble accuracy by fused weight (0: the LLM's distribution alone):", "",
@@ -414,6 +444,16 @@ def markdown(res: dict) -> str:
         for g in grid["top"] + [grid["without_check"]]:
             lines.append(f"| {g['offset_strength']} | {g['check_weight']} | {g['fused_weight']} | {g['mean']:.4f} | "
                          + " | ".join(f"{g['sets'][n]:.3f}" for n in sets) + " |")
+    if res.get("top_k"):
+        grid = res["top_k"]
+        sets = list(next(iter(grid.values()))["sets"])
+        lines += ["", "The check asks each sample's k likeliest categories by the other two experts (the others get "
+                      "the lowest asked score); the rule, set before the table: the smallest k whose mean is within "
+                      "0.005 of asking every category:", "",
+                  "| k | categories asked per sample | mean | " + " | ".join(sets) + " |",
+                  "|---|---|---|" + "---|" * len(sets)]
+        for k, g in grid.items():
+            lines.append(f"| {k} | {g['asked']:.2f} | {g['mean']:.4f} | " + " | ".join(f"{g['sets'][n]:.3f}" for n in sets) + " |")
     if res.get("contextual"):
         cols = list(next(iter(res["contextual"].values())))
         lines += ["", "Contextual calibration (Zhao et al. 2021): the LLM's distribution divided by its mean distribution "

@@ -212,8 +212,8 @@ def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, m
     out = []
     for at in range(0, len(texts), batch_size):
         started = time.perf_counter()
-        chunk = check.probabilities(texts[at: at + batch_size])
-        out += [[None if p is None else round(p, 5) for p in row] for row in chunk]
+        chunk = check.probabilities(texts[at: at + batch_size])  # every category
+        out += [[None if row[j] is None else round(row[j], 5) for j in range(len(row))] for row in chunk]
         say(f"  check {min(at + batch_size, len(texts))}/{len(texts)} ({len(chunk) / (time.perf_counter() - started):.2f} samples/s)")
     return out
 

@@ -12,7 +12,15 @@ import pytest
 from offline_cov.data.readers import Sample
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
-from offline_cov.labelers.check import CONTENT_FREE, CategoryCheck, log_odds, yes_probability
+from offline_cov.labelers.check import (
+    CHECK_TOP_K,
+    CONTENT_FREE,
+    CategoryCheck,
+    log_odds,
+    offset_log_odds,
+    top_candidates,
+    yes_probability,
+)
 from offline_cov.labelers.ensemble import CHECK_WEIGHT, EnsembleLabeler
 from offline_cov.prompts import check_messages
 from offline_cov.taxonomy import parse_taxonomy_list
@@ -43,6 +51,8 @@ class Scripted(FakeEngine):
         self.p_yes = p_yes
 
     def generate(self, requests):
+        if any(r.schema for r in requests):  # the label requests: a valid answer without logprobs
+            return super().generate(requests)
         self.requests += requests
         out = []
         for r in requests:
@@ -101,11 +111,55 @@ def test_the_ensemble_adds_the_check_with_its_weight():
     taxonomy = parse_taxonomy_list("math,code,writing")
     labeler = EnsembleLabeler(FakeEngine(), taxonomy, fused=SimpleNamespace(temperature=1.0))
     sample = Sample(0, (("user", "a request"),))
-    fused_row = np.log(np.array([0.5, 0.3, 0.2]))
-    plain = labeler.combine(sample, fused_row, None, None)
+    experts = labeler.experts(np.log(np.array([0.5, 0.3, 0.2])), None, None)
+    plain = labeler.combine(sample, experts, None, None)
     assert plain.categories == ("math",)
     margin = labeler.weight * math.log(0.5 / 0.2)  # the prototypes' lead of math over writing
     check = [0.0, 0.0, margin / CHECK_WEIGHT + 0.1]  # a check that, at its weight, outweighs it
-    checked = labeler.combine(sample, fused_row, None, None, check)
+    checked = labeler.combine(sample, experts, None, None, check)
     assert checked.categories == ("writing",)
-    assert labeler.combine(sample, fused_row, None, None, None).categories == ("math",)
+    assert labeler.combine(sample, experts, None, None, None).categories == ("math",)
+
+
+def test_the_top_candidates_are_the_highest_scores_first_ties_to_the_earlier():
+    assert top_candidates([0.1, 0.9, 0.5, 0.9, 0.2], k=3) == [1, 3, 2]
+    assert top_candidates([0.3, 0.1], k=4) == [0, 1]  # a taxonomy smaller than k: every category
+
+
+def test_an_unasked_category_gets_the_lowest_asked_score():
+    offsets = [0.0, 1.0, 0.0, 0.0]
+    scores = offset_log_odds({2: 0.9, 1: 0.5}, offsets, strength=1.0)
+    low = log_odds(0.5) - 1.0
+    assert scores == pytest.approx([low, low, log_odds(0.9), low])
+    assert offset_log_odds({0: 0.9, 1: None}, offsets, 1.0) is None  # a failed answer: no check
+    assert offset_log_odds({0: 0.9}, None, 1.0) is None
+
+
+def test_the_check_asks_only_each_samples_candidates_first_ones_first():
+    engine = Scripted(lambda text, cat: 0.5)
+    check = CategoryCheck(engine, parse_taxonomy_list("math,code,writing,poetry"), sample_budget=100)
+    check.offsets()
+    engine.requests = []
+    rows = check.probabilities(["a", "b"], [[2, 0], [3, 1]])
+    assert [list(r) for r in rows] == [[2, 0], [3, 1]]
+    asked = [(r.messages[1]["content"].split("\n")[1], r.messages[1]["content"].split("Category: ")[1].split("\n")[0])
+             for r in engine.requests]
+    assert asked == [("a", "writing"), ("b", "poetry"), ("a", "math"), ("b", "code")]
+
+
+def test_the_ensemble_checks_only_the_other_experts_top_k():
+    """With six categories the ensemble asks each sample CHECK_TOP_K of them: the prototypes' and the
+    LLM's likeliest; the content-free offsets still cover every category."""
+    names = ["math", "code", "writing", "poetry", "travel", "food"]
+    engine = Scripted(lambda text, cat: 0.9 if cat == "travel" else 0.2)
+    fused = SimpleNamespace(temperature=1.0, scores=lambda texts: np.log(np.array([[0.3, 0.25, 0.2, 0.1, 0.1, 0.05]] * len(texts))))
+    labeler = EnsembleLabeler(engine, parse_taxonomy_list(",".join(names)), fused=fused)
+    from offline_cov.labelers.base import LabelRun
+
+    labels = labeler.label_batch([Sample(0, (("user", "plan a trip"),))], LabelRun())
+    per_sample = [r for r in engine.requests if r.schema is None][len(CONTENT_FREE) * len(names):]
+    asked = {r.messages[1]["content"].split("Category: ")[1].split("\n")[0] for r in per_sample}
+    assert len(per_sample) == len(asked) == CHECK_TOP_K < len(names)
+    assert {"math", "code"} <= asked  # the prototypes' two likeliest (the LLM's pick takes one of the places)
+    assert labeler.check.requests == len(CONTENT_FREE) * len(names) + CHECK_TOP_K
+    assert labels[0].categories in {(n,) for n in names}

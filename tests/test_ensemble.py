@@ -61,5 +61,6 @@ def test_the_labeler_writes_the_length_aware_difficulty_of_each_sample():
     for n in (3, 40, 200):
         sample = Sample(n, (("user", words(n)),))
         label = SampleLabel(n, ("math",), "hard")
-        got.append(labeler.combine(sample, np.zeros(3), label, answer()).difficulty)
+        experts = labeler.experts(np.zeros(3), label, answer())
+        got.append(labeler.combine(sample, experts, label, answer()).difficulty)
     assert got == ["easy", "medium", "hard"]

@@ -7,8 +7,9 @@ Per sample, three experts score the taxonomy's categories:
   value begins, read as a distribution by `llm.choice_distribution`;
 - the `fused` labeler (MiniLM and SmolLM2 hidden-state prototypes): softmax of its scores at its
   fitted temperature;
-- the same LLM asked of each category on its own whether the sample belongs to it (`check.py`): the
-  log-odds of yes, less the model's lean measured on content-free inputs.
+- the same LLM asked of each of the sample's CHECK_TOP_K likeliest categories (by the first two
+  experts) on its own whether the sample belongs to it (`check.py`): the log-odds of yes, less the
+  model's lean measured on content-free inputs.
 
 The label is the category with the largest `log P_llm + ENSEMBLE_FUSED_WEIGHT * log P_fused +
 CHECK_WEIGHT * check` (a weighted product of experts), its confidence that score's softmax at
@@ -41,7 +42,7 @@ from ..report.contract import DIFFICULTIES
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
 from .base import LabelRun, LabelSettings, sample_text
-from .check import CHECK_OFFSET_STRENGTH, CategoryCheck
+from .check import CHECK_OFFSET_STRENGTH, CHECK_TOP_K, CategoryCheck, top_candidates
 from .difficulty import difficulty_features, difficulty_from_text
 from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
@@ -49,7 +50,9 @@ from .llm import LLMLabeler, choice_distribution, record
 from .measured import CHOOSE_TEST_RUN_V6, DECISIONS_RUN_V6, gaps_named
 from .measured import on_test as measured_on_test
 
-ENSEMBLE_VERSION = "ensemble-v6"  # v6: the yes/no check; v5: refitted for label-v2; v4: 3x the dev rows; v3: the length term
+# v7: the check asks the top CHECK_TOP_K; v6: the yes/no check; v5: refitted for label-v2; v4: 3x the dev rows;
+# v3: the length term
+ENSEMBLE_VERSION = "ensemble-v7"
 ENSEMBLE_FUSED_WEIGHT = 2.0
 CHECK_WEIGHT = 4.0  # of the check's log-odds
 ENSEMBLE_TEMPERATURE = 0.35
@@ -81,6 +84,7 @@ class EnsembleLabeler:
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
                  "top_logprobs": TOP_LOGPROBS, "check_weight": CHECK_WEIGHT,
                  "check_offset_strength": CHECK_OFFSET_STRENGTH, "check_prompt": CategoryCheck.version,
+                 "check_top_k": CHECK_TOP_K,
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
 
@@ -104,20 +108,21 @@ class EnsembleLabeler:
         built = [self.llm.request(s) for s in samples]
         run.truncated.update(s.index for s, (_, cut) in zip(samples, built) if cut)
         outcomes = generate_parsed(self.llm.engine, [r for r, _ in built], self.parse(samples))
-        checks = self.check_scores(texts)
         run.requests += len(samples)
         scratch = LabelRun()
-        labels = [self.combine(sample, row, *(record(scratch, sample.index, outcome) or (None, None)), check)
-                  for sample, row, outcome, check in zip(samples, fused, outcomes, checks)]
+        answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
+        experts = [self.experts(row, *answer) for row, answer in zip(fused, answers)]
+        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight)) for e in experts])
+        labels = [self.combine(sample, e, *answer, check) for sample, e, answer, check in zip(samples, experts, answers, checks)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
         run.absorb(scratch)
         return labels
 
-    def check_scores(self, texts: list[str]) -> list:
-        """The check's offset log-odds per text (None where it failed, and for every text of an engine
-        without logprobs)."""
-        scores = self.check.scores(texts)
+    def check_scores(self, texts: list[str], candidates: list[list[int]]) -> list:
+        """The check's offset log-odds per text, asking each its candidates (None where it failed, and
+        for every text of an engine without logprobs)."""
+        scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
         return scores
 
@@ -128,13 +133,16 @@ class EnsembleLabeler:
             return None if label is None else (label, result)
         return parse
 
-    def combine(self, sample: Sample, fused_row, label: SampleLabel | None, result, check=None) -> SampleLabel:
-        """One sample's label from the fused scores, the LLM's answer (None when it gave none) and
-        the check's log-odds (None without them)."""
+    def experts(self, fused_row, label: SampleLabel | None, result) -> tuple:
+        """(P_llm, P_fused) of one sample in taxonomy order; P_llm is None when the LLM gave no label."""
+        return (llm_category_probabilities(label, result, self.taxonomy.names),
+                softmax(fused_row * self.fused.temperature))
+
+    def combine(self, sample: Sample, experts: tuple, label: SampleLabel | None, result, check=None) -> SampleLabel:
+        """One sample's label from its experts' probabilities, the LLM's answer (None when it gave none)
+        and the check's scores (None without them)."""
         names = self.taxonomy.names
-        p_fused = softmax(fused_row * self.fused.temperature)
-        p_llm = llm_category_probabilities(label, result, names)
-        scores = combined_scores(p_llm, p_fused, self.weight, check)
+        scores = combined_scores(*experts, self.weight, check)
         best = max(range(len(names)), key=lambda j: (scores[j], -j))
         posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
         if label is not None and names[best] != label.categories[0]:
