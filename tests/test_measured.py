@@ -43,8 +43,8 @@ def test_each_model_gets_its_own_measured_numbers_and_an_unmeasured_one_a_note()
 
 
 def test_the_report_cites_the_ensemble_run_of_the_model_that_read_the_samples():
-    """The 1.5B's run for a run the 1.5B read; ensemble-v6 was not measured with the 0.5B (the 0.5B's
-    numbers were ensemble-v5's), so a run with it gets a note and no accuracy to widen by."""
+    """The 1.5B's run for a run the 1.5B read; ensemble-v6 and -v7 were not measured with the 0.5B (the
+    0.5B's numbers were ensemble-v5's), so a run with it gets a note and no accuracy to widen by."""
     from types import SimpleNamespace
 
     from offline_cov.strategies.how_sure import measured_accuracy
