@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import TaxonomyError, validation_problems
+from .json_keys import DuplicateKey, unique_keys
 
 MAX_CATEGORIES = 50
 TARGET_SUM_TOLERANCE = 1.0
@@ -202,7 +203,7 @@ def _mapped_category(path: Path, name, value) -> dict:
 def _parse_yaml_or_json(path: Path, text: str):
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text, object_pairs_hook=_unique_keys)
+            return json.loads(text, object_pairs_hook=unique_keys)
         except DuplicateKey as exc:
             raise TaxonomyError(f"{path}: key {exc.args[0]!r} appears twice; the second would replace the first "
                                 "without a word") from None
@@ -223,18 +224,6 @@ def _parse_yaml_or_json(path: Path, text: str):
         raise TaxonomyError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     except (ValueError, RecursionError) as exc:  # a value yaml cannot build (a date 2001-13-01); nesting too deep
         raise TaxonomyError(f"{path}: invalid YAML ({exc})") from None
-
-
-class DuplicateKey(Exception):
-    """A mapping in a taxonomy file names one key twice (args: the key, and its line in YAML)."""
-
-
-def _unique_keys(pairs: list[tuple]) -> dict:
-    keys = [key for key, _ in pairs]
-    twice = next((key for i, key in enumerate(keys) if key in keys[:i]), None)
-    if twice is not None:
-        raise DuplicateKey(twice)
-    return dict(pairs)
 
 
 def _unique_keys_loader():

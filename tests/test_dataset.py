@@ -1,6 +1,7 @@
 """Every input format and sample shape, and the errors bad input gets."""
 
 import json
+import re
 
 import pytest
 
@@ -149,6 +150,42 @@ def test_malformed_lines_name_file_and_line(tmp_path):
     cut.write_text('{"prompt": "ok"}\n{"prompt": "cut off here\n', encoding="utf-8")  # was "Invalid control character"
     with pytest.raises(InputError, match="line 2: malformed JSON \\(Unterminated string starting at column 12\\)"):
         read_samples(cut)
+
+
+def test_a_key_given_twice_in_a_jsonl_record_is_refused_with_its_line_and_field(tmp_path):
+    """json.loads keeps the last of two values for one key: the second instruction was read without a word."""
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"instruction": "a", "output": "x"}\n{"instruction": "a", "instruction": "b", "output": "x"}\n'
+                 '{"messages": [{"role": "user", "content": "hi", "content": "ho"}]}\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    text = str(err.value)
+    assert "2 bad record(s)" in text
+    assert f"{f}, line 2, field 'instruction': the key appears twice in one object" in text
+    assert f"{f}, line 3, field 'content': the key appears twice" in text and "keep one" in text
+    assert [s.instruction for s in read_samples(f, skip_bad_lines=True).samples] == ["a"]
+
+
+@pytest.mark.parametrize("wrap", ["{}", '{{"data": {}}}'])
+def test_a_key_given_twice_in_a_json_array_record_names_the_record_and_field(tmp_path, wrap):
+    """As in JSONL, each record with a key given twice is a bad record (skipped with --skip-bad-lines)."""
+    f = tmp_path / "d.json"
+    rows = ('[{"instruction": "a", "output": "x"},\n {"instruction": "b", "output": "x", "output": "y"},\n'
+            ' {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "role": "user", "content": "ho"}]}]')
+    f.write_text(wrap.format(rows), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_samples(f)
+    text = str(err.value)
+    assert f"{f} (record 2), field 'output': the key appears twice" in text
+    assert f"{f} (record 3), field 'role': the key appears twice" in text
+    assert [s.instruction for s in read_samples(f, skip_bad_lines=True).samples] == ["a"]
+
+
+def test_a_key_given_twice_around_a_json_files_records_is_refused(tmp_path):
+    f = tmp_path / "d.json"
+    f.write_text('{"data": [{"instruction": "a"}],\n "data": [{"instruction": "b"}]}', encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(f"{f}, field 'data': the key appears twice in one object")):
+        read_samples(f)
 
 
 def test_wrong_type_and_empty_instruction(tmp_path):

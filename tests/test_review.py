@@ -324,6 +324,17 @@ def test_bad_calibration_rows_name_the_line_and_field(tmp_path, row, words):
         load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
 
 
+def test_a_calibration_row_giving_a_key_twice_is_refused(tmp_path):
+    """json.loads kept the last category of a row that gave two: the answer read was a guess."""
+    from offline_cov.data.calibration import load_calibration
+    from offline_cov.taxonomy import parse_taxonomy_list
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"index": 0, "category": "math"}\n{"index": 1, "category": "math", "category": "code"}\n')
+    with pytest.raises(InputError, match=re.escape(f"{path}, line 2, field 'category': the key appears twice")):
+        load_calibration(path, parse_taxonomy_list(",".join(NAMES)))
+
+
 def test_a_csv_skipped_column_of_false_keeps_the_row(tmp_path):
     """Every CSV value is text, and "false" or "0" once counted as skipped: the rows were dropped."""
     from offline_cov.data.calibration import load_calibration

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..json_keys import TWICE, DuplicateKey, unique_keys
 from ..taxonomy import Taxonomy
 
 READ_COLUMNS = ("category", "index", "text", "proposed", "skipped", "copies")  # a CSV header may name each once
@@ -88,7 +89,9 @@ def _records(path: Path, codec: str):
             if not text.strip():
                 continue
             try:
-                record = json.loads(text)
+                record = json.loads(text, object_pairs_hook=unique_keys)
+            except DuplicateKey as exc:
+                raise InputError(path, TWICE, line=line, field=exc.key) from None
             except json.JSONDecodeError as exc:
                 raise InputError(path, f"invalid JSON ({exc.msg})", line=line) from None
             if not isinstance(record, dict):

@@ -10,12 +10,13 @@ import random
 import re
 import sys
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from ..errors import InputError
+from ..json_keys import TWICE, DuplicateKey, key_twice, unique_keys
 
 ROLE_ALIASES = {
     "human": "user", "user": "user", "prompter": "user",
@@ -228,17 +229,20 @@ def _iter_lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
         raise _os_error(path, exc) from None
 
 
-def _parse_json(text: str):
-    """json.loads, with every way it can fail turned into (None, message)."""
+def _parse_json(text: str, hook=unique_keys):
+    """json.loads with `hook` as object_pairs_hook, every way it can fail turned into (None, (message,
+    line, field))."""
     try:
-        return json.loads(text), None
+        return json.loads(text, object_pairs_hook=hook), None
+    except DuplicateKey as exc:
+        return None, (TWICE, None, str(exc.key))
     except json.JSONDecodeError as exc:
         where = f" column {exc.colno}" if exc.msg.endswith(" at") else f", column {exc.colno}"
-        return None, (f"malformed JSON ({exc.msg}{where})", exc.lineno)
+        return None, (f"malformed JSON ({exc.msg}{where})", exc.lineno, None)
     except RecursionError:
-        return None, ("malformed JSON (nested too deeply)", None)
+        return None, ("malformed JSON (nested too deeply)", None, None)
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        return None, (f"malformed JSON ({_short(str(exc), 80)})", None)
+        return None, (f"malformed JSON ({_short(str(exc), 80)})", None, None)
 
 
 def _iter_jsonl(path: Path, encoding: str):
@@ -248,7 +252,40 @@ def _iter_jsonl(path: Path, encoding: str):
         record, problem = _parse_json(line)
         if problem is not None:  # a line cut mid-string: "Unterminated string", not "Invalid control character"
             problem = _parse_json(line.rstrip("\r\n"))[1] or problem
-        yield "line", lineno, record if problem is None else InputError(path, problem[0], line=lineno)
+        yield "line", lineno, record if problem is None else InputError(path, problem[0], line=lineno, field=problem[2])
+
+
+class _KeyTwice(dict):
+    """An object of a JSON array file that names `key` twice: kept (the rest of the file parses) so
+    that its record, not the whole file, is the bad one."""
+
+    key: str = ""
+
+
+def _marking_key_twice(found: list) -> Callable[[list[tuple]], dict]:
+    """An object_pairs_hook that reads an object naming a key twice as a _KeyTwice, appended to `found`."""
+    def hook(pairs: list[tuple]) -> dict:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        found.append(marked := _KeyTwice(obj))
+        marked.key = key_twice(pairs)
+        return marked
+    return hook
+
+
+def _key_twice_in(value) -> str | None:
+    """The key of an object in `value` (read with _marking_key_twice) that names one twice, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _KeyTwice):
+            return item.key
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _iter_json(path: Path, encoding: str):
@@ -267,7 +304,8 @@ def _iter_json(path: Path, encoding: str):
         text = text[1:]
     if not text.strip():  # as an empty JSONL, CSV or Parquet file
         return
-    data, problem = _parse_json(text)
+    twice: list[_KeyTwice] = []
+    data, problem = _parse_json(text, _marking_key_twice(twice))
     if problem is not None:
         if "\n{" in text and re.match(r"\s*\{", text):
             del text
@@ -275,6 +313,8 @@ def _iter_json(path: Path, encoding: str):
             return
         raise InputError(path, problem[0], line=problem[1])
     del text
+    if isinstance(data, _KeyTwice):
+        raise InputError(path, TWICE, field=data.key)
     if isinstance(data, dict):
         chosen = next((k for k in ("data", "train", "rows") if k in data), None)
         if note := _splits_note(path, data, chosen):
@@ -283,6 +323,8 @@ def _iter_json(path: Path, encoding: str):
     if not isinstance(data, list):
         raise InputError(path, "expected a JSON array of samples (or an object with a 'data' array)")
     for i, record in enumerate(data):
+        if twice and (key := _key_twice_in(record)) is not None:
+            record = InputError(f"{path} (record {i + 1})", TWICE, field=key)
         yield "record", i + 1, record
 
 
