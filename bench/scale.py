@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -102,7 +101,7 @@ def child(mode: str, data: str, workdir: str, taxonomy: str) -> dict:
 
 def run_child(mode: str, data: Path, workdir: Path, taxonomy: str) -> dict:
     cmd = [sys.executable, "-m", "bench.scale", "--source", "-", "--taxonomy", taxonomy, "--child", mode, str(data), str(workdir)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent)
+    out = common.run_child(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent)
     if out.returncode != 0:
         raise SystemExit(f"{mode} on {data} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -115,7 +114,7 @@ def analyze_bundled(options: list[str], env_extra: dict, tag: str) -> dict:
     cmd = [str(repo / ".venv" / "bin" / "offline-cov"), "analyze", "examples/sft_sample.jsonl", "--taxonomy-file",
            "examples/taxonomy.yaml", "--no-cache", "-q", "-o", str(report), "--metadata", str(meta), *options]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    proc = common.run_child(cmd, env=env, cwd=repo, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if proc.returncode:
         return {"error": proc.stderr[-2000:]}
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         env.update(env_extra)
         print(f"[speed_cpu {time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "bench.speed_cpu", "--rows", str(args.rows), "--one", json.dumps(options)],
+        proc = common.run_child([sys.executable, "-m", "bench.speed_cpu", "--rows", str(args.rows), "--one", json.dumps(options)],
                               env=env, capture_output=True, text=True, cwd=HERE.parent)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:

@@ -4,7 +4,12 @@ recomputed by hand from the per-sample predictions they recorded."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -557,3 +562,51 @@ def test_seeds_bench_examples_and_gap_report():
     assert all(arms["own"][n].startswith(f"{n} row") for n in "abc")
     assert all(arms["other"][n] and not arms["other"][n].startswith(f"{n} row") for n in "abc")
     assert [g.category for g in gaps_report(["a", "b", "c"]).gaps] == ["a", "b", "c"]
+
+
+PDEATHSIG = """import ctypes
+sig = ctypes.c_int()
+ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(sig))  # PR_GET_PDEATHSIG
+print(sig.value)
+"""
+SPAWN_PROBE = """import multiprocessing
+import runpy
+
+import bench.common  # noqa: F401 (as every bench entry point does)
+
+
+def pdeathsig():
+    runpy.run_path({probe!r})
+
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=pdeathsig)
+    child.start()
+    child.join()
+"""
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+
+
+@linux_only
+def test_a_process_a_bench_run_spawns_is_killed_with_it(tmp_path):
+    """vLLM spawns its engine core; under `python -m bench.X` it outlived a bench killed with pkill,
+    holding 10 GB, where the CLI's dies with it. The spawned child imports the bench's main module, so
+    bench.common asks Linux for the same parent-death signal the CLI does."""
+    (tmp_path / "pdeathsig.py").write_text(PDEATHSIG)
+    (tmp_path / "bench_probe.py").write_text(SPAWN_PROBE.format(probe=str(tmp_path / "pdeathsig.py")))
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo)])}
+    out = subprocess.run([sys.executable, "-m", "bench_probe"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(int(signal.SIGKILL))]
+
+
+@linux_only
+def test_an_analyze_a_bench_runs_as_a_command_is_killed_with_it():
+    """bench.parity, cpu_default, speed_cpu and scale run `analyze` as a command of their own, which
+    (and so its engine) ran on when the bench was killed."""
+    from bench import common
+
+    out = common.run_child([sys.executable, "-c", PDEATHSIG], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(int(signal.SIGKILL))]

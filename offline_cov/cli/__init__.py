@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import click
 
+from ..children import die_with_parent
 from ..version import __version__
-from .common import CONTEXT, die_with_parent, quiet_vllm_imports
+from .common import CONTEXT, quiet_vllm_imports
 
 quiet_vllm_imports()
 die_with_parent()

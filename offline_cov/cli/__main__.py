@@ -3,7 +3,7 @@
 It runs `offline_cov.cli.script` as the main module, as the script runs its own file. vLLM starts its
 engine with multiprocessing's spawn, whose children import the main module first unless it is named
 `__main__`; importing it imports this package, which asks Linux to stop them when the run dies
-(`common.die_with_parent`) and quiets vLLM's import-time lines (`common.quiet_vllm_imports`).
+(`offline_cov.children.die_with_parent`) and quiets vLLM's import-time lines (`common.quiet_vllm_imports`).
 Run from here instead, a run killed with kill -9 left vLLM's engine running, holding gigabytes.
 """
 

@@ -161,27 +161,6 @@ def silence_libraries() -> None:
     quiet_vllm_imports()
 
 
-def die_with_parent() -> None:
-    """In a process that multiprocessing spawned from an offline-cov run (vLLM's engine and its workers
-    import this package first, through the `offline-cov` script), ask Linux to kill it when its parent
-    dies: a run killed with kill -9 (a batch system's hard stop, the OOM killer) left vLLM's engine and
-    worker running, holding gigabytes. Ctrl-C and normal exits already stop them. `python -m
-    offline_cov.cli` runs a module of this package as the main module for the same reason (`__main__`)."""
-    import multiprocessing
-    import sys
-
-    # a spawned child imports its parent's main module (the script) while it is "inheriting" its state
-    if not sys.platform.startswith("linux") or not getattr(multiprocessing.current_process(), "_inheriting", False):
-        return
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-
-
 def quiet_vllm_imports() -> None:
     """vLLM 0.32 logs some warnings while it is imported, before it configures its logging, so Python
     prints them bare whatever VLLM_LOGGING_LEVEL says; at ERROR, its logger is set to ERROR first.
