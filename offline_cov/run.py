@@ -53,6 +53,12 @@ class Run:
         return self.labeler_cls.cache_identity(self.handle.identity)
 
     def open_labeler(self, taxonomy: Taxonomy):
+        """The run's labeler for `taxonomy`. One that needs the engine (llm, hybrid, ensemble: each sends
+        the LLM's label request) is refused before the engine starts when the label prompt cannot fit."""
+        if self.labeler_cls.needs_engine:
+            from .labelers.llm import check_fits_before_engine
+
+            check_fits_before_engine(taxonomy, self.opts.label, self.handle)
         return self.labeler_cls.open(taxonomy, self.opts.label, self.handle)
 
     def timed(self, name: str, since: float) -> None:

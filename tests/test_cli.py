@@ -107,6 +107,49 @@ def test_bad_models_file_is_rendered_for_people(tmp_path, monkeypatch):
     assert "models.x.source.kind" in result.output and "models.x.vllm.max_model_len" in result.output
 
 
+def word_model(tmp_path, monkeypatch, max_model_len: int) -> None:
+    """A models.yaml whose one model is a local folder holding a tokenizer (one token a word, as the
+    fake engine counts) and a config, no weights: enough for a token count, not for an engine."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder = tmp_path / "words"
+    folder.mkdir()
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "unk_token": "[UNK]"}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    registry = tmp_path / "models.yaml"
+    registry.write_text(f"default_gpu: words\ndefault_cpu: words\nmodels:\n  words:\n    source: {{kind: path, path: "
+                        f"'{folder}'}}\n    vllm: {{max_model_len: {max_model_len}}}\n")
+    monkeypatch.setenv("OFFLINE_COV_MODELS", str(registry))
+
+
+@pytest.mark.parametrize("labeler", ["llm", "hybrid", "ensemble"])
+def test_a_taxonomy_too_long_for_the_models_context_is_refused_before_the_engine_starts(tmp_path, monkeypatch,
+                                                                                         fake_engine, labeler):
+    """The label prompt's length was checked once the engine had started (30 s to minutes of vLLM's
+    start on a CPU); the model's tokenizer alone tells it, and a taxonomy that fits still runs."""
+    from conftest import EXAMPLE
+
+    word_model(tmp_path, monkeypatch, max_model_len=2048)
+    taxonomy = tmp_path / "t.yaml"
+    taxonomy.write_text("".join(f"{name}:\n  description: {' '.join(['word'] * 500)}\n"
+                                for name in ("math", "code", "writing", "reasoning", "factual_qa")))
+    args = ["analyze", str(EXAMPLE), "--taxonomy-file", str(taxonomy), "--labeler", labeler, "-m", "words",
+            "-o", str(tmp_path / "r.json"), "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "leaves no room for samples in the model's 2048-token context" in result.output
+    assert fake_engine == []  # no engine was opened
+    if labeler == "llm":  # hybrid and ensemble would load their embedding models
+        taxonomy.write_text("math:\n  description: numbers\ncode:\n  description: programs\n")
+        result = CliRunner().invoke(main, args + ["--sample", "3"])
+        assert result.exit_code == 0, result.output
+        assert len(fake_engine) == 1
+
+
 def test_every_command_has_help_and_an_example():
     runner = CliRunner()
     for name, command in main.commands.items():

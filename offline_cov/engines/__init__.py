@@ -16,6 +16,7 @@ ENGINES = {
     "openai": "offline_cov.engines.openai_engine:OpenAIEngine",
     "ray": "offline_cov.engines.ray_engine:RayEngine",
 }
+LOCAL_ENGINES = ("vllm", "transformers", "ray")  # run models.yaml's weights, with their own tokenizer and max_model_len
 
 
 @dataclass
@@ -74,6 +75,16 @@ class TokenBudget:
     def truncate(self, text: str, max_tokens: int) -> str:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+
+class ModelTokenizer(TokenBudget):
+    """A model's Hugging Face tokenizer alone, from its weights folder: token counts before (or
+    without) an engine."""
+
+    def __init__(self, path, trust_remote_code: bool = False):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 def get_engine_class(name: str):

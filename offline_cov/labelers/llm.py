@@ -52,14 +52,7 @@ class LLMLabeler:
         self.engine, self.taxonomy, self.top_logprobs, self.prompt = engine, taxonomy, top_logprobs, prompt
         self.settings = settings or LabelSettings()
         self.schema = label_schema(taxonomy)
-        overhead = engine.count_tokens(LABEL_PROMPTS[prompt](taxonomy)) + TEMPLATE_OVERHEAD_TOKENS
-        room = engine.max_model_len - overhead - self.settings.max_tokens
-        if room < 16:
-            raise GenerationError(
-                f"the taxonomy's prompt ({overhead} tokens) leaves no room for samples in the model's "
-                f"{engine.max_model_len}-token context; shorten descriptions and examples"
-            )
-        self.sample_budget = min(self.settings.max_sample_tokens, room)
+        self.sample_budget = sample_budget(taxonomy, self.settings, engine, engine.max_model_len, prompt)
 
     def request(self, sample: Sample) -> tuple[GenRequest, bool]:
         """The request for one sample, truncated to the token budget; True when truncated."""
@@ -96,6 +89,45 @@ class LLMLabeler:
 
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.engine.name, "model": self.engine.model_name}
+
+
+def sample_budget(taxonomy: Taxonomy, settings: LabelSettings, tokens, max_model_len: int,
+                  prompt: str = PROMPT_VERSION) -> int:
+    """Tokens of a sample the label request holds: `settings.max_sample_tokens`, or what the model's
+    context leaves after the taxonomy's prompt and the answer; GenerationError where that is no room.
+    `tokens` counts them: the engine, or the model's tokenizer alone (`check_fits_before_engine`)."""
+    overhead = tokens.count_tokens(LABEL_PROMPTS[prompt](taxonomy)) + TEMPLATE_OVERHEAD_TOKENS
+    room = max_model_len - overhead - settings.max_tokens
+    if room < 16:
+        raise GenerationError(
+            f"the taxonomy's prompt ({overhead} tokens) leaves no room for samples in the model's "
+            f"{max_model_len}-token context; shorten descriptions and examples"
+        )
+    return min(settings.max_sample_tokens, room)
+
+
+def check_fits_before_engine(taxonomy: Taxonomy, settings: LabelSettings, handle) -> None:
+    """`sample_budget`'s check, made before the engine starts with the model's tokenizer alone, so that
+    a taxonomy too long for the model's context is refused in seconds, not after vLLM's start (half a
+    minute to minutes on a CPU). Made where it costs a tokenizer load only: an engine of models.yaml's
+    weights (LOCAL_ENGINES) not opened yet, the weights ready (a packaged model not converted yet is
+    checked once its engine is open, as before). A tokenizer that does not load here is left to the
+    engine to report."""
+    import importlib.util
+
+    from ..engines import LOCAL_ENGINES, ModelTokenizer
+    from ..registry import load_registry, resolve_weights, weights_here
+
+    if handle.loaded or not handle.own or handle.name not in LOCAL_ENGINES:
+        return
+    spec = load_registry().get(handle.model_name)
+    if importlib.util.find_spec("transformers") is None or weights_here(spec) != "ready":
+        return
+    try:
+        tokens = ModelTokenizer(resolve_weights(spec), spec.trust_remote_code)
+    except Exception:  # a check ahead of the engine, never a failure of its own
+        return
+    sample_budget(taxonomy, settings, tokens, spec.vllm.max_model_len)
 
 
 def value_start(result: GenResult, key: str) -> int | None:
