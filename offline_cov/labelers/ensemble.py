@@ -77,6 +77,7 @@ class EnsembleLabeler:
     needs_engine = True
     reads_llm = True
     temperature = ENSEMBLE_TEMPERATURE  # of the confidence softmax over `combined_scores`
+    check_top_k = CHECK_TOP_K  # categories the check asks per sample (bench.check_cost times others)
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
@@ -112,7 +113,7 @@ class EnsembleLabeler:
         scratch = LabelRun()
         answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
         experts = [self.experts(row, *answer) for row, answer in zip(fused, answers)]
-        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight)) for e in experts])
+        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts])
         labels = [self.combine(sample, e, *answer, check) for sample, e, answer, check in zip(samples, experts, answers, checks)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
