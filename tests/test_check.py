@@ -145,6 +145,8 @@ def test_the_check_asks_only_each_samples_candidates_first_ones_first():
     asked = [(r.messages[1]["content"].split("\n")[1], r.messages[1]["content"].split("Category: ")[1].split("\n")[0])
              for r in engine.requests]
     assert asked == [("a", "writing"), ("b", "poetry"), ("a", "math"), ("b", "code")]
+    engine.requests = []
+    assert check.probabilities(["c"], [[3]]) == [{3: 0.5}] and len(engine.requests) == 1  # one each: one call
 
 
 def test_the_ensemble_checks_only_the_other_experts_top_k():

@@ -102,12 +102,12 @@ class CategoryCheck:
                                           logprobs=CHECK_TOP_LOGPROBS)
         pairs = [(i, js[0]) for i, js in enumerate(asked)] + [(i, j) for i, js in enumerate(asked) for j in js[1:]]
         first = self.engine.generate([request(i, j) for i, j in pairs[:len(cut)]])  # each sample's prefix, cached
-        rest = self.engine.generate([request(i, j) for i, j in pairs[len(cut):]])
+        rest = self.engine.generate([request(i, j) for i, j in pairs[len(cut):]]) if len(pairs) > len(cut) else []
         self.requests += len(pairs)
         out: list[dict[int, float | None]] = [{} for _ in cut]
         for (i, j), result in zip(pairs, first + rest):
             out[i][j] = yes_probability(result)
-        return [{j: row[j] for j in js} for row, js in zip(out, asked)]
+        return out
 
     def offsets(self) -> list[float] | None:
         """Each category's mean log-odds on CONTENT_FREE inputs, asked once; None if any answer failed."""
@@ -127,6 +127,5 @@ class CategoryCheck:
         return [offset_log_odds(row, offsets, self.offset_strength) for row in self.probabilities(texts, candidates)]
 
     def info(self) -> dict:
-        return {"prompt": self.version, "offset_strength": self.offset_strength, "top_k": CHECK_TOP_K,
-                "requests": self.requests,
+        return {"prompt": self.version, "offset_strength": self.offset_strength, "requests": self.requests,
                 "content_free_offsets": None if self._offsets is None else [round(o, 3) for o in self._offsets]}

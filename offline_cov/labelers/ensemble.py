@@ -155,7 +155,7 @@ class EnsembleLabeler:
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
                 "fused_weight": self.weight, "temperature": ENSEMBLE_TEMPERATURE, "difficulty_cuts": list(DIFFICULTY_CUTS),
-                "check_weight": CHECK_WEIGHT, "check": {**self.check.info(), "failed": self.check_failed},
+                "check_weight": CHECK_WEIGHT, "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed},
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed}
 
