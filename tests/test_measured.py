@@ -43,8 +43,8 @@ def test_each_model_gets_its_own_measured_numbers_and_an_unmeasured_one_a_note()
 
 
 def test_the_report_cites_the_ensemble_run_of_the_model_that_read_the_samples():
-    """The 1.5B's run for a run the 1.5B read; ensemble-v6 and -v7 were not measured with the 0.5B (the
-    0.5B's numbers were ensemble-v5's), so a run with it gets a note and no accuracy to widen by."""
+    """The 1.5B's run for a run the 1.5B read, the 0.5B's for the 0.5B, and a note (no accuracy to widen
+    by) for a model the bench never ran."""
     from types import SimpleNamespace
 
     from offline_cov.strategies.how_sure import measured_accuracy
@@ -56,7 +56,9 @@ def test_the_report_cites_the_ensemble_run_of_the_model_that_read_the_samples():
     assert default["labeler"] == "ensemble" and default["model"] == "qwen2.5-coder-1.5b"
     assert "qwen2.5-coder-1.5b" in default["bench_run"] and min(default["accuracy"].values()) < 0.65
     small = cited("qwen2.5-coder-0.5b")
-    assert "accuracy" not in small and small["note"] == "measured with qwen2.5-coder-1.5b, not with qwen2.5-coder-0.5b"
+    assert "qwen2.5-coder-0.5b" in small["bench_run"] and min(small["accuracy"].values()) == 0.52
+    big = cited("qwen2.5-7b-instruct")
+    assert "accuracy" not in big and big["note"].startswith("measured with qwen2.5-coder-1.5b")
 
 
 @pytest.mark.parametrize("name", ["embed", "fused", "ensemble"])
