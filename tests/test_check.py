@@ -165,3 +165,10 @@ def test_the_ensemble_checks_only_the_other_experts_top_k():
     assert {"math", "code"} <= asked  # the prototypes' two likeliest (the LLM's pick takes one of the places)
     assert labeler.check.requests == len(CONTENT_FREE) * len(names) + CHECK_TOP_K
     assert labels[0].categories in {(n,) for n in names}
+
+
+def test_the_label_cache_tells_apart_runs_that_check_a_different_number_of_categories():
+    class EveryCategory(EnsembleLabeler):
+        check_top_k = 99
+
+    assert EnsembleLabeler.cache_identity("llm") != EveryCategory.cache_identity("llm")

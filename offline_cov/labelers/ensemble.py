@@ -88,7 +88,7 @@ class EnsembleLabeler:
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
                  "top_logprobs": TOP_LOGPROBS, "check_weight": CHECK_WEIGHT,
                  "check_offset_strength": CHECK_OFFSET_STRENGTH, "check_prompt": CategoryCheck.version,
-                 "check_top_k": CHECK_TOP_K,
+                 "check_top_k": cls.check_top_k,
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
 
