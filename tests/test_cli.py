@@ -133,7 +133,11 @@ def test_a_taxonomy_too_long_for_the_models_context_is_refused_before_the_engine
     start on a CPU); the model's tokenizer alone tells it, and a taxonomy that fits still runs."""
     from conftest import EXAMPLE
 
+    from offline_cov import engines
+
     word_model(tmp_path, monkeypatch, max_model_len=2048)
+    loads, real = [], engines.ModelTokenizer
+    monkeypatch.setattr(engines, "ModelTokenizer", lambda *a, **k: loads.append(a) or real(*a, **k))
     taxonomy = tmp_path / "t.yaml"
     taxonomy.write_text("".join(f"{name}:\n  description: {' '.join(['word'] * 500)}\n"
                                 for name in ("math", "code", "writing", "reasoning", "factual_qa")))
@@ -142,12 +146,13 @@ def test_a_taxonomy_too_long_for_the_models_context_is_refused_before_the_engine
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "leaves no room for samples in the model's 2048-token context" in result.output
-    assert fake_engine == []  # no engine was opened
+    assert fake_engine == [] and len(loads) == 1  # no engine was opened; the tokenizer counted
     if labeler == "llm":  # hybrid and ensemble would load their embedding models
         taxonomy.write_text("math:\n  description: numbers\ncode:\n  description: programs\n")
         result = CliRunner().invoke(main, args + ["--sample", "3"])
         assert result.exit_code == 0, result.output
         assert len(fake_engine) == 1
+        assert len(loads) == 1  # its bytes fit: no tokenizer was loaded for it
 
 
 def test_every_command_has_help_and_an_example():

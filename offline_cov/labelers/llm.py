@@ -106,13 +106,23 @@ def sample_budget(taxonomy: Taxonomy, settings: LabelSettings, tokens, max_model
     return min(settings.max_sample_tokens, room)
 
 
+class _ByteBound:
+    """A token count no smaller than a byte-level or byte-fallback tokenizer's (the models' of
+    models.yaml): a text's UTF-8 bytes, plus one for a leading marker."""
+
+    @staticmethod
+    def count_tokens(text: str) -> int:
+        return len(text.encode("utf-8")) + 1
+
+
 def check_fits_before_engine(taxonomy: Taxonomy, settings: LabelSettings, handle) -> None:
     """`sample_budget`'s check, made before the engine starts with the model's tokenizer alone, so that
     a taxonomy too long for the model's context is refused in seconds, not after vLLM's start (half a
     minute to minutes on a CPU). Made where it costs a tokenizer load only: an engine of models.yaml's
     weights (LOCAL_ENGINES) not opened yet, the weights ready (a packaged model not converted yet is
-    checked once its engine is open, as before). A tokenizer that does not load here is left to the
-    engine to report."""
+    checked once its engine is open, as before), and the prompt's bytes not already known to fit (the
+    usual case: then no tokenizer is loaded, ~5 s for the 1.5B's). A tokenizer that does not load here
+    is left to the engine to report."""
     import importlib.util
 
     from ..engines import LOCAL_ENGINES, ModelTokenizer
@@ -121,6 +131,11 @@ def check_fits_before_engine(taxonomy: Taxonomy, settings: LabelSettings, handle
     if handle.loaded or not handle.own or handle.name not in LOCAL_ENGINES:
         return
     spec = load_registry().get(handle.model_name)
+    try:
+        sample_budget(taxonomy, settings, _ByteBound(), spec.vllm.max_model_len)
+        return  # fits however the model's tokenizer splits it
+    except GenerationError:
+        pass
     if importlib.util.find_spec("transformers") is None or weights_here(spec) != "ready":
         return
     try:
