@@ -2,12 +2,10 @@
 
 `json.loads` keeps the last of the two values without a word, so a record with two instructions or a
 calibration row with two categories would be read as one of them by chance of order. These files pass
-`unique_keys` as `object_pairs_hook` (or find the key with `key_twice`) and refuse such an object.
+`unique_keys` as `object_pairs_hook` and refuse such an object.
 """
 
 from __future__ import annotations
-
-import json
 
 TWICE = ("the key appears twice in one object, and only its last value would be read: keep one of the two "
          "(or rename the other)")
@@ -38,8 +36,3 @@ def unique_keys(pairs: list[tuple]) -> dict:
     if len(obj) < len(pairs):
         raise DuplicateKey(key_twice(pairs))
     return obj
-
-
-def loads(text: str):
-    """`json.loads`, refusing an object that names a key twice (DuplicateKey)."""
-    return json.loads(text, object_pairs_hook=unique_keys)

@@ -16,7 +16,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from ..errors import InputError
-from ..json_keys import TWICE, DuplicateKey, key_twice, unique_keys
+from ..json_keys import TWICE, DuplicateKey, unique_keys
 
 ROLE_ALIASES = {
     "human": "user", "user": "user", "prompter": "user",
@@ -265,12 +265,12 @@ class _KeyTwice(dict):
 def _marking_key_twice(found: list) -> Callable[[list[tuple]], dict]:
     """An object_pairs_hook that reads an object naming a key twice as a _KeyTwice, appended to `found`."""
     def hook(pairs: list[tuple]) -> dict:
-        obj = dict(pairs)
-        if len(obj) == len(pairs):
-            return obj
-        found.append(marked := _KeyTwice(obj))
-        marked.key = key_twice(pairs)
-        return marked
+        try:
+            return unique_keys(pairs)
+        except DuplicateKey as exc:
+            found.append(marked := _KeyTwice(pairs))
+            marked.key = exc.key
+            return marked
     return hook
 
 
