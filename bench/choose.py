@@ -448,7 +448,7 @@ def markdown(res: dict) -> str:
         grid = res["top_k"]
         sets = list(next(iter(grid.values()))["sets"])
         lines += ["", "The check asks each sample's k likeliest categories by the other two experts (the others get "
-                      "the lowest asked score); the rule, set before the table: the smallest k whose mean is within "
+                      "the lowest asked score); the rule: the smallest k whose mean is within "
                       "0.005 of asking every category:", "",
                   "| k | categories asked per sample | mean | " + " | ".join(sets) + " |",
                   "|---|---|---|" + "---|" * len(sets)]
