@@ -25,6 +25,7 @@ BAR_S = 300
 # name -> the options `analyze` gets on top of the bundled example's
 CANDIDATES = {
     "ensemble, qwen2.5-coder-1.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"],
+    "ensemble-nocheck, qwen2.5-coder-1.5b": ["--labeler", "ensemble-nocheck", "-m", "qwen2.5-coder-1.5b"],
     "ensemble, qwen2.5-coder-0.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"],
     "fused": ["--labeler", "fused"],
     "embed": ["--labeler", "embed"],

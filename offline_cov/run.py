@@ -84,7 +84,7 @@ class Run:
         self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
         engine = self.handle.info()
-        self.warnings += dtype_warning(engine, self.warnings)
+        self.warnings += dtype_warning(engine, self.warnings) + nocheck_warning(self.labeler_cls, self.warnings)
         return {
             "tool": {"name": "offline-cov", "version": __version__},
             "model": self.model_read() if reads_llm else None,
@@ -115,6 +115,26 @@ def dtype_warning(engine: dict, already: list[str]) -> list[str]:
                "or AMX; --labeler fused needs no LLM and is fast anywhere, and -m qwen2.5-coder-0.5b runs ~2x faster "
                "with less accurate labels (bench/README.md)")
     return [] if warning in already else [warning]
+
+
+def nocheck_warning(labeler_cls, already: list[str]) -> list[str]:
+    """A warning when the labels come without the ensemble's yes/no check (`ensemble-nocheck`, the default
+    on a CPU without AMX): what the check adds on the bench's test sets, and how to ask for it."""
+    from .labelers import CPU_DEFAULT_LABELER, CPU_NO_AMX_LABELER, get_labeler_class
+
+    if labeler_cls.name != CPU_NO_AMX_LABELER:
+        return []
+    without, with_check = (mean_measured(cls) for cls in (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER)))
+    warning = (f"labeled by {CPU_NO_AMX_LABELER}, without the yes/no check of each sample's likeliest categories: "
+               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it. It is the default "
+               f"on a CPU without AMX, where the check makes labeling about 2.5x slower; --labeler {CPU_DEFAULT_LABELER} asks it")
+    return [] if warning in already else [warning]
+
+
+def mean_measured(labeler_cls) -> float:
+    """The mean test accuracy of a labeler's first measured entry (the CPU default model's)."""
+    accuracy = labeler_cls.measured[0]["accuracy"].values()
+    return sum(accuracy) / len(accuracy)
 
 
 def taxonomy_facts(taxonomy: Taxonomy) -> dict:

@@ -172,3 +172,25 @@ def test_the_label_cache_tells_apart_runs_that_check_a_different_number_of_categ
         check_top_k = 99
 
     assert EnsembleLabeler.cache_identity("llm") != EveryCategory.cache_identity("llm")
+
+
+def test_the_ensemble_without_the_check_asks_nothing_but_the_label():
+    """`ensemble-nocheck` (the default on a CPU without AMX) sends each sample its label request only,
+    and labels with the other two experts at its own temperature."""
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.labelers.ensemble_nocheck import NOCHECK_TEMPERATURE, EnsembleNoCheckLabeler
+
+    names = ["math", "code", "writing", "poetry", "travel", "food"]
+    engine = Scripted(lambda text, cat: 0.9 if cat == "travel" else 0.2)
+    fused = SimpleNamespace(temperature=1.0, info=dict,
+                            scores=lambda texts: np.log(np.array([[0.3, 0.25, 0.2, 0.1, 0.1, 0.05]] * len(texts))))
+    labeler = EnsembleNoCheckLabeler(engine, parse_taxonomy_list(",".join(names)), fused=fused)
+    labels = labeler.label_batch([Sample(0, (("user", "plan a trip"),)), Sample(1, (("user", "a sum"),))], LabelRun())
+    assert [r.schema is not None for r in engine.requests] == [True, True]  # two label requests, no check
+    assert labeler.check.requests == 0 and labeler.info()["check"] is None
+    assert len(labels) == 2 and all(lab.categories[0] in names for lab in labels)
+    plain = labeler.experts(np.log(np.array([0.5, 0.3, 0.2, 0.0, 0.0, 0.0]) + 1e-12), None, None)
+    p = np.array([0.5, 0.3, 0.2]) ** (2 * NOCHECK_TEMPERATURE)  # the prototypes alone, at weight 2 and its temperature
+    assert labeler.combine(Sample(2, (("user", "x"),)), plain, None, None).confidence == pytest.approx(p[0] / p.sum(), abs=1e-3)
+    assert NOCHECK_TEMPERATURE != EnsembleLabeler.temperature
+    assert EnsembleNoCheckLabeler.cache_identity("llm") != EnsembleLabeler.cache_identity("llm")

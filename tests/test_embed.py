@@ -118,8 +118,24 @@ def test_default_labeler_is_the_llm_only_on_a_gpu(monkeypatch):
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
     assert labelers.default_labeler() == "llm"
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    monkeypatch.setattr("offline_cov.registry.cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     assert labelers.default_labeler() == labelers.CPU_DEFAULT_LABELER == "ensemble"
     assert labelers.default_labeler(llm_asked=True) == "llm"
+
+
+def test_without_amx_the_cpu_default_is_the_ensemble_without_the_check(monkeypatch):
+    """The check's prefill made the bundled example take 9 min on a 2-core EPYC without AMX (#13's bar is 5)."""
+    from offline_cov import labelers
+
+    monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    monkeypatch.setattr("offline_cov.registry.cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    assert labelers.default_labeler() == labelers.default_labeler(model_named=True) == "ensemble-nocheck"
+    assert labelers.get_labeler_class("ensemble-nocheck").check_top_k == 0
+    monkeypatch.setattr("offline_cov.registry.cpu_flags", lambda: None)  # flags unknown: the measured default
+    assert labelers.default_labeler() == "ensemble"
+    monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: True)
+    assert labelers.default_labeler() == "llm"
 
 
 def test_the_default_labeler_and_model_can_come_from_the_environment(monkeypatch):
@@ -214,6 +230,7 @@ def test_a_named_model_keeps_the_cpu_default_when_it_reads_that_model(monkeypatc
     from offline_cov.options import AnalyzeOptions
 
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
+    monkeypatch.setattr("offline_cov.registry.cpu_flags", lambda: {"amx_bf16"})
     monkeypatch.delenv(labelers.LABELER_ENV, raising=False)
     assert AnalyzeOptions(model="qwen2.5-coder-0.5b").resolved().labeler == "ensemble"
     assert AnalyzeOptions(engine="vllm").resolved().labeler == "ensemble"

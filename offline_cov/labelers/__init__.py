@@ -4,7 +4,9 @@
 - `embed` (`embed.py`): nearest MiniLM category prototype, no LLM;
 - `fused` (`fused.py`): MiniLM's and the LLM's hidden-state similarities, added;
 - `hybrid` (`hybrid.py`): the LLM chooses among the embedding's top candidates;
-- `ensemble` (`ensemble.py`): the LLM's probability of every category times `fused`'s.
+- `ensemble` (`ensemble.py`): the LLM's probability of every category times `fused`'s, and its
+  yes/no check of each sample's likeliest categories;
+- `ensemble-nocheck` (`ensemble_nocheck.py`): the same without the check, for CPUs where it is slow.
 
 Each class declares what it is (`base.py`); the registry below names them as "module:object"
 strings, so nothing heavy is imported until a labeler is used.
@@ -22,10 +24,15 @@ LABELERS = {
     "fused": "offline_cov.labelers.fused:FusedLabeler",
     "hybrid": "offline_cov.labelers.hybrid:HybridLabeler",
     "ensemble": "offline_cov.labelers.ensemble:EnsembleLabeler",
+    "ensemble-nocheck": "offline_cov.labelers.ensemble_nocheck:EnsembleNoCheckLabeler",
 }
 # What labels samples on a machine without a GPU when no labeler is named: the one that
-# bench/choose.py measured best there (bench/README.md). On a GPU it is the LLM.
+# bench/choose.py measured best there (bench/README.md). On a GPU it is the LLM. On a CPU without
+# AMX the check makes it too slow (bench.cpu_default: 9 min for the bundled example on a 2-core EPYC,
+# #13's bar is 5), so the same ensemble without the check is the default there.
 CPU_DEFAULT_LABELER = "ensemble"
+CPU_NO_AMX_LABELER = "ensemble-nocheck"
+CHECK_FLAGS = {"amx_bf16"}  # CPU flags under which the check's prefill is fast enough for the default
 LABELER_ENV = "OFFLINE_COV_LABELER"  # the labeler used when none is named (test suites, batch jobs)
 
 
@@ -39,7 +46,7 @@ def get_labeler_class(name: str):
 
 def default_labeler(llm_asked: bool = False, model_named: bool = False) -> str:
     """`llm` where an LLM's own labels were asked for; else $OFFLINE_COV_LABELER when set; else `llm`
-    where a GPU is visible and the CPU default the bench chose where not. `model_named` (a `--model`
+    where a GPU is visible and the CPU default the bench chose where not (`cpu_default_labeler`). `model_named` (a `--model`
     was given): that default when it reads the named model (the ensemble), `llm` when it would ignore
     it (`fused`, `embed`), so naming a model never leaves it unused."""
     import os
@@ -51,9 +58,17 @@ def default_labeler(llm_asked: bool = False, model_named: bool = False) -> str:
     chosen = os.environ.get(LABELER_ENV)
     if not chosen and gpu_available():
         return "llm"
-    chosen = chosen or CPU_DEFAULT_LABELER
+    chosen = chosen or cpu_default_labeler()
     if chosen not in LABELERS:
         raise OfflineCovError(f"${LABELER_ENV}={chosen!r} is not a labeler. Available: {', '.join(LABELERS)}")
     if model_named and not get_labeler_class(chosen).needs_engine:
         return "llm"
     return chosen
+
+
+def cpu_default_labeler(flags: set[str] | None = None) -> str:
+    """CPU_DEFAULT_LABELER on a CPU with AMX (or whose flags cannot be read), CPU_NO_AMX_LABELER elsewhere."""
+    from ..registry import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    return CPU_DEFAULT_LABELER if flags is None or flags & CHECK_FLAGS else CPU_NO_AMX_LABELER

@@ -79,12 +79,13 @@ class EnsembleLabeler:
     writes_labels = False  # the prototypes can overrule the LLM
     needs_engine = True
     reads_llm = True
+    version = ENSEMBLE_VERSION
     temperature = ENSEMBLE_TEMPERATURE  # of the confidence softmax over `combined_scores`
-    check_top_k = CHECK_TOP_K  # categories the check asks per sample (bench.check_cost times others)
+    check_top_k = CHECK_TOP_K  # categories the check asks per sample, 0 for none (bench.check_cost times others)
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
-        knobs = {"version": ENSEMBLE_VERSION, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": ENSEMBLE_TEMPERATURE,
+        knobs = {"version": cls.version, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": cls.temperature,
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
                  "top_logprobs": TOP_LOGPROBS, "check_weight": CHECK_WEIGHT,
                  "check_offset_strength": CHECK_OFFSET_STRENGTH, "check_prompt": CategoryCheck.version,
@@ -116,7 +117,8 @@ class EnsembleLabeler:
         scratch = LabelRun()
         answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
         experts = [self.experts(row, *answer) for row, answer in zip(fused, answers)]
-        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts])
+        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]) \
+            if self.check_top_k else [None] * len(samples)
         labels = [self.combine(sample, e, *answer, check) for sample, e, answer, check in zip(samples, experts, answers, checks)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
@@ -148,7 +150,7 @@ class EnsembleLabeler:
         names = self.taxonomy.names
         scores = combined_scores(*experts, self.weight, check)
         best = max(range(len(names)), key=lambda j: (scores[j], -j))
-        posterior = softmax(scores * ENSEMBLE_TEMPERATURE)
+        posterior = softmax(scores * self.temperature)
         if label is not None and names[best] != label.categories[0]:
             self.overruled += 1
         difficulty = expected_difficulty_label(result, sample.instruction) if label else None
@@ -157,8 +159,9 @@ class EnsembleLabeler:
 
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
-                "fused_weight": self.weight, "temperature": ENSEMBLE_TEMPERATURE, "difficulty_cuts": list(DIFFICULTY_CUTS),
-                "check_weight": CHECK_WEIGHT, "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed},
+                "version": self.version, "fused_weight": self.weight, "temperature": self.temperature,
+                "difficulty_cuts": list(DIFFICULTY_CUTS), "check_weight": CHECK_WEIGHT if self.check_top_k else 0,
+                "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed} if self.check_top_k else None,
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed}
 

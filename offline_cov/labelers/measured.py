@@ -29,22 +29,26 @@ SETS = {
 
 
 def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHOOSE_TEST_RUN,
-            gaps: dict | None = None) -> dict:
+            gaps: dict | None = None, column: str | None = None) -> dict:
     """A `measured` dict: accuracy per bench set (keys of SETS) on the test split of `run`, with the
     model the labeler read (None for a labeler that reads no LLM) and, where bench.decisions measured
-    them, how many of the real gaps the report names (`gaps_named`)."""
+    them, how many of the real gaps the report names (`gaps_named`). `column`: the labeler's name in
+    `run` where the bench scored it under another name."""
     head = {"model": model} if model else {}
     tail = {"gaps_without_review": gaps} if gaps else {}
+    if column:
+        tail["bench_column"] = column
     return {**head, "bench_run": run, "split": "test",
             "accuracy": {f"{name} ({SETS[name]})": value for name, value in accuracy.items()}, **tail}
 
 
 def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_share: tuple[int, int] | None = None,
-               run: str = DECISIONS_RUN) -> dict:
+               run: str = DECISIONS_RUN, labeler: str | None = None) -> dict:
     """bench.decisions (`run`) on the pools' test rows (Arena-Hard, Just-Eval topics): the range over its sets
     and mixture sizes of the real gaps (true share under 5%) the report named without calibration rows and
-    after a 200-label review, in percent, and the share a category absent from the data still got."""
-    out = {"bench_run": run, "real_gaps_named_percent": list(named),
+    after a 200-label review, in percent, and the share a category absent from the data still got.
+    `labeler`: the labeler's name in `run` where it ran under another name."""
+    out = {"bench_run": run, **({"bench_labeler": labeler} if labeler else {}), "real_gaps_named_percent": list(named),
            "after_200_label_review_percent": list(after_review)}
     return {**out, "absent_category_share_percent": list(absent_share)} if absent_share else out
 
