@@ -367,7 +367,9 @@ class Terminal:
         self.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "160", "-y", "50", command], check=True)
 
     def screen(self) -> str:
-        return self.run(["tmux", "capture-pane", "-p", "-S", "-5000", "-t", self.name], capture_output=True,
+        """The pane's text, lines the terminal wrapped joined again (-J): where a long path puts the wrap
+        inside a word, the test still reads the word."""
+        return self.run(["tmux", "capture-pane", "-p", "-J", "-S", "-5000", "-t", self.name], capture_output=True,
                         text=True).stdout
 
     def wait_for(self, text: str, seconds: float = 30) -> str:
