@@ -124,7 +124,7 @@ def test_default_labeler_is_the_llm_only_on_a_gpu(monkeypatch):
 
 
 def test_without_amx_the_cpu_default_is_the_ensemble_without_the_check(monkeypatch):
-    """The check's prefill made the bundled example take 9 min on a 2-core EPYC without AMX (#13's bar is 5)."""
+    """The check's prefill made the bundled example take 569 s on a 2-core EPYC without AMX (#13's bar is 300)."""
     from offline_cov import labelers
 
     monkeypatch.delenv(labelers.LABELER_ENV, raising=False)

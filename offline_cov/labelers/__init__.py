@@ -28,8 +28,8 @@ LABELERS = {
 }
 # What labels samples on a machine without a GPU when no labeler is named: the one that
 # bench/choose.py measured best there (bench/README.md). On a GPU it is the LLM. On a CPU without
-# AMX the check makes it too slow (bench.cpu_default: 9 min for the bundled example on a 2-core EPYC,
-# #13's bar is 5), so the same ensemble without the check is the default there.
+# AMX the check makes it too slow (bench.cpu_default: 569 s for the bundled example on a 2-core EPYC,
+# 221 s without the check; #13's bar is 300), so the same ensemble without the check is the default there.
 CPU_DEFAULT_LABELER = "ensemble"
 CPU_NO_AMX_LABELER = "ensemble-nocheck"
 CHECK_FLAGS = {"amx_bf16"}  # CPU flags under which the check's prefill is fast enough for the default

@@ -3,10 +3,11 @@
 The same LLM label request and `fused` prototypes as `ensemble` (`ensemble.py`), multiplied, with no
 check requests: what shipped as `ensemble-v5` before the check, with its own confidence temperature
 (fitted on the dev splits without the check). The check is most of a CPU run's time, because a CPU
-spends it on prefill: on the bundled example a 2-core EPYC VM without AMX labeled at 0.24 samples/s
-with it (9 min) and 0.70 without (3.7 min, session 19), against 0.62 with it on a 2-core Xeon with AMX
-(bench/README.md, "Which labeler can be the CPU default here"). It costs accuracy: on the bench's test
-sets 0.692 mean against the check's 0.773 (`bench/choose.py`, the same views).
+spends it on prefill: `bench.cpu_default` on a 2-core EPYC with AVX-512 BF16 and no AMX took 569 s for
+the bundled example with it and 221 s without (0.23 and 0.69 samples/s; #13's bar is 300 s), where a
+2-core Xeon with AMX took 243 s with it (bench/README.md, "Which labeler can be the CPU default here").
+It costs accuracy: on the bench's test sets 0.692 mean against the check's 0.773 (`bench/choose.py`,
+the same views).
 """
 
 from __future__ import annotations
