@@ -35,11 +35,12 @@ def expected_labels(payload: dict, rows: int) -> list[dict]:
 
 
 def run_analyze(texts: list[str], taxonomy_file: Path, work: Path) -> tuple[list[dict], dict]:
-    """The shipped CLI on `texts` (default labeler and model, no cache): its labels, its metadata."""
+    """The shipped CLI on `texts` (`--labeler ensemble`, what `expected_labels` scores, on any CPU; the
+    default model; no cache): its labels, its metadata."""
     data = work / "rows.jsonl"
     data.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in texts), encoding="utf-8")
     cmd = [sys.executable, "-m", "offline_cov.cli", "analyze", str(data), "--taxonomy-file", str(taxonomy_file),
-           "--labels", str(work / "labels.jsonl"), "--no-cache", "-o", str(work / "report.json"), "-q"]
+           "--labeler", "ensemble", "--labels", str(work / "labels.jsonl"), "--no-cache", "-o", str(work / "report.json"), "-q"]
     common.run_child(cmd, check=True)
     labels = sorted((json.loads(line) for line in (work / "labels.jsonl").read_text().splitlines()), key=lambda d: d["index"])
     return labels, json.loads((work / "report.meta.json").read_text())

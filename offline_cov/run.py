@@ -125,8 +125,9 @@ def nocheck_warning(labeler_cls, already: list[str]) -> list[str]:
     if labeler_cls.name != CPU_NO_AMX_LABELER:
         return []
     without, with_check = (mean_measured(cls) for cls in (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER)))
+    model = labeler_cls.measured[0]["model"]
     warning = (f"labeled by {CPU_NO_AMX_LABELER}, without the yes/no check of each sample's likeliest categories: "
-               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it. It is the default "
+               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it ({model}). It is the default "
                f"on a CPU without AMX, where the check made the bundled example 2.6x slower; --labeler {CPU_DEFAULT_LABELER} asks it")
     return [] if warning in already else [warning]
 

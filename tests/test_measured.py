@@ -101,6 +101,6 @@ def test_labels_without_the_check_say_what_the_check_adds_and_how_to_ask_for_it(
 
     nocheck, checked = get_labeler_class("ensemble-nocheck"), get_labeler_class("ensemble")
     (warning,) = nocheck_warning(nocheck, [])
-    assert "0.69 mean accuracy on the bench's test sets against 0.77 with it" in warning
+    assert "0.69 mean accuracy on the bench's test sets against 0.77 with it (qwen2.5-coder-1.5b)" in warning
     assert warning.endswith("--labeler ensemble asks it")
     assert nocheck_warning(nocheck, [warning]) == [] and nocheck_warning(checked, []) == []
