@@ -66,9 +66,9 @@ def default_labeler(llm_asked: bool = False, model_named: bool = False) -> str:
     return chosen
 
 
-def cpu_default_labeler(flags: set[str] | None = None) -> str:
+def cpu_default_labeler() -> str:
     """CPU_DEFAULT_LABELER on a CPU with AMX (or whose flags cannot be read), CPU_NO_AMX_LABELER elsewhere."""
     from ..registry import cpu_flags
 
-    flags = cpu_flags() if flags is None else flags
+    flags = cpu_flags()
     return CPU_DEFAULT_LABELER if flags is None or flags & CHECK_FLAGS else CPU_NO_AMX_LABELER

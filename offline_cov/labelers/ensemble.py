@@ -117,17 +117,20 @@ class EnsembleLabeler:
         scratch = LabelRun()
         answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
         experts = [self.experts(row, *answer) for row, answer in zip(fused, answers)]
-        checks = self.check_scores(texts, [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]) \
-            if self.check_top_k else [None] * len(samples)
+        checks = self.check_scores(texts, experts)
         labels = [self.combine(sample, e, *answer, check) for sample, e, answer, check in zip(samples, experts, answers, checks)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
         run.absorb(scratch)
         return labels
 
-    def check_scores(self, texts: list[str], candidates: list[list[int]]) -> list:
-        """The check's offset log-odds per text, asking each its candidates (None where it failed, and
-        for every text of an engine without logprobs)."""
+    def check_scores(self, texts: list[str], experts: list[tuple]) -> list:
+        """The check's offset log-odds per text, asking each its `check_top_k` likeliest categories by its
+        `experts` (None where it failed, for every text of an engine without logprobs, and for every
+        text when `check_top_k` is 0: nothing is asked)."""
+        if not self.check_top_k:
+            return [None] * len(texts)
+        candidates = [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]
         scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
         return scores
