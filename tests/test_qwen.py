@@ -331,42 +331,26 @@ def test_top_logprobs_give_a_distribution_over_the_enum(qwen_engine):
 
 @engine
 @needs_parts
-def test_the_ensemble_labels_with_the_1_5b(qwen_engine):
+@pytest.mark.parametrize("name", ["ensemble", "ensemble-nocheck"])
+def test_the_ensemble_labels_with_the_1_5b(qwen_engine, name):
+    """`ensemble` asks the yes/no check of every category of three; `ensemble-nocheck` (the default on a
+    CPU without AMX) sends one label request per sample and no check."""
     from offline_cov.data.readers import Sample
+    from offline_cov.labelers import get_labeler_class
     from offline_cov.labelers.base import LabelRun
-    from offline_cov.labelers.ensemble import EnsembleLabeler
     from offline_cov.taxonomy import parse_taxonomy_list
 
     taxonomy = parse_taxonomy_list("math,code,writing")
-    labeler = EnsembleLabeler(qwen_engine, taxonomy)
+    labeler = get_labeler_class(name)(qwen_engine, taxonomy)
     samples = [Sample(i, (("user", text),)) for i, (text, _) in enumerate(SAMPLES)]
     run = LabelRun()
     labels = labeler.label_batch(samples, run)
     assert run.failed == [] and labeler.llm_failed == 0 and len(labels) == len(SAMPLES)
-    assert labeler.check_failed == 0 and labeler.check.offsets() is not None  # the yes/no check read every answer
-    assert labeler.check.requests == 3 * (len(SAMPLES) + 3)  # each sample and content-free input, each category
-    for label in labels:
-        assert set(label.categories) <= set(taxonomy.names) and label.difficulty in ("easy", "medium", "hard")
-        assert 0 < label.confidence <= 1
-    correct = sum(label.categories[0] == truth for label, (_, truth) in zip(labels, SAMPLES))
-    assert correct >= len(SAMPLES) - 1, [label.categories for label in labels]
-
-
-@engine
-@needs_parts
-def test_the_ensemble_without_the_check_labels_with_the_1_5b(qwen_engine):
-    """`ensemble-nocheck`, the default on a CPU without AMX: one label request per sample, no check."""
-    from offline_cov.data.readers import Sample
-    from offline_cov.labelers.base import LabelRun
-    from offline_cov.labelers.ensemble_nocheck import EnsembleNoCheckLabeler
-    from offline_cov.taxonomy import parse_taxonomy_list
-
-    taxonomy = parse_taxonomy_list("math,code,writing")
-    labeler = EnsembleNoCheckLabeler(qwen_engine, taxonomy)
-    samples = [Sample(i, (("user", text),)) for i, (text, _) in enumerate(SAMPLES)]
-    run = LabelRun()
-    labels = labeler.label_batch(samples, run)
-    assert run.failed == [] and labeler.llm_failed == 0 and run.requests == len(SAMPLES) and labeler.check.requests == 0
+    if name == "ensemble":
+        assert labeler.check_failed == 0 and labeler.check.offsets() is not None  # the yes/no check read every answer
+        assert labeler.check.requests == 3 * (len(SAMPLES) + 3)  # each sample and content-free input, each category
+    else:
+        assert run.requests == len(SAMPLES) and labeler.check.requests == 0
     for label in labels:
         assert set(label.categories) <= set(taxonomy.names) and label.difficulty in ("easy", "medium", "hard")
         assert 0 < label.confidence <= 1
