@@ -54,6 +54,8 @@ CHECK_GRID = {"offset_strength": [0.0, 0.5, 1.0], "check_weight": [0.0, 1.0, 2.0
               "fused_weight": [1.0, 1.5, 2.0, 3.0, 4.0]}  # the yes/no check's constants, chosen on dev
 TOP_KS = [1, 2, 3, 4, 5, 6, 8]  # categories the check asks per sample; the rule: the smallest k within 0.005 of all
 ALL = 99  # a top-k that asks every category (ensemble-v6)
+PAIRED = (("ensemble", "fused"), ("ensemble", "embed"), ("ensemble-v5", "fused"), ("ensemble-v5", "embed"))
+"""The CPU defaults (with the check, and without it: ensemble-nocheck) against the labelers #13 asks them to beat."""
 
 
 def load(split: str, model: str) -> dict[str, dict]:
@@ -202,6 +204,16 @@ def category_scores(payload: dict, preds: list[tuple[str | None, float]]) -> dic
     right = [t == g for t, g in zip(truth, guessed)]
     return {"n": len(pairs), "accuracy": round(float(np.mean(right)), 3), "macro_f1": round(m["macro_f1"], 3),
             "kappa": round(m["kappa"], 3)}
+
+
+def paired(payload: dict, preds: dict[str, list]) -> dict:
+    """Each pair of PAIRED on the same labeled rows (`bench.paired.compare_right`): a labeler is right
+    on a row when its label is one of the row's."""
+    from .paired import compare_right
+
+    right = {lab: [pred in row["labels"] for row, (pred, _) in zip(payload["rows"], p) if row["labels"]]
+             for lab, p in preds.items()}
+    return {f"{a} vs {b}": compare_right(right[a], right[b]) for a, b in PAIRED}
 
 
 def confidence_fit(payload: dict, preds) -> dict:
@@ -369,10 +381,10 @@ def run(split: str, model: str) -> dict:
         if name not in views:
             continue
         payload = views[name]
-        rows = {lab: category_scores(payload, predictions(payload, lab))
-                for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble")}
+        preds = {lab: predictions(payload, lab) for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble")}
+        rows = {lab: category_scores(payload, p) for lab, p in preds.items()}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
-                             "llm_samples_per_s": llm_rate(payload)}
+                             "llm_samples_per_s": llm_rate(payload), "paired": paired(payload, preds)}
         rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
         out["sets"][name]["calibration"] = confidence_fit(payload, predictions(payload, "ensemble"))
         if split == "dev":
@@ -404,6 +416,20 @@ def without_markers_line(choice: dict) -> str:
             f"cuts {g['cuts']}, mean {g['mean_class_spearman']:.3f}.")
 
 
+def paired_lines(sets: dict[str, dict]) -> list[str]:
+    """The paired table: each CPU default minus a baseline on the same rows (`ensemble-v5` is `ensemble-nocheck`)."""
+    lines = ["", "Paired on the same rows (accuracy minus the baseline's; rows only one of the two got right; "
+                 "exact McNemar p; 95% bootstrap CI of the difference):", "",
+             "| set | labeler | vs | difference | only it right | only the baseline right | McNemar p | 95% CI |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in sets.items():
+        for pair, c in s["paired"].items():
+            a, b = pair.split(" vs ")
+            lines.append(f"| {name} | {a} | {b} | {c['diff']:+.3f} | {c['only_a_right']} | {c['only_b_right']} | "
+                         f"{c['mcnemar_p']:.3f} | [{c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}] |")
+    return lines
+
+
 def markdown(res: dict) -> str:
     lines = [f"## Labelers from the collected views ({res['split']} split)", "",
              f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
@@ -428,6 +454,7 @@ def markdown(res: dict) -> str:
     lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble-v5",
                                                                           "ensemble-v6", "ensemble")) +
                  f" | | | {means['ensemble-embed']:.3f} | | | |")
+    lines += paired_lines(res["sets"])
     if res["weights"]:
         lines += ["", "Ensemble accuracy by fused weight (0: the LLM's distribution alone):", "",
                   "| set | " + " | ".join(f"w={w}" for w in WEIGHTS) + " |", "|---|" + "---|" * len(WEIGHTS)]

@@ -33,10 +33,15 @@ def compare(truth: list[str], a: list[str], b: list[str], seed: int = 0) -> dict
     """Accuracy of a minus accuracy of b on the same rows, with McNemar p and a 95% bootstrap CI."""
     if not (len(truth) == len(a) == len(b)) or not truth:
         raise ValueError("compare needs the same, non-empty rows for both labelers")
-    right_a = [int(x == t) for x, t in zip(a, truth)]
-    right_b = [int(x == t) for x, t in zip(b, truth)]
-    diffs = [x - y for x, y in zip(right_a, right_b)]
+    return compare_right([x == t for x, t in zip(a, truth)], [x == t for x, t in zip(b, truth)], seed)
+
+
+def compare_right(right_a: list[bool], right_b: list[bool], seed: int = 0) -> dict:
+    """`compare` from whether each labeler was right on each row (for rows with more than one true label)."""
+    if len(right_a) != len(right_b) or not right_a:
+        raise ValueError("compare needs the same, non-empty rows for both labelers")
+    diffs = [int(x) - int(y) for x, y in zip(right_a, right_b)]
     only_a, only_b = diffs.count(1), diffs.count(-1)
-    return {"n": len(truth), "diff": round(sum(diffs) / len(diffs), 4), "only_a_right": only_a,
+    return {"n": len(diffs), "diff": round(sum(diffs) / len(diffs), 4), "only_a_right": only_a,
             "only_b_right": only_b, "mcnemar_p": round(mcnemar_exact(only_a, only_b), 4),
             "ci95": bootstrap_ci(diffs, seed=seed)}

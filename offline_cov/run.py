@@ -84,7 +84,7 @@ class Run:
         self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
         engine = self.handle.info()
-        self.warnings += dtype_warning(engine, self.warnings) + nocheck_warning(self.labeler_cls, self.warnings)
+        self.warnings += dtype_warning(engine, self.warnings) + nocheck_warning(self.labeler_cls, self.model_read(), self.warnings)
         return {
             "tool": {"name": "offline-cov", "version": __version__},
             "model": self.model_read() if reads_llm else None,
@@ -117,24 +117,30 @@ def dtype_warning(engine: dict, already: list[str]) -> list[str]:
     return [] if warning in already else [warning]
 
 
-def nocheck_warning(labeler_cls, already: list[str]) -> list[str]:
+def nocheck_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     """A warning when the labels come without the ensemble's yes/no check (`ensemble-nocheck`, the default
-    on a CPU without AMX): what the check adds on the bench's test sets, and how to ask for it."""
+    on a CPU without AMX): what the check adds on the bench's test sets with the run's `model` (with the
+    CPU default's model when it was not measured with both), and how to ask for it."""
     from .labelers import CPU_DEFAULT_LABELER, CPU_NO_AMX_LABELER, get_labeler_class
+    from .labelers.measured import for_model
 
     if labeler_cls.name != CPU_NO_AMX_LABELER:
         return []
-    without, with_check = (mean_measured(cls) for cls in (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER)))
-    model = labeler_cls.measured[0]["model"]
+    classes = (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER))
+    entries = [for_model(cls.measured, model, reads_llm=True) for cls in classes]
+    if not all("accuracy" in e for e in entries):
+        entries = [cls.measured[0] for cls in classes]
+    without, with_check = (mean_accuracy(e) for e in entries)
     warning = (f"labeled by {CPU_NO_AMX_LABELER}, without the yes/no check of each sample's likeliest categories: "
-               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it ({model}). It is the default "
-               f"on a CPU without AMX, where the check made the bundled example 2.6x slower; --labeler {CPU_DEFAULT_LABELER} asks it")
+               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it ({entries[0]['model']}). "
+               f"It is the default on a CPU without AMX, where the check made the bundled example 2.6x slower; "
+               f"--labeler {CPU_DEFAULT_LABELER} asks it")
     return [] if warning in already else [warning]
 
 
-def mean_measured(labeler_cls) -> float:
-    """The mean test accuracy of a labeler's first measured entry (the CPU default model's)."""
-    accuracy = labeler_cls.measured[0]["accuracy"].values()
+def mean_accuracy(entry: dict) -> float:
+    """The mean test accuracy of one measured entry."""
+    accuracy = entry["accuracy"].values()
     return sum(accuracy) / len(accuracy)
 
 

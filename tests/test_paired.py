@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bench.labelers import paired_vs_baselines
-from bench.paired import bootstrap_ci, compare, mcnemar_exact
+from bench.paired import bootstrap_ci, compare, compare_right, mcnemar_exact
 
 
 def test_mcnemar_exact_matches_the_binomial_by_hand():
@@ -25,6 +25,29 @@ def test_compare_counts_discordant_rows_and_brackets_the_difference():
     assert low <= 0.3 <= high and low < high
     with pytest.raises(ValueError):
         compare(truth, a, b[:3])
+
+
+def test_compare_right_takes_right_and_wrong_rows_and_agrees_with_compare():
+    assert compare_right([True, True, False, True], [False, True, True, False]) == compare(list("aaaa"), list("aaba"), list("baab"))
+    got = compare_right([True, False, False], [True, True, True])
+    assert (got["n"], got["diff"], got["only_a_right"], got["only_b_right"]) == (3, round(-2 / 3, 4), 0, 2)
+    with pytest.raises(ValueError):
+        compare_right([True], [True, False])
+
+
+def test_choose_pairs_the_cpu_defaults_with_the_baselines_on_rows_with_several_true_labels():
+    """A row is right for a labeler when its label is any of the row's; unlabeled rows are left out."""
+    from bench.choose import PAIRED, paired
+
+    payload = {"rows": [{"labels": ["a", "b"]}, {"labels": ["c"]}, {"labels": []}, {"labels": ["a"]}]}
+    said = {"ensemble": "bcxa", "ensemble-v5": "acxc", "fused": "aaxa", "embed": "ccxc"}
+    preds = {lab: [(x, None) for x in labels] for lab, labels in said.items()}
+    got = paired(payload, preds)
+    assert list(got) == [f"{a} vs {b}" for a, b in PAIRED]
+    assert (got["ensemble vs fused"]["only_a_right"], got["ensemble vs fused"]["only_b_right"]) == (1, 0)
+    assert got["ensemble vs fused"]["n"] == 3
+    assert (got["ensemble-v5 vs embed"]["only_a_right"], got["ensemble-v5 vs embed"]["only_b_right"]) == (1, 0)
+    assert got["ensemble vs embed"]["diff"] == round(2 / 3, 4)
 
 
 def test_bootstrap_ci_is_seeded_and_degenerate_for_constant_differences():
