@@ -54,6 +54,7 @@ CHECK_GRID = {"offset_strength": [0.0, 0.5, 1.0], "check_weight": [0.0, 1.0, 2.0
               "fused_weight": [1.0, 1.5, 2.0, 3.0, 4.0]}  # the yes/no check's constants, chosen on dev
 TOP_KS = [1, 2, 3, 4, 5, 6, 8]  # categories the check asks per sample; the rule: the smallest k within 0.005 of all
 ALL = 99  # a top-k that asks every category (ensemble-v6)
+COLUMNS = ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble")  # the table's, in order
 PAIRED = (("ensemble", "fused"), ("ensemble", "embed"), ("ensemble-v5", "fused"), ("ensemble-v5", "embed"))
 """The CPU defaults (with the check, and without it: ensemble-nocheck) against the labelers #13 asks them to beat."""
 
@@ -213,7 +214,12 @@ def paired(payload: dict, preds: dict[str, list]) -> dict:
 
     right = {lab: [pred in row["labels"] for row, (pred, _) in zip(payload["rows"], p) if row["labels"]]
              for lab, p in preds.items()}
-    return {f"{a} vs {b}": compare_right(right[a], right[b]) for a, b in PAIRED}
+    return {f"{a} vs {b}": compare_right(right[a], right[b]) for a, b in PAIRED if a in right and b in right}
+
+
+def has_check(payload: dict) -> bool:
+    """Whether a set's views hold the yes/no check (`bench.views --no-check` leaves it out)."""
+    return "check" in payload.get("content_free", {}) and all("check" in r for r in payload["rows"])
 
 
 def confidence_fit(payload: dict, preds) -> dict:
@@ -381,12 +387,13 @@ def run(split: str, model: str) -> dict:
         if name not in views:
             continue
         payload = views[name]
-        preds = {lab: predictions(payload, lab) for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble")}
+        checked = ("ensemble-v6", "ensemble") if has_check(payload) else ()  # views collected with --no-check have none
+        preds = {lab: predictions(payload, lab) for lab in ("embed", "fused", "llm", "ensemble-v5", *checked)}
         rows = {lab: category_scores(payload, p) for lab, p in preds.items()}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,
                              "llm_samples_per_s": llm_rate(payload), "paired": paired(payload, preds)}
         rows["ensemble-embed"] = category_scores(payload, predictions(payload, "ensemble-embed"))
-        out["sets"][name]["calibration"] = confidence_fit(payload, predictions(payload, "ensemble"))
+        out["sets"][name]["calibration"] = confidence_fit(payload, predictions(payload, "ensemble")) if checked else None
         if split == "dev":
             out["weights"][name] = {str(w): category_scores(payload, predictions(payload, "ensemble", w))["accuracy"]
                                     for w in WEIGHTS}
@@ -394,7 +401,7 @@ def run(split: str, model: str) -> dict:
                 out["contextual"][name] = contextual_grid(payload)
     if split == "dev":
         out["temperature"] = fit_temperature({n: views[n] for n in out["sets"]})
-        checked = {n: views[n] for n in out["sets"] if views[n].get("content_free", {}).get("check")}
+        checked = {n: views[n] for n in out["sets"] if has_check(views[n])}
         if checked:
             out["check_grid"] = check_grid(checked)
             out["top_k"] = top_k_grid(checked)
@@ -438,21 +445,21 @@ def markdown(res: dict) -> str:
              f"- the yes/no check: weight {CHECK_WEIGHT}, content-free offset strength {CHECK_OFFSET_STRENGTH}; "
              f"asked of each sample's {CHECK_TOP_K} likeliest categories; `ensemble-v6` asks every category, "
              "`ensemble-v5` is the ensemble before the check", "",
-             "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble-v6 | ensemble | ensemble macro-F1 | "
+             "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble-v6 | ensemble | ensemble macro-F1 (v5 where no check) | "
              "kappa | LLM x embed only | ensemble mean confidence | ECE | LLM samples/s (under load) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in res["sets"].items():
-        lab, cal = s["labelers"], s["calibration"]
-        lines.append(f"| {name} | {len(s['taxonomy'])} | {lab['ensemble']['n']} | {lab['embed']['accuracy']:.3f} | "
-                     f"{lab['fused']['accuracy']:.3f} | {lab['llm']['accuracy']:.3f} | {lab['ensemble-v5']['accuracy']:.3f} | "
-                     f"{lab['ensemble-v6']['accuracy']:.3f} | "
-                     f"**{lab['ensemble']['accuracy']:.3f}** | "
-                     f"{lab['ensemble']['macro_f1']:.3f} | {lab['ensemble']['kappa']:.3f} | {lab['ensemble-embed']['accuracy']:.3f} | "
-                     f"{cal['mean_confidence']:.3f} | {cal['ece']:.3f} | {s['llm_samples_per_s'] or 'reused rows'} |")
-    means = {lab: np.mean([s["labelers"][lab]["accuracy"] for s in res["sets"].values()])
-             for lab in ("embed", "fused", "llm", "ensemble-v5", "ensemble-v6", "ensemble", "ensemble-embed")}
-    lines.append("| mean | | | " + " | ".join(f"{means[x]:.3f}" for x in ("embed", "fused", "llm", "ensemble-v5",
-                                                                          "ensemble-v6", "ensemble")) +
+        lab, cal = s["labelers"], s["calibration"] or {}
+        acc = {x: f"{lab[x]['accuracy']:.3f}" if x in lab else "-" for x in COLUMNS}
+        best = lab.get("ensemble") or lab["ensemble-v5"]
+        lines.append(f"| {name} | {len(s['taxonomy'])} | {best['n']} | " + " | ".join(acc[x] for x in COLUMNS[:-1]) +
+                     f" | **{acc['ensemble']}** | {best['macro_f1']:.3f} | {best['kappa']:.3f} | "
+                     f"{lab['ensemble-embed']['accuracy']:.3f} | {cal.get('mean_confidence', '-')} | {cal.get('ece', '-')} | "
+                     f"{s['llm_samples_per_s'] or 'reused rows'} |")
+    means = {x: np.mean(got) if len(got := [s["labelers"][x]["accuracy"] for s in res["sets"].values()
+                                             if x in s["labelers"]]) == len(res["sets"]) else None
+             for x in COLUMNS + ("ensemble-embed",)}
+    lines.append("| mean | | | " + " | ".join("-" if means[x] is None else f"{means[x]:.3f}" for x in COLUMNS) +
                  f" | | | {means['ensemble-embed']:.3f} | | | |")
     lines += paired_lines(res["sets"])
     if res["weights"]:

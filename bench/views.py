@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -270,12 +271,14 @@ def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
 
 
 def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536,
-            prompt: str = PROMPT_VERSION, cap: int | None = None) -> Path:
+            prompt: str = PROMPT_VERSION, cap: int | None = None, check: bool = True) -> Path:
+    """One set's views file for `split`; without `check`, the yes/no check is left for a later run to add."""
     folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap)
     path = folder / split / f"{spec.name}.json"
     if path.exists():
         say(f"{spec.name} {split}: already collected ({path})")
-        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)
+        if check:
+            add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)
         return path
     taxonomy, described = taxonomy_for(spec), None
     if spec.described or spec.exemplified:
@@ -297,14 +300,15 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens, prompt) if texts else []
     llm_s = time.perf_counter() - started
     started = time.perf_counter()
-    checks = check_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts else []
+    checks = check_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts and check else []
     check_s = time.perf_counter() - started
     free = {"texts": CONTENT_FREE, "vectors": free_vectors,
-            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt),
-            "check": check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)}
+            "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt)}
+    if check:
+        free["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)
     new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv,
-                      "check": ck}
-           for r, vec, lv, ck in zip(todo, vectors, llm, checks)}
+                      **({"check": ck} if check else {})}
+           for r, vec, lv, ck in itertools.zip_longest(todo, vectors, llm, checks)}
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
                "model": engine.model_name, "prompt": prompt, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
                "check_s": round(check_s, 1),
@@ -314,16 +318,17 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload), encoding="utf-8")
     say(f"{spec.name} {split}: done in {llm_s:.0f} s LLM + {check_s:.0f} s check + {vector_s:.0f} s vectors -> {path}")
-    add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)  # rows reused from a file without them
+    if check:
+        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens)  # rows reused from a file without them
     return path
 
 
-def complete(path: Path) -> bool:
-    """A views file collected with every view, the yes/no check included."""
+def complete(path: Path, check: bool = True) -> bool:
+    """A views file collected with every view, the yes/no check included unless `check` is False."""
     if not path.exists():
         return False
     payload = json.loads(path.read_text())
-    return "check" in payload["content_free"] and all("check" in r for r in payload["rows"])
+    return not check or ("check" in payload["content_free"] and all("check" in r for r in payload["rows"]))
 
 
 def open_engine(model: str):
@@ -346,13 +351,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt", default=PROMPT_VERSION,
                    help=f"comma-separated label prompts, from: {', '.join(LABEL_PROMPTS)} (others go to <model>+<prompt>/)")
     p.add_argument("--cap", type=int, help="at most this many dev rows a set (1.5x test), for every set (folder ~cap<N>)")
+    p.add_argument("--no-check", action="store_true",
+                   help="leave out the yes/no check (most of the time on a CPU without AMX); a later run without it adds it")
     args = p.parse_args(argv)
     wanted, prompts = [SETS[n] for n in args.sets.split(",")], args.prompt.split(",")
     unknown = [x for x in prompts if x not in LABEL_PROMPTS]
     if unknown:
         p.error(f"unknown --prompt {unknown}; choose from {', '.join(LABEL_PROMPTS)}")
     todo = [(s, x) for x in prompts for s in wanted
-            if not complete(OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json")]
+            if not complete(OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json",
+                            check=not args.no_check)]
     if not todo:
         say("every set already collected")
         return
@@ -361,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     say(f"engine up in {time.perf_counter() - started:.0f} s")
     try:
         for spec, prompt in todo:
-            collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens, prompt, args.cap)
+            collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens, prompt, args.cap,
+                    check=not args.no_check)
     finally:
         engine.close()
 

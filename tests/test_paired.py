@@ -48,6 +48,17 @@ def test_choose_pairs_the_cpu_defaults_with_the_baselines_on_rows_with_several_t
     assert got["ensemble vs fused"]["n"] == 3
     assert (got["ensemble-v5 vs embed"]["only_a_right"], got["ensemble-v5 vs embed"]["only_b_right"]) == (1, 0)
     assert got["ensemble vs embed"]["diff"] == round(2 / 3, 4)
+    without_check = paired(payload, {lab: p for lab, p in preds.items() if lab != "ensemble"})
+    assert list(without_check) == ["ensemble-v5 vs fused", "ensemble-v5 vs embed"]
+
+
+def test_choose_tells_views_with_the_check_from_views_without_it():
+    from bench.choose import has_check
+
+    rows = [{"check": [0.5, 0.5]}, {"check": [0.9, 0.1]}]
+    assert has_check({"content_free": {"check": [[0.5, 0.5]]}, "rows": rows})
+    assert not has_check({"content_free": {"llm": []}, "rows": rows})
+    assert not has_check({"content_free": {"check": [[0.5, 0.5]]}, "rows": rows + [{}]})
 
 
 def test_bootstrap_ci_is_seeded_and_degenerate_for_constant_differences():
