@@ -532,8 +532,9 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(res)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     names = [f"choose-{args.model}-{args.split}-{stamp}"]
-    if args.model == CPU_DEFAULT_VIEWS:  # "latest" stays the CPU default's table; other models' runs keep only their stamped files
-        names.append(f"choose-{args.split}-latest")
+    if args.model == CPU_DEFAULT_VIEWS and all(s["calibration"] for s in res["sets"].values()):
+        names.append(f"choose-{args.split}-latest")  # the CPU default's full table; other models' runs, and views
+        # without the check (`bench.views --no-check`), keep only their stamped files
     common.write_named(names, res, text)
     print(text)
 

@@ -13,8 +13,8 @@ sample says nothing: the bias contextual calibration divides out).
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
 so a choice costs no model time. Each (set, split) is one file under
 bench/results/tmp/views/<model>/<split>/, written when the set is done; a rerun skips sets already
-collected (delete the folder to collect again; a file collected before the yes/no check existed gets
-only the check added), and rows another split of the same folder already
+collected (delete the folder to collect again; a file collected before the yes/no check existed, or
+with `--no-check`, gets only the check added), and rows another split of the same folder already
 read are reused, not asked again.
 
   HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE=4 .venv/bin/python -m bench.views --split dev
