@@ -104,7 +104,7 @@ class EnsembleLabeler:
         self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
         self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
         self.sample_budget = self.llm.sample_budget
-        self.check = CategoryCheck(engine, taxonomy, self.sample_budget)
+        self.check = CategoryCheck(engine, taxonomy, self.sample_budget) if self.check_top_k else None
         self.overruled = self.llm_failed = self.check_failed = 0
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
