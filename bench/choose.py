@@ -41,7 +41,7 @@ from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
 
 from . import common
-from .views import CPU_DEFAULT_VIEWS, OUT
+from .views import CPU_DEFAULT_VIEWS, OUT, has_check
 
 LEVEL = {"easy": 0, "medium": 1, "hard": 2}
 CATEGORY_SETS = ["arena-hard", "arena-hard-names", "selfinstruct-domains", "infobench", "justeval-tasks",
@@ -216,10 +216,6 @@ def paired(payload: dict, preds: dict[str, list]) -> dict:
              for lab, p in preds.items()}
     return {f"{a} vs {b}": compare_right(right[a], right[b]) for a, b in PAIRED if a in right and b in right}
 
-
-def has_check(payload: dict) -> bool:
-    """Whether a set's views hold the yes/no check (`bench.views --no-check` leaves it out)."""
-    return "check" in payload.get("content_free", {}) and all("check" in r for r in payload["rows"])
 
 
 def confidence_fit(payload: dict, preds) -> dict:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import random
 import sys
@@ -300,7 +299,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     llm = llm_views(engine, taxonomy, texts, batch_size, max_sample_tokens, prompt) if texts else []
     llm_s = time.perf_counter() - started
     started = time.perf_counter()
-    checks = check_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts and check else []
+    checks = check_views(engine, taxonomy, texts, batch_size, max_sample_tokens) if texts and check else [None] * len(texts)
     check_s = time.perf_counter() - started
     free = {"texts": CONTENT_FREE, "vectors": free_vectors,
             "llm": llm_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens, prompt)}
@@ -308,7 +307,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
         free["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)
     new = {r["row"]: {**{k: v for k, v in r.items() if k != "text"}, "chars": len(r["text"]), **vec, "llm": lv,
                       **({"check": ck} if check else {})}
-           for r, vec, lv, ck in itertools.zip_longest(todo, vectors, llm, checks)}
+           for r, vec, lv, ck in zip(todo, vectors, llm, checks)}
     payload = {"set": spec.name, "split": split, "taxonomy": taxonomy.names, "spec": spec.taxonomy, "described": described,
                "model": engine.model_name, "prompt": prompt, "engine": engine.info(), "vector_s": round(vector_s, 1), "llm_s": round(llm_s, 1),
                "check_s": round(check_s, 1),
@@ -327,8 +326,12 @@ def complete(path: Path, check: bool = True) -> bool:
     """A views file collected with every view, the yes/no check included unless `check` is False."""
     if not path.exists():
         return False
-    payload = json.loads(path.read_text())
-    return not check or ("check" in payload["content_free"] and all("check" in r for r in payload["rows"]))
+    return not check or has_check(json.loads(path.read_text()))
+
+
+def has_check(payload: dict) -> bool:
+    """Whether a set's views hold the yes/no check for every row and the content-free inputs (`--no-check` leaves it out)."""
+    return "check" in payload.get("content_free", {}) and all("check" in r for r in payload["rows"])
 
 
 def open_engine(model: str):

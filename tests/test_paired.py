@@ -53,7 +53,7 @@ def test_choose_pairs_the_cpu_defaults_with_the_baselines_on_rows_with_several_t
 
 
 def test_choose_tells_views_with_the_check_from_views_without_it():
-    from bench.choose import has_check
+    from bench.views import has_check
 
     rows = [{"check": [0.5, 0.5]}, {"check": [0.9, 0.1]}]
     assert has_check({"content_free": {"check": [[0.5, 0.5]]}, "rows": rows})
