@@ -26,7 +26,6 @@ from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, CHECK_TOP_K, conte
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
-    CHECK_WEIGHT,
     DIFFICULTY_CUTS,
     DIFFICULTY_LENGTH_WEIGHT,
     ENSEMBLE_FUSED_WEIGHT,
@@ -39,6 +38,7 @@ from offline_cov.labelers.ensemble import (
 )
 from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
+from offline_cov.prompts import CHECK_PROMPT_VERSION
 
 from . import common
 from .views import CPU_DEFAULT_VIEWS, OUT, has_check
@@ -75,6 +75,17 @@ def llm_probs(row: dict, names: list[str]) -> list[float] | None:
     return None if llm["primary"] is None else llm_vote(llm["primary"], llm["p_category"], names)
 
 
+CHECKED_BY = {"check-v1": "ensemble", "check-v2": "ensemble-lite"}  # the labeler of each check prompt
+
+
+def checked_labeler(payload: dict):
+    """The labeler class whose check the views hold (CHECKED_BY; views before check-v2 name no prompt:
+    check-v1): its constants score the `ensemble` and `ensemble-v6` columns."""
+    from offline_cov.labelers import get_labeler_class
+
+    return get_labeler_class(CHECKED_BY[payload.get("check_prompt") or CHECK_PROMPT_VERSION])
+
+
 def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH, base=None,
                  top_k: int = CHECK_TOP_K) -> np.ndarray | None:
     """The yes/no check's score per category as the product computes it (`labelers/check.py`): of the
@@ -89,11 +100,16 @@ def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENG
     return None if scores is None else np.asarray(scores)
 
 
-def ensemble_scores(row: dict, payload: dict, p_llm, weight: float = ENSEMBLE_FUSED_WEIGHT,
-                    check_weight: float = CHECK_WEIGHT, check_strength: float = CHECK_OFFSET_STRENGTH,
-                    top_k: int = CHECK_TOP_K) -> np.ndarray:
+def ensemble_scores(row: dict, payload: dict, p_llm, weight: float | None = None, check_weight: float | None = None,
+                    check_strength: float | None = None, top_k: int | None = None) -> np.ndarray:
     """The product's combined scores of one row (`ensemble.combined_scores`), the check asking the
-    `top_k` likeliest categories by the other two experts."""
+    `top_k` likeliest categories by the other two experts; a constant not given is that of the views'
+    check labeler (`checked_labeler`)."""
+    lab = checked_labeler(payload)
+    weight = lab.fused_weight if weight is None else weight
+    check_weight = lab.check_weight if check_weight is None else check_weight
+    check_strength = lab.check_strength if check_strength is None else check_strength
+    top_k = lab.check_top_k if top_k is None else top_k
     p_fused = fused_probs(row)
     base = combined_scores(p_llm, p_fused, weight)
     check = check_scores(row, payload, check_strength, base, top_k) if check_weight else None
@@ -121,14 +137,16 @@ def calibrated(p_llm: list[float] | None, bias: np.ndarray | None, strength: flo
     return list(q / q.sum())
 
 
-def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIGHT,
-                temperature: float = ENSEMBLE_TEMPERATURE, strength: float = 0.0, check_weight: float = CHECK_WEIGHT,
-                check_strength: float = CHECK_OFFSET_STRENGTH, top_k: int = CHECK_TOP_K) -> list[tuple[str | None, float]]:
+def predictions(payload: dict, labeler: str, weight: float | None = None, temperature: float | None = None,
+                strength: float = 0.0, check_weight: float | None = None, check_strength: float | None = None,
+                top_k: int | None = None) -> list[tuple[str | None, float]]:
     """(category, confidence) per row for one labeler read from the views; `strength` > 0 calibrates
     the LLM's distribution on the set's content-free answers first (`calibrated`). `ensemble` is the
-    product's (with the yes/no check of the top_k where the views have it), `ensemble-v6` the check of
-    every category, `ensemble-v5` the one before the check."""
+    product's labeler of the views' check (`checked_labeler`: `ensemble`, or `ensemble-lite` for
+    check-v2), with the check of its top_k where the views have it; `ensemble-v6` the check of every
+    category, `ensemble-v5` the one before the check. A constant not given is that labeler's."""
     names = payload["taxonomy"]
+    temperature = checked_labeler(payload).temperature if temperature is None else temperature
     bias = content_free_bias(payload) if strength else None
     out = []
     for row in payload["rows"]:
@@ -146,7 +164,8 @@ def predictions(payload: dict, labeler: str, weight: float = ENSEMBLE_FUSED_WEIG
                 continue
             p = np.asarray(p_llm)
         elif labeler == "ensemble-embed":  # the same product with MiniLM alone as the second expert
-            p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE), weight))
+            p = softmax(combined_scores(llm_probs(row, names), softmax(np.asarray(row["embed"]) * EMBED_TEMPERATURE),
+                                        ENSEMBLE_FUSED_WEIGHT if weight is None else weight))
         elif labeler == "ensemble-v5":
             p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * ENSEMBLE_TEMPERATURE)
         else:  # ensemble, ensemble-v6
@@ -378,6 +397,7 @@ def llm_rate(payload: dict) -> float | None:
 def run(split: str, model: str) -> dict:
     views = load(split, model)
     out = {"split": split, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": common.machine_info(),
+           "check_labeler": labeler_constants(checked_labeler(next(iter(views.values()), {}))),
            "sets": {}, "difficulty": {}, "weights": {}, "contextual": {}}
     for name in CATEGORY_SETS:
         if name not in views:
@@ -410,6 +430,13 @@ def run(split: str, model: str) -> dict:
     return out
 
 
+def labeler_constants(lab) -> dict:
+    """The constants a check labeler's column is scored with."""
+    return {"name": lab.name, "check_prompt": lab.check_prompt, "fused_weight": lab.fused_weight,
+            "check_weight": lab.check_weight, "check_strength": lab.check_strength, "top_k": lab.check_top_k,
+            "temperature": lab.temperature}
+
+
 def without_markers_line(choice: dict) -> str:
     """The best grid point in the form the ensemble labeler computes (no marker term)."""
     g = choice.get("best_without_markers")
@@ -434,13 +461,16 @@ def paired_lines(sets: dict[str, dict]) -> list[str]:
 
 
 def markdown(res: dict) -> str:
+    c = res["check_labeler"]
     lines = [f"## Labelers from the collected views ({res['split']} split)", "",
              f"- when: {res['when']}; machine: {common.machine_line(res['machine'])}",
-             f"- ensemble: fused weight {ENSEMBLE_FUSED_WEIGHT}; difficulty (\"chosen\"): length weight "
+             f"- `ensemble`: the views' check labeler, `{c['name']}` (check prompt {c['check_prompt']}): fused weight "
+             f"{c['fused_weight']}, temperature {c['temperature']}; difficulty (\"chosen\"): length weight "
              f"{DIFFICULTY_LENGTH_WEIGHT}, cuts {list(DIFFICULTY_CUTS)}", "",
-             f"- the yes/no check: weight {CHECK_WEIGHT}, content-free offset strength {CHECK_OFFSET_STRENGTH}; "
-             f"asked of each sample's {CHECK_TOP_K} likeliest categories; `ensemble-v6` asks every category, "
-             "`ensemble-v5` is the ensemble before the check", "",
+             f"- its yes/no check: weight {c['check_weight']}, content-free offset strength {c['check_strength']}; "
+             f"asked of each sample's {c['top_k']} likeliest categories; `ensemble-v6` asks every category, "
+             f"`ensemble-v5` is the ensemble before the check (fused weight {ENSEMBLE_FUSED_WEIGHT}, temperature "
+             f"{ENSEMBLE_TEMPERATURE})", "",
              "| set | categories | rows | embed | fused | llm | ensemble-v5 | ensemble-v6 | ensemble | ensemble macro-F1 (v5 where no check) | "
              "kappa | LLM x embed only | ensemble mean confidence | ECE | LLM samples/s (under load) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

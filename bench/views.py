@@ -7,7 +7,8 @@ For each set and split this reads every row once through the product's own piece
 - the MiniLM cosine of the sample to each category prototype (`embed`) and the SmolLM2 hidden-state
   cosine (`fused`'s second view);
 - the difficulty rule's features;
-- the LLM's yes/no check of every category (`labelers/check.py`): P(yes) per category (`check`);
+- the LLM's yes/no check of every category (`labelers/check.py`): P(yes) per category (`check`),
+  asked with check-v1 unless `--check-prompt` names another (its folder is <folder>+<check prompt>);
 and, per set, the same three views of CONTENT_FREE inputs (what each view leans to when the
 sample says nothing: the bias contextual calibration divides out).
 Nothing is chosen here: bench/choose.py scores every labeler and combination from these files,
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from offline_cov.labelers.base import CPU_SAMPLE_TOKENS
 from offline_cov.labelers.check import CONTENT_FREE as CHECK_CONTENT_FREE
-from offline_cov.prompts import LABEL_PROMPTS, PROMPT_VERSION
+from offline_cov.prompts import CHECK_PROMPT_VERSION, CHECK_PROMPTS, LABEL_PROMPTS, PROMPT_VERSION
 from offline_cov.taxonomy import Taxonomy, load_taxonomy_file, parse_taxonomy_list
 
 from . import common
@@ -203,12 +204,13 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
             for t, e, h in zip(texts, embed, hidden)]
 
 
-def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int) -> list[list]:
-    """The product's yes/no check of every category for each text (`CategoryCheck.probabilities`):
-    P(yes) per category in taxonomy order, None where an answer failed."""
+def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int,
+                check_prompt: str = CHECK_PROMPT_VERSION) -> list[list]:
+    """The product's yes/no check of every category for each text (`CategoryCheck.probabilities`, with
+    the `check_prompt` prompt): P(yes) per category in taxonomy order, None where an answer failed."""
     from offline_cov.labelers.check import CategoryCheck
 
-    check = CategoryCheck(engine, taxonomy, max_sample_tokens)
+    check = CategoryCheck(engine, taxonomy, max_sample_tokens, prompt=check_prompt)
     out = []
     for at in range(0, len(texts), batch_size):
         started = time.perf_counter()
@@ -218,8 +220,9 @@ def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, m
     return out
 
 
-def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int) -> None:
-    """Add the yes/no check to a views file collected before it existed (its rows and content-free inputs)."""
+def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int,
+               check_prompt: str = CHECK_PROMPT_VERSION) -> None:
+    """Add the yes/no check to a views file collected without it (its rows and content-free inputs)."""
     from offline_cov.strategies.describe import with_written
 
     payload = json.loads(path.read_text())
@@ -235,11 +238,13 @@ def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: in
     assert taxonomy.names == payload["taxonomy"]
     texts = {r["row"]: r["text"] for r in read_rows(spec, data_dir)}
     started = time.perf_counter()
-    checks = check_views(engine, taxonomy, [texts[r["row"]] for r in missing], batch_size, max_sample_tokens)
+    checks = check_views(engine, taxonomy, [texts[r["row"]] for r in missing], batch_size, max_sample_tokens, check_prompt)
     for row, check in zip(missing, checks):
         row["check"] = check
     if "check" not in payload["content_free"]:
-        payload["content_free"]["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens)
+        payload["content_free"]["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens,
+                                                       check_prompt)
+    payload["check_prompt"] = check_prompt
     payload["check_s"] = round(payload.get("check_s", 0) + time.perf_counter() - started, 1)
     payload.setdefault("check_machine", common.machine_info())
     path.write_text(json.dumps(payload), encoding="utf-8")
@@ -249,12 +254,15 @@ def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: in
 UNNAMED_PROMPT = "label-v1"  # the product's prompt when the first views were collected: their folders name none
 
 
-def views_folder(model: str, max_sample_tokens: int, prompt: str = PROMPT_VERSION, cap: int | None = None) -> str:
+def views_folder(model: str, max_sample_tokens: int, prompt: str = PROMPT_VERSION, cap: int | None = None,
+                 check_prompt: str = CHECK_PROMPT_VERSION) -> str:
     """Where a model's views go: its name, the sample cut when it is not 1536 tokens (the tables'
     setting), the label prompt when it is not `label-v1` (so a folder's name keeps meaning the
-    prompt it was collected with), and a row cap when one was given."""
+    prompt it was collected with), the check's prompt when it is not `check-v1`, and a row cap when
+    one was given."""
     return (model + ("" if max_sample_tokens == 1536 else f"@cut{max_sample_tokens}")
-            + ("" if prompt == UNNAMED_PROMPT else f"+{prompt}") + ("" if cap is None else f"~cap{cap}"))
+            + ("" if prompt == UNNAMED_PROMPT else f"+{prompt}")
+            + ("" if check_prompt == CHECK_PROMPT_VERSION else f"+{check_prompt}") + ("" if cap is None else f"~cap{cap}"))
 
 
 CPU_DEFAULT_MODEL = "qwen2.5-coder-1.5b"
@@ -270,8 +278,13 @@ def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
 
 
 def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536,
-            prompt: str = PROMPT_VERSION, cap: int | None = None, check: bool = True) -> Path:
-    """One set's views file for `split`; without `check`, the yes/no check is left for a later run to add."""
+            prompt: str = PROMPT_VERSION, cap: int | None = None, check: bool = True,
+            check_prompt: str = CHECK_PROMPT_VERSION) -> Path:
+    """One set's views file for `split`; without `check`, the yes/no check is left for a later run to add.
+    Another `check_prompt` than check-v1 gets a folder of its own, whose other views are copied from
+    check-v1's folder (collected there first, without its check, when missing)."""
+    if check_prompt != CHECK_PROMPT_VERSION:
+        return with_other_check(spec, split, data_dir, engine, batch_size, max_sample_tokens, prompt, cap, check, check_prompt)
     folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap)
     path = folder / split / f"{spec.name}.json"
     if path.exists():
@@ -322,6 +335,30 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
     return path
 
 
+def with_other_check(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int,
+                     prompt: str, cap: int | None, check: bool, check_prompt: str) -> Path:
+    """`collect` for a check prompt other than check-v1: the label and vector views of check-v1's folder
+    without its check, then (with `check`) this prompt's check added."""
+    folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap, check_prompt)
+    path = folder / split / f"{spec.name}.json"
+    if not path.exists():
+        base = collect(spec, split, data_dir, engine, batch_size, max_sample_tokens, prompt, cap, check=False)
+        payload = without_check(json.loads(base.read_text()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**payload, "check_prompt": check_prompt}), encoding="utf-8")
+    if check:
+        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens, check_prompt)
+    return path
+
+
+def without_check(payload: dict) -> dict:
+    """A views payload with its yes/no check (rows, content-free inputs, timing) left out."""
+    drop = ("check_s", "check_machine", "check_prompt")
+    return {**{k: v for k, v in payload.items() if k not in drop},
+            "content_free": {k: v for k, v in payload["content_free"].items() if k != "check"},
+            "rows": [{k: v for k, v in r.items() if k != "check"} for r in payload["rows"]]}
+
+
 def complete(path: Path, check: bool = True) -> bool:
     """A views file collected with every view, the yes/no check included unless `check` is False."""
     if not path.exists():
@@ -354,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompt", default=PROMPT_VERSION,
                    help=f"comma-separated label prompts, from: {', '.join(LABEL_PROMPTS)} (others go to <model>+<prompt>/)")
     p.add_argument("--cap", type=int, help="at most this many dev rows a set (1.5x test), for every set (folder ~cap<N>)")
+    p.add_argument("--check-prompt", default=CHECK_PROMPT_VERSION, choices=list(CHECK_PROMPTS),
+                   help="the yes/no check's prompt; others than check-v1 go to <folder>+<check prompt>/, their "
+                        "other views copied from check-v1's folder")
     p.add_argument("--no-check", action="store_true",
                    help="leave out the yes/no check (most of the time on a CPU without AMX); a later run without it adds it")
     args = p.parse_args(argv)
@@ -362,8 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"unknown --prompt {unknown}; choose from {', '.join(LABEL_PROMPTS)}")
     todo = [(s, x) for x in prompts for s in wanted
-            if not complete(OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap) / args.split / f"{s.name}.json",
-                            check=not args.no_check)]
+            if not complete(OUT / views_folder(args.model, args.max_sample_tokens, x, args.cap, args.check_prompt)
+                            / args.split / f"{s.name}.json", check=not args.no_check)]
     if not todo:
         say("every set already collected")
         return
@@ -373,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for spec, prompt in todo:
             collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens, prompt, args.cap,
-                    check=not args.no_check)
+                    check=not args.no_check, check_prompt=args.check_prompt)
     finally:
         engine.close()
 

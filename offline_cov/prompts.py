@@ -124,12 +124,11 @@ def label_schema(taxonomy: Taxonomy) -> dict:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-CHECK_PROMPT_VERSION = "check-v1"
 CHECK_SYSTEM = "You decide whether a request to an assistant belongs to a given category. Answer yes or no."
 
 
 def check_category_text(name: str, description: str = "", examples: list[str] | tuple = ()) -> str:
-    """One category as the yes/no check shows it: name, description, up to three examples."""
+    """One category as check-v1 shows it: name, description, up to three examples."""
     text = f"Category: {name}" + (f": {description}" if description else "")
     if examples:
         text += "\nExamples: " + "; ".join(f'"{e[:150]}"' for e in examples[:3])
@@ -137,13 +136,41 @@ def check_category_text(name: str, description: str = "", examples: list[str] | 
 
 
 def check_messages(sample_text: str, category_text: str) -> list[dict]:
-    """The yes/no check of one category for one sample (`check-v1`). The sample comes before the
-    category, so the requests of one sample share every token up to it (vLLM's prefix cache)."""
+    """The yes/no check of one category for one sample (`check-v1`): its own system prompt, the sample,
+    then the category (`check_category_text`). The sample comes before the category, so the requests
+    of one sample share every token up to it (vLLM's prefix cache)."""
     return [
         {"role": "system", "content": CHECK_SYSTEM},
         {"role": "user", "content": f"<sample>\n{escape_sample(sample_text)}\n</sample>\n\n{category_text}\n\n"
                                     "Does the request belong to this category? Answer yes or no."},
     ]
+
+
+def shared_check_messages(taxonomy: Taxonomy, sample_text: str, name: str) -> list[dict]:
+    """The yes/no check of one category for one sample (`check-v2`): the label request's own chat
+    (`label_messages`: its system prompt lists every category with its description), then a question
+    naming the category. Every token up to the question is the label request's, which vLLM's prefix
+    cache computed when the sample was labeled, so a check costs the question's few tokens."""
+    messages = label_messages(taxonomy, sample_text)
+    question = f'\n\nDoes this request belong to the category "{name}"? Answer yes or no.'
+    return [messages[0], {"role": "user", "content": messages[1]["content"] + question}]
+
+
+def check_v1(taxonomy: Taxonomy):
+    """check-v1's request builder: (sample text, category index) -> chat."""
+    categories = [check_category_text(c.name, c.description, c.examples) for c in taxonomy.categories]
+    return lambda text, j: check_messages(text, categories[j])
+
+
+def check_v2(taxonomy: Taxonomy):
+    """check-v2's request builder: (sample text, category index) -> chat."""
+    return lambda text, j: shared_check_messages(taxonomy, text, taxonomy.names[j])
+
+
+# The yes/no check's prompts by version: check-v1 (`ensemble`) reads each category's own text, check-v2
+# (`ensemble-lite`) reuses the label request's prefix.
+CHECK_PROMPTS = {"check-v1": check_v1, "check-v2": check_v2}
+CHECK_PROMPT_VERSION = "check-v1"
 
 
 INFER_MAX_SAMPLES = 40

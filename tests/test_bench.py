@@ -333,6 +333,21 @@ def test_views_of_a_prompt_variant_or_a_row_cap_go_to_their_own_folder():
     assert views_folder("qwen", 512, "label-v1") == "qwen@cut512"  # the folders collected before label-v2
     assert views_folder("qwen", 512) == "qwen@cut512+label-v2"  # the product's prompt is named
     assert views_folder("qwen", 512, "label-short", 100) == "qwen@cut512+label-short~cap100"
+    assert views_folder("qwen", 512, check_prompt="check-v2") == "qwen@cut512+label-v2+check-v2"
+
+
+def test_views_of_another_check_prompt_start_from_check_v1s_without_its_check_and_score_with_its_labeler():
+    from bench.choose import checked_labeler
+    from bench.views import has_check, without_check
+
+    payload = {"set": "s", "check_s": 9.0, "check_prompt": "check-v1", "content_free": {"llm": [1], "check": [[0.5]]},
+               "rows": [{"row": 1, "llm": {}, "check": [0.4]}, {"row": 2, "llm": {}, "check": [0.6]}]}
+    bare = without_check(payload)
+    assert has_check(payload) and not has_check(bare)
+    assert bare["rows"] == [{"row": 1, "llm": {}}, {"row": 2, "llm": {}}] and bare["content_free"] == {"llm": [1]}
+    assert "check_s" not in bare and "check_prompt" not in bare and payload["rows"][0]["check"] == [0.4]
+    assert checked_labeler(payload).name == checked_labeler({}).name == "ensemble"  # views before check-v2 name none
+    assert checked_labeler({**bare, "check_prompt": "check-v2"}).name == "ensemble-lite"
 
 
 def test_shrinking_towards_raw_hand_computed():

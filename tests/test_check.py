@@ -22,7 +22,7 @@ from offline_cov.labelers.check import (
     yes_probability,
 )
 from offline_cov.labelers.ensemble import CHECK_WEIGHT, EnsembleLabeler
-from offline_cov.prompts import check_messages
+from offline_cov.prompts import check_messages, label_messages
 from offline_cov.taxonomy import parse_taxonomy_list
 
 
@@ -58,7 +58,8 @@ class Scripted(FakeEngine):
         for r in requests:
             user = r.messages[1]["content"]
             text = user.split("<sample>\n", 1)[1].split("\n</sample>", 1)[0]
-            category = user.split("Category: ", 1)[1].split(":", 1)[0].split("\n", 1)[0]
+            category = (user.split("Category: ", 1)[1].split(":", 1)[0].split("\n", 1)[0] if "Category: " in user
+                        else user.split('the category "', 1)[1].split('"', 1)[0])  # check-v1 / check-v2
             p = self.p_yes(text, category)
             out.append(said({"yes": p, "no": 1 - p}))
         return out
@@ -194,3 +195,40 @@ def test_the_ensemble_without_the_check_asks_nothing_but_the_label():
     assert labeler.combine(Sample(2, (("user", "x"),)), plain, None, None).confidence == pytest.approx(p[0] / p.sum(), abs=1e-3)
     assert NOCHECK_TEMPERATURE != EnsembleLabeler.temperature
     assert EnsembleNoCheckLabeler.cache_identity("llm") != EnsembleLabeler.cache_identity("llm")
+
+
+def test_check_v2_asks_in_the_label_requests_own_chat_with_the_category_named_after_it():
+    """check-v2 (`ensemble-lite`) repeats the label request's system prompt and sample word for word, so
+    vLLM's prefix cache serves them, and adds one question naming the category."""
+    taxonomy = parse_taxonomy_list("math,code")
+    engine = Scripted(lambda text, cat: 0.8 if cat == "code" else 0.3)
+    check = CategoryCheck(engine, taxonomy, sample_budget=100, prompt="check-v2")
+    rows = check.probabilities(["print <sample> it"])
+    label = label_messages(taxonomy, "print <sample> it")
+    first, second = (r.messages for r in engine.requests)
+    assert first[0] == second[0] == label[0]
+    assert first[1]["content"].startswith(label[1]["content"] + "\n\n")
+    assert first[1]["content"].endswith('the category "math"? Answer yes or no.')
+    assert second[1]["content"].endswith('the category "code"? Answer yes or no.')
+    assert rows == [{0: pytest.approx(0.3), 1: pytest.approx(0.8)}]
+    assert check.info()["prompt"] == "check-v2"
+
+
+def test_ensemble_lite_checks_with_check_v2_at_its_own_constants():
+    """`ensemble-lite` is the ensemble with check-v2 and the constants chosen for it: its check asks its
+    top k in the label request's chat, and its cache identity is its own."""
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.labelers.ensemble_lite import LITE_TOP_K, EnsembleLiteLabeler
+
+    names = ["math", "code", "writing", "poetry", "travel", "food"]
+    engine = Scripted(lambda text, cat: 0.9 if cat == "travel" else 0.2)
+    fused = SimpleNamespace(temperature=1.0, info=dict,
+                            scores=lambda texts: np.log(np.array([[0.3, 0.25, 0.2, 0.1, 0.1, 0.05]] * len(texts))))
+    labeler = EnsembleLiteLabeler(engine, parse_taxonomy_list(",".join(names)), fused=fused)
+    labeler.label_batch([Sample(0, (("user", "plan a trip"),))], LabelRun())
+    checks = [r for r in engine.requests if r.schema is None][len(CONTENT_FREE) * len(names):]
+    assert len(checks) == min(LITE_TOP_K, len(names))
+    assert all('belong to the category "' in r.messages[1]["content"] for r in checks)
+    assert labeler.check.version == "check-v2" and labeler.check.offset_strength == EnsembleLiteLabeler.check_strength
+    assert labeler.info()["check_weight"] == EnsembleLiteLabeler.check_weight
+    assert EnsembleLiteLabeler.cache_identity("llm") != EnsembleLabeler.cache_identity("llm")

@@ -6,7 +6,8 @@
 - `hybrid` (`hybrid.py`): the LLM chooses among the embedding's top candidates;
 - `ensemble` (`ensemble.py`): the LLM's probability of every category times `fused`'s, and its
   yes/no check of each sample's likeliest categories;
-- `ensemble-nocheck` (`ensemble_nocheck.py`): the same without the check, for CPUs where it is slow.
+- `ensemble-nocheck` (`ensemble_nocheck.py`): the same without the check;
+- `ensemble-lite` (`ensemble_lite.py`): the same with a check that reuses the label request's prefix.
 
 Each class declares what it is (`base.py`); the registry below names them as "module:object"
 strings, so nothing heavy is imported until a labeler is used.
@@ -25,6 +26,7 @@ LABELERS = {
     "hybrid": "offline_cov.labelers.hybrid:HybridLabeler",
     "ensemble": "offline_cov.labelers.ensemble:EnsembleLabeler",
     "ensemble-nocheck": "offline_cov.labelers.ensemble_nocheck:EnsembleNoCheckLabeler",
+    "ensemble-lite": "offline_cov.labelers.ensemble_lite:EnsembleLiteLabeler",
 }
 # What labels samples on a machine without a GPU when no labeler is named: the one that
 # bench/choose.py measured best there (bench/README.md). On a GPU it is the LLM. On a CPU without

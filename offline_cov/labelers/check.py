@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 from ..engines import Engine, GenRequest, GenResult
-from ..prompts import CHECK_PROMPT_VERSION, check_category_text, check_messages
+from ..prompts import CHECK_PROMPT_VERSION, CHECK_PROMPTS
 from ..taxonomy import Taxonomy
 
 CONTENT_FREE = ("N/A", "[MASK]", "")
@@ -81,12 +81,11 @@ def offset_log_odds(row: dict[int, float | None], offsets: list[float] | None, s
 class CategoryCheck:
     """Asks the engine, for each sample and category, whether the sample belongs to the category."""
 
-    version = CHECK_PROMPT_VERSION
-
     def __init__(self, engine: Engine, taxonomy: Taxonomy, sample_budget: int,
-                 offset_strength: float = CHECK_OFFSET_STRENGTH):
+                 offset_strength: float = CHECK_OFFSET_STRENGTH, prompt: str = CHECK_PROMPT_VERSION):
         self.engine, self.sample_budget, self.offset_strength = engine, sample_budget, offset_strength
-        self.categories = [check_category_text(c.name, c.description, c.examples) for c in taxonomy.categories]
+        self.version, self.size = prompt, len(taxonomy.names)
+        self.messages = CHECK_PROMPTS[prompt](taxonomy)  # (sample text, category index) -> chat
         self._offsets: list[float] | None = None
         self._asked = False
         self.requests = 0
@@ -96,10 +95,9 @@ class CategoryCheck:
         None where an answer failed."""
         if not texts:
             return []
-        asked = candidates or [list(range(len(self.categories)))] * len(texts)
+        asked = candidates or [list(range(self.size))] * len(texts)
         cut = [self.engine.truncate(t, self.sample_budget) for t in texts]
-        request = lambda i, j: GenRequest(check_messages(cut[i], self.categories[j]), None, 1,  # noqa: E731
-                                          logprobs=CHECK_TOP_LOGPROBS)
+        request = lambda i, j: GenRequest(self.messages(cut[i], j), None, 1, logprobs=CHECK_TOP_LOGPROBS)  # noqa: E731
         pairs = [(i, js[0]) for i, js in enumerate(asked)] + [(i, j) for i, js in enumerate(asked) for j in js[1:]]
         first = self.engine.generate([request(i, j) for i, j in pairs[:len(cut)]])  # each sample's prefix, cached
         rest = self.engine.generate([request(i, j) for i, j in pairs[len(cut):]]) if len(pairs) > len(cut) else []
@@ -114,7 +112,7 @@ class CategoryCheck:
         if not self._asked:
             self._asked = True
             rows = self.probabilities(list(CONTENT_FREE))
-            self._offsets = content_free_offsets([[row[j] for j in range(len(self.categories))] for row in rows])
+            self._offsets = content_free_offsets([[row[j] for j in range(self.size)] for row in rows])
         return self._offsets
 
     def scores(self, texts: list[str], candidates: list[list[int]] | None = None) -> list[list[float] | None]:

@@ -38,6 +38,7 @@ import math
 from ..data.readers import Sample
 from ..engines import Engine
 from ..generation import generate_parsed
+from ..prompts import CHECK_PROMPT_VERSION
 from ..report.contract import DIFFICULTIES
 from ..report.tally import SampleLabel, rounded_confidence, rounded_probabilities
 from ..taxonomy import Taxonomy
@@ -82,13 +83,17 @@ class EnsembleLabeler:
     version = ENSEMBLE_VERSION
     temperature = ENSEMBLE_TEMPERATURE  # of the confidence softmax over `combined_scores`
     check_top_k = CHECK_TOP_K  # categories the check asks per sample, 0 for none (bench.check_cost times others)
+    check_prompt = CHECK_PROMPT_VERSION
+    check_weight = CHECK_WEIGHT
+    check_strength = CHECK_OFFSET_STRENGTH
+    fused_weight = ENSEMBLE_FUSED_WEIGHT
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
-        knobs = {"version": cls.version, "fused_weight": ENSEMBLE_FUSED_WEIGHT, "temperature": cls.temperature,
+        knobs = {"version": cls.version, "fused_weight": cls.fused_weight, "temperature": cls.temperature,
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
-                 "top_logprobs": TOP_LOGPROBS, "check_weight": CHECK_WEIGHT,
-                 "check_offset_strength": CHECK_OFFSET_STRENGTH, "check_prompt": CategoryCheck.version,
+                 "top_logprobs": TOP_LOGPROBS, "check_weight": cls.check_weight,
+                 "check_offset_strength": cls.check_strength, "check_prompt": cls.check_prompt,
                  "check_top_k": cls.check_top_k,
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
@@ -98,13 +103,14 @@ class EnsembleLabeler:
         return cls(handle.get(), taxonomy, settings)
 
     def __init__(self, engine: Engine, taxonomy: Taxonomy, settings: LabelSettings | None = None,
-                 fused: FusedLabeler | None = None, weight: float = ENSEMBLE_FUSED_WEIGHT):
-        self.taxonomy, self.weight = taxonomy, weight
+                 fused: FusedLabeler | None = None, weight: float | None = None):
+        self.taxonomy, self.weight = taxonomy, self.fused_weight if weight is None else weight
         self.settings = settings or LabelSettings()
         self.llm = LLMLabeler(engine, taxonomy, self.settings, top_logprobs=TOP_LOGPROBS)
         self.fused = fused or FusedLabeler(taxonomy, self.settings, model=FUSED_ENCODER_MODEL)
         self.sample_budget = self.llm.sample_budget
-        self.check = CategoryCheck(engine, taxonomy, self.sample_budget) if self.check_top_k else None
+        self.check = (CategoryCheck(engine, taxonomy, self.sample_budget, self.check_strength, self.check_prompt)
+                      if self.check_top_k else None)
         self.overruled = self.llm_failed = self.check_failed = 0
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
@@ -130,7 +136,8 @@ class EnsembleLabeler:
         text when `check_top_k` is 0: nothing is asked)."""
         if not self.check_top_k:
             return [None] * len(texts)
-        candidates = [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]
+        candidates = [top_candidates(combined_scores(*e, self.weight, check_weight=self.check_weight), self.check_top_k)
+                      for e in experts]
         scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
         return scores
@@ -151,7 +158,7 @@ class EnsembleLabeler:
         """One sample's label from its experts' probabilities, the LLM's answer (None when it gave none)
         and the check's scores (None without them)."""
         names = self.taxonomy.names
-        scores = combined_scores(*experts, self.weight, check)
+        scores = combined_scores(*experts, self.weight, check, self.check_weight)
         best = max(range(len(names)), key=lambda j: (scores[j], -j))
         posterior = softmax(scores * self.temperature)
         if label is not None and names[best] != label.categories[0]:
@@ -163,7 +170,7 @@ class EnsembleLabeler:
     def info(self) -> dict:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
                 "version": self.version, "fused_weight": self.weight, "temperature": self.temperature,
-                "difficulty_cuts": list(DIFFICULTY_CUTS), "check_weight": CHECK_WEIGHT if self.check_top_k else 0,
+                "difficulty_cuts": list(DIFFICULTY_CUTS), "check_weight": self.check_weight if self.check_top_k else 0,
                 "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed} if self.check_top_k else None,
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed}
