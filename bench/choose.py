@@ -404,6 +404,7 @@ def run(split: str, model: str) -> dict:
             continue
         payload = views[name]
         checked = ("ensemble-v6", "ensemble") if has_check(payload) else ()  # views collected with --no-check have none
+        checked = ("ensemble",) if checked and payload.get("check_top_k") else checked  # only the product's top k asked
         preds = {lab: predictions(payload, lab) for lab in ("embed", "fused", "llm", "ensemble-v5", *checked)}
         rows = {lab: category_scores(payload, p) for lab, p in preds.items()}
         out["sets"][name] = {"taxonomy": payload["taxonomy"], "model": payload["model"], "labelers": rows,

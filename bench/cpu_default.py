@@ -26,6 +26,7 @@ BAR_S = 300
 CANDIDATES = {
     "ensemble, qwen2.5-coder-1.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-1.5b"],
     "ensemble-nocheck, qwen2.5-coder-1.5b": ["--labeler", "ensemble-nocheck", "-m", "qwen2.5-coder-1.5b"],
+    "ensemble-lite, qwen2.5-coder-1.5b": ["--labeler", "ensemble-lite", "-m", "qwen2.5-coder-1.5b"],
     "ensemble, qwen2.5-coder-0.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"],
     "fused": ["--labeler", "fused"],
     "embed": ["--labeler", "embed"],

@@ -205,24 +205,27 @@ def vector_views(taxonomy: Taxonomy, texts: list[str]) -> list[dict]:
 
 
 def check_views(engine, taxonomy: Taxonomy, texts: list[str], batch_size: int, max_sample_tokens: int,
-                check_prompt: str = CHECK_PROMPT_VERSION) -> list[list]:
-    """The product's yes/no check of every category for each text (`CategoryCheck.probabilities`, with
-    the `check_prompt` prompt): P(yes) per category in taxonomy order, None where an answer failed."""
+                check_prompt: str = CHECK_PROMPT_VERSION, candidates: list[list[int]] | None = None) -> list[list]:
+    """The product's yes/no check for each text (`CategoryCheck.probabilities`, with the `check_prompt`
+    prompt) of every category, or of each text's `candidates`: P(yes) per category in taxonomy order,
+    None where an answer failed or a category was not asked."""
     from offline_cov.labelers.check import CategoryCheck
 
     check = CategoryCheck(engine, taxonomy, max_sample_tokens, prompt=check_prompt)
     out = []
     for at in range(0, len(texts), batch_size):
         started = time.perf_counter()
-        chunk = check.probabilities(texts[at: at + batch_size])  # every category
-        out += [[None if row[j] is None else round(row[j], 5) for j in range(len(row))] for row in chunk]
+        chunk = check.probabilities(texts[at: at + batch_size], candidates and candidates[at: at + batch_size])
+        out += [[None if row.get(j) is None else round(row[j], 5) for j in range(len(taxonomy.names))] for row in chunk]
         say(f"  check {min(at + batch_size, len(texts))}/{len(texts)} ({len(chunk) / (time.perf_counter() - started):.2f} samples/s)")
     return out
 
 
 def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: int, max_sample_tokens: int,
-               check_prompt: str = CHECK_PROMPT_VERSION) -> None:
-    """Add the yes/no check to a views file collected without it (its rows and content-free inputs)."""
+               check_prompt: str = CHECK_PROMPT_VERSION, top_k: int | None = None) -> None:
+    """Add the yes/no check to a views file collected without it (its rows and content-free inputs): of
+    every category, or (`top_k`) of each row's top_k likeliest by the other two experts at the check
+    labeler's fused weight, as the product asks them (the content-free inputs: every category)."""
     from offline_cov.strategies.describe import with_written
 
     payload = json.loads(path.read_text())
@@ -238,17 +241,33 @@ def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: in
     assert taxonomy.names == payload["taxonomy"]
     texts = {r["row"]: r["text"] for r in read_rows(spec, data_dir)}
     started = time.perf_counter()
-    checks = check_views(engine, taxonomy, [texts[r["row"]] for r in missing], batch_size, max_sample_tokens, check_prompt)
+    candidates = product_candidates(payload, missing, top_k) if top_k else None
+    checks = check_views(engine, taxonomy, [texts[r["row"]] for r in missing], batch_size, max_sample_tokens,
+                         check_prompt, candidates)
     for row, check in zip(missing, checks):
         row["check"] = check
     if "check" not in payload["content_free"]:
         payload["content_free"]["check"] = check_views(engine, taxonomy, CONTENT_FREE, batch_size, max_sample_tokens,
                                                        check_prompt)
     payload["check_prompt"] = check_prompt
+    if top_k:
+        payload["check_top_k"] = top_k
     payload["check_s"] = round(payload.get("check_s", 0) + time.perf_counter() - started, 1)
     payload.setdefault("check_machine", common.machine_info())
     path.write_text(json.dumps(payload), encoding="utf-8")
     say(f"{spec.name}: the check added in {payload['check_s']:.0f} s -> {path}")
+
+
+def product_candidates(payload: dict, rows: list[dict], top_k: int) -> list[list[int]]:
+    """Each row's top_k categories by the LLM's and the prototypes' scores at the fused weight of the
+    payload's check labeler: the ones the product's check asks (`EnsembleLabeler.check_scores`)."""
+    from offline_cov.labelers.check import top_candidates
+    from offline_cov.labelers.ensemble import combined_scores
+
+    from .choose import checked_labeler, fused_probs, llm_probs
+
+    weight = checked_labeler(payload).fused_weight
+    return [top_candidates(combined_scores(llm_probs(r, payload["taxonomy"]), fused_probs(r), weight), top_k) for r in rows]
 
 
 UNNAMED_PROMPT = "label-v1"  # the product's prompt when the first views were collected: their folders name none
@@ -279,12 +298,14 @@ def collected_rows(folder: Path, set_name: str) -> dict[int, dict]:
 
 def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int = 1536,
             prompt: str = PROMPT_VERSION, cap: int | None = None, check: bool = True,
-            check_prompt: str = CHECK_PROMPT_VERSION) -> Path:
+            check_prompt: str = CHECK_PROMPT_VERSION, check_top_k: int | None = None) -> Path:
     """One set's views file for `split`; without `check`, the yes/no check is left for a later run to add.
     Another `check_prompt` than check-v1 gets a folder of its own, whose other views are copied from
-    check-v1's folder (collected there first, without its check, when missing)."""
+    check-v1's folder (collected there first, without its check, when missing); `check_top_k` asks
+    that check only each row's likeliest categories, as the product does (a test split's views)."""
     if check_prompt != CHECK_PROMPT_VERSION:
-        return with_other_check(spec, split, data_dir, engine, batch_size, max_sample_tokens, prompt, cap, check, check_prompt)
+        return with_other_check(spec, split, data_dir, engine, batch_size, max_sample_tokens, prompt, cap, check,
+                                check_prompt, check_top_k)
     folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap)
     path = folder / split / f"{spec.name}.json"
     if path.exists():
@@ -336,7 +357,7 @@ def collect(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, 
 
 
 def with_other_check(spec: ViewSet, split: str, data_dir: Path, engine, batch_size: int, max_sample_tokens: int,
-                     prompt: str, cap: int | None, check: bool, check_prompt: str) -> Path:
+                     prompt: str, cap: int | None, check: bool, check_prompt: str, top_k: int | None = None) -> Path:
     """`collect` for a check prompt other than check-v1: the label and vector views of check-v1's folder
     without its check, then (with `check`) this prompt's check added."""
     folder = OUT / views_folder(engine.model_name, max_sample_tokens, prompt, cap, check_prompt)
@@ -347,7 +368,7 @@ def with_other_check(spec: ViewSet, split: str, data_dir: Path, engine, batch_si
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**payload, "check_prompt": check_prompt}), encoding="utf-8")
     if check:
-        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens, check_prompt)
+        add_checks(spec, path, data_dir, engine, batch_size, max_sample_tokens, check_prompt, top_k)
     return path
 
 
@@ -394,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--check-prompt", default=CHECK_PROMPT_VERSION, choices=list(CHECK_PROMPTS),
                    help="the yes/no check's prompt; others than check-v1 go to <folder>+<check prompt>/, their "
                         "other views copied from check-v1's folder")
+    p.add_argument("--check-top-k", type=int,
+                   help="with --check-prompt: ask the check only each row's k likeliest categories by the other experts, "
+                        "as the product does (bench.choose then scores no every-category column)")
     p.add_argument("--no-check", action="store_true",
                    help="leave out the yes/no check (most of the time on a CPU without AMX); a later run without it adds it")
     args = p.parse_args(argv)
@@ -413,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for spec, prompt in todo:
             collect(spec, args.split, args.data_dir, engine, args.batch_size, args.max_sample_tokens, prompt, args.cap,
-                    check=not args.no_check, check_prompt=args.check_prompt)
+                    check=not args.no_check, check_prompt=args.check_prompt, check_top_k=args.check_top_k)
     finally:
         engine.close()
 

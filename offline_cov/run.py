@@ -84,7 +84,7 @@ class Run:
         self.timings["total_s"] = round(time.perf_counter() - self.started, 3)
         reads_llm = self.labeler_cls.reads_llm or self.handle.loaded
         engine = self.handle.info()
-        self.warnings += dtype_warning(engine, self.warnings) + nocheck_warning(self.labeler_cls, self.model_read(), self.warnings)
+        self.warnings += dtype_warning(engine, self.warnings) + lighter_warning(self.labeler_cls, self.model_read(), self.warnings)
         return {
             "tool": {"name": "offline-cov", "version": __version__},
             "model": self.model_read() if reads_llm else None,
@@ -117,24 +117,31 @@ def dtype_warning(engine: dict, already: list[str]) -> list[str]:
     return [] if warning in already else [warning]
 
 
-def nocheck_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
-    """A warning when the labels come without the ensemble's yes/no check (`ensemble-nocheck`, the default
-    on a CPU without AMX): what the check adds on the bench's test sets with the run's `model` (with the
-    CPU default's model when it was not measured with both), and how to ask for it."""
-    from .labelers import CPU_DEFAULT_LABELER, CPU_NO_AMX_LABELER, get_labeler_class
+LIGHTER = {"ensemble-nocheck": "without the yes/no check of each sample's likeliest categories",
+           "ensemble-lite": "with the yes/no check asked in the label request's own chat (check-v2)"}
+
+
+def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
+    """A warning when the labels come from a lighter form of `ensemble` (LIGHTER: `ensemble-lite`, the
+    default on a CPU without AMX, or `ensemble-nocheck`) that the bench measured less accurate: both
+    means on the bench's test sets with the run's `model` (with the CPU default's model when it was not
+    measured with both), and how to ask for `ensemble`."""
+    from .labelers import CPU_DEFAULT_LABELER, get_labeler_class
     from .labelers.measured import for_model
 
-    if labeler_cls.name != CPU_NO_AMX_LABELER:
+    if labeler_cls.name not in LIGHTER or not labeler_cls.measured:
         return []
     classes = (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER))
     entries = [for_model(cls.measured, model, reads_llm=True) for cls in classes]
     if not all("accuracy" in e for e in entries):
         entries = [cls.measured[0] for cls in classes]
-    without, with_check = (mean_accuracy(e) for e in entries)
-    warning = (f"labeled by {CPU_NO_AMX_LABELER}, without the yes/no check of each sample's likeliest categories: "
-               f"{without:.2f} mean accuracy on the bench's test sets against {with_check:.2f} with it ({entries[0]['model']}). "
-               f"It is the default on a CPU without AMX, where the check made the bundled example 2.6x slower; "
-               f"--labeler {CPU_DEFAULT_LABELER} asks it")
+    lighter, full = (mean_accuracy(e) for e in entries)
+    if round(lighter, 2) >= round(full, 2):
+        return []
+    warning = (f"labeled by {labeler_cls.name}, {LIGHTER[labeler_cls.name]}: {lighter:.2f} mean accuracy on the "
+               f"bench's test sets against {full:.2f} for {CPU_DEFAULT_LABELER} ({entries[0]['model']}). "
+               f"--labeler {CPU_DEFAULT_LABELER} asks its check of each category in a chat of its own, about 2x "
+               "slower on a CPU without AMX (bench/README.md)")
     return [] if warning in already else [warning]
 
 

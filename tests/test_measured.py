@@ -96,16 +96,17 @@ def test_the_caveat_names_the_labelers_own_figures_or_says_they_were_not_measure
         assert text.endswith("run `offline-cov review` and `analyze --calibration`.")
 
 
-def test_labels_without_the_check_say_what_the_check_adds_with_the_runs_model_and_how_to_ask_for_it():
-    from offline_cov.run import nocheck_warning
+def test_labels_of_a_lighter_ensemble_say_what_ensemble_adds_with_the_runs_model_and_how_to_ask_for_it():
+    from offline_cov.run import lighter_warning
 
     nocheck, checked = get_labeler_class("ensemble-nocheck"), get_labeler_class("ensemble")
-    (warning,) = nocheck_warning(nocheck, "qwen2.5-coder-1.5b", [])
-    assert "0.69 mean accuracy on the bench's test sets against 0.77 with it (qwen2.5-coder-1.5b)" in warning
-    assert warning.endswith("--labeler ensemble asks it")
-    assert nocheck_warning(nocheck, "qwen2.5-coder-1.5b", [warning]) == []
-    assert nocheck_warning(checked, "qwen2.5-coder-1.5b", []) == []
-    (small,) = nocheck_warning(nocheck, "qwen2.5-coder-0.5b", [])
-    assert "0.61 mean accuracy on the bench's test sets against 0.63 with it (qwen2.5-coder-0.5b)" in small
-    (other,) = nocheck_warning(nocheck, "qwen2.5-7b-instruct", [])  # measured with neither: the CPU default model's
+    (warning,) = lighter_warning(nocheck, "qwen2.5-coder-1.5b", [])
+    assert warning.startswith("labeled by ensemble-nocheck, without the yes/no check")
+    assert "0.69 mean accuracy on the bench's test sets against 0.77 for ensemble (qwen2.5-coder-1.5b)" in warning
+    assert "--labeler ensemble asks its check" in warning
+    assert lighter_warning(nocheck, "qwen2.5-coder-1.5b", [warning]) == []
+    assert lighter_warning(checked, "qwen2.5-coder-1.5b", []) == []
+    (small,) = lighter_warning(nocheck, "qwen2.5-coder-0.5b", [])
+    assert "0.61 mean accuracy on the bench's test sets against 0.63 for ensemble (qwen2.5-coder-0.5b)" in small
+    (other,) = lighter_warning(nocheck, "qwen2.5-7b-instruct", [])  # measured with neither: the CPU default model's
     assert other == warning

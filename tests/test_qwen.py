@@ -331,10 +331,11 @@ def test_top_logprobs_give_a_distribution_over_the_enum(qwen_engine):
 
 @engine
 @needs_parts
-@pytest.mark.parametrize("name", ["ensemble", "ensemble-nocheck"])
+@pytest.mark.parametrize("name", ["ensemble", "ensemble-lite", "ensemble-nocheck"])
 def test_the_ensemble_labels_with_the_1_5b(qwen_engine, name):
-    """`ensemble` asks the yes/no check of every category of three; `ensemble-nocheck` (the default on a
-    CPU without AMX) sends one label request per sample and no check."""
+    """`ensemble` asks the yes/no check (check-v1) of every category of three, `ensemble-lite` (the default
+    on a CPU without AMX) its check-v2 of its top three, so every one; `ensemble-nocheck` sends one label
+    request per sample and no check."""
     from offline_cov.data.readers import Sample
     from offline_cov.labelers import get_labeler_class
     from offline_cov.labelers.base import LabelRun
@@ -346,7 +347,7 @@ def test_the_ensemble_labels_with_the_1_5b(qwen_engine, name):
     run = LabelRun()
     labels = labeler.label_batch(samples, run)
     assert run.failed == [] and labeler.llm_failed == 0 and len(labels) == len(SAMPLES)
-    if name == "ensemble":
+    if name != "ensemble-nocheck":
         assert labeler.check_failed == 0 and labeler.check.offsets() is not None  # the yes/no check read every answer
         assert labeler.check.requests == 3 * (len(SAMPLES) + 3)  # each sample and content-free input, each category
     else:

@@ -76,9 +76,10 @@ def _labeler_and_engine(labeler: str | None, engine: str | None) -> tuple[str | 
                    "fused: MiniLM's and the LLM's hidden-state similarity to each category, added; "
                    "hybrid: the LLM picks among the embedding's top candidates; "
                    "ensemble: the LLM's probability of each category times fused's, and its yes/no check of the likeliest; "
-                   "ensemble-nocheck: the same without the check (less accurate, 2-3x faster on a CPU without AMX). "
+                   "ensemble-lite: the same, the check asked in the label request's own chat (about 2x faster on a "
+                   "CPU without AMX); ensemble-nocheck: the same without the check (less accurate). "
                    "Default: llm on a GPU, with --engine transformers/ray or --strategy card/distill, else ensemble "
-                   "(ensemble-nocheck on a CPU without AMX), which reads the --model given ($OFFLINE_COV_LABELER overrides; "
+                   "(ensemble-lite on a CPU without AMX), which reads the --model given ($OFFLINE_COV_LABELER overrides; "
                    "see bench/README.md).")
 @click.option("--engine", type=click.Choice(ENGINES + LABELER_ENGINES), default=None, metavar="[vllm|transformers|ray]",
               help="The model runtime: vllm (default), transformers, or ray (vLLM replicas on a Ray cluster's nodes). "

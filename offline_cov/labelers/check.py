@@ -20,7 +20,10 @@ a taxonomy grows (bench/README.md, "The check asks the top 4").
 
 The sample comes first in the user message and the category after it: every check of one sample
 shares the tokens up to the category, and vLLM's prefix cache computes them once. So the first
-candidate is asked for every sample of a batch first, and the others after.
+candidate is asked for every sample of a batch first, and the others after. The prompt is one of
+prompts.CHECK_PROMPTS: check-v1 (`ensemble`) has a system prompt of its own and shows the category's
+description and examples; check-v2 (`ensemble-lite`) is the label request's own chat with a question
+naming the category, so even the first check of a sample finds all but the question in the cache.
 """
 
 from __future__ import annotations
