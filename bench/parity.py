@@ -9,6 +9,7 @@ output, so a product that wires a chosen formula differently (session 7 found it
 difficulty cut without the length term) would ship something the tables never measured. The views
 must be collected at the product's sample cut on this machine (512 tokens on a CPU) with the
 product's default model and prompt (`label-v2`: the `@cut512+label-v2` folder); the run uses no label cache.
+`analyze` runs the labeler of the views' check (`ensemble`; `ensemble-lite` for the `+check-v2` folder).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import common
-from .choose import CHOSEN_DIFFICULTY, difficulty_methods, predictions
+from .choose import CHOSEN_DIFFICULTY, checked_labeler, difficulty_methods, predictions
 from .views import DEFAULT_DATA, SETS, read_rows
 
 HERE = Path(__file__).resolve().parent
@@ -34,13 +35,13 @@ def expected_labels(payload: dict, rows: int) -> list[dict]:
             for r, (c, _) in zip(sub["rows"], predictions(sub, "ensemble"))]
 
 
-def run_analyze(texts: list[str], taxonomy_file: Path, work: Path) -> tuple[list[dict], dict]:
-    """The shipped CLI on `texts` (`--labeler ensemble`, what `expected_labels` scores, on any CPU; the
-    default model; no cache): its labels, its metadata."""
+def run_analyze(texts: list[str], taxonomy_file: Path, work: Path, labeler: str = "ensemble") -> tuple[list[dict], dict]:
+    """The shipped CLI on `texts` (`--labeler`: the views' check labeler, what `expected_labels` scores,
+    on any CPU; the default model; no cache): its labels, its metadata."""
     data = work / "rows.jsonl"
     data.write_text("".join(json.dumps({"instruction": t}) + "\n" for t in texts), encoding="utf-8")
     cmd = [sys.executable, "-m", "offline_cov.cli", "analyze", str(data), "--taxonomy-file", str(taxonomy_file),
-           "--labeler", "ensemble", "--labels", str(work / "labels.jsonl"), "--no-cache", "-o", str(work / "report.json"), "-q"]
+           "--labeler", labeler, "--labels", str(work / "labels.jsonl"), "--no-cache", "-o", str(work / "report.json"), "-q"]
     common.run_child(cmd, check=True)
     labels = sorted((json.loads(line) for line in (work / "labels.jsonl").read_text().splitlines()), key=lambda d: d["index"])
     return labels, json.loads((work / "report.meta.json").read_text())
@@ -66,7 +67,8 @@ def run(args) -> dict:
     texts_by_row = {r["row"]: r["text"] for r in read_rows(spec, Path(args.data_dir))}
     expected = expected_labels(payload, args.rows)
     with tempfile.TemporaryDirectory(prefix="bench-parity-") as tmp:
-        labels, meta = run_analyze([texts_by_row[e["row"]] for e in expected], HERE / "taxonomies" / spec.taxonomy, Path(tmp))
+        labels, meta = run_analyze([texts_by_row[e["row"]] for e in expected], HERE / "taxonomies" / spec.taxonomy, Path(tmp),
+                                   checked_labeler(payload).name)
     return {"kind": "parity", "when": common.now_iso(), "machine": common.machine_info(), "views": args.views,
             "views_model": payload["model"], "model": meta.get("model"), "analyze_labeler": meta["labeler"]["labeler"],
             "sample_token_budget": meta.get("sample_token_budget"), **compare(expected, labels)}

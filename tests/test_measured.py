@@ -12,7 +12,7 @@ from offline_cov.labelers.measured import SETS, for_model, on_test
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", ["embed", "fused", "llm", "ensemble", "ensemble-nocheck"])
+@pytest.mark.parametrize("name", ["embed", "fused", "llm", "ensemble", "ensemble-lite", "ensemble-nocheck"])
 def test_measured_accuracy_is_the_cited_runs(name):
     cls = get_labeler_class(name)
     assert cls.measured
@@ -110,3 +110,6 @@ def test_labels_of_a_lighter_ensemble_say_what_ensemble_adds_with_the_runs_model
     assert "0.61 mean accuracy on the bench's test sets against 0.63 for ensemble (qwen2.5-coder-0.5b)" in small
     (other,) = lighter_warning(nocheck, "qwen2.5-7b-instruct", [])  # measured with neither: the CPU default model's
     assert other == warning
+    (lite,) = lighter_warning(get_labeler_class("ensemble-lite"), "qwen2.5-coder-0.5b", [])  # the 1.5B's figures
+    assert lite.startswith("labeled by ensemble-lite, with the yes/no check asked in the label request's own chat")
+    assert "0.75 mean accuracy on the bench's test sets against 0.77 for ensemble (qwen2.5-coder-1.5b)" in lite
