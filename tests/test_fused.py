@@ -94,8 +94,8 @@ def test_on_labeled_arena_hard_rows_the_llm_view_makes_the_embedding_more_accura
                 {"embed": embed_s, "llm": llm_s, "fused": fused_s}.items()}
     assert accuracy["fused"] >= accuracy["embed"] + 0.05 and accuracy["fused"] >= 0.6, accuracy
     assert accuracy["llm"] >= 0.5, accuracy  # chance is 0.33
-    predicted = [lab.categories[0] for lab in labeler.label_batch(samples(texts), LabelRun())]
-    assert predicted == [tax.names[int(i)] for i in fused_s.argmax(1)]
+    predicted = [lab.categories[0] for lab in labeler.label_batch(samples(texts[:30]), LabelRun())]  # a sample's
+    assert predicted == [tax.names[int(i)] for i in fused_s[:30].argmax(1)]  # label does not depend on its batch
 
 
 @pytest.mark.engine
