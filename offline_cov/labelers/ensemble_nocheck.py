@@ -1,4 +1,4 @@
-"""`ensemble-nocheck`: the ensemble without the yes/no check, the CPU default where the check is too slow.
+"""`ensemble-nocheck`: the ensemble without the yes/no check, the fastest labeler that reads the LLM.
 
 The same LLM label request and `fused` prototypes as `ensemble` (`ensemble.py`), multiplied, with no
 check requests: what shipped as `ensemble-v5` before the check, with its own confidence temperature
@@ -7,7 +7,8 @@ spends it on prefill: `bench.cpu_default` on a 2-core EPYC with AVX-512 BF16 and
 the bundled example with it and 221 s without (0.23 and 0.69 samples/s; #13's bar is 300 s), where a
 2-core Xeon with AMX took 243 s with it (bench/README.md, "Which labeler can be the CPU default here").
 It costs accuracy: on the bench's test sets 0.692 mean against the check's 0.773 (`bench/choose.py`,
-the same views).
+the same views). It was the default on a CPU without AMX until session 31; `ensemble-lite`, whose
+check reuses the label request's prefix, took 294 s there and averages 0.754 (`ensemble_lite.py`).
 """
 
 from __future__ import annotations
