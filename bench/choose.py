@@ -236,7 +236,6 @@ def paired(payload: dict, preds: dict[str, list]) -> dict:
     return {f"{a} vs {b}": compare_right(right[a], right[b]) for a, b in PAIRED if a in right and b in right}
 
 
-
 def confidence_fit(payload: dict, preds) -> dict:
     """How well the confidence says how often the label is right: mean confidence, accuracy, ECE (10 bins)."""
     pairs = [(conf, pred in row["labels"]) for row, (pred, conf) in zip(payload["rows"], preds) if row["labels"]]

@@ -136,8 +136,7 @@ class EnsembleLabeler:
         text when `check_top_k` is 0: nothing is asked)."""
         if not self.check_top_k:
             return [None] * len(texts)
-        candidates = [top_candidates(combined_scores(*e, self.weight, check_weight=self.check_weight), self.check_top_k)
-                      for e in experts]
+        candidates = [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]
         scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
         return scores
