@@ -28,6 +28,7 @@ CANDIDATES = {
     "ensemble-nocheck, qwen2.5-coder-1.5b": ["--labeler", "ensemble-nocheck", "-m", "qwen2.5-coder-1.5b"],
     "ensemble-lite, qwen2.5-coder-1.5b": ["--labeler", "ensemble-lite", "-m", "qwen2.5-coder-1.5b"],
     "ensemble, qwen2.5-coder-0.5b": ["--labeler", "ensemble", "-m", "qwen2.5-coder-0.5b"],
+    "ensemble-lite, qwen2.5-coder-0.5b": ["--labeler", "ensemble-lite", "-m", "qwen2.5-coder-0.5b"],
     "fused": ["--labeler", "fused"],
     "embed": ["--labeler", "embed"],
 }
@@ -59,16 +60,19 @@ def markdown(payload: dict) -> str:
              f"- when: {payload['when']}; machine: {common.machine_line(payload['machine'])}; bfloat16 instructions: {flags}",
              "- `offline-cov analyze examples/sft_sample.jsonl --taxonomy-file examples/taxonomy.yaml --no-cache` plus the "
              "candidate's options, each a fresh process, one after the other", "",
-             f"| candidate | wall s | within {payload['bar_s']} s | engine start s | samples/s labeling | category counts | difficulty e/m/h | load1 |",
-             "|---|---|---|---|---|---|---|---|"]
+             "- seconds of prototypes / label request / check: the ensemble's own split of its labeling time (run metadata)", "",
+             f"| candidate | wall s | within {payload['bar_s']} s | engine start s | samples/s labeling | seconds of prototypes / "
+             "label request / check | category counts | difficulty e/m/h | load1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in payload["candidates"].items():
         if "error" in r:
-            lines.append(f"| {name} | failed | | | | | | |")
+            lines.append(f"| {name} | failed | | | | | | | |")
             continue
         t, mix = r.get("throughput") or {}, r.get("difficulty_mix") or {}
         counts = " / ".join(f"{k} {v}" for k, v in r["counts"].items())
+        experts = " / ".join(str(v) for v in (r.get("expert_s") or {}).values()) or "-"
         lines.append(f"| {name} | {r['wall_s']} | {'yes' if r['wall_s'] <= payload['bar_s'] else 'no'} | {r['engine_load_s']} | "
-                     f"{t.get('samples_per_s')} | {counts} | {mix.get('easy')}/{mix.get('medium')}/{mix.get('hard')} | {r['load1']:.2f} |")
+                     f"{t.get('samples_per_s')} | {experts} | {counts} | {mix.get('easy')}/{mix.get('medium')}/{mix.get('hard')} | {r['load1']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -121,6 +121,7 @@ def analyze_bundled(options: list[str], env_extra: dict, tag: str) -> dict:
     m, r = json.loads(meta.read_text()), json.loads(report.read_text())
     return {"wall_s": round(wall, 1), "engine_load_s": m["timings"].get("engine_load_s"), "labeler": m["labeler"]["labeler"],
             "model": m["model"], "throughput": m.get("throughput"), "load1": os.getloadavg()[0],
+            "expert_s": m["labeler"].get("seconds"),
             "counts": {c["name"]: c["count"] for c in r["categories"]}, "difficulty_mix": m.get("difficulty_mix")}
 
 

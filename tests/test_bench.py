@@ -378,9 +378,11 @@ def test_cpu_default_table_marks_which_candidates_fit_the_five_minute_bar():
     row = {"engine_load_s": 60.0, "throughput": {"samples_per_s": 0.5}, "load1": 1.0,
            "counts": {"math": 70, "code": 50}, "difficulty_mix": {"easy": 80, "medium": 30, "hard": 10}}
     payload = {"when": "now", "machine": machine, "bf16_flags": [], "bar_s": 300, "candidates": {
-        "slow": {**row, "wall_s": 300.1}, "fast": {**row, "wall_s": 299.9}, "broken": {"error": "boom"}}}
+        "slow": {**row, "wall_s": 300.1}, "fast": {**row, "wall_s": 299.9, "expert_s": {"fused": 30.1, "llm": 135.0, "check": 83.2}},
+        "broken": {"error": "boom"}}}
     lines = {line.split(" | ")[0].strip("| "): line for line in markdown(payload).splitlines() if line.startswith("| ")}
     assert "| 300.1 | no |" in lines["slow"] and "| 299.9 | yes |" in lines["fast"]
+    assert "| 30.1 / 135.0 / 83.2 |" in lines["fast"] and "| - |" in lines["slow"]  # a labeler without the split
     assert "failed" in lines["broken"] and "math 70 / code 50" in lines["fast"]
     assert "none (the LLMs run in float32)" in markdown(payload)
 

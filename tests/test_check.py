@@ -232,3 +232,30 @@ def test_ensemble_lite_checks_with_check_v2_at_its_own_constants():
     assert labeler.check.version == "check-v2" and labeler.check.offset_strength == EnsembleLiteLabeler.check_strength
     assert labeler.info()["check_weight"] == EnsembleLiteLabeler.check_weight
     assert EnsembleLiteLabeler.cache_identity("llm") != EnsembleLabeler.cache_identity("llm")
+
+
+def test_the_metadata_gives_each_experts_seconds_and_a_lighter_labeler_spends_none_on_a_check():
+    """`info()["seconds"]` splits a run's labeling time between the prototypes, the label request and
+    the check, so a user sees what `ensemble-nocheck` would save; it asks no check and spends nothing there."""
+    import time
+
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.labelers.ensemble_nocheck import EnsembleNoCheckLabeler
+
+    class SlowCheck(Scripted):
+        def generate(self, requests):
+            if not any(r.schema for r in requests):
+                time.sleep(0.2)
+            return super().generate(requests)
+
+    names = ["math", "code", "writing"]
+    fused = SimpleNamespace(temperature=1.0, info=dict, scores=lambda texts: np.log(np.array([[0.5, 0.3, 0.2]] * len(texts))))
+    seconds = {}
+    for cls in (EnsembleLabeler, EnsembleNoCheckLabeler):
+        labeler = cls(SlowCheck(lambda text, cat: 0.5), parse_taxonomy_list(",".join(names)), fused=fused)
+        labeler.label_batch([Sample(0, (("user", "a sum"),))], LabelRun())
+        seconds[cls.name] = labeler.info()["seconds"]
+    assert set(seconds["ensemble"]) == {"fused", "llm", "check"}
+    assert seconds["ensemble"]["check"] >= 0.4  # the content-free offsets' call and the sample's own
+    assert seconds["ensemble"]["fused"] < 0.2 and seconds["ensemble"]["llm"] < 0.2
+    assert seconds["ensemble-nocheck"]["check"] == 0.0

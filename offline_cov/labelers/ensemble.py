@@ -34,6 +34,8 @@ written category as a sure vote and has no check.
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 
 from ..data.readers import Sample
 from ..engines import Engine
@@ -61,6 +63,9 @@ DIFFICULTY_CUTS = (1.05, 1.3)  # a difficulty score below the first: easy; from 
 DIFFICULTY_LENGTH_WEIGHT = 0.375  # the score adds this times log10(1 + words of the instruction)
 TOP_LOGPROBS = 20
 SURE = 0.98  # an LLM vote without logprobs: its written category's probability
+# The experts whose wall seconds the run metadata gives (`info()["seconds"]`): the prototypes, the label
+# request (its retries included), the check (its content-free offsets included, asked once a run).
+EXPERTS = ("fused", "llm", "check")
 
 
 class EnsembleLabeler:
@@ -112,13 +117,25 @@ class EnsembleLabeler:
         self.check = (CategoryCheck(engine, taxonomy, self.sample_budget, self.check_strength, self.check_prompt)
                       if self.check_top_k else None)
         self.overruled = self.llm_failed = self.check_failed = 0
+        self.seconds = dict.fromkeys(EXPERTS, 0.0)
+
+    @contextmanager
+    def timed(self, expert: str):
+        """Add the wall time of the block to `expert`'s seconds (the run metadata's `seconds`)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[expert] += time.perf_counter() - started
 
     def label_batch(self, samples: list[Sample], run: LabelRun) -> list[SampleLabel]:
         texts = [sample_text(s)[0] for s in samples]
-        fused = self.fused.scores(texts)
+        with self.timed("fused"):
+            fused = self.fused.scores(texts)
         built = [self.llm.request(s) for s in samples]
         run.truncated.update(s.index for s, (_, cut) in zip(samples, built) if cut)
-        outcomes = generate_parsed(self.llm.engine, [r for r, _ in built], self.parse(samples))
+        with self.timed("llm"):
+            outcomes = generate_parsed(self.llm.engine, [r for r, _ in built], self.parse(samples))
         run.requests += len(samples)
         scratch = LabelRun()
         answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
@@ -137,7 +154,8 @@ class EnsembleLabeler:
         if not self.check_top_k:
             return [None] * len(texts)
         candidates = [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]
-        scores = self.check.scores(texts, candidates)
+        with self.timed("check"):
+            scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
         return scores
 
@@ -172,7 +190,7 @@ class EnsembleLabeler:
                 "difficulty_cuts": list(DIFFICULTY_CUTS), "check_weight": self.check_weight if self.check_top_k else 0,
                 "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed} if self.check_top_k else None,
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
-                "llm_failed": self.llm_failed}
+                "llm_failed": self.llm_failed, "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}
 
 
 def llm_category_probabilities(label: SampleLabel | None, result, names: list[str]) -> list[float] | None:
