@@ -124,8 +124,8 @@ LIGHTER = {"ensemble-nocheck": "without the yes/no check of each sample's likeli
 def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     """A warning when the labels come from a lighter form of `ensemble` (LIGHTER: `ensemble-lite`, the
     default on a CPU without AMX, or `ensemble-nocheck`) that the bench measured less accurate: both
-    means on the bench's test sets with the run's `model` (with the CPU default's model when it was not
-    measured with both), and how to ask for `ensemble`."""
+    means on the bench's test sets both were measured on, with the run's `model` (with the CPU default's
+    model when it was not measured with both), and how to ask for `ensemble`."""
     from .labelers import CPU_DEFAULT_LABELER, get_labeler_class
     from .labelers.measured import for_model
 
@@ -135,7 +135,8 @@ def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     entries = [for_model(cls.measured, model, reads_llm=True) for cls in classes]
     if not all("accuracy" in e for e in entries):
         entries = [cls.measured[0] for cls in classes]
-    lighter, full = (mean_accuracy(e) for e in entries)
+    both = entries[0]["accuracy"].keys() & entries[1]["accuracy"].keys()
+    lighter, full = (mean_accuracy(e, both) for e in entries)
     if round(lighter, 2) >= round(full, 2):
         return []
     warning = (f"labeled by {labeler_cls.name}, {LIGHTER[labeler_cls.name]}: {lighter:.2f} mean accuracy on the "
@@ -145,9 +146,10 @@ def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     return [] if warning in already else [warning]
 
 
-def mean_accuracy(entry: dict) -> float:
-    """The mean test accuracy of one measured entry."""
-    accuracy = entry["accuracy"].values()
+def mean_accuracy(entry: dict, sets=None) -> float:
+    """The mean test accuracy of one measured entry, over `sets` (its keys) when given: two entries
+    are compared on the sets both measured (the 0.5B's `ensemble` has no `-described` rows)."""
+    accuracy = [v for k, v in entry["accuracy"].items() if sets is None or k in sets]
     return sum(accuracy) / len(accuracy)
 
 
