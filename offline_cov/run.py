@@ -117,19 +117,15 @@ def dtype_warning(engine: dict, already: list[str]) -> list[str]:
     return [] if warning in already else [warning]
 
 
-LIGHTER = {"ensemble-nocheck": "without the yes/no check of each sample's likeliest categories",
-           "ensemble-lite": "with the yes/no check asked in the label request's own chat (check-v2)"}
-
-
 def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
-    """A warning when the labels come from a lighter form of `ensemble` (LIGHTER: `ensemble-lite`, the
-    default on a CPU without AMX, or `ensemble-nocheck`) that the bench measured less accurate: both
-    means on the bench's test sets both were measured on, with the run's `model` (with the CPU default's
-    model when it was not measured with both), and how to ask for `ensemble`."""
+    """A warning when the labels come from a lighter form of `ensemble` (a class with a `lighter` text:
+    `ensemble-lite`, the default on a CPU without AMX, or `ensemble-nocheck`) that the bench measured
+    less accurate: both means on the bench's test sets both were measured on, with the run's `model`
+    (with the CPU default's model when it was not measured with both), and how to ask for `ensemble`."""
     from .labelers import CPU_DEFAULT_LABELER, get_labeler_class
     from .labelers.measured import for_model
 
-    if labeler_cls.name not in LIGHTER or not labeler_cls.measured:
+    if not getattr(labeler_cls, "lighter", None) or not labeler_cls.measured:
         return []
     classes = (labeler_cls, get_labeler_class(CPU_DEFAULT_LABELER))
     entries = [for_model(cls.measured, model, reads_llm=True) for cls in classes]
@@ -139,7 +135,7 @@ def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     lighter, full = (mean_accuracy(e, both) for e in entries)
     if round(lighter, 2) >= round(full, 2):
         return []
-    warning = (f"labeled by {labeler_cls.name}, {LIGHTER[labeler_cls.name]}: {lighter:.2f} mean accuracy on the "
+    warning = (f"labeled by {labeler_cls.name}, {labeler_cls.lighter}: {lighter:.2f} mean accuracy on the "
                f"bench's test sets against {full:.2f} for {CPU_DEFAULT_LABELER} ({entries[0]['model']}). "
                f"--labeler {CPU_DEFAULT_LABELER} asks its check of each category in a chat of its own, about 2x "
                "slower on a CPU without AMX (bench/README.md)")

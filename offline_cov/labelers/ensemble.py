@@ -92,6 +92,7 @@ class EnsembleLabeler:
     check_weight = CHECK_WEIGHT
     check_strength = CHECK_OFFSET_STRENGTH
     fused_weight = ENSEMBLE_FUSED_WEIGHT
+    lighter: str | None = None  # a lighter form's difference from `ensemble`, for the run's warning (run.py)
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:

@@ -40,6 +40,7 @@ class EnsembleLiteLabeler(EnsembleLabeler):
     fused_weight = LITE_FUSED_WEIGHT
     check_top_k = LITE_TOP_K
     temperature = LITE_TEMPERATURE
+    lighter = "with the yes/no check asked in the label request's own chat (check-v2)"
     measured = (measured_on_test({
         "arena-hard": 0.8, "arena-hard-names": 0.887, "selfinstruct-domains": 0.66, "infobench": 0.595,
         "justeval-tasks": 0.813, "justeval-topics": 0.76, "justeval-topics-names": 0.673,

@@ -27,6 +27,7 @@ class EnsembleNoCheckLabeler(EnsembleLabeler):
     version = "ensemble-v5"
     temperature = NOCHECK_TEMPERATURE
     check_top_k = 0
+    lighter = "without the yes/no check of each sample's likeliest categories"
     measured = (measured_on_test({
         "arena-hard": 0.82, "arena-hard-names": 0.633, "selfinstruct-domains": 0.647, "infobench": 0.565,
         "justeval-tasks": 0.693, "justeval-topics": 0.733, "justeval-topics-names": 0.527,
