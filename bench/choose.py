@@ -22,7 +22,7 @@ from collections import Counter
 
 import numpy as np
 
-from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, CHECK_TOP_K, content_free_offsets, offset_log_odds, top_candidates
+from offline_cov.labelers.check import CHECK_OFFSET_STRENGTH, content_free_offsets, offset_log_odds
 from offline_cov.labelers.difficulty import rubric_markers
 from offline_cov.labelers.embed import EMBED_TEMPERATURE, softmax
 from offline_cov.labelers.ensemble import (
@@ -30,6 +30,7 @@ from offline_cov.labelers.ensemble import (
     DIFFICULTY_LENGTH_WEIGHT,
     ENSEMBLE_FUSED_WEIGHT,
     ENSEMBLE_TEMPERATURE,
+    check_candidates,
     combined_scores,
     difficulty_from_score,
     difficulty_score,
@@ -86,16 +87,16 @@ def checked_labeler(payload: dict):
     return get_labeler_class(CHECKED_BY[payload.get("check_prompt") or CHECK_PROMPT_VERSION])
 
 
-def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH, base=None,
-                 top_k: int = CHECK_TOP_K) -> np.ndarray | None:
+def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENGTH,
+                 asked: list[int] | None = None) -> np.ndarray | None:
     """The yes/no check's score per category as the product computes it (`labelers/check.py`): of the
-    `top_k` categories with the highest `base` scores (every one without `base`), log-odds less
-    `strength` times their mean on the content-free inputs; the others the lowest of those. None
-    where the views have no check or an answer failed."""
+    `asked` categories (every one when None), log-odds less `strength` times their mean on the
+    content-free inputs; the others the lowest of those. None where the views have no check or an
+    answer failed."""
     free = payload.get("content_free", {}).get("check")
     if row.get("check") is None or free is None:
         return None
-    asked = range(len(row["check"])) if base is None else top_candidates(list(base), top_k)
+    asked = range(len(row["check"])) if asked is None else asked
     scores = offset_log_odds({j: row["check"][j] for j in asked}, content_free_offsets(free), strength)
     return None if scores is None else np.asarray(scores)
 
@@ -111,8 +112,8 @@ def ensemble_scores(row: dict, payload: dict, p_llm, weight: float | None = None
     check_strength = lab.check_strength if check_strength is None else check_strength
     top_k = lab.check_top_k if top_k is None else top_k
     p_fused = fused_probs(row)
-    base = combined_scores(p_llm, p_fused, weight)
-    check = check_scores(row, payload, check_strength, base, top_k) if check_weight else None
+    asked = check_candidates(p_llm, p_fused, weight, top_k)
+    check = check_scores(row, payload, check_strength, asked) if check_weight else None
     return combined_scores(p_llm, p_fused, weight, check, check_weight)
 
 

@@ -261,13 +261,12 @@ def add_checks(spec: ViewSet, path: Path, data_dir: Path, engine, batch_size: in
 def product_candidates(payload: dict, rows: list[dict], top_k: int) -> list[list[int]]:
     """Each row's top_k categories by the LLM's and the prototypes' scores at the fused weight of the
     payload's check labeler: the ones the product's check asks (`EnsembleLabeler.check_scores`)."""
-    from offline_cov.labelers.check import top_candidates
-    from offline_cov.labelers.ensemble import combined_scores
+    from offline_cov.labelers.ensemble import check_candidates
 
     from .choose import checked_labeler, fused_probs, llm_probs
 
     weight = checked_labeler(payload).fused_weight
-    return [top_candidates(combined_scores(llm_probs(r, payload["taxonomy"]), fused_probs(r), weight), top_k) for r in rows]
+    return [check_candidates(llm_probs(r, payload["taxonomy"]), fused_probs(r), weight, top_k) for r in rows]
 
 
 UNNAMED_PROMPT = "label-v1"  # the product's prompt when the first views were collected: their folders name none

@@ -154,7 +154,7 @@ class EnsembleLabeler:
         text when `check_top_k` is 0: nothing is asked)."""
         if not self.check_top_k:
             return [None] * len(texts)
-        candidates = [top_candidates(combined_scores(*e, self.weight), self.check_top_k) for e in experts]
+        candidates = [check_candidates(*e, self.weight, self.check_top_k) for e in experts]
         with self.timed("check"):
             scores = self.check.scores(texts, candidates)
         self.check_failed += sum(s is None for s in scores)
@@ -222,6 +222,13 @@ def combined_scores(p_llm: list[float] | None, p_fused, weight: float, check=Non
     if check is not None:
         scores = scores + check_weight * np.asarray(check, dtype=float)
     return scores
+
+
+def check_candidates(p_llm: list[float] | None, p_fused, weight: float, k: int) -> list[int]:
+    """The categories the check asks of one sample: its k likeliest by the LLM and the prototypes
+    (`combined_scores` without a check), highest first. bench/views.py and bench/choose.py ask and
+    score the same ones."""
+    return top_candidates(combined_scores(p_llm, p_fused, weight), k)
 
 
 def expected_difficulty(p: dict[str, float]) -> float:
