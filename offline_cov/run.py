@@ -132,6 +132,8 @@ def lighter_warning(labeler_cls, model: str, already: list[str]) -> list[str]:
     if not all("accuracy" in e for e in entries):
         entries = [cls.measured[0] for cls in classes]
     both = entries[0]["accuracy"].keys() & entries[1]["accuracy"].keys()
+    if not both:
+        return []  # no set measured with both: no comparison to make
     lighter, full = (mean_accuracy(e, both) for e in entries)
     if round(lighter, 2) >= round(full, 2):
         return []

@@ -116,3 +116,12 @@ def test_labels_of_a_lighter_ensemble_say_what_ensemble_adds_with_the_runs_model
     assert "0.75 mean accuracy on the bench's test sets against 0.77 for ensemble (qwen2.5-coder-1.5b)" in lite
     # with the 0.5B, on the seven sets both were measured on (0.631 vs 0.633; lite's nine: 0.643), no warning
     assert lighter_warning(lite_cls, "qwen2.5-coder-0.5b", []) == []
+
+
+def test_a_lighter_ensemble_measured_on_no_set_of_the_defaults_gets_no_comparison():
+    from offline_cov.run import lighter_warning
+
+    class Disjoint(get_labeler_class("ensemble-lite")):
+        measured = ({"model": "qwen2.5-coder-1.5b", "split": "test", "accuracy": {"a set of its own": 0.1}},)
+
+    assert lighter_warning(Disjoint, "qwen2.5-coder-1.5b", []) == []
