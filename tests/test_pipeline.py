@@ -100,6 +100,11 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
     assert result.taxonomy.inferred and result.taxonomy.names == ["math", "code", "writing", "trivia", "logic"]
     assert result.metadata["taxonomy"]["inferred_by"] == "proposal"
     assert contract_violations(result.report, None, inferred=True) == []
+    (warning,) = [w for w in result.metadata["warnings"] if w.startswith("the categories were inferred")]
+    assert "(bench.infer, test split)" in warning and "NMI 0.34 on average" in warning
+    assert warning.endswith("(names alone are enough)")
+    given = analyze(dataset(tmp_path), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
+    assert not any("inferred" in w for w in given.metadata["warnings"])
 
 
 def test_too_few_proposed_categories_fall_back_to_a_vote(tmp_path):
@@ -176,3 +181,45 @@ def test_card_strategy_refuses_options_it_would_ignore(tmp_path):
     for extra, named in ((["--shard", "0/2"], "--shard"), (["--labeler", "embed"], "--labeler")):
         result = CliRunner().invoke(main, ["analyze", str(data), "--strategy", "card", *extra, "-o", str(tmp_path / "r.json")])
         assert result.exit_code == 2 and f"{named} has no effect with --strategy card" in result.output
+
+
+def test_inference_with_tags_asks_a_tag_of_each_shown_sample_then_shows_them_to_the_proposal():
+    import json
+
+    from offline_cov.data.readers import Sample
+    from offline_cov.engines.fake import FakeEngine
+    from offline_cov.strategies.infer import infer_taxonomy
+
+    samples = [Sample(i, (("user", f"request {i}"),)) for i in range(6)]
+    names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    proposal = json.dumps({"categories": [{"name": n, "description": f"{n} things"} for n in names]})
+    tags = [json.dumps({"tag": t}) for t in ("python  code", "sql", "poem", "math", "sql")]
+    # the first sample's answer is unusable twice: it goes untagged; the others' are read
+    engine = FakeEngine(responses=["not json", *tags, "not json either", proposal])
+    taxonomy = infer_taxonomy(engine, samples, method="tags")
+    assert taxonomy.names == names and taxonomy.inferred_by == "proposal"
+    assert sum("<sample>" in r.messages[1]["content"] for r in engine.requests) == 7  # six tags, one retry
+    asked = engine.requests[-1].messages[1]["content"]
+    assert '1. "request 0"\n' in asked and '2. "request 1" [python code]' in asked
+    assert asked.endswith("Tags, by how many samples have each: sql (2), python code (1), poem (1), math (1)")
+
+
+def test_the_proposal_request_leaves_out_the_last_shown_samples_until_it_fits_the_models_context():
+    import json
+
+    from offline_cov.data.readers import Sample
+    from offline_cov.engines.fake import FakeEngine
+    from offline_cov.strategies.infer import INFER_MAX_TOKENS, MIN_INFERRED, infer_taxonomy
+
+    samples = [Sample(i, (("user", f"sample {i} " + "word " * 30),)) for i in range(40)]
+    proposal = json.dumps({"categories": [{"name": n, "description": "x"} for n in "abcdefg"]})
+    # the fake engine counts words: each shown sample is ~32 of them; room for about ten
+    engine = FakeEngine(responses=[proposal], max_model_len=INFER_MAX_TOKENS + 48 + 400)
+    infer_taxonomy(engine, samples)
+    asked = engine.requests[-1].messages[1]["content"]
+    shown = asked.count("\n")  # "Samples:", then a line each
+    assert 5 < shown < 40 and f'{shown}. "sample {shown - 1} word' in asked
+    assert sum(engine.count_tokens(m["content"]) for m in engine.requests[-1].messages) <= 400
+    tiny = FakeEngine(responses=[proposal], max_model_len=INFER_MAX_TOKENS + 48 + 10)
+    infer_taxonomy(tiny, samples)  # never fewer than MIN_INFERRED samples: the engine reports what is too long
+    assert tiny.requests[-1].messages[1]["content"].count("\n") == MIN_INFERRED

@@ -53,3 +53,21 @@ def test_a_small_dataset_is_asked_for_fewer_categories_so_each_can_hold_several_
                                (40, 10, "Propose between 5 and 10 topic")):
         assert infer_schema(shown)["properties"]["categories"]["maxItems"] == most
         assert words in infer_messages(["a sample"] * shown)[0]["content"]
+
+
+def test_the_tags_of_the_shown_samples_go_beside_them_and_are_counted_most_frequent_first():
+    from offline_cov.prompts import infer_messages, tag_counts
+
+    system, user = infer_messages(["sort a list", "solve x + 1 = 2", "reverse a string"], ["coding", "math", "coding"])
+    assert "every tag must fit one of your categories" in system["content"]
+    assert '1. "sort a list" [coding]' in user["content"] and '2. "solve x + 1 = 2" [math]' in user["content"]
+    assert user["content"].endswith("Tags, by how many samples have each: coding (2), math (1)")
+    assert tag_counts(["b", None, "a", "a", "b", "c"]) == "b (2), a (2), c (1)"
+    plain_system, plain_user = infer_messages(["sort a list"])
+    assert "tag" not in plain_system["content"] and plain_user["content"] == 'Samples:\n1. "sort a list"'
+
+
+def test_shown_samples_keep_their_own_script_in_the_inference_request():
+    from offline_cov.prompts import infer_messages
+
+    assert '1. "キャラクターとして振る舞って"' in infer_messages(["キャラクターとして振る舞って"])[1]["content"]
