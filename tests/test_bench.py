@@ -627,3 +627,20 @@ def test_an_analyze_a_bench_runs_as_a_command_is_killed_with_it():
 
     out = common.run_child([sys.executable, "-c", PDEATHSIG], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(int(signal.SIGKILL))]
+
+
+def test_an_inferred_taxonomys_score_rewards_labels_that_separate_the_true_classes():
+    from bench.infer import classes_with_home, nmi
+
+    truth = ["code", "code", "math", "math", "poem", "poem"]
+    assert nmi(truth, ["a", "a", "b", "b", "c", "c"]) == pytest.approx(1.0)  # names differ, classes kept apart
+    assert nmi(truth, ["a"] * 6) == 0.0 and classes_with_home(truth, ["a"] * 6) == ["code"]
+    merged = ["a", "a", "a", "a", "c", "c"]  # code and math in one category: math has no home
+    assert 0 < nmi(truth, merged) < 1 and classes_with_home(truth, merged) == ["code", "poem"]
+    assert classes_with_home(truth, ["a", "b", "c", "d", "e", "f"]) == ["code", "math", "poem"]
+
+
+def test_inferred_names_of_generic_words_only_are_counted_as_saying_nothing():
+    from bench.infer import generic_names
+
+    assert generic_names(["task", "instruction_type", "python_code", "data_analysis", "math"]) == ["task", "instruction_type"]

@@ -1,0 +1,146 @@
+"""How good an inferred taxonomy is: infer one from a labeled set's rows, label the rows with it, and
+compare the labels with the set's own classes (which the inference never sees).
+
+A taxonomy is good for a coverage audit when its categories separate the kinds of request the data
+holds: every true class should be the main content of some inferred category ("classes with a home"),
+and the labels should carry the classes' information (normalized mutual information, NMI: 1 when
+the inferred labels determine the true class and back, 0 when they are unrelated). Names are not
+compared: the inference writes its own. Method `given` labels the rows with the set's own taxonomy
+the same way: what a taxonomy written for the data reaches with this labeler. "(vote)" marks a run where the model's proposal failed and the
+product fell back to its fixed vocabulary (`strategies/infer.py`).
+
+  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.infer --split dev   # ~20 min on a 2-core CPU
+
+One vLLM engine serves every method and set; the labeler (default `ensemble-nocheck`, the CPU
+default's label request and prototypes without its check, for time) is the same for every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from . import common
+from .views import DEFAULT_DATA, SETS, read_rows, split_rows, taxonomy_for
+
+INFER_SETS = ("arena-hard", "selfinstruct-domains", "infobench", "justeval-tasks", "justeval-topics")
+
+
+def nmi(truth: list[str], labels: list[str]) -> float:
+    """Mutual information of two labelings over the mean of their entropies (0 where both are constant)."""
+    n = len(truth)
+    joint, left, right = Counter(zip(truth, labels)), Counter(truth), Counter(labels)
+    mutual = sum(c / n * math.log(c * n / (left[a] * right[b])) for (a, b), c in joint.items())
+    entropy = [-sum(c / n * math.log(c / n) for c in counts.values()) for counts in (left, right)]
+    mean = sum(entropy) / 2
+    return mutual / mean if mean > 0 else 0.0
+
+
+GENERIC_WORDS = {"task", "request", "question", "subject", "topic", "skill", "instruction", "response", "data",
+                 "general", "other", "misc", "description", "category", "answer", "text", "prompt", "type", "level",
+                 "domain", "target", "kind", "item"}
+
+
+def generic_names(names: list[str]) -> list[str]:
+    """Inferred names made of generic words only (`task`, `instruction_type`): they say nothing of the data."""
+    return [n for n in names if set(n.split("_")) <= GENERIC_WORDS]
+
+
+def classes_with_home(truth: list[str], labels: list[str]) -> list[str]:
+    """The true classes that are the most common class of at least one inferred category."""
+    homes = set()
+    for category in set(labels):
+        held = Counter(t for t, label in zip(truth, labels) if label == category)
+        homes.add(held.most_common(1)[0][0])
+    return sorted(homes)
+
+
+def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=None) -> dict:
+    """Infer a taxonomy from the rows with `method` (or take the set's own with "given", the reference),
+    label every row with it, score the labels."""
+    from offline_cov.data.readers import Sample
+    from offline_cov.labelers import get_labeler_class
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.strategies.infer import infer_taxonomy
+
+    samples = [Sample(i, (("user", r["text"]),)) for i, r in enumerate(rows)]
+    started = time.perf_counter()
+    taxonomy = taxonomy_for(spec) if method == "given" else infer_taxonomy(engine, samples, method)
+    infer_s = time.perf_counter() - started
+    labeler = get_labeler_class(labeler_name)(engine, taxonomy)
+    run, labels = LabelRun(), []
+    for at in range(0, len(samples), 64):
+        labels += labeler.label_batch(samples[at: at + 64], run)
+    assigned = [label.categories[0] if label.categories else "" for label in labels]
+    truth = [r["labels"][0] for r in rows]
+    homes = classes_with_home(truth, assigned)
+    return {"method": method, "inferred_by": taxonomy.inferred_by, "names": taxonomy.names,
+            "descriptions": {c.name: c.description for c in taxonomy.categories},
+            "nmi": round(nmi(truth, assigned), 3), "generic": generic_names(taxonomy.names), "classes": sorted(set(truth)), "homes": homes,
+            "failed": len(run.failed), "infer_s": round(infer_s, 1),
+            "shares": dict(Counter(assigned).most_common())}
+
+
+def run(args) -> dict:
+    from offline_cov.engines.vllm_engine import VllmEngine
+    from offline_cov.registry import load_registry
+
+    common.set_bench_env()
+    engine = VllmEngine(load_registry().get(args.model))
+    results = []
+    try:
+        for name in args.sets.split(","):
+            spec = SETS[name]
+            rows = [r for r in split_rows(spec, read_rows(spec, args.data_dir), args.split) if len(r["labels"]) == 1]
+            if len(rows) > args.rows:  # a seeded draw: the files are often sorted by class
+                rows = sorted(random.Random(f"{name}:{args.split}").sample(rows, args.rows), key=lambda r: r["row"])
+            for method in args.methods.split(","):
+                print(f"[infer {time.strftime('%H:%M:%S')}] {name}: {method} on {len(rows)} rows", flush=True)
+                results.append({"set": name, "rows": len(rows), **run_method(engine, rows, method, args.labeler, spec)})
+    finally:
+        engine.close()
+    return {"kind": "infer", "split": args.split, "model": args.model, "labeler": args.labeler,
+            "machine": common.machine_info(), "versions": common.versions(), "results": results}
+
+
+def markdown(payload: dict) -> str:
+    head = (f"# Inferred taxonomies ({payload['split']} split, {payload['model']}, labeled by {payload['labeler']})\n\n"
+            f"{common.machine_line(payload['machine'])}\n\n")
+    rows = [[r["set"], r["rows"], r["method"] + (" (vote)" if r["inferred_by"] == "vote" else ""), len(r["names"]), ", ".join(r["names"]), r["nmi"],
+             f"{len(r['homes'])} / {len(r['classes'])}", len(r["generic"]), r["infer_s"]] for r in payload["results"]]
+    table = common.md_table(["set", "rows", "method", "k", "inferred names", "NMI", "classes with a home",
+                             "generic names", "infer s"], rows)
+    methods = sorted({r["method"] for r in payload["results"]})
+    means = [[m, round(sum(r["nmi"] for r in payload["results"] if r["method"] == m)
+                       / max(1, sum(r["method"] == m for r in payload["results"])), 3),
+              sum(len(r["homes"]) for r in payload["results"] if r["method"] == m),
+              sum(len(r["classes"]) for r in payload["results"] if r["method"] == m),
+              sum(len(r["generic"]) for r in payload["results"] if r["method"] == m)] for m in methods]
+    return head + table + "\n\n" + common.md_table(["method", "mean NMI", "classes with a home", "classes",
+                                                     "generic names"], means) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.infer", description=__doc__.split("\n")[0])
+    p.add_argument("--split", choices=["dev", "test"], default="dev")
+    p.add_argument("--sets", default=",".join(INFER_SETS))
+    p.add_argument("--methods", default="proposal,tags,given",
+                   help='"given": the set\'s own taxonomy, labeled the same way (the reference)')
+    p.add_argument("--rows", type=int, default=60, help="rows a set, a seeded draw from its split")
+    p.add_argument("--labeler", default="ensemble-nocheck")
+    p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out-dir", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return common.bench_main("infer", build_parser(), run, markdown, argv)
+
+
+if __name__ == "__main__":
+    main()
