@@ -6,10 +6,11 @@ holds: every true class should be the main content of some inferred category ("c
 and the labels should carry the classes' information (normalized mutual information, NMI: 1 when
 the inferred labels determine the true class and back, 0 when they are unrelated). Names are not
 compared: the inference writes its own. Method `given` labels the rows with the set's own taxonomy
-the same way: what a taxonomy written for the data reaches with this labeler. "(vote)" marks a run where the model's proposal failed and the
-product fell back to its fixed vocabulary (`strategies/infer.py`).
+the same way: what a taxonomy written for the data reaches with this labeler. "(vote)" marks a run
+where the model's proposal failed and the product fell back to its fixed vocabulary
+(`strategies/infer.py`).
 
-  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.infer --split dev   # ~20 min on a 2-core CPU
+  HF_HUB_OFFLINE=1 .venv/bin/python -m bench.infer --split dev   # ~6 min a method on a 2-core CPU
 
 One vLLM engine serves every method and set; the labeler (default `ensemble-nocheck`, the CPU
 default's label request and prototypes without its check, for time) is the same for every method.
@@ -80,7 +81,8 @@ def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=No
     homes = classes_with_home(truth, assigned)
     return {"method": method, "inferred_by": taxonomy.inferred_by, "names": taxonomy.names,
             "descriptions": {c.name: c.description for c in taxonomy.categories},
-            "nmi": round(nmi(truth, assigned), 3), "generic": generic_names(taxonomy.names), "classes": sorted(set(truth)), "homes": homes,
+            "nmi": round(nmi(truth, assigned), 3), "generic": generic_names(taxonomy.names),
+            "classes": sorted(set(truth)), "homes": homes,
             "failed": len(run.failed), "infer_s": round(infer_s, 1),
             "shares": dict(Counter(assigned).most_common())}
 
@@ -114,12 +116,11 @@ def markdown(payload: dict) -> str:
              f"{len(r['homes'])} / {len(r['classes'])}", len(r["generic"]), r["infer_s"]] for r in payload["results"]]
     table = common.md_table(["set", "rows", "method", "k", "inferred names", "NMI", "classes with a home",
                              "generic names", "infer s"], rows)
-    methods = sorted({r["method"] for r in payload["results"]})
-    means = [[m, round(sum(r["nmi"] for r in payload["results"] if r["method"] == m)
-                       / max(1, sum(r["method"] == m for r in payload["results"])), 3),
-              sum(len(r["homes"]) for r in payload["results"] if r["method"] == m),
-              sum(len(r["classes"]) for r in payload["results"] if r["method"] == m),
-              sum(len(r["generic"]) for r in payload["results"] if r["method"] == m)] for m in methods]
+    means = []
+    for method in sorted({r["method"] for r in payload["results"]}):
+        runs = [r for r in payload["results"] if r["method"] == method]
+        means.append([method, round(sum(r["nmi"] for r in runs) / len(runs), 3),
+                      *(sum(len(r[key]) for r in runs) for key in ("homes", "classes", "generic"))])
     return head + table + "\n\n" + common.md_table(["method", "mean NMI", "classes with a home", "classes",
                                                      "generic names"], means) + "\n"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 from .report.contract import DIFFICULTIES
 from .taxonomy import Taxonomy
@@ -214,10 +215,7 @@ def infer_messages(snippets: list[str], tags: list[str | None] | None = None) ->
 
 def tag_counts(tags: list[str | None]) -> str:
     """"coding (3), math (2), ..." most frequent first (ties in order of first appearance); "" without tags."""
-    counts: dict[str, int] = {}
-    for tag in filter(None, tags):
-        counts[tag] = counts.get(tag, 0) + 1
-    return ", ".join(f"{t} ({n})" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return ", ".join(f"{t} ({n})" for t, n in Counter(filter(None, tags)).most_common())
 
 
 TAG_MAX_TOKENS = 24

@@ -32,8 +32,7 @@ def spread(samples: list[Sample], k: int) -> list[Sample]:
     return [samples[int(i * step)] for i in range(k)]
 
 
-INFER_METHODS = ("proposal", "tags")  # bench/infer.py compares them; "tags" was not shipped (bench/README.md)
-INFER_METHOD = "proposal"
+INFER_METHOD = "proposal"  # bench/infer.py compares it with "tags", which was not shipped (bench/README.md)
 # What bench/infer.py measured of inferred taxonomies (the shipped method, the 1.5B, its test split): the run's warning.
 INFERRED_WARNING = (
     "the categories were inferred by the model; on the bench's labeled sets (bench.infer, test split) labels "
