@@ -7,8 +7,8 @@ and the labels should carry the classes' information (normalized mutual informat
 the inferred labels determine the true class and back, 0 when they are unrelated). Names are not
 compared: the inference writes its own. Method `given` labels the rows with the set's own taxonomy
 the same way: what a taxonomy written for the data reaches with this labeler. "(vote)" marks a run
-where the model's proposal failed and the product fell back to its fixed vocabulary
-(`strategies/infer.py`).
+where the model's proposal failed and the product fell back to its fixed vocabulary, "(proposal)" a
+`clusters` run whose groups got fewer than five distinct names (`strategies/infer.py`).
 
   HF_HUB_OFFLINE=1 .venv/bin/python -m bench.infer --split dev   # ~6 min a method on a 2-core CPU
 
@@ -109,10 +109,16 @@ def run(args) -> dict:
             "machine": common.machine_info(), "versions": common.versions(), "results": results}
 
 
+def fell_back(result: dict) -> str:
+    """" (vote)" or " (proposal)" where the product fell back from the method asked, else ""."""
+    by, method = result["inferred_by"], result["method"]
+    return f" ({by})" if by not in (None, "clusters" if method.startswith("clusters") else "proposal") else ""
+
+
 def markdown(payload: dict) -> str:
     head = (f"# Inferred taxonomies ({payload['split']} split, {payload['model']}, labeled by {payload['labeler']})\n\n"
             f"{common.machine_line(payload['machine'])}\n\n")
-    rows = [[r["set"], r["rows"], r["method"] + (" (vote)" if r["inferred_by"] == "vote" else ""), len(r["names"]), ", ".join(r["names"]), r["nmi"],
+    rows = [[r["set"], r["rows"], r["method"] + fell_back(r), len(r["names"]), ", ".join(r["names"]), r["nmi"],
              f"{len(r['homes'])} / {len(r['classes'])}", len(r["generic"]), r["infer_s"]] for r in payload["results"]]
     table = common.md_table(["set", "rows", "method", "k", "inferred names", "NMI", "classes with a home",
                              "generic names", "infer s"], rows)
@@ -130,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["dev", "test"], default="dev")
     p.add_argument("--sets", default=",".join(INFER_SETS))
     p.add_argument("--methods", default="proposal,tags,given",
-                   help='"given": the set\'s own taxonomy, labeled the same way (the reference)')
+                   help='proposal, tags, clusters, clusters+examples (strategies/infer.py); "given": the set\'s own '
+                        'taxonomy, labeled the same way (the reference)')
     p.add_argument("--rows", type=int, default=60, help="rows a set, a seeded draw from its split")
     p.add_argument("--labeler", default="ensemble-nocheck")
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
