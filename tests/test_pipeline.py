@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.labelers.base import LabelSettings
@@ -102,9 +104,19 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
     assert contract_violations(result.report, None, inferred=True) == []
     (warning,) = [w for w in result.metadata["warnings"] if w.startswith("the categories were inferred")]
     assert "(bench.infer, test split)" in warning and "NMI 0.34 on average" in warning
-    assert warning.endswith("(names alone are enough)")
+    assert warning.endswith("(names alone are enough; to start from these: --taxonomy math,code,writing,trivia,logic)")
     given = analyze(dataset(tmp_path), AnalyzeOptions(taxonomy=TAX), engine=FakeEngine())
     assert not any("inferred" in w for w in given.metadata["warnings"])
+
+
+@pytest.mark.engine  # distill's classifier loads MiniLM
+def test_distill_warns_of_an_inferred_taxonomy_as_a_per_sample_run_does(tmp_path):
+    cats = [{"name": n, "description": f"{n} things"} for n in ["math", "code", "writing", "trivia", "logic"]]
+    engine = FakeEngine(responses=[json.dumps({"categories": cats})])
+    result = analyze(dataset(tmp_path), AnalyzeOptions(strategy="distill", distill_size=30, use_cache=False), engine=engine)
+    assert result.taxonomy.inferred and result.metadata["samples"]["classifier_labeled"] > 0
+    (warning,) = [w for w in result.metadata["warnings"] if w.startswith("the categories were inferred")]
+    assert warning.endswith("--taxonomy math,code,writing,trivia,logic)")
 
 
 def test_too_few_proposed_categories_fall_back_to_a_vote(tmp_path):

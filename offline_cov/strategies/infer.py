@@ -41,7 +41,7 @@ INFERRED_WARNING = (
     "under inferred categories told the sets' own kinds of request apart with NMI {nmi} on average, against "
     "{given} with the sets' own categories labeled the same way, and {homes} of {classes} kinds were the most "
     "common in some inferred category; for a report to act on, pass --taxonomy with the categories you mean "
-    "to fill (names alone are enough)"
+    "to fill (names alone are enough; to start from these: --taxonomy {names})"
 )
 INFERRED_MEASURED = {"nmi": 0.34, "given": 0.48, "homes": 22, "classes": 28}  # results/infer-*-20261207-014852, -020345
 
@@ -115,9 +115,10 @@ def merged_categories(items: list[dict], groups: list[list[str]], sizes: list[in
             for n in order]
 
 
-def inferred_warning() -> str:
-    """The run's warning for an inferred taxonomy, with what the bench measured of them."""
-    return INFERRED_WARNING.format(**INFERRED_MEASURED)
+def inferred_warning(taxonomy: Taxonomy) -> str:
+    """The run's warning for an inferred taxonomy: what the bench measured of them, and the inferred
+    names as a `--taxonomy` value to edit."""
+    return INFERRED_WARNING.format(**INFERRED_MEASURED, names=",".join(taxonomy.names))
 
 
 def fitted(engine: Engine, shown: list[str], tags: list | None) -> tuple[list[str], list | None]:
@@ -210,7 +211,14 @@ def distinct_categories(items: list[dict]) -> list[Category]:
 
 
 def inferred_taxonomy(run) -> Taxonomy:
-    """The run's inferred taxonomy, or the one inferred before for the same samples and model (label cache)."""
+    """The run's inferred taxonomy, or the one inferred before for the same samples and model (label
+    cache); the run warns that it was inferred (`inferred_warning`)."""
+    taxonomy = _inferred_or_cached(run)
+    run.warnings.append(inferred_warning(taxonomy))
+    return taxonomy
+
+
+def _inferred_or_cached(run) -> Taxonomy:
     from pydantic import ValidationError
 
     from ..cache import cache_key

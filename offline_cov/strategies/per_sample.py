@@ -25,7 +25,7 @@ from ..run import Run
 from ..taxonomy import Taxonomy
 from .describe import described_taxonomy
 from .how_sure import decided_shares, example_block, example_texts, mix_of, sampling_intervals, share_intervals
-from .infer import inferred_taxonomy, inferred_warning
+from .infer import inferred_taxonomy
 from .shard import shard_block
 
 STREAM_CHUNK = 4096  # samples read, looked up in the cache and labeled at a time
@@ -38,7 +38,6 @@ def run_per_sample(run: Run) -> AnalysisResult:
         t = time.perf_counter()
         taxonomy = inferred_taxonomy(run)
         run.timed("infer_taxonomy_s", t)
-        run.warnings.append(inferred_warning())
     t = time.perf_counter()
     taxonomy = described_taxonomy(run, taxonomy)
     run.timed("describe_taxonomy_s", t)
