@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from offline_cov.engines import GenResult
 from offline_cov.strategies.clusters import central, grouped, kmeans, silhouette
 
 
@@ -87,9 +88,10 @@ class NamingEngine:
         return self.fake.count_tokens(text)
 
     def generate(self, requests):
-        from offline_cov.engines import GenResult
-
-        self.requests += requests
+        start, self.requests = len(self.requests), self.requests + list(requests)
+        if "name" in requests[0].schema["properties"]:  # clusters-each: a request a group
+            return [GenResult(json.dumps({"name": self.names[(start + i) % len(self.names)], "description": "one group"}),
+                              "stop", 5) for i in range(len(requests))]
         if "categories" not in requests[0].schema["properties"]:
             return self.fake.generate(requests)  # the vote's requests: any valid answer
         k = requests[0].schema["properties"]["categories"]["minItems"]
@@ -151,3 +153,15 @@ def test_the_naming_request_shows_fewer_samples_a_group_until_it_fits_the_models
     asked = engine.requests[0].messages
     assert sum(engine.count_tokens(m["content"]) for m in asked) <= room
     assert asked[1]["content"].count("\n- ") < 6 * 5
+
+
+def test_inference_by_clusters_each_names_every_group_in_a_request_of_its_own():
+    from offline_cov.strategies.infer import infer_taxonomy
+
+    engine = NamingEngine(["a", "b", "c", "a", "d", "e", "f", "g", "h", "i"])
+    taxonomy = infer_taxonomy(engine, topic_samples(), method="clusters-each+examples")
+    groups = len(engine.requests)
+    assert groups >= 5 and all(r.messages[1]["content"].startswith("Samples:\n- ") for r in engine.requests)
+    assert taxonomy.inferred_by == "clusters" and len(taxonomy.names) == groups - 1  # "a" named two groups
+    assert all(1 <= len(c.examples) <= 3 for c in taxonomy.categories)
+    assert len(taxonomy.categories[taxonomy.names.index("a")].examples) == 3

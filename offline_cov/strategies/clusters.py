@@ -82,7 +82,9 @@ def silhouette(vectors, assign) -> float:
 
 def grouped(vectors, smallest: int, largest: int):
     """The k-means grouping with the best mean silhouette for k from `smallest` to `largest`
-    (the smaller k on ties): (each row's group, the unit centroids)."""
+    (the smaller k on ties): (each row's group, the unit centroids). Needs more rows than `smallest`."""
+    if len(vectors) <= smallest:
+        raise ValueError(f"{len(vectors)} rows cannot make more than one group each of {smallest} groups")
     best = None
     for k in range(smallest, min(largest, len(vectors) - 1) + 1):
         assign, centroids = kmeans(vectors, k)

@@ -17,6 +17,7 @@ from ..prompts import (
     infer_messages,
     infer_schema,
     inferred_at_most,
+    one_group_messages,
     tag_messages,
 )
 from ..report.tally import snippet
@@ -52,7 +53,8 @@ def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_ME
     distinct ones (small models repeat themselves), by a vote of the shown samples over a
     vocabulary of common SFT skills."""
     if method.startswith("clusters") and len(samples) >= CLUSTER_MIN_SAMPLES:
-        named = cluster_categories(engine, samples, examples=method == "clusters+examples")
+        named = cluster_categories(engine, samples, examples=method.endswith("+examples"),
+                                   each=method.startswith("clusters-each"))
         if len(named) >= MIN_INFERRED:
             return Taxonomy(categories=named[:MAX_INFERRED], inferred=True, inferred_by="clusters")
     shown = [snippet(s.instruction, INFER_SNIPPET_CHARS) for s in spread(samples, INFER_MAX_SAMPLES)]
@@ -67,13 +69,15 @@ def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_ME
 CLUSTER_MIN_SAMPLES = 2 * MIN_INFERRED  # fewer samples than this: the proposal
 GROUP_SHOWN = 5  # samples shown of each group, the nearest its centre
 GROUP_EXAMPLES = 3  # of them kept as a category's examples ("clusters+examples")
+GROUP_NAME_MAX_TOKENS = 120  # one group's name and description ("clusters-each")
 
 
-def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = False) -> list[Category]:
+def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = False, each: bool = False) -> list[Category]:
     """Categories of groups of similar samples: the samples' MiniLM embeddings grouped by k-means
     (5 to 10 groups, k by the best silhouette), then the model names each group from the samples
-    nearest its centre; groups it names alike become one category. With `examples`, each category
-    keeps a few of those samples as its examples (none when the model's answer is unusable twice)."""
+    nearest its centre, all in one request (with `each`, a request a group); groups it names alike
+    become one category. With `examples`, each category keeps a few of those samples as its
+    examples (none when the model's answer is unusable twice)."""
     import numpy as np
 
     from ..labelers.embed import load_encoder
@@ -84,10 +88,15 @@ def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = F
     groups = [[snippet(samples[i].instruction, INFER_SNIPPET_CHARS) for i in central(vectors, assign, centroids, g, GROUP_SHOWN)]
               for g in range(len(centroids))]
     sizes = [int(n) for n in np.bincount(assign, minlength=len(centroids))]
-    groups = fitted_groups(engine, groups, sizes)
-    request = GenRequest(group_messages(groups, sizes), group_schema(len(groups)), INFER_MAX_TOKENS)
-    outcome = generate_parsed(engine, [request], lambda _, result: json_object(result)["categories"])[0]
-    return merged_categories(outcome.value or [], groups, sizes, GROUP_EXAMPLES if examples else 0)
+    if each:
+        requests = [GenRequest(one_group_messages(shown), infer_schema()["properties"]["categories"]["items"], GROUP_NAME_MAX_TOKENS)
+                    for shown in groups]
+        items = [o.value or {} for o in generate_parsed(engine, requests, lambda _, result: json_object(result))]
+    else:
+        groups = fitted_groups(engine, groups, sizes)
+        request = GenRequest(group_messages(groups, sizes), group_schema(len(groups)), INFER_MAX_TOKENS)
+        items = generate_parsed(engine, [request], lambda _, result: json_object(result)["categories"])[0].value or []
+    return merged_categories(items, groups, sizes, GROUP_EXAMPLES if examples else 0)
 
 
 def fitted_groups(engine: Engine, groups: list[list[str]], sizes: list[int]) -> list[list[str]]:
