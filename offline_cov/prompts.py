@@ -176,12 +176,14 @@ CHECK_PROMPT_VERSION = "check-v1"
 
 INFER_MAX_SAMPLES = 40
 INFER_SNIPPET_CHARS = 200
+INFER_MAX_TOKENS = 700  # the answer of an inference request
+MIN_INFERRED, MAX_INFERRED = 5, 10  # the contract's range of inferred categories
 
 
 def inferred_at_most(shown: int) -> int:
-    """The most categories to infer from `shown` samples: 10, but no more than a third of them (at least
-    5, the contract's floor), so that a category can hold several samples of a small dataset."""
-    return max(5, min(10, shown // 3))
+    """The most categories to infer from `shown` samples: MAX_INFERRED, but no more than a third of them
+    (at least MIN_INFERRED), so that a category can hold several samples of a small dataset."""
+    return max(MIN_INFERRED, min(MAX_INFERRED, shown // 3))
 
 
 def infer_messages(snippets: list[str], tags: list[str | None] | None = None) -> list[dict]:

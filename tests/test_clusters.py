@@ -64,7 +64,7 @@ def test_kmeans_keeps_every_group_and_central_rows_come_nearest_first():
 
 
 def test_groups_named_alike_become_one_category_with_the_most_samples_first():
-    from offline_cov.strategies.infer import merged_categories
+    from offline_cov.strategies.clusters import merged_categories
 
     items = [{"name": "Python Code", "description": "code "}, {"name": "math", "description": "sums"},
              {"name": "python_code", "description": "other"}, {"name": "", "description": "unnamed"}]
@@ -118,7 +118,8 @@ def topic_samples(per: int = 4):
 
 
 def test_inference_by_clusters_names_each_group_from_its_central_samples():
-    from offline_cov.strategies.infer import GROUP_SHOWN, infer_taxonomy
+    from offline_cov.strategies.clusters import GROUP_SHOWN
+    from offline_cov.strategies.infer import infer_taxonomy
 
     engine = NamingEngine(["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"])
     taxonomy = infer_taxonomy(engine, topic_samples(), method="clusters+examples")
@@ -133,7 +134,8 @@ def test_inference_by_clusters_names_each_group_from_its_central_samples():
 
 
 def test_inference_by_clusters_falls_back_to_the_proposal_when_names_repeat_or_samples_are_few():
-    from offline_cov.strategies.infer import CLUSTER_MIN_SAMPLES, infer_taxonomy
+    from offline_cov.strategies.clusters import CLUSTER_MIN_SAMPLES
+    from offline_cov.strategies.infer import infer_taxonomy
 
     repeated = NamingEngine(["same", "same", "other"])  # fewer than 5 distinct names: the proposal instead
     taxonomy = infer_taxonomy(repeated, topic_samples(), method="clusters")

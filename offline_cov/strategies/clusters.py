@@ -1,8 +1,26 @@
-"""Groups of similar samples, for taxonomy inference: spherical k-means over unit embedding vectors,
-the number of groups chosen by the mean silhouette. Pure numpy and seeded, so the same samples
-always give the same groups."""
+"""Taxonomy inference by groups of similar samples (`infer_taxonomy(method="clusters...")`, measured in
+bench.infer and not shipped, bench/README.md): spherical k-means over the samples' unit embedding
+vectors, the number of groups chosen by the mean silhouette (pure numpy and seeded, so the same
+samples always give the same groups), then the model names each group from its central samples."""
 
 from __future__ import annotations
+
+from ..data.readers import Sample
+from ..engines import Engine, GenRequest
+from ..generation import generate_parsed, json_object
+from ..labelers.llm import TEMPLATE_OVERHEAD_TOKENS
+from ..prompts import (
+    INFER_MAX_TOKENS,
+    INFER_SNIPPET_CHARS,
+    MIN_INFERRED,
+    group_messages,
+    group_schema,
+    infer_schema,
+    inferred_at_most,
+    one_group_messages,
+)
+from ..report.tally import snippet
+from ..taxonomy import Category, slugify
 
 CLUSTER_SEED = 0
 CLUSTER_RESTARTS = 4
@@ -101,3 +119,67 @@ def central(vectors, assign, centroids, group: int, n: int) -> list[int]:
     members = np.flatnonzero(assign == group)
     order = np.argsort(-(vectors[members] @ centroids[group]), kind="stable")
     return [int(i) for i in members[order[:n]]]
+
+
+CLUSTER_MIN_SAMPLES = 2 * MIN_INFERRED  # fewer samples than this: the proposal
+GROUP_SHOWN = 5  # samples shown of each group, the nearest its centre
+GROUP_EXAMPLES = 3  # of them kept as a category's examples ("clusters+examples")
+GROUP_NAME_MAX_TOKENS = 120  # one group's name and description ("clusters-each")
+
+
+def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = False, each: bool = False) -> list[Category]:
+    """Categories of groups of similar samples (`sample_groups`) as the model names them from each group's
+    central samples, all in one request (with `each`, a request a group); groups it names alike become
+    one category. With `examples`, each category keeps a few of those samples as its examples. None
+    when there are fewer than CLUSTER_MIN_SAMPLES samples or the model's answer is unusable twice."""
+    if len(samples) < CLUSTER_MIN_SAMPLES:
+        return []
+    groups, sizes = sample_groups(samples)
+    if each:
+        requests = [GenRequest(one_group_messages(shown), infer_schema()["properties"]["categories"]["items"], GROUP_NAME_MAX_TOKENS)
+                    for shown in groups]
+        items = [o.value or {} for o in generate_parsed(engine, requests, lambda _, result: json_object(result))]
+    else:
+        groups = fitted_groups(engine, groups, sizes)
+        request = GenRequest(group_messages(groups, sizes), group_schema(len(groups)), INFER_MAX_TOKENS)
+        items = generate_parsed(engine, [request], lambda _, result: json_object(result)["categories"])[0].value or []
+    return merged_categories(items, groups, sizes, GROUP_EXAMPLES if examples else 0)
+
+
+def sample_groups(samples: list[Sample]) -> tuple[list[list[str]], list[int]]:
+    """The samples' MiniLM embeddings grouped by k-means (5 to 10 groups, k by the best silhouette):
+    each group's GROUP_SHOWN samples nearest its centre (as snippets), and its size."""
+    import numpy as np
+
+    from ..labelers.embed import load_encoder
+
+    vectors = load_encoder().encode([s.instruction for s in samples])
+    assign, centroids = grouped(vectors, MIN_INFERRED, inferred_at_most(len(samples)))
+    groups = [[snippet(samples[i].instruction, INFER_SNIPPET_CHARS) for i in central(vectors, assign, centroids, g, GROUP_SHOWN)]
+              for g in range(len(centroids))]
+    return groups, [int(n) for n in np.bincount(assign, minlength=len(centroids))]
+
+
+def fitted_groups(engine: Engine, groups: list[list[str]], sizes: list[int]) -> list[list[str]]:
+    """The groups, each shown by fewer samples until the naming request leaves room for the answer
+    (down to one a group)."""
+    room = engine.max_model_len - INFER_MAX_TOKENS - TEMPLATE_OVERHEAD_TOKENS
+    shown = max(len(g) for g in groups)
+    while shown > 1 and sum(engine.count_tokens(m["content"]) for m in group_messages([g[:shown] for g in groups], sizes)) > room:
+        shown -= 1
+    return [g[:shown] for g in groups]
+
+
+def merged_categories(items: list[dict], groups: list[list[str]], sizes: list[int], examples: int) -> list[Category]:
+    """One category per distinct snake_case name, the most samples first; a name given to several groups
+    keeps its first description, and with `examples` > 0 the first samples shown of its groups."""
+    described: dict[str, str] = {}
+    members: dict[str, list[int]] = {}
+    for g, item in enumerate(items[: len(groups)]):
+        name = slugify(item.get("name", ""))
+        if name:
+            described.setdefault(name, item.get("description", "").strip())
+            members.setdefault(name, []).append(g)
+    order = sorted(members, key=lambda n: -sum(sizes[g] for g in members[n]))
+    return [Category(name=n, description=described[n], examples=[s for g in members[n] for s in groups[g]][:examples])
+            for n in order]

@@ -9,22 +9,19 @@ from ..generation import generate_parsed, json_object
 from ..labelers.llm import TEMPLATE_OVERHEAD_TOKENS
 from ..prompts import (
     INFER_MAX_SAMPLES,
+    INFER_MAX_TOKENS,
     INFER_SNIPPET_CHARS,
+    MAX_INFERRED,
+    MIN_INFERRED,
     TAG_MAX_TOKENS,
     TAG_SCHEMA,
-    group_messages,
-    group_schema,
     infer_messages,
     infer_schema,
     inferred_at_most,
-    one_group_messages,
     tag_messages,
 )
 from ..report.tally import snippet
 from ..taxonomy import Category, Taxonomy, slugify
-
-INFER_MAX_TOKENS = 700
-MIN_INFERRED, MAX_INFERRED = 5, 10
 
 
 def spread(samples: list[Sample], k: int) -> list[Sample]:
@@ -49,10 +46,12 @@ INFERRED_MEASURED = {"nmi": 0.34, "given": 0.48, "homes": 22, "classes": 28}  # 
 
 def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_METHOD) -> Taxonomy:
     """Infer 5-10 categories: first as the model's own proposal (with `method` "tags", from the
-    shown samples with a short tag the model wrote for each first); if it gives fewer than 5
-    distinct ones (small models repeat themselves), by a vote of the shown samples over a
-    vocabulary of common SFT skills."""
-    if method.startswith("clusters") and len(samples) >= CLUSTER_MIN_SAMPLES:
+    shown samples with a short tag the model wrote for each first; "clusters...", from groups of
+    similar samples, `clusters.cluster_categories`); if it gives fewer than 5 distinct ones (small
+    models repeat themselves), by a vote of the shown samples over a vocabulary of common SFT skills."""
+    if method.startswith("clusters"):  # measured in bench.infer, not shipped
+        from .clusters import cluster_categories
+
         named = cluster_categories(engine, samples, examples=method.endswith("+examples"),
                                    each=method.startswith("clusters-each"))
         if len(named) >= MIN_INFERRED:
@@ -64,64 +63,6 @@ def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_ME
     if len(proposed) >= MIN_INFERRED:
         return Taxonomy(categories=proposed[:inferred_at_most(len(shown))], inferred=True, inferred_by="proposal")
     return vote_taxonomy(engine, shown)
-
-
-CLUSTER_MIN_SAMPLES = 2 * MIN_INFERRED  # fewer samples than this: the proposal
-GROUP_SHOWN = 5  # samples shown of each group, the nearest its centre
-GROUP_EXAMPLES = 3  # of them kept as a category's examples ("clusters+examples")
-GROUP_NAME_MAX_TOKENS = 120  # one group's name and description ("clusters-each")
-
-
-def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = False, each: bool = False) -> list[Category]:
-    """Categories of groups of similar samples: the samples' MiniLM embeddings grouped by k-means
-    (5 to 10 groups, k by the best silhouette), then the model names each group from the samples
-    nearest its centre, all in one request (with `each`, a request a group); groups it names alike
-    become one category. With `examples`, each category keeps a few of those samples as its
-    examples (none when the model's answer is unusable twice)."""
-    import numpy as np
-
-    from ..labelers.embed import load_encoder
-    from .clusters import central, grouped
-
-    vectors = load_encoder().encode([s.instruction for s in samples])
-    assign, centroids = grouped(vectors, MIN_INFERRED, inferred_at_most(len(samples)))
-    groups = [[snippet(samples[i].instruction, INFER_SNIPPET_CHARS) for i in central(vectors, assign, centroids, g, GROUP_SHOWN)]
-              for g in range(len(centroids))]
-    sizes = [int(n) for n in np.bincount(assign, minlength=len(centroids))]
-    if each:
-        requests = [GenRequest(one_group_messages(shown), infer_schema()["properties"]["categories"]["items"], GROUP_NAME_MAX_TOKENS)
-                    for shown in groups]
-        items = [o.value or {} for o in generate_parsed(engine, requests, lambda _, result: json_object(result))]
-    else:
-        groups = fitted_groups(engine, groups, sizes)
-        request = GenRequest(group_messages(groups, sizes), group_schema(len(groups)), INFER_MAX_TOKENS)
-        items = generate_parsed(engine, [request], lambda _, result: json_object(result)["categories"])[0].value or []
-    return merged_categories(items, groups, sizes, GROUP_EXAMPLES if examples else 0)
-
-
-def fitted_groups(engine: Engine, groups: list[list[str]], sizes: list[int]) -> list[list[str]]:
-    """The groups, each shown by fewer samples until the naming request leaves room for the answer
-    (down to one a group)."""
-    room = engine.max_model_len - INFER_MAX_TOKENS - TEMPLATE_OVERHEAD_TOKENS
-    shown = max(len(g) for g in groups)
-    while shown > 1 and sum(engine.count_tokens(m["content"]) for m in group_messages([g[:shown] for g in groups], sizes)) > room:
-        shown -= 1
-    return [g[:shown] for g in groups]
-
-
-def merged_categories(items: list[dict], groups: list[list[str]], sizes: list[int], examples: int) -> list[Category]:
-    """One category per distinct snake_case name, the most samples first; a name given to several groups
-    keeps its first description, and with `examples` > 0 the first samples shown of its groups."""
-    described: dict[str, str] = {}
-    members: dict[str, list[int]] = {}
-    for g, item in enumerate(items[: len(groups)]):
-        name = slugify(item.get("name", ""))
-        if name:
-            described.setdefault(name, item.get("description", "").strip())
-            members.setdefault(name, []).append(g)
-    order = sorted(members, key=lambda n: -sum(sizes[g] for g in members[n]))
-    return [Category(name=n, description=described[n], examples=[s for g in members[n] for s in groups[g]][:examples])
-            for n in order]
 
 
 def inferred_warning(taxonomy: Taxonomy) -> str:
