@@ -91,6 +91,13 @@ class LLMLabeler:
         return {"labeler": self.name, "engine": self.engine.name, "model": self.engine.model_name}
 
 
+def leaves_room(engine: Engine, messages: list[dict], answer_tokens: int) -> bool:
+    """Whether the chat `messages` and an answer of `answer_tokens` fit the engine's context (the chat
+    template's own tokens counted as TEMPLATE_OVERHEAD_TOKENS)."""
+    asked = sum(engine.count_tokens(m["content"]) for m in messages)
+    return asked + TEMPLATE_OVERHEAD_TOKENS + answer_tokens <= engine.max_model_len
+
+
 def sample_budget(taxonomy: Taxonomy, settings: LabelSettings, tokens, max_model_len: int,
                   prompt: str = PROMPT_VERSION) -> int:
     """Tokens of a sample the label request holds: `settings.max_sample_tokens`, or what the model's

@@ -8,15 +8,15 @@ from __future__ import annotations
 from ..data.readers import Sample
 from ..engines import Engine, GenRequest
 from ..generation import generate_parsed, json_object
-from ..labelers.llm import TEMPLATE_OVERHEAD_TOKENS
+from ..labelers.llm import leaves_room
 from ..prompts import (
     INFER_MAX_TOKENS,
     INFER_SNIPPET_CHARS,
     MIN_INFERRED,
     group_messages,
     group_schema,
-    infer_schema,
     inferred_at_most,
+    inferred_category_schema,
     one_group_messages,
 )
 from ..report.tally import snippet
@@ -136,8 +136,7 @@ def cluster_categories(engine: Engine, samples: list[Sample], examples: bool = F
         return []
     groups, sizes = sample_groups(samples)
     if each:
-        requests = [GenRequest(one_group_messages(shown), infer_schema()["properties"]["categories"]["items"], GROUP_NAME_MAX_TOKENS)
-                    for shown in groups]
+        requests = [GenRequest(one_group_messages(shown), inferred_category_schema(), GROUP_NAME_MAX_TOKENS) for shown in groups]
         items = [o.value or {} for o in generate_parsed(engine, requests, lambda _, result: json_object(result))]
     else:
         groups = fitted_groups(engine, groups, sizes)
@@ -163,9 +162,8 @@ def sample_groups(samples: list[Sample]) -> tuple[list[list[str]], list[int]]:
 def fitted_groups(engine: Engine, groups: list[list[str]], sizes: list[int]) -> list[list[str]]:
     """The groups, each shown by fewer samples until the naming request leaves room for the answer
     (down to one a group)."""
-    room = engine.max_model_len - INFER_MAX_TOKENS - TEMPLATE_OVERHEAD_TOKENS
     shown = max(len(g) for g in groups)
-    while shown > 1 and sum(engine.count_tokens(m["content"]) for m in group_messages([g[:shown] for g in groups], sizes)) > room:
+    while shown > 1 and not leaves_room(engine, group_messages([g[:shown] for g in groups], sizes), INFER_MAX_TOKENS):
         shown -= 1
     return [g[:shown] for g in groups]
 

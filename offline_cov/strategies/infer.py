@@ -6,7 +6,7 @@ from ..data.readers import Sample
 from ..engines import Engine, GenRequest
 from ..errors import GenerationError
 from ..generation import generate_parsed, json_object
-from ..labelers.llm import TEMPLATE_OVERHEAD_TOKENS
+from ..labelers.llm import leaves_room
 from ..prompts import (
     INFER_MAX_SAMPLES,
     INFER_MAX_TOKENS,
@@ -75,13 +75,8 @@ def fitted(engine: Engine, shown: list[str], tags: list | None) -> tuple[list[st
     """The shown samples (and their tags) whose proposal request leaves room for the answer in the
     model's context: the last ones left out until it does (samples in a script of many tokens a
     character can fill it), down to MIN_INFERRED."""
-    room = engine.max_model_len - INFER_MAX_TOKENS - TEMPLATE_OVERHEAD_TOKENS
-
-    def tokens(n: int) -> int:
-        return sum(engine.count_tokens(m["content"]) for m in infer_messages(shown[:n], tags and tags[:n]))
-
     n = len(shown)
-    while n > MIN_INFERRED and tokens(n) > room:
+    while n > MIN_INFERRED and not leaves_room(engine, infer_messages(shown[:n], tags and tags[:n]), INFER_MAX_TOKENS):
         n -= 1
     return shown[:n], tags and tags[:n]
 
@@ -169,6 +164,7 @@ def inferred_taxonomy(run) -> Taxonomy:
 
 
 def _inferred_or_cached(run) -> Taxonomy:
+    """The taxonomy the label cache holds for these samples and model, else one inferred now (and cached)."""
     from pydantic import ValidationError
 
     from ..cache import cache_key
