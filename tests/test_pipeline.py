@@ -109,6 +109,21 @@ def test_inferred_taxonomy_with_fake_engine(tmp_path):
     assert not any("inferred" in w for w in given.metadata["warnings"])
 
 
+def test_an_inferred_taxonomy_is_taken_from_the_cache_until_the_inference_changes(tmp_path, monkeypatch):
+    from offline_cov import prompts
+
+    def proposing(*names):
+        return FakeEngine(responses=[json.dumps({"categories": [{"name": n, "description": n} for n in names]})])
+
+    f, cache = dataset(tmp_path), tmp_path / "labels.sqlite"
+    first = analyze(f, AnalyzeOptions(cache_path=cache), engine=proposing("a", "b", "c", "d", "e"))
+    again = analyze(f, AnalyzeOptions(cache_path=cache), engine=proposing("v", "w", "x", "y", "z"))
+    assert first.taxonomy.names == again.taxonomy.names == ["a", "b", "c", "d", "e"]
+    monkeypatch.setattr(prompts, "INFER_VERSION", "infer-next")
+    changed = analyze(f, AnalyzeOptions(cache_path=cache), engine=proposing("v", "w", "x", "y", "z"))
+    assert changed.taxonomy.names == ["v", "w", "x", "y", "z"]
+
+
 @pytest.mark.engine  # distill's classifier loads MiniLM
 def test_distill_warns_of_an_inferred_taxonomy_as_a_per_sample_run_does(tmp_path):
     cats = [{"name": n, "description": f"{n} things"} for n in ["math", "code", "writing", "trivia", "logic"]]

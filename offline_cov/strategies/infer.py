@@ -167,13 +167,14 @@ def _inferred_or_cached(run) -> Taxonomy:
     """The taxonomy the label cache holds for these samples and model, else one inferred now (and cached)."""
     from pydantic import ValidationError
 
+    from .. import prompts
     from ..cache import cache_key
     from ..errors import TaxonomyError
-    from ..prompts import PROMPT_VERSION
     from ..taxonomy import validate_taxonomy
 
     samples = run.plan.spread(INFER_MAX_SAMPLES)
-    key = cache_key("infer", run.identity, PROMPT_VERSION, [s.content_hash() for s in samples])
+    versions = [prompts.PROMPT_VERSION, prompts.INFER_VERSION]
+    key = cache_key("infer", run.identity, *versions, [s.content_hash() for s in samples])
     if run.cache is not None:
         hit = run.cache.get_many([key]).get(key)
         try:
