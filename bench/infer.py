@@ -8,7 +8,9 @@ the inferred labels determine the true class and back, 0 when they are unrelated
 compared: the inference writes its own. Method `given` labels the rows with the set's own taxonomy
 the same way: what a taxonomy written for the data reaches with this labeler. "(vote)" marks a run
 where the model's proposal failed and the product fell back to its fixed vocabulary, "(proposal)" a
-`clusters` run whose groups got fewer than five distinct names (`strategies/infer.py`).
+`clusters` run whose groups got fewer than five distinct names (`strategies/infer.py`). Where
+`proposal` runs before `proposal+skills`, the latter tops up the former's proposal ("(same proposal)"),
+so the two differ by the added skills alone.
 
   HF_HUB_OFFLINE=1 .venv/bin/python -m bench.infer --split dev   # ~6 min a method on a 2-core CPU
 
@@ -60,17 +62,25 @@ def classes_with_home(truth: list[str], labels: list[str]) -> list[str]:
     return sorted(homes)
 
 
-def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=None) -> dict:
+def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=None, proposed=None) -> dict:
     """Infer a taxonomy from the rows with `method` (or take the set's own with "given", the reference),
-    label every row with it, score the labels."""
+    label every row with it, score the labels. `proposed`: the result of method "proposal" on the same
+    rows, which "proposal+skills" then tops up (`topped_up`) rather than asking for a proposal of its own."""
     from offline_cov.data.readers import Sample
     from offline_cov.labelers import get_labeler_class
     from offline_cov.labelers.base import LabelRun
     from offline_cov.strategies.infer import infer_taxonomy
+    from offline_cov.taxonomy import Taxonomy
 
     samples = [Sample(i, (("user", r["text"]),)) for i, r in enumerate(rows)]
     started = time.perf_counter()
-    taxonomy = taxonomy_for(spec) if method == "given" else infer_taxonomy(engine, samples, method)
+    if method == "proposal+skills" and proposed is not None:
+        taxonomy = Taxonomy.model_validate(proposed["taxonomy"])
+        taxonomy = topped_up(engine, samples, taxonomy)
+        if taxonomy.inferred_by == "proposal":  # nothing added: the proposal's own labels
+            return {**proposed, "method": method, "paired": True}
+    else:
+        taxonomy = taxonomy_for(spec) if method == "given" else infer_taxonomy(engine, samples, method)
     infer_s = time.perf_counter() - started
     labeler = get_labeler_class(labeler_name)(engine, taxonomy)
     run, labels = LabelRun(), []
@@ -80,11 +90,27 @@ def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=No
     truth = [r["labels"][0] for r in rows]
     homes = classes_with_home(truth, assigned)
     return {"method": method, "inferred_by": taxonomy.inferred_by, "names": taxonomy.names,
+            "taxonomy": taxonomy.model_dump(), "paired": proposed is not None and method == "proposal+skills",
             "descriptions": {c.name: c.description for c in taxonomy.categories},
             "nmi": round(nmi(truth, assigned), 3), "generic": generic_names(taxonomy.names),
             "classes": sorted(set(truth)), "homes": homes,
             "failed": len(run.failed), "infer_s": round(infer_s, 1),
             "shares": dict(Counter(assigned).most_common())}
+
+
+def topped_up(engine, samples, proposed):
+    """`proposed` (a "proposal" taxonomy of these samples) with the skills the product would add to it
+    (`strategies.infer.skills_wanted` over the same shown samples): "proposal+skills" scored on the very
+    proposal "proposal" was, so that the two differ by the skills alone (two proposal requests for the
+    same samples can come back different, session 35)."""
+    from offline_cov.strategies.infer import fitted, shown_snippets, skills_wanted
+
+    if proposed.inferred_by != "proposal":  # the vote: infer_taxonomy adds no skills to it
+        return proposed
+    shown, _ = fitted(engine, shown_snippets(samples), None)
+    added = skills_wanted(proposed.categories, shown)
+    by = "proposal+skills" if added else "proposal"
+    return proposed.model_copy(update={"categories": [*proposed.categories, *added], "inferred_by": by})
 
 
 def run(args) -> dict:
@@ -100,9 +126,12 @@ def run(args) -> dict:
             rows = [r for r in split_rows(spec, read_rows(spec, args.data_dir), args.split) if len(r["labels"]) == 1]
             if len(rows) > args.rows:  # a seeded draw: the files are often sorted by class
                 rows = sorted(random.Random(f"{name}:{args.split}").sample(rows, args.rows), key=lambda r: r["row"])
+            proposed = None
             for method in args.methods.split(","):
                 print(f"[infer {time.strftime('%H:%M:%S')}] {name}: {method} on {len(rows)} rows", flush=True)
-                results.append({"set": name, "rows": len(rows), **run_method(engine, rows, method, args.labeler, spec)})
+                result = run_method(engine, rows, method, args.labeler, spec, proposed)
+                proposed = result if method == "proposal" else proposed
+                results.append({"set": name, "rows": len(rows), **result})
     finally:
         engine.close()
     return {"kind": "infer", "split": args.split, "model": args.model, "labeler": args.labeler,
@@ -112,13 +141,20 @@ def run(args) -> dict:
 def fell_back(result: dict) -> str:
     """" (vote)" or " (proposal)" where the product fell back from the method asked, else ""."""
     by, method = result["inferred_by"], result["method"]
-    return f" ({by})" if by not in (None, "clusters" if method.startswith("clusters") else "proposal") else ""
+    asked = ("clusters",) if method.startswith("clusters") else ("proposal", "proposal+skills")
+    return f" ({by})" if by not in (None, *asked) else ""
+
+
+def method_shown(result: dict) -> str:
+    """The method as the table shows it: with `fell_back`'s marker, and "(same proposal)" where
+    `proposal+skills` topped up the `proposal` row's own proposal."""
+    return result["method"] + fell_back(result) + (" (same proposal)" if result.get("paired") else "")
 
 
 def markdown(payload: dict) -> str:
     head = (f"# Inferred taxonomies ({payload['split']} split, {payload['model']}, labeled by {payload['labeler']})\n\n"
             f"{common.machine_line(payload['machine'])}\n\n")
-    rows = [[r["set"], r["rows"], r["method"] + fell_back(r), len(r["names"]), ", ".join(r["names"]), r["nmi"],
+    rows = [[r["set"], r["rows"], method_shown(r), len(r["names"]), ", ".join(r["names"]), r["nmi"],
              f"{len(r['homes'])} / {len(r['classes'])}", len(r["generic"]), r["infer_s"]] for r in payload["results"]]
     table = common.md_table(["set", "rows", "method", "k", "inferred names", "NMI", "classes with a home",
                              "generic names", "infer s"], rows)
@@ -135,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.infer", description=__doc__.split("\n")[0])
     p.add_argument("--split", choices=["dev", "test"], default="dev")
     p.add_argument("--sets", default=",".join(INFER_SETS))
-    p.add_argument("--methods", default="proposal,tags,given",
-                   help='proposal, tags, clusters, clusters+examples (strategies/infer.py); "given": the set\'s own '
+    p.add_argument("--methods", default="proposal,proposal+skills,given",
+                   help='proposal, tags, proposal+skills, clusters, clusters+examples (strategies/infer.py); "given": the set\'s own '
                         'taxonomy, labeled the same way (the reference)')
     p.add_argument("--rows", type=int, default=60, help="rows a set, a seeded draw from its split")
     p.add_argument("--labeler", default="ensemble-nocheck")

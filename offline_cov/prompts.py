@@ -174,7 +174,7 @@ CHECK_PROMPTS = {"check-v1": check_v1, "check-v2": check_v2}
 CHECK_PROMPT_VERSION = "check-v1"
 
 
-INFER_VERSION = "infer-v2"  # v2 (session 33): samples shown in their own script; part of the inferred taxonomy's cache key
+INFER_VERSION = "infer-v3"  # part of the inferred taxonomy's cache key; v2 (session 33): samples in their own script; v3 (35): skills added
 INFER_MAX_SAMPLES = 40
 INFER_SNIPPET_CHARS = 200
 INFER_MAX_TOKENS = 700  # the answer of an inference request

@@ -55,7 +55,8 @@ class Taxonomy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     categories: list[Category]
     inferred: bool = False
-    inferred_by: str | None = Field(None, description="How an inferred taxonomy was found: proposal, vote or clusters")
+    inferred_by: str | None = Field(None, description=("How an inferred taxonomy was found: proposal, proposal+skills "
+                                                        "(the proposal topped up with vocabulary skills), vote or clusters"))
 
     @property
     def names(self) -> list[str]:

@@ -644,3 +644,30 @@ def test_inferred_names_of_generic_words_only_are_counted_as_saying_nothing():
     from bench.infer import generic_names
 
     assert generic_names(["task", "instruction_type", "python_code", "data_analysis", "math"]) == ["task", "instruction_type"]
+
+
+def test_proposal_with_skills_tops_up_the_proposal_rows_own_taxonomy(monkeypatch):
+    """bench.infer scores `proposal+skills` on the `proposal` row's proposal, so they differ by the skills."""
+    import numpy as np
+
+    from bench.infer import topped_up
+    from offline_cov.data.readers import Sample
+    from offline_cov.engines.fake import FakeEngine
+    from offline_cov.strategies import infer
+    from offline_cov.taxonomy import Category, Taxonomy
+
+    proposed = Taxonomy(categories=[Category(name=n, description=n) for n in "abcde"], inferred=True, inferred_by="proposal")
+    samples = [Sample(i, (("user", f"write code {i}" if i < 4 else f"tell me {i}"),)) for i in range(40)]
+    assert topped_up(FakeEngine(), samples, proposed) == proposed  # every shown sample nearest "a"
+
+    def coding_nearest(taxonomy, texts):
+        matrix = np.zeros((len(texts), len(taxonomy.names)))
+        matrix[:, 0] = 1.0
+        matrix[[i for i, t in enumerate(texts) if "code" in t], taxonomy.names.index("coding")] = 2.0
+        return matrix
+
+    monkeypatch.setattr(infer, "minilm_scores", coding_nearest)
+    both = topped_up(FakeEngine(), samples, proposed)
+    assert both.names == [*"abcde", "coding"] and both.inferred_by == "proposal+skills"
+    vote = proposed.model_copy(update={"inferred_by": "vote"})
+    assert topped_up(FakeEngine(), samples, vote) == vote  # the product adds no skills to the vote

@@ -369,10 +369,12 @@ def test_an_inferred_taxonomy_of_the_bundled_example_is_the_models_own(qwen_engi
 
     taxonomy = infer_taxonomy(qwen_engine, read_samples(EXAMPLE).samples)
     names = taxonomy.names
-    assert taxonomy.inferred_by == "proposal", "the model's proposal failed and the fixed vocabulary was used"
+    assert taxonomy.inferred_by in ("proposal", "proposal+skills"), "the model's proposal failed and the fixed vocabulary was used"
     assert MIN_INFERRED <= len(names) <= MAX_INFERRED and len(set(names)) == len(names)
-    assert set(names) != {n for n, _ in SKILL_VOCABULARY}
+    skills = {n for n, _ in SKILL_VOCABULARY}
+    assert len(set(names) - skills) >= MIN_INFERRED  # the model's own categories, some skills at most added
     assert all(c.description for c in taxonomy.categories)
+    assert any("code" in n or "coding" in n or "programming" in n for n in names), names  # 24 of 120 ask for code
 
 
 @engine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..data.readers import Sample
 from ..engines import Engine, GenRequest
 from ..errors import GenerationError
@@ -32,7 +34,9 @@ def spread(samples: list[Sample], k: int) -> list[Sample]:
     return [samples[int(i * step)] for i in range(k)]
 
 
-INFER_METHOD = "proposal"  # bench/infer.py compares it with "tags", which was not shipped (bench/README.md)
+# The proposal topped up with vocabulary skills (`skills_wanted`); bench/infer.py compares it with the
+# proposal alone, "tags" and "clusters...", which were not shipped (bench/README.md).
+INFER_METHOD = "proposal+skills"
 # What bench/infer.py measured of inferred taxonomies (the shipped method, the 1.5B, its test split): the run's warning.
 INFERRED_WARNING = (
     "the categories were inferred by the model; on the bench's labeled sets (bench.infer, test split) labels "
@@ -41,14 +45,16 @@ INFERRED_WARNING = (
     "common in some inferred category; for a report to act on, pass --taxonomy with the categories you mean "
     "to fill (names alone are enough; to start from these: --taxonomy {names})"
 )
-INFERRED_MEASURED = {"nmi": 0.34, "given": 0.48, "homes": 22, "classes": 28}  # results/infer-*-20261207-014852, -020345
+INFERRED_MEASURED = {"nmi": 0.32, "given": 0.48, "homes": 23, "classes": 28}  # results/infer-*-20261207-064113, -020345
 
 
 def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_METHOD) -> Taxonomy:
-    """Infer 5-10 categories: first as the model's own proposal (with `method` "tags", from the
-    shown samples with a short tag the model wrote for each first; "clusters...", from groups of
-    similar samples, `clusters.cluster_categories`); if it gives fewer than 5 distinct ones (small
-    models repeat themselves), by a vote of the shown samples over a vocabulary of common SFT skills."""
+    """Infer 5-10 categories: first as the model's own proposal, with "+skills" (the default) topped up
+    with the vocabulary skills that shown samples are nearer to than to any proposed category
+    (`skills_wanted`); with `method` "tags", from the shown samples with a short tag the model wrote
+    for each first; "clusters...", from groups of similar samples (`clusters.cluster_categories`). If
+    the proposal gives fewer than 5 distinct categories (small models repeat themselves), by a vote of
+    the shown samples over a vocabulary of common SFT skills."""
     if method.startswith("clusters"):  # measured in bench.infer, not shipped
         from .clusters import cluster_categories
 
@@ -56,13 +62,20 @@ def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_ME
                                    each=method.startswith("clusters-each"))
         if len(named) >= MIN_INFERRED:
             return Taxonomy(categories=named[:MAX_INFERRED], inferred=True, inferred_by="clusters")
-    shown = [snippet(s.instruction, INFER_SNIPPET_CHARS) for s in spread(samples, INFER_MAX_SAMPLES)]
+    shown = shown_snippets(samples)
     tags = sample_tags(engine, shown) if method == "tags" else None
     shown, tags = fitted(engine, shown, tags)
-    proposed = _propose(engine, shown, tags)
-    if len(proposed) >= MIN_INFERRED:
-        return Taxonomy(categories=proposed[:inferred_at_most(len(shown))], inferred=True, inferred_by="proposal")
-    return vote_taxonomy(engine, shown)
+    proposed = _propose(engine, shown, tags)[:inferred_at_most(len(shown))]
+    if len(proposed) < MIN_INFERRED:
+        return vote_taxonomy(engine, shown)
+    added = skills_wanted(proposed, shown) if method.endswith("+skills") else []
+    return Taxonomy(categories=proposed + added, inferred=True, inferred_by="proposal+skills" if added else "proposal")
+
+
+def shown_snippets(samples: list[Sample]) -> list[str]:
+    """What inference shows of the samples: INFER_MAX_SAMPLES of them spread over the list, each
+    instruction cut to INFER_SNIPPET_CHARS (`fitted` then keeps those the request has room for)."""
+    return [snippet(s.instruction, INFER_SNIPPET_CHARS) for s in spread(samples, INFER_MAX_SAMPLES)]
 
 
 def inferred_warning(taxonomy: Taxonomy) -> str:
@@ -93,6 +106,34 @@ def _propose(engine: Engine, shown: list[str], tags: list[str | None] | None = N
     request = GenRequest(infer_messages(shown, tags), infer_schema(len(shown)), INFER_MAX_TOKENS)
     outcome = generate_parsed(engine, [request], lambda _, result: distinct_categories(json_object(result)["categories"]))[0]
     return outcome.value or []
+
+
+SKILL_TOP_UP_SAMPLES = 3  # shown samples nearer a vocabulary skill than to any proposed category, to add the skill
+
+
+def skills_wanted(proposed: list[Category], shown: list[str], scores=None) -> list[Category]:
+    """The vocabulary skills (SKILL_VOCABULARY, but a proposed name) to add to the proposal: each one
+    that at least SKILL_TOP_UP_SAMPLES shown samples are nearest to among the proposed categories and
+    the skills, the most such samples first, as many as `inferred_at_most` leaves room for. The
+    proposal names what its first samples ask for (the bundled example: four shown code samples and no
+    category for them); the skills give a home to what it left out. `scores(taxonomy, texts)` is the
+    texts' similarity to each category (default `minilm_scores`)."""
+    room = inferred_at_most(len(shown)) - len(proposed)
+    if room <= 0:
+        return []
+    taken = {c.name for c in proposed}
+    skills = [Category(name=n, description=d) for n, d in SKILL_VOCABULARY if n not in taken]
+    pooled = Taxonomy(categories=[*proposed, *skills])
+    nearest = Counter(pooled.names[i] for i in (scores or minilm_scores)(pooled, shown).argmax(axis=1))
+    wanted = [c for c in skills if nearest[c.name] >= SKILL_TOP_UP_SAMPLES]
+    return sorted(wanted, key=lambda c: -nearest[c.name])[:room]
+
+
+def minilm_scores(taxonomy: Taxonomy, texts: list[str]):
+    """Cosine similarity of each text to each category by the `embed` labeler's MiniLM prototypes."""
+    from ..labelers.embed import EmbedLabeler
+
+    return EmbedLabeler(taxonomy).scores(texts)
 
 
 def vote_taxonomy(engine: Engine, shown: list[str]) -> Taxonomy:
