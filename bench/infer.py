@@ -99,18 +99,16 @@ def run_method(engine, rows: list[dict], method: str, labeler_name: str, spec=No
 
 
 def topped_up(engine, samples, proposed):
-    """`proposed` (a "proposal" taxonomy of these samples) with the skills the product would add to it
-    (`strategies.infer.skills_wanted` over the same shown samples): "proposal+skills" scored on the very
+    """`proposed` (a "proposal" taxonomy of these samples) as the product tops it up
+    (`strategies.infer.topped_up` over the same shown samples): "proposal+skills" scored on the very
     proposal "proposal" was, so that the two differ by the skills alone (two proposal requests for the
     same samples can come back different, session 35)."""
-    from offline_cov.strategies.infer import fitted, shown_snippets, skills_wanted
+    from offline_cov.strategies import infer
 
     if proposed.inferred_by != "proposal":  # the vote: infer_taxonomy adds no skills to it
         return proposed
-    shown, _ = fitted(engine, shown_snippets(samples), None)
-    added = skills_wanted(proposed.categories, shown)
-    by = "proposal+skills" if added else "proposal"
-    return proposed.model_copy(update={"categories": [*proposed.categories, *added], "inferred_by": by})
+    shown, _ = infer.fitted(engine, infer.shown_snippets(samples), None)
+    return infer.topped_up(proposed, shown)
 
 
 def run(args) -> dict:

@@ -22,6 +22,9 @@ os.environ["OFFLINE_COV_LABELER"] = "fused"
 os.environ["OFFLINE_COV_DESCRIBE"] = "0"
 
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "sft_sample.jsonl"
+EXAMPLE_TAXONOMY = REPO / "examples" / "taxonomy.yaml"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +39,6 @@ def no_minilm_outside_engine_tests(request, monkeypatch):
         from offline_cov.strategies import infer
 
         monkeypatch.setattr(infer, "minilm_scores", lambda taxonomy, texts: np.zeros((len(texts), len(taxonomy.names))))
-EXAMPLE = REPO / "examples" / "sft_sample.jsonl"
-EXAMPLE_TAXONOMY = REPO / "examples" / "taxonomy.yaml"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -68,8 +68,17 @@ def infer_taxonomy(engine: Engine, samples: list[Sample], method: str = INFER_ME
     proposed = _propose(engine, shown, tags)[:inferred_at_most(len(shown))]
     if len(proposed) < MIN_INFERRED:
         return vote_taxonomy(engine, shown)
-    added = skills_wanted(proposed, shown) if method.endswith("+skills") else []
-    return Taxonomy(categories=proposed + added, inferred=True, inferred_by="proposal+skills" if added else "proposal")
+    taxonomy = Taxonomy(categories=proposed, inferred=True, inferred_by="proposal")
+    return topped_up(taxonomy, shown) if method.endswith("+skills") else taxonomy
+
+
+def topped_up(proposal: Taxonomy, shown: list[str]) -> Taxonomy:
+    """The proposal with the skills `skills_wanted` adds for the shown samples, by "proposal+skills"
+    where it adds any (the proposal itself where none)."""
+    added = skills_wanted(proposal.categories, shown)
+    if not added:
+        return proposal
+    return proposal.model_copy(update={"categories": [*proposal.categories, *added], "inferred_by": "proposal+skills"})
 
 
 def shown_snippets(samples: list[Sample]) -> list[str]:
