@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from reportmaker import make_report
 
 from offline_cov.cli.reports import compare
-from offline_cov.report.compare import compare_markdown, compare_reports
+from offline_cov.report.compare import compare_markdown, compare_reports, labeling_differences
 
 
 @pytest.fixture
@@ -187,6 +187,7 @@ def test_cli_compare_of_an_uncalibrated_and_a_calibrated_run_shows_why_a_gap_ope
     result = CliRunner().invoke(compare, [str(tmp_path / "raw.json"), str(tmp_path / "cal.json")])
     assert result.exit_code == 0, result.output
     assert "- Gaps opened: writing" in result.output
+    assert "labeled differently" not in result.output + result.stderr  # both runs: embed, the same taxonomy
     corrected = json.loads((tmp_path / "cal.meta.json").read_text())["calibration"]["corrected_share_percent"]
     writing = next(line for line in result.output.splitlines() if line.startswith("| writing |") and "decided" not in line
                    and line.count("|") == 5 and f"{corrected['writing']:.1f}" in line)
@@ -242,3 +243,54 @@ def test_the_balance_change_is_the_change_of_the_scores_shown():
     """0.9251 -> 0.9211 showed "0.93 -> 0.92, change -0.00" (a review of session 26's changes)."""
     text = compare_markdown(compare_reports(make_report({"a": 1}, 1, balance=0.9251), make_report({"a": 1}, 1, balance=0.9211)))
     assert "- Balance: 0.93 (balanced) -> 0.92 (balanced), change -0.01" in text
+
+
+def _meta(labeler="ensemble-lite", version="ensemble-lite-v1", model="qwen2.5-coder-1.5b", budget=512, **described):
+    return {"labeler": {"labeler": labeler, "version": version}, "model": model, "prompt_version": "label-v2",
+            "sample_token_budget": budget,
+            "taxonomy": {"names": ["math", "code"], "descriptions": {"math": "sums", "code": "programs", **described}}}
+
+
+def test_labeling_differences_name_what_labeled_the_two_runs_differently():
+    assert labeling_differences(_meta(), _meta()) == []
+    assert labeling_differences(_meta(), None) == [] and labeling_differences(None, _meta()) == []
+    assert labeling_differences(_meta(), _meta(labeler="ensemble", version="ensemble-v7")) == [
+        "labeler ensemble-lite (ensemble-lite-v1), then ensemble (ensemble-v7)"]
+    assert labeling_differences(_meta(), _meta(model="qwen2.5-coder-0.5b", budget=1536)) == [
+        "model qwen2.5-coder-1.5b, then qwen2.5-coder-0.5b", "samples read up to 512 tokens, then 1536 tokens"]
+    assert labeling_differences(_meta(), _meta(code="code in any language")) == ["descriptions of code"]
+    no_llm = {**_meta(labeler="embed", version=None, model=None, budget=256)}
+    assert labeling_differences(_meta(), no_llm) == ["labeler ensemble-lite (ensemble-lite-v1), then embed",
+                                                     "samples read up to 512 tokens, then 256 tokens"]
+
+
+def test_labeling_differences_compare_categories_as_names_are_matched_and_only_those_both_have():
+    before = _meta()
+    after = {**_meta(), "taxonomy": {"names": ["Math", "writing"], "descriptions": {"Math": "sums", "writing": "essays"}}}
+    assert labeling_differences(before, after) == []
+    after["taxonomy"]["descriptions"].pop("Math")  # described, then not: the prompts differ
+    assert labeling_differences(before, after) == ["descriptions of Math"]
+
+
+def test_labeling_differences_of_metadata_edited_into_other_shapes_are_not_a_traceback():
+    odd = {"labeler": "embed", "taxonomy": ["math"], "model": 3}
+    assert labeling_differences(_meta(), odd) == ["labeler ensemble-lite (ensemble-lite-v1), then embed",
+                                                  "model qwen2.5-coder-1.5b, then 3"]
+
+
+def test_cli_compare_says_when_the_two_reports_were_labeled_differently(tmp_path, before, after):
+    (tmp_path / "v1.json").write_text(before.model_dump_json())
+    (tmp_path / "v2.json").write_text(after.model_dump_json())
+    untaxed = {k: v for k, v in _meta().items() if k != "taxonomy"}  # the fixtures' categories are a-e
+    (tmp_path / "v1.meta.json").write_text(json.dumps(untaxed))
+    (tmp_path / "v2.meta.json").write_text(json.dumps({**untaxed, "labeler": {"labeler": "fused"}, "model": None}))
+    versions = [str(tmp_path / "v1.json"), str(tmp_path / "v2.json")]
+    result = CliRunner().invoke(compare, versions)
+    assert result.exit_code == 0, result.output
+    said = "the two reports were labeled differently (labeler ensemble-lite (ensemble-lite-v1), then fused)"
+    assert f"Warning: {said}" in result.stderr and f"> Note: {said}" in result.stdout
+    printed = CliRunner().invoke(compare, [*versions, "--json"])
+    assert json.loads(printed.stdout)["labeled_differently"] == ["labeler ensemble-lite (ensemble-lite-v1), then fused"]
+    (tmp_path / "v2.meta.json").write_text(json.dumps(untaxed))
+    alike = CliRunner().invoke(compare, [*versions, "--json"])
+    assert "labeled_differently" not in json.loads(alike.stdout) and "labeled differently" not in alike.stderr

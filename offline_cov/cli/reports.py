@@ -127,7 +127,7 @@ def compare(before, after, before_metadata, after_metadata, as_json, out):
 
     Example: offline-cov compare report-v1.json report-v2.json --json -o diff.json
     """
-    from ..report.compare import compare_markdown, compare_reports
+    from ..report.compare import LABELED_DIFFERENTLY, compare_markdown, compare_reports, labeling_differences
     from ..report.render import corrected_balance_score, corrected_shares
 
     check_paths({"BEFORE": before, "AFTER": after,
@@ -138,8 +138,12 @@ def compare(before, after, before_metadata, after_metadata, as_json, out):
     meta_before = _load_metadata(before, before_metadata, first, "--before-metadata")
     meta_after = _load_metadata(after, after_metadata, second, "--after-metadata")
     _warn_thresholds(meta_before, meta_after)
+    labeling = labeling_differences(meta_before, meta_after)
+    if labeling:
+        echo_err("Warning: " + LABELED_DIFFERENTLY.format("; ".join(labeling)))
     diff = compare_reports(first, second, corrected_shares(meta_before) or None, corrected_shares(meta_after) or None,
-                           balances=(corrected_balance_score(meta_before), corrected_balance_score(meta_after)))
+                           balances=(corrected_balance_score(meta_before), corrected_balance_score(meta_after)),
+                           labeling=labeling)
     text = json.dumps(diff, indent=2, ensure_ascii=False) + "\n" if as_json else compare_markdown(diff)
     with user_errors(writing=out):
         write_text_out(out, text)

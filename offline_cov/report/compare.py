@@ -27,7 +27,7 @@ def _respelled(shares: dict[str, float] | None, spell) -> dict[str, float] | Non
 
 def compare_reports(before: CoverageReport, after: CoverageReport, corrected_before: dict[str, float] | None = None,
                     corrected_after: dict[str, float] | None = None,
-                    balances: tuple[float | None, float | None] = (None, None)) -> dict:
+                    balances: tuple[float | None, float | None] = (None, None), labeling: list[str] | None = None) -> dict:
     """Per-category share change, gaps closed/opened, over-representation resolved/new, balance change.
 
     A share is None in a report that lacks the category; its delta counts it as 0.
@@ -36,6 +36,7 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
     over-representation were decided; given for either side, every category also gets the shares
     the calls were decided on (`decided_before`, `decided_after`, `decided_delta`), and `balances`
     (each side's balance on its corrected shares, None for the labels' own) give `decided_balance`.
+    `labeling`: how the two runs labeled differently (`labeling_differences`), kept as `labeled_differently`.
     """
     spell = _spelling(before, after)
     old = {spell(c.name): c.share_percent for c in before.categories}
@@ -77,7 +78,69 @@ def compare_reports(before: CoverageReport, after: CoverageReport, corrected_bef
             "delta": _delta(before.balance_score, after.balance_score),
         },
         **decided,
+        **({"labeled_differently": labeling} if labeling else {}),
     }
+
+
+def labeling_differences(before: dict | None, after: dict | None) -> list[str]:
+    """How two runs labeled their samples differently, by their run metadata: the labeler and its version,
+    the model that read the samples, the label prompt, how much of a sample was read, and the
+    descriptions of the categories both have. Each moves shares with the data unchanged (on the bundled
+    example `fused` put 13 samples of 120 in reasoning where `ensemble` put 25: bench/README.md, session
+    15), and the default labeler differs by machine (AMX or not, GPU or not). Empty where either run has
+    no metadata; a fact one run does not have (the model of a labeler that reads no LLM) is not compared."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return []
+    found = [f"{what} {was}, then {now}" for what, fact in LABELING_FACTS
+             if None not in (was := fact(before), now := fact(after)) and was != now]
+    redescribed = _redescribed(before, after)
+    return found + ([f"descriptions of {', '.join(redescribed)}"] if redescribed else [])
+
+
+def _labeler(meta: dict):
+    info = meta.get("labeler")
+    if not isinstance(info, dict):
+        return info
+    version = info.get("version")
+    return f"{info.get('labeler')} ({version})" if version else info.get("labeler")
+
+
+def _prompt(meta: dict):
+    """The label prompt's version, where an LLM read the samples (the metadata names one either way)."""
+    return meta.get("prompt_version") if meta.get("model") else None
+
+
+def _budget(meta: dict):
+    budget = meta.get("sample_token_budget")
+    return f"{budget} tokens" if budget is not None else None
+
+
+LABELING_FACTS = (("labeler", _labeler), ("model", lambda meta: meta.get("model")), ("label prompt", _prompt),
+                  ("samples read up to", _budget))
+
+
+def _redescribed(before: dict, after: dict) -> list[str]:
+    """The categories of both runs' taxonomies (matched as names are) whose descriptions differ, in the
+    later run's order and spelling."""
+    from ..taxonomy import name_key
+
+    was, now = _descriptions(before), _descriptions(after)
+    earlier = {name_key(n) for n in _taxonomy_names(before)}
+    return [n for n in _taxonomy_names(after) if name_key(n) in earlier and was.get(name_key(n)) != now.get(name_key(n))]
+
+
+def _descriptions(meta: dict) -> dict[str, str]:
+    from ..taxonomy import name_key
+
+    taxonomy = meta.get("taxonomy")
+    found = taxonomy.get("descriptions") if isinstance(taxonomy, dict) else None
+    return {name_key(str(n)): d for n, d in found.items()} if isinstance(found, dict) else {}
+
+
+def _taxonomy_names(meta: dict) -> list[str]:
+    taxonomy = meta.get("taxonomy")
+    names = taxonomy.get("names") if isinstance(taxonomy, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def _decided(names: list[str], shares: tuple[dict, dict], corrected: tuple[bool, bool]) -> dict:
@@ -107,6 +170,7 @@ def compare_markdown(diff: dict) -> str:
     lines = [
         f"## Coverage change: {total['before']} -> {total['after']} samples",
         "",
+        *_labeling_lines(diff),
         "| category | before % | after % | change |",
         "|---|---:|---:|---:|",
     ]
@@ -132,6 +196,16 @@ def compare_markdown(diff: dict) -> str:
             f"- Categories added: {_names(diff['categories_added'])}; removed: {_names(diff['categories_removed'])}"
         )
     return "\n".join(lines) + "\n"
+
+
+LABELED_DIFFERENTLY = ("the two reports were labeled differently ({}), so shares can move by the labeling alone, "
+                       "the data unchanged; to compare the data, analyze both with the same --labeler, -m and taxonomy file")
+
+
+def _labeling_lines(diff: dict) -> list[str]:
+    """Where the two runs labeled differently: a note above the share table."""
+    found = diff.get("labeled_differently")
+    return [f"> Note: {md_cell(LABELED_DIFFERENTLY.format('; '.join(found)))}", ""] if found else []
 
 
 def _decided_lines(diff: dict) -> list[str]:
