@@ -114,6 +114,25 @@ def category_descriptions(metadata: dict | None) -> dict[str, str]:
     return {k: str(v) for k, v in found.items() if v}
 
 
+INFERRED_GAPS = (
+    "the report's categories were inferred by the model (its metadata says so), so its gaps ({gaps}) are "
+    "inferred categories that fewer than 2 samples fell in, not categories you asked for; bench.infer measured "
+    "inferred taxonomies as weak (NMI {nmi} against {given} for the sets' own categories). Check that each gap "
+    "names data you want before generating it, or analyze with --taxonomy (names alone are enough) for gaps "
+    "against the categories you mean to fill"
+)
+
+
+def inferred_gaps_warning(metadata: dict | None, report: CoverageReport) -> str | None:
+    """A warning where the report's gaps come from an inferred taxonomy (its metadata's `taxonomy.inferred`)."""
+    taxonomy = (metadata or {}).get("taxonomy")
+    if not report.gaps or not isinstance(taxonomy, dict) or taxonomy.get("inferred") is not True:
+        return None
+    from .strategies.infer import INFERRED_MEASURED
+
+    return INFERRED_GAPS.format(gaps=", ".join(g.category for g in report.gaps), **INFERRED_MEASURED)
+
+
 def seed_slots(report: CoverageReport, per_gap: int) -> list[SeedSlot]:
     """`per_gap` slots for every gap, with ids `seed_task_<category>_<n>` unique across the run."""
     slots, used = [], set()

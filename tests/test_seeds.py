@@ -295,3 +295,16 @@ def test_cli_seeds_refuses_a_taxonomy_file_that_names_none_of_the_gaps(tmp_path)
     result = CliRunner().invoke(seeds, [str(report), "-o", str(tmp_path / "s.jsonl"), "--taxonomy-file", str(other)])
     assert result.exit_code == 2 and "names none of the report's gaps (math)" in result.output
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_cli_seeds_warns_that_the_gaps_of_an_inferred_taxonomy_are_the_model_s_categories(tmp_path, fake_engines):
+    """A report made without --taxonomy: its gaps are inferred categories few samples fell in."""
+    inferred = {"taxonomy": {"names": ["code", "math"], "inferred": True, "descriptions": {}}}
+    path = _write_report(tmp_path, one_gap(), inferred)
+    result = CliRunner().invoke(seeds, [str(path), "--out", str(tmp_path / "s.jsonl"), "--per-gap", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: the report's categories were inferred by the model (its metadata says so), so its gaps (math)" in result.stderr
+    assert "analyze with --taxonomy" in result.stderr
+    given = _write_report(tmp_path, one_gap(), {**inferred, "taxonomy": {**inferred["taxonomy"], "inferred": False}})
+    plain = CliRunner().invoke(seeds, [str(given), "--out", str(tmp_path / "t.jsonl"), "--per-gap", "1"])
+    assert plain.exit_code == 0 and "inferred" not in plain.stderr

@@ -182,14 +182,17 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, ver
     Example: offline-cov seeds report.json -o seeds.jsonl --per-gap 5
     """
     from ..engines import open_engine
-    from ..seeds import category_descriptions, generate_seeds
+    from ..seeds import category_descriptions, generate_seeds, inferred_gaps_warning
 
     if not verbose:
         silence_libraries()
     check_paths({"REPORT": report, **_metadata_input(report, metadata_path), "--taxonomy-file": taxonomy_file},
                 {"--out": out})
     parsed = _load_report(report)
-    descriptions = category_descriptions(_load_metadata(report, metadata_path, parsed))
+    metadata = _load_metadata(report, metadata_path, parsed)
+    descriptions = category_descriptions(metadata)
+    if warning := inferred_gaps_warning(metadata, parsed):
+        echo_err(f"Warning: {warning}")
     with user_errors():
         if taxonomy_file:
             from ..taxonomy import load_taxonomy_file
