@@ -174,7 +174,9 @@ CHECK_PROMPTS = {"check-v1": check_v1, "check-v2": check_v2}
 CHECK_PROMPT_VERSION = "check-v1"
 
 
-INFER_VERSION = "infer-v3"  # part of the inferred taxonomy's cache key; v2 (session 33): samples in their own script; v3 (35): skills added
+# Part of the inferred taxonomy's cache key; v2 (session 33): samples in their own script; v3 (35): skills
+# added; v4 (36): a description cut at its cap ends at a whole word and "...".
+INFER_VERSION = "infer-v4"
 INFER_MAX_SAMPLES = 40
 INFER_SNIPPET_CHARS = 200
 INFER_MAX_TOKENS = 700  # the answer of an inference request
@@ -296,13 +298,18 @@ TAG_SCHEMA = {"type": "object", "properties": {"tag": {"type": "string", "patter
               "required": ["tag"], "additionalProperties": False}
 
 
+INFERRED_NAME_CHARS = 25
+INFERRED_DESCRIPTION_CHARS = 80
+
+
 def inferred_category_schema() -> dict:
-    """One inferred category: a snake_case name and a one-line description."""
+    """One inferred category: a snake_case name and a one-line description (one that reaches its cap is
+    cut back to its last whole word: `strategies.infer.distinct_categories`)."""
     return {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "pattern": "^[a-z][a-z_]{1,24}$"},
-            "description": {"type": "string", "minLength": 3, "maxLength": 80},
+            "name": {"type": "string", "pattern": f"^[a-z][a-z_]{{1,{INFERRED_NAME_CHARS - 1}}}$"},
+            "description": {"type": "string", "minLength": 3, "maxLength": INFERRED_DESCRIPTION_CHARS},
         },
         "required": ["name", "description"],
         "additionalProperties": False,
