@@ -16,6 +16,7 @@ CHOOSE_TEST_RUN_LITE = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2+
 CHOOSE_TEST_RUN_LITE_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label-v2+check-v2-test-20261206-225852.json"
 DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"  # ensemble-v5, fused, embed
 DECISIONS_RUN_V7 = "bench/results/decisions-cpu-labelers-20261206-110712.json"  # ensemble-v7
+DECISIONS_RUN_LITE = "bench/results/decisions-cpu-labelers-20261207-101423.json"  # ensemble-lite-v1 (check-v2 pool views)
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
