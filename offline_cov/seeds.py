@@ -104,16 +104,6 @@ class SeedRun:
     output_tokens: int = 0
 
 
-def category_descriptions(metadata: dict | None) -> dict[str, str]:
-    """Category descriptions from run metadata's taxonomy: `descriptions` {name: text} or `categories` [{name, description}]."""
-    taxonomy = (metadata or {}).get("taxonomy") or {}
-    found = dict(taxonomy.get("descriptions") or {})
-    for item in taxonomy.get("categories") or []:
-        if isinstance(item, dict) and item.get("name") and item.get("description"):
-            found.setdefault(item["name"], item["description"])
-    return {k: str(v) for k, v in found.items() if v}
-
-
 INFERRED_GAPS = (
     "the report's categories were inferred by the model (its metadata says so), so its gaps ({gaps}) are "
     "inferred categories that fewer than 2 samples fell in, not categories you asked for; bench.infer measured "
@@ -125,8 +115,9 @@ INFERRED_GAPS = (
 
 def inferred_gaps_warning(metadata: dict | None, report: CoverageReport) -> str | None:
     """A warning where the report's gaps come from an inferred taxonomy (its metadata's `taxonomy.inferred`)."""
-    taxonomy = (metadata or {}).get("taxonomy")
-    if not report.gaps or not isinstance(taxonomy, dict) or taxonomy.get("inferred") is not True:
+    from .report.load import metadata_taxonomy
+
+    if not report.gaps or metadata_taxonomy(metadata).get("inferred") is not True:
         return None
     from .strategies.infer import INFERRED_MEASURED
 

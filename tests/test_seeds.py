@@ -15,11 +15,11 @@ from offline_cov.engines import GenResult
 from offline_cov.engines.fake import FakeEngine
 from offline_cov.errors import ModelUnavailableError
 from offline_cov.io import write_jsonl
+from offline_cov.report.load import category_descriptions
 from offline_cov.seeds import (
     MAX_REASKS,
     MAX_TOKENS,
     SEED_SCHEMA,
-    category_descriptions,
     generate_seeds,
     seed_slots,
 )
@@ -164,6 +164,8 @@ def test_category_descriptions_from_metadata():
     meta = {"taxonomy": {"descriptions": {"math": "numbers"}, "categories": [
         {"name": "code", "description": "programs"}, {"name": "math", "description": "ignored"}, {"name": "x"}]}}
     assert category_descriptions(meta) == {"math": "numbers", "code": "programs"}
+    for odd in (["math"], {"descriptions": ["math"], "categories": {"math": "x"}}):  # edited by hand
+        assert category_descriptions({"taxonomy": odd}) == {}
 
 
 def _write_report(tmp_path, report, meta: dict | None = None):

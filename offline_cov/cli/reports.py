@@ -182,7 +182,8 @@ def seeds(report, out, per_gap, model, engine, metadata_path, taxonomy_file, ver
     Example: offline-cov seeds report.json -o seeds.jsonl --per-gap 5
     """
     from ..engines import open_engine
-    from ..seeds import category_descriptions, generate_seeds, inferred_gaps_warning
+    from ..report.load import category_descriptions
+    from ..seeds import generate_seeds, inferred_gaps_warning
 
     if not verbose:
         silence_libraries()

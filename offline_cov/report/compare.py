@@ -131,15 +131,15 @@ def _redescribed(before: dict, after: dict) -> list[str]:
 
 def _descriptions(meta: dict) -> dict[str, str]:
     from ..taxonomy import name_key
+    from .load import category_descriptions
 
-    taxonomy = meta.get("taxonomy")
-    found = taxonomy.get("descriptions") if isinstance(taxonomy, dict) else None
-    return {name_key(str(n)): d for n, d in found.items()} if isinstance(found, dict) else {}
+    return {name_key(n): d for n, d in category_descriptions(meta).items()}
 
 
 def _taxonomy_names(meta: dict) -> list[str]:
-    taxonomy = meta.get("taxonomy")
-    names = taxonomy.get("names") if isinstance(taxonomy, dict) else None
+    from .load import metadata_taxonomy
+
+    names = metadata_taxonomy(meta).get("names")
     return [str(n) for n in names] if isinstance(names, list) else []
 
 

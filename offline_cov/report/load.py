@@ -63,11 +63,28 @@ def default_metadata_path(report_path: str | Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def metadata_taxonomy(metadata: dict | None) -> dict:
+    """Run metadata's `taxonomy` block ({} where it has none, or one edited into another shape)."""
+    taxonomy = (metadata or {}).get("taxonomy")
+    return taxonomy if isinstance(taxonomy, dict) else {}
+
+
+def category_descriptions(metadata: dict | None) -> dict[str, str]:
+    """Category descriptions from run metadata's taxonomy: `descriptions` {name: text} or `categories` [{name, description}]."""
+    taxonomy = metadata_taxonomy(metadata)
+    descriptions, categories = taxonomy.get("descriptions"), taxonomy.get("categories")
+    found = dict(descriptions) if isinstance(descriptions, dict) else {}
+    for item in categories if isinstance(categories, list) else []:
+        if isinstance(item, dict) and item.get("name") and item.get("description"):
+            found.setdefault(item["name"], item["description"])
+    return {str(k): str(v) for k, v in found.items() if v}
+
+
 def metadata_mismatch(report: CoverageReport, metadata: dict) -> str | None:
     """Why `metadata` is not the run metadata of `report` (its categories, sample count or category counts
     differ), else None.
     Metadata that names neither (written by hand) is taken as it is."""
-    names = ((metadata.get("taxonomy") or {}).get("names")) if isinstance(metadata.get("taxonomy"), dict) else None
+    names = metadata_taxonomy(metadata).get("names")
     if names is not None and sorted(names) != sorted(c.name for c in report.categories):
         return f"its categories ({', '.join(names)}) are not the report's ({', '.join(c.name for c in report.categories)})"
     analyzed = (metadata.get("samples") or {}).get("analyzed") if isinstance(metadata.get("samples"), dict) else None
