@@ -59,7 +59,7 @@ def test_kmeans_keeps_every_group_and_central_rows_come_nearest_first():
         rows = central(vectors, assign, centroids, g, 10)
         assert sorted(rows) == sorted(np.flatnonzero(assign == g).tolist())
         sims = [float(vectors[i] @ centroids[g]) for i in rows]
-        assert sims == sorted(sims, reverse=True)
+        assert all(a >= b - 1e-9 for a, b in zip(sims, sims[1:]))  # a row's own dot product can differ in the last bit
     assert len(central(vectors, assign, centroids, 0, 1)) == 1
 
 
