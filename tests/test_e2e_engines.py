@@ -11,6 +11,7 @@ from conftest import EXAMPLE
 
 from offline_cov.pipeline import AnalyzeOptions, analyze
 from offline_cov.report.contract import contract_violations
+from offline_cov.report.metadata import metadata_problems
 from offline_cov.taxonomy import parse_taxonomy_list
 
 pytestmark = pytest.mark.engine
@@ -33,6 +34,7 @@ def assert_contract(result, taxonomy=None):
         for label in result.labels:
             assert set(label.categories) <= names and label.difficulty in ("easy", "medium", "hard")
     assert len(report.decision_basis.split()) <= 30
+    assert metadata_problems(json.loads(json.dumps(result.metadata))) == []  # render and compare can read it back
 
 
 def test_vllm_per_sample_with_taxonomy(vllm_engine):

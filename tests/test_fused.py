@@ -122,6 +122,9 @@ def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, mo
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     meta = json.loads(out.with_suffix(".meta.json").read_text())
+    from offline_cov.report.metadata import metadata_problems
+
+    assert metadata_problems(meta) == []
     assert meta["engine"] == {"engine": "vllm", "loaded": False}  # the runtime, never opened: SmolLM2 was read through transformers
     assert meta["model"] == "smollm2-135m"
     assert meta["labeler"]["labeler"] == "fused" and meta["labeler"]["llm"] == "smollm2-135m"

@@ -239,3 +239,24 @@ def test_a_malformed_shard_is_a_usage_error(tmp_path, value, words):
     result = CliRunner().invoke(main, ["analyze", str(EXAMPLE), "--taxonomy", "a,b", "--shard", value,
                                        "-o", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and words in result.output
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m["shard"]["labels"][0].update(difficulty="very hard"), "shard.labels.0.difficulty"),
+    (lambda m: m["shard"].update(index=5), "shard"),
+    (lambda m: m["input"].pop("dataset"), "input.dataset"),
+    (lambda m: m.update(warnings=None), None),  # null: no warnings, as before
+])
+def test_a_shard_manifest_edited_into_another_shape_is_an_error_naming_the_field(tmp_path, fake_engine, edit, field):
+    import json
+
+    _, _, manifests = two_shards(tmp_path)
+    meta = json.loads(Path(manifests[1]).read_text())
+    edit(meta)
+    Path(manifests[1]).write_text(json.dumps(meta))
+    result = CliRunner().invoke(main, ["merge", *manifests, "-o", str(tmp_path / "m.json")])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if field is None:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 1 and f"s1.meta.json, field '{field}': not a shard's manifest" in result.output

@@ -150,7 +150,7 @@ def _ask(label, text: str, position: int, total: int, names: list[str], menu: st
 
 
 def _category_names(taxonomy, taxonomy_file, metadata_path) -> list[str]:
-    from ..report.load import load_metadata
+    from ..report.load import load_metadata, metadata_taxonomy
     from ..taxonomy import load_taxonomy_file, parse_taxonomy_list
 
     if sum(bool(x) for x in (taxonomy, taxonomy_file, metadata_path)) != 1:
@@ -159,7 +159,7 @@ def _category_names(taxonomy, taxonomy_file, metadata_path) -> list[str]:
         return parse_taxonomy_list(taxonomy).names
     if taxonomy_file:
         return load_taxonomy_file(taxonomy_file).names
-    names = (load_metadata(metadata_path).get("taxonomy") or {}).get("names")
+    names = metadata_taxonomy(load_metadata(metadata_path)).get("names")
     if not names:
         raise click.UsageError(f"{metadata_path} names no taxonomy; give --taxonomy or --taxonomy-file")
     return names

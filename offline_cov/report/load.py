@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError, validation_problems
 from .contract import CoverageReport
+from .metadata import check_shape
 
 
 def _read_json(path: str | Path, what: str):
@@ -54,6 +55,7 @@ def load_metadata(path: str | Path) -> dict:
     data = _read_json(path, "run metadata")
     if not isinstance(data, dict):
         raise InputError(path, "run metadata must be a JSON object")
+    check_shape(data, path)
     return data
 
 

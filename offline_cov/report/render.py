@@ -10,6 +10,7 @@ import html
 import re
 
 from .contract import DIFFICULTIES, CoverageReport
+from .load import metadata_taxonomy
 
 BALANCED, MILD = 0.7, 0.5
 LABEL_CHARS = 28
@@ -28,7 +29,7 @@ def category_targets(
     report: CoverageReport, metadata: dict | None = None, targets: dict[str, float] | None = None
 ) -> dict[str, float]:
     """Target share (percent) per category: `targets`, else the metadata's taxonomy targets, else 100/k."""
-    given = targets or ((metadata or {}).get("taxonomy") or {}).get("targets") or {}
+    given = targets or metadata_taxonomy(metadata).get("targets") or {}
     uniform = 100.0 / len(report.categories) if report.categories else 0.0
     return {c.name: float(given.get(c.name, uniform)) for c in report.categories}
 
@@ -412,7 +413,7 @@ def _run_html(report: CoverageReport, metadata: dict) -> str:
     facts = [("samples analyzed", report.total_samples_analyzed)]
     engine = metadata.get("engine") or {}
     if isinstance(engine, dict):
-        engine = engine.get("engine", "") + (" (not opened)" if engine.get("loaded") is False else "")
+        engine = (engine.get("engine") or "") + (" (not opened)" if engine.get("loaded") is False else "")
     labeler = (metadata.get("labeler") or {}).get("labeler") if isinstance(metadata.get("labeler"), dict) else None
     for label, value in (
         ("labeler", labeler),

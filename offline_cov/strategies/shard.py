@@ -15,6 +15,7 @@ from pathlib import Path
 from ..data.readers import FieldSpec
 from ..errors import OfflineCovError
 from ..report.contract import CoverageReport
+from ..report.metadata import ShardManifest, check_shape
 from ..report.tally import LabelStore, SampleLabel, Thresholds
 from ..run import FEW_SAMPLES, few_samples_warning, report_warning
 from ..taxonomy import Taxonomy
@@ -50,8 +51,9 @@ def load_manifests(paths: list[str | Path]) -> list[dict]:
             meta = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise OfflineCovError(f"{path}: cannot read the shard manifest ({exc})") from None
-        if "shard" not in meta:
+        if not isinstance(meta, dict) or "shard" not in meta:
             raise OfflineCovError(f"{path}: not a shard manifest (written by `analyze --shard I/N`)")
+        check_shape(meta, path, ShardManifest, "`offline-cov analyze --shard I/N`")
         meta["shard"]["labels"] = LabelStore(
             sorted((SampleLabel.from_json(d) for d in meta["shard"]["labels"]), key=lambda lab: lab.index))
         manifests.append(meta)
@@ -152,7 +154,8 @@ def shard_only_warnings(manifest: dict) -> set[str]:
     and a one-sided difficulty mix (the others, of the whole file or the labeler, hold for the run)."""
     from .how_sure import mix_of
 
-    own = {few_samples_warning((manifest.get("samples") or {}).get("analyzed", FEW_SAMPLES)),
+    analyzed = (manifest.get("samples") or {}).get("analyzed")
+    own = {few_samples_warning(FEW_SAMPLES if analyzed is None else analyzed),
            mix_of(manifest["shard"]["labels"])[1]}
     return own - {None}
 
@@ -186,7 +189,7 @@ def merged_metadata(manifests: list[dict], paths: list[str], summary: dict, how_
     shards = []
     for m in manifests:
         own = shard_only_warnings(m)
-        shards += [w for w in m.get("warnings", []) if w not in own]
+        shards += [w for w in m.get("warnings") or [] if w not in own]
     warnings = list(dict.fromkeys(how_sure.pop("warnings") + shards))
     meta = {k: v for k, v in manifests[0].items() if k not in PER_SHARD}
     per_shard = [{"shard": m["shard"]["index"], **{k: m[k] for k in PER_SHARD[1:] if k in m and k not in ("share_intervals", "examples")}}
