@@ -127,3 +127,36 @@ def test_a_lighter_ensemble_measured_on_no_set_of_the_defaults_gets_no_compariso
         measured = ({"model": "qwen2.5-coder-1.5b", "split": "test", "accuracy": {"a set of its own": 0.1}},)
 
     assert lighter_warning(Disjoint, "qwen2.5-coder-1.5b", []) == []
+
+
+@pytest.mark.parametrize("name", ["ensemble"])
+def test_interval_coverage_is_the_margin_studys_at_the_products_factor(name):
+    """The basis's figures: the range over bench.calibration's sets of the no-calibration interval's
+    coverage at SHARE_ERROR_FACTOR, on the dev and on the test mixtures."""
+    from offline_cov.report.calibration import SHARE_ERROR_FACTOR
+
+    entry = get_labeler_class(name).measured[0]
+    held = entry["interval_coverage"]
+    payload = json.loads((ROOT / held["bench_run"]).read_text())
+    studies = [r["margin"] for r in payload["results"] if r["labeler"] == name and r.get("margin")]
+    assert len(studies) == 2
+    for part in ("dev", "test"):
+        cover = [round(100 * s[part]["by_factor"][str(SHARE_ERROR_FACTOR)][0], 1) for s in studies]
+        assert held[f"{part}_percent"] == [min(cover), max(cover)]
+
+
+def test_the_basis_cites_the_labelers_own_margin_study_or_says_it_is_ensembles():
+    from types import SimpleNamespace
+
+    from offline_cov.strategies.how_sure import measured_accuracy, widened_intervals
+    from reportmaker import make_report
+
+    report = make_report({"a": 30, "b": 70}, 100)
+
+    def basis(name: str) -> str:
+        measured = measured_accuracy(SimpleNamespace(labeler_cls=get_labeler_class(name), model_read=lambda: "qwen2.5-coder-1.5b"))
+        return widened_intervals(report, measured)["basis"]
+
+    assert "the margin that held 100% of the true shares on mixtures of the bench's dev rows and 94.8-100% on its test " \
+           "rows with this labeler" in basis("ensemble")
+    assert "a margin measured with ensemble, not with this labeler" in basis("ensemble-nocheck")

@@ -50,7 +50,7 @@ from .difficulty import difficulty_features, difficulty_from_text
 from .embed import embedding_identity, softmax
 from .fused import FUSED_ENCODER_MODEL, FusedLabeler
 from .llm import LLMLabeler, choice_distribution, record
-from .measured import CHOOSE_TEST_RUN_05B_V7, CHOOSE_TEST_RUN_V7, DECISIONS_RUN_V7, gaps_named
+from .measured import CHOOSE_TEST_RUN_05B_V7, CHOOSE_TEST_RUN_V7, DECISIONS_RUN_V7, MARGIN_RUN_V7, gaps_named, interval_coverage
 from .measured import on_test as measured_on_test
 
 # v7: the check asks the top CHECK_TOP_K; v6: the yes/no check; v5: refitted for label-v2; v4: 3x the dev rows;
@@ -77,7 +77,8 @@ class EnsembleLabeler:
         "justeval-tasks": 0.787, "justeval-topics": 0.827, "justeval-topics-names": 0.74,
         "arena-hard-described": 0.88, "justeval-topics-described": 0.78,
     }, model="qwen2.5-coder-1.5b", run=CHOOSE_TEST_RUN_V7,
-        gaps=gaps_named((41, 91), (100, 100), absent_share=(11, 11), run=DECISIONS_RUN_V7)), measured_on_test({
+        gaps=gaps_named((41, 91), (100, 100), absent_share=(11, 11), run=DECISIONS_RUN_V7),
+        intervals=interval_coverage((100, 100), (94.8, 100), MARGIN_RUN_V7)), measured_on_test({
         "arena-hard": 0.773, "arena-hard-names": 0.72, "selfinstruct-domains": 0.573, "infobench": 0.571,
         "justeval-tasks": 0.641, "justeval-topics": 0.633, "justeval-topics-names": 0.52,
     }, model="qwen2.5-coder-0.5b", run=CHOOSE_TEST_RUN_05B_V7))  # bench/choose.py, test split (the report's

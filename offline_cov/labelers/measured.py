@@ -17,6 +17,7 @@ CHOOSE_TEST_RUN_LITE_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label
 DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"  # ensemble-v5, fused, embed
 DECISIONS_RUN_V7 = "bench/results/decisions-cpu-labelers-20261206-110712.json"  # ensemble-v7
 DECISIONS_RUN_LITE = "bench/results/decisions-cpu-labelers-20261207-101423.json"  # ensemble-lite-v1 (check-v2 pool views)
+MARGIN_RUN_V7 = "bench/results/calibration-cpu-labelers-20261206-093435.json"  # ensemble-v7's margin study (seed 51)
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
@@ -32,13 +33,16 @@ SETS = {
 
 
 def on_test(accuracy: dict[str, float], model: str | None = None, run: str = CHOOSE_TEST_RUN,
-            gaps: dict | None = None, column: str | None = None) -> dict:
+            gaps: dict | None = None, column: str | None = None, intervals: dict | None = None) -> dict:
     """A `measured` dict: accuracy per bench set (keys of SETS) on the test split of `run`, with the
     model the labeler read (None for a labeler that reads no LLM) and, where bench.decisions measured
-    them, how many of the real gaps the report names (`gaps_named`). `column`: the labeler's name in
-    `run` where the bench scored it under another name."""
+    them, how many of the real gaps the report names (`gaps_named`), and where bench.calibration's
+    margin study did, how often its no-calibration interval held the true share (`interval_coverage`).
+    `column`: the labeler's name in `run` where the bench scored it under another name."""
     head = {"model": model} if model else {}
     tail = {"gaps_without_review": gaps} if gaps else {}
+    if intervals:
+        tail["interval_coverage"] = intervals
     if column:
         tail["bench_column"] = column
     return {**head, "bench_run": run, "split": "test",
@@ -56,10 +60,17 @@ def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_sha
     return {**out, "absent_category_share_percent": list(absent_share)} if absent_share else out
 
 
+def interval_coverage(dev: tuple[float, float], test: tuple[float, float], run: str) -> dict:
+    """bench.calibration's margin study (`run`) at the product's factor: the range over its sets (Arena-Hard,
+    Just-Eval topics) of the share of cells, in percent, whose true share the report's no-calibration
+    interval held, on mixtures of the pools' dev rows and of their test rows."""
+    return {"bench_run": run, "dev_percent": list(dev), "test_percent": list(test)}
+
+
 def percent_span(span: list[int] | tuple[int, int]) -> str:
     """A measured range as the reports write it: "40-91", or "11" when both ends are equal."""
     low, high = span
-    return str(low) if low == high else f"{low}-{high}"
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def for_model(measured: tuple[dict, ...], model: str, reads_llm: bool) -> dict:
