@@ -255,7 +255,8 @@ def labels_and_pairs(names, truth, predicted, mixture, calib) -> tuple[dict[str,
     return labeled, [(names[truth[i]], names[predicted[i]]) for i in calib]
 
 
-def correction_study(names, truth, scores, temperature: float, args, seed: int, lowest: float | None = None) -> list[dict]:
+def correction_study(names, truth, scores, temperature: float, args, seed: int, lowest: float | None = None,
+                     factor: float | None = None) -> list[dict]:
     """Every method's share error on mixtures of known composition, the 95% interval coverage of the
     ones the product can apply, and, given the labeler's `lowest` measured accuracy, the coverage and
     width of the interval the report gives without calibration rows."""
@@ -353,17 +354,17 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
                      "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted,
-                     **({"uncalibrated": uncalibrated(widened, lowest)} if lowest is not None else {})})
+                     **({"uncalibrated": uncalibrated(widened, lowest, factor)} if lowest is not None else {})})
     return rows
 
 
-def uncalibrated(cells, lowest: float) -> dict:
+def uncalibrated(cells, lowest: float, factor: float | None = None) -> dict:
     """Coverage and mean width of the report's interval without calibration rows over `cells`
-    (`margin_coverage` at the margin of the labeler's lowest measured accuracy, as
-    `how_sure.widened_intervals` builds it)."""
-    from offline_cov.report.calibration import error_margin
+    (`margin_coverage` at the margin of the labeler's lowest measured accuracy and its `factor`, the
+    product's where None, as `how_sure.widened_intervals` builds it)."""
+    from offline_cov.report.calibration import SHARE_ERROR_FACTOR, error_margin
 
-    coverage, width = margin_coverage(cells, error_margin(lowest))
+    coverage, width = margin_coverage(cells, error_margin(lowest, SHARE_ERROR_FACTOR if factor is None else factor))
     return {"lowest_accuracy": lowest, "ci95_coverage": round(coverage, 3), "mean_width_pp": round(width, 1)}
 
 
@@ -432,9 +433,8 @@ def chosen_factor(results: list[dict], target: float = 0.95) -> float | None:
     return None
 
 
-def lowest_measured(labeler: str) -> float | None:
-    """The lowest test accuracy the bench measured for a labeler with the model that reads the samples in a
-    CPU-default run (what the report widens its intervals by), None when it has none."""
+def measured_entry(labeler: str) -> dict:
+    """The `measured` entry a CPU-default run of `labeler` cites: the one of the model that reads its samples."""
     from offline_cov.labelers import get_labeler_class
     from offline_cov.labelers.measured import for_model
 
@@ -442,8 +442,22 @@ def lowest_measured(labeler: str) -> float | None:
 
     cls = get_labeler_class(labeler)
     read = getattr(cls, "reading_model", None) or CPU_DEFAULT_MODEL  # fused reads its own model (Run.model_read)
-    found = for_model(getattr(cls, "measured", ()), read, cls.reads_llm).get("accuracy")
+    return for_model(getattr(cls, "measured", ()), read, cls.reads_llm)
+
+
+def lowest_measured(labeler: str) -> float | None:
+    """The lowest test accuracy the bench measured for a labeler with the model that reads the samples in a
+    CPU-default run (what the report widens its intervals by), None when it has none."""
+    found = measured_entry(labeler).get("accuracy")
     return min(found.values()) if found else None
+
+
+def labeler_margin(labeler: str) -> float:
+    """The no-calibration margin (points) a CPU-default run of `labeler` widens its intervals by
+    (`how_sure.margin_of`: its own factor where its margin study chose one)."""
+    from offline_cov.strategies.how_sure import margin_of
+
+    return margin_of(measured_entry(labeler))[2]
 
 
 def fit_biases(logits, truth, classes: int, a: float, ridge: float, centre):
@@ -607,6 +621,7 @@ def labeler_scores(set_name: str, labeler_name: str, args):
 
 def run_set(set_name: str, labeler_name: str, args) -> dict:
     from offline_cov.labelers import get_labeler_class
+    from offline_cov.strategies.how_sure import margin_of
 
     if labeler_name == "ensemble" or args.from_views:
         names, truth, scores, dev, seconds = view_scores(set_name, args, labeler_name)
@@ -622,7 +637,8 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "dev_nll_at_chosen": round(nll(scores[dev], truth[dev], best_t), 4),
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
-        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed, lowest)
+        "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed, lowest,
+                                       margin_of(measured_entry(labeler_name))[1])
         if corrected else [],
         "margin": margin_study(names, truth, scores, dev, lowest, args.seed) if corrected and lowest is not None else None,
     }

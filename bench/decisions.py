@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 
 from . import common
-from .calibration import compositions, lowest_measured, margin_cells, view_scores
+from .calibration import compositions, labeler_margin, lowest_measured, margin_cells, view_scores
 
 REVIEW_ROWS = 200  # rows of each mixture reviewed in the review regime, as `offline-cov review` draws them
 REVIEW_RESAMPLES = 200  # bootstrap resamples of each review's correction (the product's: report.calibration.BOOTSTRAP)
@@ -109,11 +109,10 @@ def run_set(set_name: str, labeler: str, args) -> dict:
     import numpy as np
 
     from offline_cov.labelers import get_labeler_class
-    from offline_cov.report.calibration import error_margin
 
     names, truth, scores, dev, _ = view_scores(set_name, args, labeler)
     lowest = lowest_measured(labeler)
-    margin, predicted = error_margin(lowest), np.asarray(scores).argmax(axis=1)
+    margin, predicted = labeler_margin(labeler), np.asarray(scores).argmax(axis=1)
     rows = np.where(~dev)[0].tolist() if args.rows == "test" else np.where(dev)[0].tolist()
     by_size = {}
     for label, (size, replace) in DECISION_SIZES.items():

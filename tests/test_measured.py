@@ -129,10 +129,11 @@ def test_a_lighter_ensemble_measured_on_no_set_of_the_defaults_gets_no_compariso
     assert lighter_warning(Disjoint, "qwen2.5-coder-1.5b", []) == []
 
 
-@pytest.mark.parametrize("name", ["ensemble"])
-def test_interval_coverage_is_the_margin_studys_at_the_products_factor(name):
+@pytest.mark.parametrize("name", ["ensemble", "ensemble-lite"])
+def test_interval_coverage_is_the_margin_studys_at_the_labelers_factor(name):
     """The basis's figures: the range over bench.calibration's sets of the no-calibration interval's
-    coverage at SHARE_ERROR_FACTOR, on the dev and on the test mixtures."""
+    coverage at the labeler's factor (SHARE_ERROR_FACTOR, or the one its own study chose on the dev
+    mixtures), on the dev and on the test mixtures."""
     from offline_cov.report.calibration import SHARE_ERROR_FACTOR
 
     entry = get_labeler_class(name).measured[0]
@@ -140,16 +141,20 @@ def test_interval_coverage_is_the_margin_studys_at_the_products_factor(name):
     payload = json.loads((ROOT / held["bench_run"]).read_text())
     studies = [r["margin"] for r in payload["results"] if r["labeler"] == name and r.get("margin")]
     assert len(studies) == 2
+    factor = held.get("factor", SHARE_ERROR_FACTOR)
+    if "factor" in held:  # a factor of its own is the one its study chose on the dev mixtures
+        assert factor == payload["margin_factor_chosen_on_dev"] != SHARE_ERROR_FACTOR
     for part in ("dev", "test"):
-        cover = [round(100 * s[part]["by_factor"][str(SHARE_ERROR_FACTOR)][0], 1) for s in studies]
+        cover = [round(100 * s[part]["by_factor"][str(factor)][0], 1) for s in studies]
         assert held[f"{part}_percent"] == [min(cover), max(cover)]
 
 
 def test_the_basis_cites_the_labelers_own_margin_study_or_says_it_is_ensembles():
     from types import SimpleNamespace
 
-    from offline_cov.strategies.how_sure import measured_accuracy, widened_intervals
     from reportmaker import make_report
+
+    from offline_cov.strategies.how_sure import measured_accuracy, widened_intervals
 
     report = make_report({"a": 30, "b": 70}, 100)
 
@@ -160,3 +165,14 @@ def test_the_basis_cites_the_labelers_own_margin_study_or_says_it_is_ensembles()
     assert "the margin that held 100% of the true shares on mixtures of the bench's dev rows and 94.8-100% on its test " \
            "rows with this labeler" in basis("ensemble")
     assert "a margin measured with ensemble, not with this labeler" in basis("ensemble-nocheck")
+    lite = basis("ensemble-lite")  # its own factor (session 37): 0.2 x (1 - 0.595)
+    assert lite.startswith("sampling interval widened by 8.1 points each way: 0.2 x (1 - the labeler's lowest accuracy")
+    assert "held 96.1-100% of the true shares on mixtures of the bench's dev rows and 90.1-100% on its test rows" in lite
+
+
+def test_the_benches_widen_by_the_margin_the_product_gives_each_labeler():
+    from bench.calibration import labeler_margin
+    from offline_cov.report.calibration import error_margin
+
+    assert labeler_margin("ensemble-lite") == error_margin(0.595, 0.2) == 8.1  # its own factor (session 37)
+    assert labeler_margin("ensemble") == error_margin(0.607) == 5.9  # the product's 0.15

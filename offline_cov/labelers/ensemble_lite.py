@@ -19,7 +19,7 @@ without a check; `ensemble`'s check took 569 s there in session 29; #13's bar is
 from __future__ import annotations
 
 from .ensemble import EnsembleLabeler
-from .measured import CHOOSE_TEST_RUN_LITE, CHOOSE_TEST_RUN_LITE_05B, DECISIONS_RUN_LITE, gaps_named
+from .measured import CHOOSE_TEST_RUN_LITE, CHOOSE_TEST_RUN_LITE_05B, DECISIONS_RUN_LITE, MARGIN_RUN_LITE, gaps_named, interval_coverage
 from .measured import on_test as measured_on_test
 
 LITE_CHECK_WEIGHT = 4.0
@@ -46,10 +46,13 @@ class EnsembleLiteLabeler(EnsembleLabeler):
         "justeval-tasks": 0.813, "justeval-topics": 0.76, "justeval-topics-names": 0.673,
         "arena-hard-described": 0.847, "justeval-topics-described": 0.753,
     }, model="qwen2.5-coder-1.5b", run=CHOOSE_TEST_RUN_LITE, column="ensemble",
-        gaps=gaps_named((44, 96), (99, 100), absent_share=(16, 21), run=DECISIONS_RUN_LITE)), measured_on_test({
+        gaps=gaps_named((44, 96), (99, 100), absent_share=(16, 21), run=DECISIONS_RUN_LITE),
+        intervals=interval_coverage((96.1, 100), (90.1, 100), MARGIN_RUN_LITE, factor=0.2)), measured_on_test({
         "arena-hard": 0.813, "arena-hard-names": 0.727, "selfinstruct-domains": 0.54, "infobench": 0.542,
         "justeval-tasks": 0.66, "justeval-topics": 0.607, "justeval-topics-names": 0.527,
         "arena-hard-described": 0.8, "justeval-topics-described": 0.567,
     }, model="qwen2.5-coder-0.5b", run=CHOOSE_TEST_RUN_LITE_05B, column="ensemble"))
     # bench/choose.py on the check-v2 views' test split (their `ensemble` column is this labeler); the 1.5B's
-    # gap calls: bench.decisions on the check-v2 pool views (session 36; the absent share a scratch count, bench/README.md)
+    # gap calls: bench.decisions on the check-v2 pool views (session 36; the absent share a scratch count, bench/README.md);
+    # its no-calibration margin: bench.calibration's margin study on the same views (session 37: 0.15 held 89.6% of
+    # Just-Eval's dev cells, so its own factor, 0.2)

@@ -16,8 +16,9 @@ CHOOSE_TEST_RUN_LITE = "bench/results/choose-qwen2.5-coder-1.5b@cut512+label-v2+
 CHOOSE_TEST_RUN_LITE_05B = "bench/results/choose-qwen2.5-coder-0.5b@cut512+label-v2+check-v2-test-20261206-225852.json"
 DECISIONS_RUN = "bench/results/decisions-cpu-labelers-20261205-165751.json"  # ensemble-v5, fused, embed
 DECISIONS_RUN_V7 = "bench/results/decisions-cpu-labelers-20261206-110712.json"  # ensemble-v7
-DECISIONS_RUN_LITE = "bench/results/decisions-cpu-labelers-20261207-101423.json"  # ensemble-lite-v1 (check-v2 pool views)
+DECISIONS_RUN_LITE = "bench/results/decisions-cpu-labelers-20261207-131135.json"  # ensemble-lite-v1 (check-v2 pool views, its own margin)
 MARGIN_RUN_V7 = "bench/results/calibration-cpu-labelers-20261206-093435.json"  # ensemble-v7's margin study (seed 51)
+MARGIN_RUN_LITE = "bench/results/calibration-cpu-labelers-20261207-130153.json"  # ensemble-lite-v1's (seed 31, session 37)
 NAMES_ONLY = "names only, no descriptions written by the model"
 SETS = {
     "arena-hard": "3 categories, 150 rows",
@@ -60,11 +61,13 @@ def gaps_named(named: tuple[int, int], after_review: tuple[int, int], absent_sha
     return {**out, "absent_category_share_percent": list(absent_share)} if absent_share else out
 
 
-def interval_coverage(dev: tuple[float, float], test: tuple[float, float], run: str) -> dict:
-    """bench.calibration's margin study (`run`) at the product's factor: the range over its sets (Arena-Hard,
-    Just-Eval topics) of the share of cells, in percent, whose true share the report's no-calibration
-    interval held, on mixtures of the pools' dev rows and of their test rows."""
-    return {"bench_run": run, "dev_percent": list(dev), "test_percent": list(test)}
+def interval_coverage(dev: tuple[float, float], test: tuple[float, float], run: str, factor: float | None = None) -> dict:
+    """bench.calibration's margin study (`run`): the range over its sets (Arena-Hard, Just-Eval topics) of
+    the share of cells, in percent, whose true share the report's no-calibration interval held, on mixtures
+    of the pools' dev rows and of their test rows, at the product's factor, or at `factor` where the study
+    chose the labeler one of its own (the smallest holding 95% of every set's dev cells)."""
+    return {"bench_run": run, **({"factor": factor} if factor is not None else {}), "dev_percent": list(dev),
+            "test_percent": list(test)}
 
 
 def percent_span(span: list[int] | tuple[int, int]) -> str:

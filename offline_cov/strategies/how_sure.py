@@ -272,13 +272,21 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
     """Each share's sampling interval widened by `error_margin` of the lowest accuracy in `measured`
     (what the bench measured for the run's labeler and model; the sampling interval alone when it has none)."""
     total = report.total_samples_analyzed
-    low = min(measured["accuracy"].values()) if measured.get("accuracy") else None
-    margin = error_margin(low)
-    basis = (f"sampling interval widened by {margin:g} points each way: {SHARE_ERROR_FACTOR:g} x (1 - the labeler's "
+    low, factor, margin = margin_of(measured)
+    basis = (f"sampling interval widened by {margin:g} points each way: {factor:g} x (1 - the labeler's "
              f"lowest accuracy on the bench's public sets, {low:.2f}), {_margin_held(measured)} (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
     return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": uncalibrated_caveat(measured),
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
+
+
+def margin_of(measured: dict) -> tuple[float | None, float, float]:
+    """(lowest accuracy, factor, margin in points) of the no-calibration interval for a labeler's `measured`
+    entry: the factor its own margin study chose where it has one (`interval_coverage`), else
+    SHARE_ERROR_FACTOR (chosen on `ensemble`'s); no margin when its accuracy was never measured."""
+    low = min(measured["accuracy"].values()) if measured.get("accuracy") else None
+    factor = (measured.get("interval_coverage") or {}).get("factor", SHARE_ERROR_FACTOR)
+    return low, factor, error_margin(low, factor)
 
 
 def _margin_held(measured: dict) -> str:
