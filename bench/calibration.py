@@ -256,7 +256,7 @@ def labels_and_pairs(names, truth, predicted, mixture, calib) -> tuple[dict[str,
 
 
 def correction_study(names, truth, scores, temperature: float, args, seed: int, lowest: float | None = None,
-                     factor: float | None = None) -> list[dict]:
+                     margin: float | None = None) -> list[dict]:
     """Every method's share error on mixtures of known composition, the 95% interval coverage of the
     ones the product can apply, and, given the labeler's `lowest` measured accuracy, the coverage and
     width of the interval the report gives without calibration rows."""
@@ -354,17 +354,17 @@ def correction_study(names, truth, scores, temperature: float, args, seed: int, 
                      "mae": {m: round(float(np.mean(e)), 2) if e else None for m, e in err.items()},
                      "ci95_coverage": {m: round(c / cells, 3) for m, c in covered.items()},
                      "trusted_draws": trusted,
-                     **({"uncalibrated": uncalibrated(widened, lowest, factor)} if lowest is not None else {})})
+                     **({"uncalibrated": uncalibrated(widened, lowest, margin)} if lowest is not None else {})})
     return rows
 
 
-def uncalibrated(cells, lowest: float, factor: float | None = None) -> dict:
+def uncalibrated(cells, lowest: float, margin: float | None = None) -> dict:
     """Coverage and mean width of the report's interval without calibration rows over `cells`
-    (`margin_coverage` at the margin of the labeler's lowest measured accuracy and its `factor`, the
-    product's where None, as `how_sure.widened_intervals` builds it)."""
-    from offline_cov.report.calibration import SHARE_ERROR_FACTOR, error_margin
+    (`margin_coverage` at the labeler's `margin`, `labeler_margin`, as `how_sure.widened_intervals`
+    builds it; where None, the product's factor at its lowest measured accuracy)."""
+    from offline_cov.report.calibration import error_margin
 
-    coverage, width = margin_coverage(cells, error_margin(lowest, SHARE_ERROR_FACTOR if factor is None else factor))
+    coverage, width = margin_coverage(cells, error_margin(lowest) if margin is None else margin)
     return {"lowest_accuracy": lowest, "ci95_coverage": round(coverage, 3), "mean_width_pp": round(width, 1)}
 
 
@@ -621,7 +621,6 @@ def labeler_scores(set_name: str, labeler_name: str, args):
 
 def run_set(set_name: str, labeler_name: str, args) -> dict:
     from offline_cov.labelers import get_labeler_class
-    from offline_cov.strategies.how_sure import margin_of
 
     if labeler_name == "ensemble" or args.from_views:
         names, truth, scores, dev, seconds = view_scores(set_name, args, labeler_name)
@@ -638,7 +637,7 @@ def run_set(set_name: str, labeler_name: str, args) -> dict:
         "test": reliability(scores[~dev], truth[~dev], product_t),
         "test_at_chosen": reliability(scores[~dev], truth[~dev], best_t),
         "correction": correction_study(names, truth.tolist(), scores, product_t, args, args.seed, lowest,
-                                       margin_of(measured_entry(labeler_name))[1])
+                                       labeler_margin(labeler_name))
         if corrected else [],
         "margin": margin_study(names, truth, scores, dev, lowest, args.seed) if corrected and lowest is not None else None,
     }

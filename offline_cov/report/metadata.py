@@ -171,17 +171,17 @@ def metadata_problems(data: dict, shape: type[BaseModel] = RunMetadata) -> list[
     return []
 
 
-PLAIN_WORDS = ((" or instance of ", None), ("Input should be", "should be"), ("Field required", "is missing"),
-               ("a valid dictionary", "an object ({...})"), ("a valid list", "a list ([...])"),
-               ("a valid tuple", "a list ([...])"))
+PLAIN_WORDS = (("Input should be", "should be"), ("Field required", "is missing"), ("a valid dictionary", "an object ({...})"),
+               ("a valid list", "a list ([...])"), ("a valid tuple", "a list ([...])"))
 
 
 def _plain(message: str) -> str:
     """pydantic's message in the words of the JSON file (no class names)."""
     import re
 
+    message = re.sub(r" or instance of \w+", "", message)
     for word, plain in PLAIN_WORDS:
-        message = re.sub(r" or instance of \w+", "", message) if plain is None else message.replace(word, plain)
+        message = message.replace(word, plain)
     return message
 
 
