@@ -234,9 +234,30 @@ def test_speed_with_fake_engine_reports_rates_and_ratios(tmp_path):
 # ---------------------------------------------------------------- the real engine
 
 
+class SharedEngine:
+    """The session's real engine lent to a bench, which closes what it opened: this close leaves it running."""
+
+    def __init__(self, engine):
+        self.engine, self.closed = engine, False
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @pytest.mark.engine
-def test_accuracy_end_to_end_with_vllm(tmp_path):
-    pytest.importorskip("vllm")
+def test_accuracy_end_to_end_with_vllm(tmp_path, vllm_engine, monkeypatch):
+    """The bench's whole run on the real vLLM engine; the session's engine is lent to it (a second
+    smollm2 engine would only repeat the start-up)."""
+    lent = SharedEngine(vllm_engine)
+
+    def open_engine(engine, model, seed):
+        assert (engine, model, seed) == ("vllm", "smollm2-135m", 0), "the bench asked for another engine"
+        return lent
+
+    monkeypatch.setattr(accuracy, "open_engine", open_engine)
     fixture = write_fixture(tmp_path / "f.jsonl")
     out = tmp_path / "results"
     payload = accuracy.main(base_args(
@@ -255,6 +276,7 @@ def test_accuracy_end_to_end_with_vllm(tmp_path):
     assert [g["category"] for g in run["true_report"]["gaps"]] == ["creative_writing"]
     got = {c["name"]: c["share_percent"] for c in run["report"]["categories"]}
     assert run["errors"]["share_error_pp"]["coding"] == pytest.approx(got["coding"] - 50.0)
+    assert lent.closed  # the bench closed the engine it was given
 
 
 def test_parity_counts_the_rows_where_analyze_and_the_bench_differ():
@@ -268,10 +290,16 @@ def test_parity_counts_the_rows_where_analyze_and_the_bench_differ():
     assert got["analyze_difficulty_mix"] == {"hard": 1, "medium": 1}
 
 
-def test_the_difficulty_grid_finds_the_length_weight_that_ranks_a_length_driven_truth():
+def test_the_difficulty_grid_finds_the_length_weight_that_ranks_a_length_driven_truth(monkeypatch):
     """Truth set by the instruction's length, the LLM's expected difficulty flat: the chosen setting
-    must weigh length, keep every set under 80% in one class and rank the truth perfectly."""
+    must weigh length, keep every set under 80% in one class and rank the truth perfectly. The cut
+    points go in steps of 0.25 here, not the bench's 0.05 (the search is the same, 26x shorter)."""
+    import numpy as np
+
+    from bench import choose
     from bench.choose import DIFFICULTY_SETS, choose_difficulty
+
+    monkeypatch.setattr(choose, "CUT_GRID", np.round(np.arange(0.0, 4.5, 0.25), 2))
 
     def row(words: int, level: str) -> dict:
         return {"difficulty": level, "llm": {"p_difficulty": {"easy": 0.5, "medium": 0.5, "hard": 0.0}},

@@ -48,9 +48,9 @@ def fused(tool_home) -> FusedLabeler:
 def test_labels_are_taxonomy_names_and_do_not_depend_on_the_batch(fused):
     from offline_cov.data.readers import read_samples
 
-    data = read_samples(EXAMPLE).samples[:40]
+    data = read_samples(EXAMPLE).samples[:24]
     first = fused.label_batch(data, LabelRun())
-    again = fused.label_batch(list(reversed(data[:20])), LabelRun()) + fused.label_batch(data[20:], LabelRun())
+    again = fused.label_batch(list(reversed(data[:12])), LabelRun()) + fused.label_batch(data[12:], LabelRun())
     assert [lab.index for lab in first] == [s.index for s in data]
     assert all(len(lab.categories) == 1 and lab.categories[0] in TAX.names for lab in first)
     def key(lab):
@@ -94,8 +94,8 @@ def test_on_labeled_arena_hard_rows_the_llm_view_makes_the_embedding_more_accura
                 {"embed": embed_s, "llm": llm_s, "fused": fused_s}.items()}
     assert accuracy["fused"] >= accuracy["embed"] + 0.05 and accuracy["fused"] >= 0.6, accuracy
     assert accuracy["llm"] >= 0.5, accuracy  # chance is 0.33
-    predicted = [lab.categories[0] for lab in labeler.label_batch(samples(texts[:30]), LabelRun())]  # a sample's
-    assert predicted == [tax.names[int(i)] for i in fused_s[:30].argmax(1)]  # label does not depend on its batch
+    predicted = [lab.categories[0] for lab in labeler.label_batch(samples(texts[:10]), LabelRun())]  # a sample's
+    assert predicted == [tax.names[int(i)] for i in fused_s[:10].argmax(1)]  # label does not depend on its batch
 
 
 @pytest.mark.engine
@@ -142,16 +142,16 @@ def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, mo
 @pytest.mark.engine
 @pytest.mark.skipif(not ARENA.exists(), reason=f"{ARENA} missing (the shared labeled sets)")
 def test_bench_labelers_scores_fused_and_embed_and_pairs_them(tmp_path, tool_home):
-    """bench.labelers on 24 dev rows of each set: its saved scores recompute from its saved predictions."""
+    """bench.labelers on 12 dev rows of each set: its saved scores recompute from its saved predictions."""
     from bench import labelers
     from offline_cov.metrics import label_metrics
 
-    payload = labelers.main(["--split", "dev", "--limit", "24", "--labelers", "embed,fused", "--whole-split", "",
+    payload = labelers.main(["--split", "dev", "--limit", "12", "--labelers", "embed,fused", "--whole-split", "",
                              "--out-dir", str(tmp_path)])
     assert [s["set"] for s in payload["sets"]] == list(labelers.SETS)
     for s in payload["sets"]:
         runs = {r["labeler"]: r for r in s["runs"]}
-        assert set(runs) == {"embed", "fused"} and runs["fused"]["n"] == 24
+        assert set(runs) == {"embed", "fused"} and runs["fused"]["n"] == 12
         for run in runs.values():
             preds = run["samples"]
             m = label_metrics([p["true"] for p in preds], [p["predicted"] for p in preds], s["taxonomy"])
@@ -161,4 +161,4 @@ def test_bench_labelers_scores_fused_and_embed_and_pairs_them(tmp_path, tool_hom
         assert (pair["labeler"], pair["vs"]) == ("fused", "embed")
         assert s["winner"] in {"embed", "fused"}
     table = (tmp_path / "labelers-latest.md").read_text()
-    assert "| arena-hard | fused | 24 |" in table and "| selfinstruct-domains | fused | 24 |" in table
+    assert "| arena-hard | fused | 12 |" in table and "| selfinstruct-domains | fused | 12 |" in table

@@ -75,6 +75,15 @@ def kill_9_once_labeling(args: list[str], cache: Path, errors: Path, rows: int) 
     return before, left
 
 
+def guarded_env(log: Path) -> dict:
+    """A user's shell (shell_env) under the network guard, without the offline switches the suite sets."""
+    env = dict(shell_env(), NETGUARD_LOG=str(log))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "netguard"), env.get("PYTHONPATH", "")])
+    for switch in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "VLLM_NO_USAGE_STATS"):
+        env.pop(switch, None)
+    return env
+
+
 def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_engine):
     cache, out = tmp_path / "cache.sqlite", tmp_path / "report.json"
     args = cli_args(out, cache, "--sample", str(KILL_RUN_SAMPLES))  # a slice keeps the three runs short
@@ -85,7 +94,12 @@ def test_kill_9_mid_run_then_resume_equals_an_uninterrupted_run(tmp_path, vllm_e
     assert 16 <= done_before < KILL_RUN_SAMPLES and not out.exists()
     assert errors.read_text() == ""  # -q: vLLM started and labeled, and nothing of it reached the terminal
 
-    loud = subprocess.run([a for a in args if a != "-q"], check=True, capture_output=True, text=True, env=shell_env())
+    # the resume runs to the end under the network guard, with neither offline switch set by the shell:
+    # the tool must switch offline mode on by itself and open no connection beyond loopback
+    net_log = tmp_path / "net.log"
+    loud = subprocess.run([a for a in args if a != "-q"], capture_output=True, text=True, env=guarded_env(net_log))
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert not net_log.exists(), net_log.read_text()
     for chatter in ("Triton", "WARNING", "FutureWarning", "utils.cpp", "Loading safetensors", "EngineCore"):
         assert chatter not in loud.stderr, loud.stderr  # the libraries' logs only with --verbose
     assert "starting vLLM" in loud.stderr and "report written to" in loud.stderr
@@ -125,26 +139,8 @@ def test_cut_off_answers_are_retried_then_recorded_as_failed(vllm_engine, tmp_pa
     assert result.report.total_samples_analyzed == 6 and all(c.count == 0 for c in result.report.categories)
 
 
-def guarded_env(log: Path) -> dict:
-    env = dict(os.environ, NETGUARD_LOG=str(log))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests" / "netguard"), env.get("PYTHONPATH", "")])
-    return env
-
-
 def test_the_network_guard_catches_an_attempt(tmp_path):
     log = tmp_path / "net.log"
     code = "import urllib.request\ntry:\n    urllib.request.urlopen('http://example.com', timeout=2)\nexcept OSError as e:\n    print(e)"
     out = subprocess.run([sys.executable, "-c", code], env=guarded_env(log), capture_output=True, text=True)
     assert "netguard: blocked" in out.stdout and "example.com" in log.read_text()
-
-
-def test_analyze_opens_no_connection_beyond_loopback(tmp_path):
-    log = tmp_path / "net.log"
-    out = tmp_path / "r.json"
-    env = guarded_env(log)
-    env.pop("HF_HUB_OFFLINE", None)  # the tool must switch offline mode on by itself
-    env.pop("VLLM_NO_USAGE_STATS", None)
-    run = subprocess.run(cli_args(out, tmp_path / "c.sqlite", "--sample", "16"), env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert out.exists()
-    assert not log.exists(), log.read_text()
