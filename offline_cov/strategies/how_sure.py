@@ -274,7 +274,7 @@ def widened_intervals(report: CoverageReport, measured: dict) -> dict:
     total = report.total_samples_analyzed
     low, factor, margin = margin_of(measured)
     basis = (f"sampling interval widened by {margin:g} points each way: {factor:g} x (1 - the labeler's "
-             f"lowest accuracy on the bench's public sets, {low:.2f}), {_margin_held(measured)} (bench/README.md)"
+             f"lowest accuracy on the bench's public sets, {low:g}), {_margin_held(measured)} (bench/README.md)"
              if low is not None else "sampling interval only: this labeler's accuracy was not measured with this model")
     return {"basis": basis, "labeler_measured": measured, "margin_points": margin, "caveat": uncalibrated_caveat(measured),
             "ci95": {c.name: list(error_interval(c.count, total, margin)) for c in report.categories}}
