@@ -102,14 +102,11 @@ def test_transformers_engine_answers_the_taxonomy_proposal_within_its_schema(tra
     import jsonschema
 
     from offline_cov.data.readers import read_samples
-    from offline_cov.engines import GenRequest
     from offline_cov.labelers.base import sample_text
-    from offline_cov.prompts import INFER_MAX_TOKENS, infer_messages, infer_schema
-    from offline_cov.strategies.infer import MAX_INFERRED, MIN_INFERRED, infer_taxonomy
+    from offline_cov.strategies.infer import MAX_INFERRED, MIN_INFERRED, infer_taxonomy, proposal_request
 
     samples = read_samples(EXAMPLE).samples[:8]
-    shown = [sample_text(s)[0] for s in samples]
-    request = GenRequest(infer_messages(shown, None), infer_schema(len(shown)), INFER_MAX_TOKENS)
+    request = proposal_request([sample_text(s)[0] for s in samples])
     [answer] = transformers_engine.generate([request])
     assert answer.finish_reason == "stop", answer
     jsonschema.validate(json.loads(answer.text), request.schema)

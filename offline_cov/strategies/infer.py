@@ -111,9 +111,14 @@ def sample_tags(engine: Engine, shown: list[str]) -> list[str | None]:
     return [o.value or None for o in outcomes]
 
 
+def proposal_request(shown: list[str], tags: list[str | None] | None = None) -> GenRequest:
+    """The request for the model's own categories of the shown samples (with their tags where given)."""
+    return GenRequest(infer_messages(shown, tags), infer_schema(len(shown)), INFER_MAX_TOKENS)
+
+
 def _propose(engine: Engine, shown: list[str], tags: list[str | None] | None = None) -> list[Category]:
     """The model's own categories (none when its answer is unusable twice)."""
-    request = GenRequest(infer_messages(shown, tags), infer_schema(len(shown)), INFER_MAX_TOKENS)
+    request = proposal_request(shown, tags)
     outcome = generate_parsed(engine, [request], lambda _, result: distinct_categories(json_object(result)["categories"]))[0]
     return outcome.value or []
 
