@@ -19,7 +19,7 @@ from offline_cov.taxonomy import parse_taxonomy_list
 pytestmark = pytest.mark.engine
 TAXONOMY = "math,code,writing,reasoning,factual_qa"
 CLI = [str(Path(sys.executable).with_name("offline-cov"))]  # the console script, as users run it
-KILL_RUN_SAMPLES = 48
+KILL_RUN_SAMPLES = 32
 
 
 def cli_args(out: Path, cache: Path, *extra) -> list[str]:
