@@ -112,7 +112,10 @@ def test_descriptions_decide_when_names_say_nothing(fused):
 
 
 @pytest.mark.engine
-def test_the_cli_default_on_a_cpu_is_fused_opens_no_vllm_and_caches(tmp_path, monkeypatch):
+def test_fused_as_the_default_labeler_on_a_cpu_opens_no_vllm_and_caches(tmp_path, monkeypatch):
+    """The suite's $OFFLINE_COV_LABELER (fused, conftest.py) as the CLI's default without a GPU: SmolLM2 read
+    through transformers, no vLLM opened, a rerun from the cache. The product's own CPU defaults (`ensemble`,
+    `ensemble-lite`) label with the 1.5B in test_qwen.py, and test_embed.py checks which one a CPU gets."""
     from offline_cov.cli import main
 
     monkeypatch.setattr("offline_cov.registry.gpu_available", lambda: False)
