@@ -68,3 +68,23 @@ def test_both_engines_note_a_change_the_same_way():
     assert dtype_change("bfloat16", "bfloat16") == {}
     note = dtype_change("bfloat16", "float32")["dtype"]
     assert note.startswith("float32 ") and "models.yaml says bfloat16" in note
+
+
+def test_the_fused_view_reads_in_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    """SmolLM2's hidden states (`fused`, the ensembles' second expert) in bfloat16 on a CPU with
+    bfloat16 instructions (bench/encoder_dtype.py), float32 on an AVX2 CPU, where torch would emulate it,
+    on flags that cannot be read, and with the CPU tuning off; a GPU reads in bfloat16."""
+    from offline_cov.labelers.fused import FusedLabeler, encoder_dtype
+
+    monkeypatch.delenv("OFFLINE_COV_CPU_TUNING", raising=False)
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_SAPPHIRE)
+    assert encoder_dtype("cpu") == "bfloat16" and encoder_dtype("cuda") == "bfloat16"
+    on_bf16 = FusedLabeler.cache_identity("smollm2")
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_AVX2)
+    assert encoder_dtype("cpu") == "float32"
+    assert FusedLabeler.cache_identity("smollm2") != on_bf16  # labels read in another dtype are not reused
+    monkeypatch.setattr(registry, "cpu_flags", lambda: None)
+    assert encoder_dtype("cpu") == "float32"
+    monkeypatch.setattr(registry, "cpu_flags", lambda: X86_SAPPHIRE)
+    monkeypatch.setenv("OFFLINE_COV_CPU_TUNING", "0")
+    assert encoder_dtype("cpu") == "float32"

@@ -86,9 +86,9 @@ def mean_pooled(model, tokenizer, texts: list[str], device: str, max_tokens: int
             idx = order[start : start + batch_size]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens,
                               pad_to_multiple_of=EMBED_PAD_MULTIPLE, return_tensors="pt").to(device)
-            hidden = model(**batch).last_hidden_state
+            hidden = model(**batch).last_hidden_state.float()  # pooled in float32 whatever the model's dtype
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+            out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
     return out
 
 
