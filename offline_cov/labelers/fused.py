@@ -159,9 +159,11 @@ class FusedLabeler:
 
     @classmethod
     def cache_identity(cls, llm_identity: str) -> str:
-        dtype = encoder_dtype()
+        """The dtype SmolLM2 reads in (`encoder_dtype`) is not in it, as the vLLM engine's float32 on a CPU
+        without bfloat16 is not in its own: the labels differ at near-ties only (12 of 880 dev labels of
+        `fused`), and shards of one run on CPUs of both kinds still merge."""
         knobs = {"version": FUSED_VERSION, "llm_weight": FUSED_LLM_WEIGHT, "llm_tokens": LLM_MAX_TOKENS,
-                 "confidence": f"softmax x{FUSED_TEMPERATURE}", **({"llm_dtype": dtype} if dtype != "float32" else {})}
+                 "confidence": f"softmax x{FUSED_TEMPERATURE}"}
         return embedding_identity(cls.name, knobs, llm_identity)
 
     @classmethod
