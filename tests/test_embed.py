@@ -281,3 +281,30 @@ def test_a_system_prompt_shared_by_every_sample_does_not_decide_the_labels(tmp_p
     assert chat.metadata["cache"]["hits"] == 40  # the same text read: the plain run's labels
     assert [lab.categories for lab in chat.labels] == [lab.categories for lab in plain.labels]
     assert len({lab.categories[0] for lab in chat.labels}) >= 4
+
+
+def test_batches_hold_texts_of_one_padded_length_only():
+    """A batch's texts all pad to one length (a multiple of 16 tokens, cut at max_tokens), so no text is
+    padded further for another's sake: its vector is the one it gets alone (bench/README.md, session 40)."""
+    from offline_cov.labelers.embed import same_shape_batches
+
+    class Words:  # one token per word
+        def __call__(self, texts, truncation, max_length, return_length):
+            return {"length": [min(len(t.split()), max_length) for t in texts]}
+
+    texts = ["w " * n for n in (3, 40, 16, 17, 0, 200, 1, 33, 15, 300)]
+    batches = same_shape_batches(Words(), texts, max_tokens=64, batch_size=2)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert batches == [[0, 2], [4, 6], [8], [3], [1, 7], [5, 9]]  # padded to 16, 16, 16, 32, 48, 64 (cut at 64)
+
+
+@pytest.mark.engine
+def test_a_texts_vector_is_the_same_in_any_batch():
+    from offline_cov.labelers.embed import MiniLMEncoder
+
+    np = pytest.importorskip("numpy")
+    texts = [s.instruction for s in read_samples(EXAMPLE).samples[:40]]
+    encoder = MiniLMEncoder()
+    whole = encoder.encode(texts)
+    parts = np.concatenate([encoder.encode(texts[i:i + 7], batch_size=3) for i in range(0, len(texts), 7)])
+    assert np.array_equal(whole, parts)

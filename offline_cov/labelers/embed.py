@@ -72,18 +72,34 @@ def embedding_identity(name: str, knobs: dict, llm_identity: str) -> str:
     return f"{name}:{embed_identity()}:{knobs}:{llm_identity}"
 
 
+def same_shape_batches(tokenizer, texts: list[str], max_tokens: int, batch_size: int) -> list[list[int]]:
+    """Indices of `texts` in batches of at most `batch_size` whose texts all pad to the same length (their
+    token count, cut at `max_tokens`, rounded up to a multiple of EMBED_PAD_MULTIPLE), shortest first.
+
+    A text's vector then does not depend on the texts batched with it: on the CPU a batch of one padded
+    length gave each text exactly the vector it gets alone, while padding it further moved SmolLM2's
+    bfloat16 vectors by up to 0.016 (float32: 2e-6; bench/README.md, session 40)."""
+    lengths = tokenizer(texts, truncation=True, max_length=max_tokens, return_length=True)["length"]
+    padded = [max(1, -(-n // EMBED_PAD_MULTIPLE)) * EMBED_PAD_MULTIPLE for n in lengths]
+    batches: list[list[int]] = []
+    for i in sorted(range(len(texts)), key=lambda i: padded[i]):
+        if batches and len(batches[-1]) < batch_size and padded[batches[-1][0]] == padded[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def mean_pooled(model, tokenizer, texts: list[str], device: str, max_tokens: int, batch_size: int):
     """The mean of `model`'s last hidden states over each text's tokens: a (len(texts), hidden size)
-    float32 numpy array. Texts go in batches of similar length, padded to a multiple of
-    EMBED_PAD_MULTIPLE tokens; the longer ones are cut at `max_tokens`."""
+    float32 numpy array. Texts go in batches of one padded length (`same_shape_batches`), padded to a
+    multiple of EMBED_PAD_MULTIPLE tokens; the longer ones are cut at `max_tokens`."""
     import numpy as np
     import torch
 
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in same_shape_batches(tokenizer, texts, max_tokens, batch_size):
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens,
                               pad_to_multiple_of=EMBED_PAD_MULTIPLE, return_tensors="pt").to(device)
             hidden = model(**batch).last_hidden_state.float()  # pooled in float32 whatever the model's dtype

@@ -63,9 +63,8 @@ def encoder_dtype(device: str | None = None) -> str:
     other CPUs (torch only emulates bfloat16 there, `registry.cpu_dtype`) and with
     $OFFLINE_COV_CPU_TUNING=0. Hidden states are pooled in float32 either way (`embed.mean_pooled`).
 
-    bench/encoder_dtype.py, dev rows of seven sets, a 2-core EPYC with AVX-512 BF16: bfloat16 (one text at
-    a time, `encode`) read them in 0.62x float32's time (0.48x on Arena-Hard's long prompts, 1.07x on
-    Just-Eval's short ones), moved 12 of 880 `fused` labels (mean accuracy 0.551 vs 0.548) and none of
+    bench/encoder_dtype.py, dev rows of seven sets, a 2-core EPYC with AVX-512 BF16: bfloat16 read them in
+    0.51-0.56x float32's time, moved 12 of 880 `fused` labels (mean accuracy 0.551 vs 0.548) and none of
     170 `ensemble-lite` labels (bench/README.md)."""
     from ..registry import HALF_PRECISION_FLAGS, cpu_flags, cpu_tuning_on
 
@@ -98,15 +97,10 @@ class LLMEncoder:
         self.model = AutoModel.from_pretrained(path, dtype=getattr(torch, self.dtype)).to(self.device).eval()
         self.model_name = model_name
 
-    def encode(self, texts: list[str], batch_size: int | None = None):
-        """A (len(texts), hidden size) float32 numpy array; texts are cut at LLM_MAX_TOKENS tokens.
-
-        In bfloat16 on a CPU a text's vector moved with its batch's padding (by up to 0.016 on the
-        bundled example, 2e-6 in float32), so there texts are read one by one, the same vector in
-        any batch, shard or resumed run, at 1.1x batch-16's time (14.8 s vs 13.2 s; float32 in
-        batches of 16: 25.4 s)."""
-        if batch_size is None:
-            batch_size = 1 if self.dtype == "bfloat16" and self.device == "cpu" else LLM_BATCH
+    def encode(self, texts: list[str], batch_size: int = LLM_BATCH):
+        """A (len(texts), hidden size) float32 numpy array; texts are cut at LLM_MAX_TOKENS tokens and
+        batched by padded length (`embed.same_shape_batches`), so a text's vector is the same in any
+        batch, shard or resumed run."""
         return mean_pooled(self.model, self.tokenizer, texts, self.device, LLM_MAX_TOKENS, batch_size)
 
     def count_tokens(self, text: str) -> int:
