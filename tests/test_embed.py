@@ -296,6 +296,7 @@ def test_batches_hold_texts_of_one_padded_length_only():
     batches = same_shape_batches(Words(), texts, max_tokens=64, batch_size=2)
     assert sorted(i for b in batches for i in b) == list(range(len(texts)))
     assert batches == [[0, 2], [4, 6], [8], [3], [1, 7], [5, 9]]  # padded to 16, 16, 16, 32, 48, 64 (cut at 64)
+    assert same_shape_batches(Words(), [], max_tokens=64, batch_size=2) == []
 
 
 @pytest.mark.engine
@@ -308,3 +309,4 @@ def test_a_texts_vector_is_the_same_in_any_batch():
     whole = encoder.encode(texts)
     parts = np.concatenate([encoder.encode(texts[i:i + 7], batch_size=3) for i in range(0, len(texts), 7)])
     assert np.array_equal(whole, parts)
+    assert encoder.encode([]).shape == (0, whole.shape[1])

@@ -79,6 +79,8 @@ def same_shape_batches(tokenizer, texts: list[str], max_tokens: int, batch_size:
     A text's vector then does not depend on the texts batched with it: on the CPU a batch of one padded
     length gave each text exactly the vector it gets alone, while padding it further moved SmolLM2's
     bfloat16 vectors by up to 0.016 (float32: 2e-6; bench/README.md, session 40)."""
+    if not texts:
+        return []
     lengths = tokenizer(texts, truncation=True, max_length=max_tokens, return_length=True)["length"]
     padded = [max(1, -(-n // EMBED_PAD_MULTIPLE)) * EMBED_PAD_MULTIPLE for n in lengths]
     batches: list[list[int]] = []
