@@ -2,7 +2,7 @@
 
 `setup.sh` installs `.[cpu,ray,test]` with `pip install -c scripts/constraints.txt`, so a fresh machine
 and CI get the versions the suite last passed with, not whatever the registry holds that day
-(five of the ~190 packages moved in the days between two of this project's setups). The file pins every
+(in session 40, six of ~200 packages differed between a working .venv and a fresh setup). The file pins every
 distribution that offline-cov's `cpu`, `ray` and `test` extras need, directly or through another
 package, at the version installed in the interpreter running this script:
 
