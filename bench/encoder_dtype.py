@@ -94,8 +94,9 @@ def ensemble_set(name: str, data_dir: Path, llms: dict) -> dict | None:
         return None
     payload = json.loads(path.read_text())
     spec = SETS[name]
-    dev = {r["row"] for r in split_rows(spec, read_rows(spec, data_dir), "dev")}
-    texts = {r["row"]: r["text"] for r in read_rows(spec, data_dir)}
+    read = read_rows(spec, data_dir)
+    dev = {r["row"] for r in split_rows(spec, read, "dev")}
+    texts = {r["row"]: r["text"] for r in read}
     rows = [r for r in payload["rows"] if r["row"] in dev]
     _, hidden, _ = views(taxonomy_for(spec), [texts[r["row"]] for r in rows], llms)
     result = compared(rows, payload["taxonomy"], "ensemble", hidden, payload)

@@ -102,6 +102,7 @@ def test_on_labeled_arena_hard_rows_the_llm_view_makes_the_embedding_more_accura
 def test_the_llm_reads_in_this_cpus_dtype_and_bfloat16_keeps_float32s_cosines(fused):
     """On a CPU with bfloat16 instructions SmolLM2 reads in bfloat16 (bench/encoder_dtype.py); its
     cosines to the prototypes stay within a few hundredths of float32's and rank the categories alike."""
+    from offline_cov.data.readers import read_samples
     from offline_cov.labelers.fused import LLMEncoder, encoder_dtype
     from offline_cov.registry import load_registry, resolve_weights
 
@@ -110,8 +111,6 @@ def test_the_llm_reads_in_this_cpus_dtype_and_bfloat16_keeps_float32s_cosines(fu
         pytest.skip("this CPU has no bfloat16 instructions: the fused view reads in float32")
     spec = load_registry().get("smollm2-135m")
     f32 = FusedLabeler(TAX, embed=fused.embed, llm=LLMEncoder(resolve_weights(spec), spec.name, "cpu", "float32"))
-    from offline_cov.data.readers import read_samples
-
     texts = [s.instruction for s in read_samples(EXAMPLE).samples[:40]]
     bf16_s, f32_s = fused.llm_scores(texts), f32.llm_scores(texts)
     assert float(np.abs(bf16_s - f32_s).max()) < 0.06

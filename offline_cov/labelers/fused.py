@@ -57,25 +57,21 @@ FUSED_ENCODER_MODEL = "smollm2-135m"
 FUSED_TEMPERATURE = 0.891
 
 
-def encoder_dtype(device: str | None = None) -> str:
-    """The dtype the LLM reads text in on `device` (None: the GPU when there is one, else the CPU):
-    bfloat16 on a GPU and on a CPU with bfloat16 instructions (AVX-512 BF16, AMX, Arm BF16), float32 on
-    other CPUs (torch only emulates bfloat16 there, `registry.cpu_dtype`) and with
-    $OFFLINE_COV_CPU_TUNING=0. Hidden states are pooled in float32 either way (`embed.mean_pooled`).
+def encoder_dtype(device: str) -> str:
+    """The dtype the LLM reads text in on `device`: bfloat16 on a GPU and on a CPU with bfloat16
+    instructions (AVX-512 BF16, AMX, Arm BF16: `registry.cpu_dtype`), float32 on other CPUs (torch only
+    emulates bfloat16 there), on CPU flags that cannot be read and with $OFFLINE_COV_CPU_TUNING=0.
+    Hidden states are pooled in float32 either way (`embed.mean_pooled`).
 
     bench/encoder_dtype.py, dev rows of seven sets, a 2-core EPYC with AVX-512 BF16: bfloat16 read them in
     0.51-0.56x float32's time, moved 12 of 880 `fused` labels (mean accuracy 0.551 vs 0.548) and none of
     170 `ensemble-lite` labels (bench/README.md)."""
-    from ..registry import HALF_PRECISION_FLAGS, cpu_flags, cpu_tuning_on
+    from ..registry import cpu_dtype, cpu_flags, cpu_tuning_on
 
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device != "cpu":
         return "bfloat16"
     flags = cpu_flags()
-    return "bfloat16" if cpu_tuning_on() and flags and flags & HALF_PRECISION_FLAGS["bfloat16"] else "float32"
+    return cpu_dtype("bfloat16", flags) if cpu_tuning_on() and flags is not None else "float32"
 
 
 class LLMEncoder:
