@@ -50,3 +50,14 @@ def test_with_calls_sorts_the_worked_example_s_calls_by_its_intervals():
     assert block["ci95"] == ci
     assert block["calls"]["gaps"] == {"clear": [], "crossing": ["math"], "possible": ["reasoning"]}
     assert block["calls"]["over_represented"] == {"clear": ["factual_qa"], "crossing": [], "possible": ["writing"]}
+
+
+def test_a_category_called_on_one_side_is_not_possible_on_the_other():
+    # few samples: a 0% share's interval reaches past the 35% over line, a 67% share's under 5%
+    shares = {"a": 0.0, "b": 66.7, "c": 33.3}
+    intervals = {"a": (0.0, 56.0), "b": (3.0, 95.0), "c": (6.0, 79.0)}
+    targets = {"a": 33.3, "b": 33.3, "c": 33.3}
+    calls = call_decisions(shares, intervals, targets, 5.0, 35.0)
+    assert calls["gaps"]["crossing"] == ["a"] and "a" not in calls["over_represented"]["possible"]
+    assert calls["over_represented"]["crossing"] == ["b"] and calls["gaps"]["possible"] == []
+    assert calls["over_represented"]["possible"] == ["c"]  # called on neither side: still possible

@@ -5,7 +5,9 @@ share over the over threshold and over its target. The calls are made on one num
 labels that are often wrong the true share can sit anywhere in the interval `how_sure` gives it. So a
 call is **clear** when the whole interval is on its side of the line and **crossing** when the interval
 crosses it, and a category the report does not call is a **possible** gap (or possible
-over-representation) when its interval reaches across the line. These say where the interval lies, not
+over-representation) when its interval reaches across the line, unless the report calls it on the other
+side: with a handful of samples a 0% share's interval can reach past the over line, and a category named
+a gap is not also named possibly over-represented. These say where the interval lies, not
 how likely a call is: bench/decisions.py measures how often each kind was right on mixtures of known
 composition (bench/README.md).
 """
@@ -55,6 +57,14 @@ def call_decisions(shares: dict[str, float], intervals: dict[str, tuple[float, f
         line = over_line(target, over_threshold)
         called = name in called_over if called_over is not None else share > line
         _put(out["over_represented"], call_kind(called, low, high, line, below=False), name)
+    return _without_contradictions(out)
+
+
+def _without_contradictions(out: dict) -> dict:
+    """`out` without a 'possible' call on one side for a category the report calls on the other."""
+    for side, other in (("gaps", "over_represented"), ("over_represented", "gaps")):
+        called = set(out[other]["clear"]) | set(out[other]["crossing"])
+        out[side]["possible"] = [name for name in out[side]["possible"] if name not in called]
     return out
 
 
