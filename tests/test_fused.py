@@ -45,6 +45,16 @@ def fused(tool_home) -> FusedLabeler:
 
 
 @pytest.mark.engine
+def test_an_empty_text_reads_as_zeros_and_leaves_the_others_as_they_are(fused):
+    """SmolLM2's tokenizer gives the empty string (a content-free input of the bench) no tokens: it is
+    pooled to zeros, as its padding was in a batch of longer texts, and does not stop the batch."""
+    both = fused.llm.encode(["", "write a poem about the sea"])
+    assert np.array_equal(both[1], fused.llm.encode(["write a poem about the sea"])[0])
+    assert not both[0].any() and both[1].any()
+    assert not fused.llm.encode([""]).any()  # alone: a batch of no length (it raised in session 40's form)
+
+
+@pytest.mark.engine
 def test_labels_are_taxonomy_names_and_do_not_depend_on_the_batch(fused):
     from offline_cov.data.readers import read_samples
 

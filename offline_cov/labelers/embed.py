@@ -74,7 +74,9 @@ def embedding_identity(name: str, knobs: dict, llm_identity: str) -> str:
 
 def same_shape_batches(tokenizer, texts: list[str], max_tokens: int, batch_size: int) -> list[list[int]]:
     """Indices of `texts` in batches of at most `batch_size` whose texts all pad to the same length (their
-    token count, cut at `max_tokens`, rounded up to a multiple of EMBED_PAD_MULTIPLE), shortest first.
+    token count, cut at `max_tokens`, rounded up to a multiple of EMBED_PAD_MULTIPLE), shortest first. A
+    text of no tokens (the empty string, to a tokenizer that adds no marker) is in no batch: a batch of
+    it alone would have no length to pad to, and it has no states to pool.
 
     A text's vector then does not depend on the texts batched with it: on the CPU a batch of one padded
     length gave each text exactly the vector it gets alone, while padding it further moved SmolLM2's
@@ -82,9 +84,9 @@ def same_shape_batches(tokenizer, texts: list[str], max_tokens: int, batch_size:
     if not texts:
         return []
     lengths = tokenizer(texts, truncation=True, max_length=max_tokens, return_length=True)["length"]
-    padded = [max(1, -(-n // EMBED_PAD_MULTIPLE)) * EMBED_PAD_MULTIPLE for n in lengths]
+    padded = [-(-n // EMBED_PAD_MULTIPLE) * EMBED_PAD_MULTIPLE for n in lengths]
     batches: list[list[int]] = []
-    for i in sorted(range(len(texts)), key=lambda i: padded[i]):
+    for i in sorted((i for i in range(len(texts)) if padded[i]), key=lambda i: padded[i]):
         if batches and len(batches[-1]) < batch_size and padded[batches[-1][0]] == padded[i]:
             batches[-1].append(i)
         else:
@@ -95,7 +97,8 @@ def same_shape_batches(tokenizer, texts: list[str], max_tokens: int, batch_size:
 def mean_pooled(model, tokenizer, texts: list[str], device: str, max_tokens: int, batch_size: int):
     """The mean of `model`'s last hidden states over each text's tokens: a (len(texts), hidden size)
     float32 numpy array. Texts go in batches of one padded length (`same_shape_batches`), padded to a
-    multiple of EMBED_PAD_MULTIPLE tokens; the longer ones are cut at `max_tokens`."""
+    multiple of EMBED_PAD_MULTIPLE tokens; the longer ones are cut at `max_tokens`. A text of no tokens
+    gets zeros, as its padding did in a batch of longer texts."""
     import numpy as np
     import torch
 
