@@ -699,3 +699,61 @@ def test_proposal_with_skills_tops_up_the_proposal_rows_own_taxonomy(monkeypatch
     assert both.names == [*"abcde", "coding"] and both.inferred_by == "proposal+skills"
     vote = proposed.model_copy(update={"inferred_by": "vote"})
     assert topped_up(FakeEngine(), samples, vote) == vote  # the product adds no skills to the vote
+
+
+def test_the_views_score_a_skipped_check_as_the_product_labels_it(monkeypatch):
+    """With a skip rule on `ensemble-lite` (session 41's dev choice; not on in the product), bench.choose
+    skips its check where the product would, and its confidence is the product's (the skip temperature)
+    after one softmax at the labeler's temperature."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from bench.choose import ensemble_scores, fused_probs, predictions
+    from offline_cov.data.readers import Sample
+    from offline_cov.engines.fake import FakeEngine
+    from offline_cov.labelers.embed import softmax
+    from offline_cov.labelers.ensemble_lite import EnsembleLiteLabeler
+    from offline_cov.taxonomy import Category, Taxonomy
+
+    monkeypatch.setattr(EnsembleLiteLabeler, "check_skip_above", 0.85)
+    monkeypatch.setattr(EnsembleLiteLabeler, "skip_temperature", 0.6)
+    names = ["math", "code", "writing"]
+    sure = {"row": 1, "labels": ["math"], "embed": [0.9, 0.1, 0.0], "hidden": [0.8, 0.0, 0.1],
+            "llm": {"primary": "math", "p_category": {"math": 0.98, "code": 0.01, "writing": 0.01}}, "check": [0.2, 0.9, 0.9]}
+    payload = {"taxonomy": names, "spec": "t.yaml", "check_prompt": "check-v2", "check_top_k": 3, "rows": [sure],
+               "content_free": {"check": [[0.5, 0.5, 0.5]]}}
+    lab = EnsembleLiteLabeler(FakeEngine(), Taxonomy(categories=[Category(name=n, description=n) for n in names]),
+                              fused=SimpleNamespace(temperature=1.0))
+    experts = ([0.98, 0.01, 0.01], fused_probs(sure))
+    assert lab.skips(experts)
+    product = lab.combine(Sample(0, (("user", "x"),)), experts, None, None, None, skipped=True)
+    scored = softmax(ensemble_scores(sure, payload, experts[0]) * lab.temperature)
+    assert product.confidence == pytest.approx(float(scored.max()), abs=1e-3)
+    assert predictions(payload, "ensemble")[0][0] == "math"  # the check's yes to code and writing is not asked
+    asked = predictions(payload, "ensemble", skip_above=None)[0][0]
+    names_only = predictions({**payload, "spec": "names:math,code,writing"}, "ensemble")[0][0]
+    assert asked == names_only != "math"  # asked (never skipped, or names alone): the check overrules
+    assert np.isclose(ensemble_scores(sure, payload, experts[0], skip_above=None).max(),
+                      ensemble_scores(sure, {**payload, "spec": "names:x"}, experts[0]).max())
+
+
+def test_the_check_skip_rule_takes_the_lowest_line_that_keeps_the_mean_and_the_lead_over_fused():
+    """bench.check_skip's rule: a line within the tolerance of the mean that falls behind `fused` on a set
+    where asking every row is ahead is refused; a set already behind `fused` does not hold a line back;
+    no passing line gives None."""
+    from bench.check_skip import MEAN_TOLERANCE, TAUS, choose_line
+
+    def table(per_line: dict) -> dict:
+        out = {"every row": {"mean": 0.8, "sets": {"a": {"accuracy": 0.9}, "b": {"accuracy": 0.5}}}}
+        for line in TAUS:
+            a, mean = per_line.get(line, (0.9, 0.8))
+            out[str(line)] = {"mean": mean, "sets": {"a": {"accuracy": a}, "b": {"accuracy": 0.4}}}
+        return out
+
+    fused = {"a": 0.8, "b": 0.6}
+    behind, kept = (0.79, 0.8 - MEAN_TOLERANCE / 2), (0.85, 0.8 - MEAN_TOLERANCE / 2)
+    assert choose_line(table({TAUS[0]: behind, TAUS[1]: kept}), fused) == TAUS[1]
+    assert choose_line(table({TAUS[0]: kept}), fused) == TAUS[0]
+    low = {line: (0.9, 0.8 - 2 * MEAN_TOLERANCE) for line in TAUS}
+    assert choose_line(table(low), fused) is None

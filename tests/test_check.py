@@ -259,3 +259,59 @@ def test_the_metadata_gives_each_experts_seconds_and_a_lighter_labeler_spends_no
     assert seconds["ensemble"]["check"] >= 0.4  # the content-free offsets' call and the sample's own
     assert seconds["ensemble"]["fused"] < 0.2 and seconds["ensemble"]["llm"] < 0.2
     assert seconds["ensemble-nocheck"]["check"] == 0.0
+
+
+def skipping_lite():
+    """`ensemble-lite` with session 41's dev-chosen skip rule (bench.check_skip; not on in the product)."""
+    from offline_cov.labelers.ensemble_lite import EnsembleLiteLabeler
+
+    class Skipping(EnsembleLiteLabeler):
+        check_skip_above, skip_temperature = 0.85, 0.6
+
+    return Skipping
+
+
+def test_a_skip_rule_asks_no_check_where_the_other_experts_are_sure_in_a_described_taxonomy():
+    """Above `check_skip_above` the prototypes and the LLM's pick decide without the check (its label at
+    the skip temperature); a taxonomy with a category without a description is checked everywhere."""
+    from offline_cov.labelers.base import LabelRun
+    from offline_cov.taxonomy import Category, Taxonomy
+
+    class NoLabel(Scripted):  # the label request fails: the prototypes alone say how sure the sample is
+        def generate(self, requests):
+            if any(r.schema for r in requests):
+                return [GenResult("", "error") for _ in requests]
+            return super().generate(requests)
+
+    skipping = skipping_lite()
+    names = ["math", "code", "writing", "travel"]
+    probs = {"sure": [0.97, 0.01, 0.01, 0.01], "unsure": [0.3, 0.3, 0.2, 0.2]}
+    fused = SimpleNamespace(temperature=1.0, info=dict, scores=lambda texts: np.log(np.array([probs[t] for t in texts])))
+    described = Taxonomy(categories=[Category(name=n, description=f"requests about {n}") for n in names])
+    samples = [Sample(0, (("user", "sure"),)), Sample(1, (("user", "unsure"),))]
+    asked, labels, info = {}, {}, {}
+    for kind, taxonomy in (("described", described), ("names", parse_taxonomy_list(",".join(names)))):
+        engine = NoLabel(lambda text, cat: 0.5)
+        labeler = skipping(engine, taxonomy, fused=fused)
+        labels[kind] = labeler.label_batch(samples, LabelRun())
+        per_sample = engine.requests[len(CONTENT_FREE) * len(names):]
+        asked[kind] = {r.messages[1]["content"].split("<sample>\n", 1)[1].split("\n</sample>", 1)[0] for r in per_sample}
+        info[kind] = labeler.info()["check"]
+    assert asked == {"described": {"unsure"}, "names": {"sure", "unsure"}}
+    assert info["described"]["skipped"] == 1 and info["names"]["skipped"] == 0
+    assert info["described"]["skip_above"] == skipping.check_skip_above
+    p = np.array(probs["sure"]) ** (skipping.fused_weight * skipping.skip_temperature)
+    assert labels["described"][0].categories == ("math",)
+    assert labels["described"][0].confidence == pytest.approx(p[0] / p.sum(), abs=1e-3)
+    assert labels["names"][0].confidence != labels["described"][0].confidence  # checked: the check's temperature
+
+
+def test_a_skip_rule_has_its_own_cache_identity_and_the_labelers_without_one_keep_theirs():
+    """Labels cached by `ensemble` and `ensemble-lite` (no rule) keep their identity; a rule changes it."""
+    from offline_cov.labelers.ensemble_lite import EnsembleLiteLabeler
+
+    skipping = skipping_lite()
+    assert "check_skip_above" in skipping.cache_identity("llm")
+    assert skipping.cache_identity("llm") != EnsembleLiteLabeler.cache_identity("llm")
+    for labeler in (EnsembleLabeler, EnsembleLiteLabeler):
+        assert labeler.check_skip_above is None and "check_skip_above" not in labeler.cache_identity("llm")

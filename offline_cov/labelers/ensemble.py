@@ -92,6 +92,8 @@ class EnsembleLabeler:
     check_prompt = CHECK_PROMPT_VERSION
     check_weight = CHECK_WEIGHT
     check_strength = CHECK_OFFSET_STRENGTH
+    check_skip_above: float | None = None  # no check for a sample the other experts are surer of (`pre_check_confidence`)
+    skip_temperature: float | None = None  # of the confidence softmax of a sample the check skipped
     fused_weight = ENSEMBLE_FUSED_WEIGHT
     lighter: str | None = None  # a lighter form's difference from `ensemble`, for the run's warning (run.py)
 
@@ -101,9 +103,17 @@ class EnsembleLabeler:
                  "difficulty_cuts": list(DIFFICULTY_CUTS), "difficulty_length_weight": DIFFICULTY_LENGTH_WEIGHT,
                  "top_logprobs": TOP_LOGPROBS, "check_weight": cls.check_weight,
                  "check_offset_strength": cls.check_strength, "check_prompt": cls.check_prompt,
-                 "check_top_k": cls.check_top_k,
+                 "check_top_k": cls.check_top_k, **cls.skip_knobs(),
                  "fused": FusedLabeler.cache_identity(FUSED_ENCODER_MODEL)}
         return embedding_identity(cls.name, knobs, llm_identity)
+
+    @classmethod
+    def skip_knobs(cls) -> dict:
+        """The check's skip rule for the cache identity; none where it asks every sample (labels cached
+        before the rule existed keep their identity)."""
+        if cls.check_skip_above is None:
+            return {}
+        return {"check_skip_above": cls.check_skip_above, "skip_temperature": cls.skip_temperature}
 
     @classmethod
     def open(cls, taxonomy: Taxonomy, settings: LabelSettings, handle) -> EnsembleLabeler:
@@ -118,7 +128,8 @@ class EnsembleLabeler:
         self.sample_budget = self.llm.sample_budget
         self.check = (CategoryCheck(engine, taxonomy, self.sample_budget, self.check_strength, self.check_prompt)
                       if self.check_top_k else None)
-        self.overruled = self.llm_failed = self.check_failed = 0
+        self.overruled = self.llm_failed = self.check_failed = self.check_skipped = 0
+        self.described = all(c.description.strip() for c in taxonomy.categories)
         self.seconds = dict.fromkeys(EXPERTS, 0.0)
 
     @contextmanager
@@ -142,24 +153,41 @@ class EnsembleLabeler:
         scratch = LabelRun()
         answers = [record(scratch, s.index, outcome) or (None, None) for s, outcome in zip(samples, outcomes)]
         experts = [self.experts(row, *answer) for row, answer in zip(fused, answers)]
-        checks = self.check_scores(texts, experts)
-        labels = [self.combine(sample, e, *answer, check) for sample, e, answer, check in zip(samples, experts, answers, checks)]
+        skipped = [self.skips(e) for e in experts]
+        checks = self.check_scores(texts, experts, skipped)
+        labels = [self.combine(sample, e, *answer, check, skip)
+                  for sample, e, answer, check, skip in zip(samples, experts, answers, checks, skipped)]
         self.llm_failed += len(scratch.failed)  # those samples keep the prototypes' label
         scratch.failed = []
         run.absorb(scratch)
         return labels
 
-    def check_scores(self, texts: list[str], experts: list[tuple]) -> list:
+    def skips(self, experts: tuple) -> bool:
+        """Whether the check is not asked of a sample: its other experts' confidence is above
+        `check_skip_above`. Never when the labeler has no such rule or no check, nor in a taxonomy with a
+        category that has no description (names alone with `--no-describe`), where the LLM's pick was
+        often sure and wrong and the check set it right (bench/README.md)."""
+        if not self.check_top_k or self.check_skip_above is None or not self.described:
+            return False
+        return pre_check_confidence(*experts, self.weight) > self.check_skip_above
+
+    def check_scores(self, texts: list[str], experts: list[tuple], skipped: list[bool] | None = None) -> list:
         """The check's offset log-odds per text, asking each its `check_top_k` likeliest categories by its
-        `experts` (None where it failed, for every text of an engine without logprobs, and for every
-        text when `check_top_k` is 0: nothing is asked)."""
-        if not self.check_top_k:
-            return [None] * len(texts)
-        candidates = [check_candidates(*e, self.weight, self.check_top_k) for e in experts]
+        `experts` (None where it failed, where `skipped`, for every text of an engine without logprobs,
+        and for every text when `check_top_k` is 0: nothing is asked)."""
+        skipped = skipped or [False] * len(texts)
+        asked = [i for i, skip in enumerate(skipped) if not skip]
+        out: list = [None] * len(texts)
+        if not self.check_top_k or not asked:
+            return out
+        candidates = [check_candidates(*experts[i], self.weight, self.check_top_k) for i in asked]
         with self.timed("check"):
-            scores = self.check.scores(texts, candidates)
+            scores = self.check.scores([texts[i] for i in asked], candidates)
         self.check_failed += sum(s is None for s in scores)
-        return scores
+        self.check_skipped += len(texts) - len(asked)
+        for i, score in zip(asked, scores):
+            out[i] = score
+        return out
 
     def parse(self, samples: list[Sample]):
         """The parse hook of `generate_parsed`: (the LLM's label, its answer), None when unusable."""
@@ -173,13 +201,15 @@ class EnsembleLabeler:
         return (llm_category_probabilities(label, result, self.taxonomy.names),
                 softmax(fused_row * self.fused.temperature))
 
-    def combine(self, sample: Sample, experts: tuple, label: SampleLabel | None, result, check=None) -> SampleLabel:
+    def combine(self, sample: Sample, experts: tuple, label: SampleLabel | None, result, check=None,
+                skipped: bool = False) -> SampleLabel:
         """One sample's label from its experts' probabilities, the LLM's answer (None when it gave none)
-        and the check's scores (None without them)."""
+        and the check's scores (None without them; `skipped` when the check was not asked, whose
+        confidence has a temperature of its own)."""
         names = self.taxonomy.names
         scores = combined_scores(*experts, self.weight, check, self.check_weight)
         best = max(range(len(names)), key=lambda j: (scores[j], -j))
-        posterior = softmax(scores * self.temperature)
+        posterior = softmax(scores * (self.skip_temperature if skipped else self.temperature))
         if label is not None and names[best] != label.categories[0]:
             self.overruled += 1
         difficulty = expected_difficulty_label(result, sample.instruction) if label else None
@@ -190,9 +220,23 @@ class EnsembleLabeler:
         return {"labeler": self.name, "engine": self.llm.engine.name, "model": self.llm.engine.model_name,
                 "version": self.version, "fused_weight": self.weight, "temperature": self.temperature,
                 "difficulty_cuts": list(DIFFICULTY_CUTS), "check_weight": self.check_weight if self.check_top_k else 0,
-                "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed} if self.check_top_k else None,
+                "check": {**self.check.info(), "top_k": self.check_top_k, "failed": self.check_failed,
+                          **self.skip_info()} if self.check_top_k else None,
                 "fused": self.fused.info(), "llm_overruled": self.overruled,
                 "llm_failed": self.llm_failed, "seconds": {k: round(v, 1) for k, v in self.seconds.items()}}
+
+    def skip_info(self) -> dict:
+        """The check's skip rule and how many samples it skipped, for the run metadata; none without a rule."""
+        if self.check_skip_above is None:
+            return {}
+        return {"skip_above": self.check_skip_above, "skipped": self.check_skipped}
+
+
+def pre_check_confidence(p_llm: list[float] | None, p_fused, weight: float) -> float:
+    """How sure the LLM's pick and the prototypes are together before the check: the largest softmax
+    (temperature 1) of `combined_scores` without a check. The check is skipped above a labeler's
+    `check_skip_above`; bench/check_skip.py chose the line."""
+    return float(max(softmax(combined_scores(p_llm, p_fused, weight))))
 
 
 def llm_category_probabilities(label: SampleLabel | None, result, names: list[str]) -> list[float] | None:

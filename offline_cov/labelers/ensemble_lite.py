@@ -14,6 +14,11 @@ request's prefix", session 31): mean 0.781 over the nine dev sets against 0.703 
 0.787 for `ensemble` (session 28's views), and ahead of `fused` on each. It is the default on a CPU without AMX:
 `bench.cpu_default` labeled the bundled example in 294 s on a 2-core EPYC with AVX-512 BF16 (206 s
 without a check; `ensemble`'s check took 569 s there in session 29; #13's bar is 300).
+
+It asks the check of every sample. Skipping it where the other two experts are already sure
+(`EnsembleLabeler.check_skip_above`) saved 46% of the check's requests on the nine dev sets at about the
+same mean (0.779 vs 0.781; bench.check_skip, session 41); it is not on until its test split is read
+(bench/README.md, "The check skipped where the other experts are sure").
 """
 
 from __future__ import annotations
