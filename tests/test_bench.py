@@ -757,3 +757,27 @@ def test_the_check_skip_rule_takes_the_lowest_line_that_keeps_the_mean_and_the_l
     assert choose_line(table({TAUS[0]: kept}), fused) == TAUS[0]
     low = {line: (0.9, 0.8 - 2 * MEAN_TOLERANCE) for line in TAUS}
     assert choose_line(table(low), fused) is None
+
+
+def test_check_skip_reads_the_dev_choice_on_test_views_and_moves_only_the_sure_rows(monkeypatch):
+    """`bench.check_skip --split test` on a described taxonomy: the sure row is skipped above the dev
+    line (its label the product's argmax without the check), the unsure row is asked, and the table
+    and its Markdown name the line tested."""
+    from argparse import Namespace
+
+    import bench.check_skip as check_skip
+
+    names = ["math", "code", "writing"]
+    sure = {"row": 1, "labels": ["math"], "embed": [0.9, 0.1, 0.0], "hidden": [0.8, 0.0, 0.1],
+            "llm": {"primary": "math", "p_category": {"math": 0.98, "code": 0.01, "writing": 0.01}}, "check": [0.2, 0.9, 0.9]}
+    unsure = {"row": 2, "labels": ["code"], "embed": [0.4, 0.45, 0.1], "hidden": [0.3, 0.35, 0.2],
+              "llm": {"primary": "math", "p_category": {"math": 0.5, "code": 0.4, "writing": 0.1}}, "check": [0.1, 0.9, 0.1]}
+    payload = {"taxonomy": names, "spec": "t.yaml", "check_prompt": "check-v2", "check_top_k": 3, "rows": [sure, unsure],
+               "content_free": {"check": [[0.5, 0.5, 0.5]]}}
+    monkeypatch.setattr(check_skip, "load", lambda split, views: {"arena-hard": payload})
+    res = check_skip.run(Namespace(split="test", views="v", line=0.85, skip_temperature=0.6))
+    every, line = res["lines"]["every row"]["sets"]["arena-hard"], res["lines"]["0.85"]["sets"]["arena-hard"]
+    assert every["skipped"] == 0 and line["skipped"] == 0.5
+    assert line["moved"] == 1 and line["accuracy"] == 1.0 and every["accuracy"] == 0.5  # the check's yes to code moved the sure row
+    assert res["tested"] == {"line": 0.85, "skip_temperature": 0.6} and "chosen" not in res
+    assert "The line tested: 0.85" in check_skip.markdown(res)
