@@ -76,16 +76,16 @@ def accuracy(parts: list[dict], labels: list[str]) -> float:
 def line_table(views: dict[str, dict], parts: dict[str, list]) -> dict:
     """Per line (and None, every row asked): accuracy per set, their mean, the share of rows skipped, the
     check requests saved and the labels that differ from asking every row."""
+    every = {name: labels_at(rows, views[name]["taxonomy"], None) for name, rows in parts.items()}
     out = {}
     for line in [None] + TAUS:
         sets = {}
         for name, rows in parts.items():
-            names = views[name]["taxonomy"]
-            got, every = labels_at(rows, names, line), labels_at(rows, names, None)
+            got = labels_at(rows, views[name]["taxonomy"], line)
             sets[name] = {"accuracy": accuracy(rows, got), "skipped": round(float(np.mean([skipped(p, line) for p in rows])), 3),
                           "requests_saved": sum(p["asked"] for p in rows if skipped(p, line)),
                           "requests": sum(p["asked"] for p in rows),
-                          "moved": sum(a != b for a, b in zip(got, every))}
+                          "moved": sum(a != b for a, b in zip(got, every[name]))}
         out["every row" if line is None else str(line)] = {
             "line": line, "sets": sets, "mean": round(float(np.mean([s["accuracy"] for s in sets.values()])), 4),
             "requests_saved": round(sum(s["requests_saved"] for s in sets.values()) / sum(s["requests"] for s in sets.values()), 3)}

@@ -31,12 +31,12 @@ from offline_cov.labelers.ensemble import (
     ENSEMBLE_FUSED_WEIGHT,
     ENSEMBLE_TEMPERATURE,
     check_candidates,
+    check_skipped,
     combined_scores,
     difficulty_from_score,
     difficulty_score,
     expected_difficulty,
     llm_vote,
-    pre_check_confidence,
 )
 from offline_cov.labelers.fused import FUSED_TEMPERATURE, fused_scores
 from offline_cov.metrics import label_metrics
@@ -102,27 +102,22 @@ def check_scores(row: dict, payload: dict, strength: float = CHECK_OFFSET_STRENG
     return None if scores is None else np.asarray(scores)
 
 
-LABELER = "labeler"  # `skip_above`: the views' check labeler's own skip rule
-
-
 def ensemble_scores(row: dict, payload: dict, p_llm, weight: float | None = None, check_weight: float | None = None,
-                    check_strength: float | None = None, top_k: int | None = None, skip_above=LABELER) -> np.ndarray:
+                    check_strength: float | None = None, top_k: int | None = None, skip: bool = True) -> np.ndarray:
     """The product's combined scores of one row (`ensemble.combined_scores`), the check asking the
     `top_k` likeliest categories by the other two experts; a constant not given is that of the views'
-    check labeler (`checked_labeler`). A row whose pre-check confidence is above `skip_above` (the
-    labeler's `check_skip_above` by default; None: never) in a `described` taxonomy gets no check, and its
-    scores are scaled by the labeler's skip temperature (where it has one) over its temperature, so that
-    one softmax at the labeler's temperature gives the product's confidence for every row."""
+    check labeler (`checked_labeler`). With `skip`, a row that labeler's skip rule asks no check of
+    (`ensemble.check_skipped`, the taxonomy `described`) gets none, and its scores are scaled by the
+    labeler's skip temperature over its temperature, so that one softmax at the labeler's temperature
+    gives the product's confidence for every row."""
     lab = checked_labeler(payload)
     weight = lab.fused_weight if weight is None else weight
     check_weight = lab.check_weight if check_weight is None else check_weight
     check_strength = lab.check_strength if check_strength is None else check_strength
     top_k = lab.check_top_k if top_k is None else top_k
-    skip_above = lab.check_skip_above if skip_above == LABELER else skip_above
     p_fused = fused_probs(row)
-    if (check_weight and skip_above is not None and described(payload)
-            and pre_check_confidence(p_llm, p_fused, weight) > skip_above):
-        return combined_scores(p_llm, p_fused, weight) * ((lab.skip_temperature or lab.temperature) / lab.temperature)
+    if check_weight and skip and check_skipped((p_llm, p_fused), weight, lab.check_skip_above, described(payload)):
+        return combined_scores(p_llm, p_fused, weight) * (lab.skip_temperature / lab.temperature)
     asked = check_candidates(p_llm, p_fused, weight, top_k)
     check = check_scores(row, payload, check_strength, asked) if check_weight else None
     return combined_scores(p_llm, p_fused, weight, check, check_weight)
@@ -157,7 +152,7 @@ def calibrated(p_llm: list[float] | None, bias: np.ndarray | None, strength: flo
 
 def predictions(payload: dict, labeler: str, weight: float | None = None, temperature: float | None = None,
                 strength: float = 0.0, check_weight: float | None = None, check_strength: float | None = None,
-                top_k: int | None = None, skip_above=LABELER) -> list[tuple[str | None, float]]:
+                top_k: int | None = None, skip: bool = True) -> list[tuple[str | None, float]]:
     """(category, confidence) per row for one labeler read from the views; `strength` > 0 calibrates
     the LLM's distribution on the set's content-free answers first (`calibrated`). `ensemble` is the
     product's labeler of the views' check (`checked_labeler`: `ensemble`, or `ensemble-lite` for
@@ -188,9 +183,9 @@ def predictions(payload: dict, labeler: str, weight: float | None = None, temper
         elif labeler == "ensemble-v5":
             p = softmax(combined_scores(llm_probs(row, names), fused_probs(row), ENSEMBLE_FUSED_WEIGHT) * ENSEMBLE_TEMPERATURE)
         else:  # ensemble, ensemble-v6
-            k, skip = (ALL, None) if labeler == "ensemble-v6" else (top_k, skip_above)
+            k, skips = (ALL, False) if labeler == "ensemble-v6" else (top_k, skip)
             p = softmax(ensemble_scores(row, payload, calibrated(llm_probs(row, names), bias, strength), weight,
-                                        check_weight, check_strength, k, skip) * temperature)
+                                        check_weight, check_strength, k, skips) * temperature)
         best = int(np.argmax(p))
         out.append((names[best], float(p[best])))
     return out

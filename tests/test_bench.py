@@ -731,10 +731,10 @@ def test_the_views_score_a_skipped_check_as_the_product_labels_it(monkeypatch):
     scored = softmax(ensemble_scores(sure, payload, experts[0]) * lab.temperature)
     assert product.confidence == pytest.approx(float(scored.max()), abs=1e-3)
     assert predictions(payload, "ensemble")[0][0] == "math"  # the check's yes to code and writing is not asked
-    asked = predictions(payload, "ensemble", skip_above=None)[0][0]
+    asked = predictions(payload, "ensemble", skip=False)[0][0]
     names_only = predictions({**payload, "spec": "names:math,code,writing"}, "ensemble")[0][0]
     assert asked == names_only != "math"  # asked (never skipped, or names alone): the check overrules
-    assert np.isclose(ensemble_scores(sure, payload, experts[0], skip_above=None).max(),
+    assert np.isclose(ensemble_scores(sure, payload, experts[0], skip=False).max(),
                       ensemble_scores(sure, {**payload, "spec": "names:x"}, experts[0]).max())
 
 

@@ -167,15 +167,12 @@ class EnsembleLabeler:
         `check_skip_above`. Never when the labeler has no such rule or no check, nor in a taxonomy with a
         category that has no description (names alone with `--no-describe`), where the LLM's pick was
         often sure and wrong and the check set it right (bench/README.md)."""
-        if not self.check_top_k or self.check_skip_above is None or not self.described:
-            return False
-        return pre_check_confidence(*experts, self.weight) > self.check_skip_above
+        return bool(self.check_top_k) and check_skipped(experts, self.weight, self.check_skip_above, self.described)
 
-    def check_scores(self, texts: list[str], experts: list[tuple], skipped: list[bool] | None = None) -> list:
+    def check_scores(self, texts: list[str], experts: list[tuple], skipped: list[bool]) -> list:
         """The check's offset log-odds per text, asking each its `check_top_k` likeliest categories by its
         `experts` (None where it failed, where `skipped`, for every text of an engine without logprobs,
         and for every text when `check_top_k` is 0: nothing is asked)."""
-        skipped = skipped or [False] * len(texts)
         asked = [i for i, skip in enumerate(skipped) if not skip]
         out: list = [None] * len(texts)
         if not self.check_top_k or not asked:
@@ -237,6 +234,12 @@ def pre_check_confidence(p_llm: list[float] | None, p_fused, weight: float) -> f
     (temperature 1) of `combined_scores` without a check. The check is skipped above a labeler's
     `check_skip_above`; bench/check_skip.py chose the line."""
     return float(max(softmax(combined_scores(p_llm, p_fused, weight))))
+
+
+def check_skipped(experts: tuple, weight: float, line: float | None, described: bool) -> bool:
+    """Whether a skip rule at `line` (None: no rule) asks no check of a sample with these `experts`
+    (P_llm, P_fused): only in a taxonomy whose categories all have descriptions, above the line."""
+    return line is not None and described and pre_check_confidence(*experts, weight) > line
 
 
 def llm_category_probabilities(label: SampleLabel | None, result, names: list[str]) -> list[float] | None:
